@@ -1,0 +1,1 @@
+"""Feature registry and pure numpy kernels, one module per feature group."""
