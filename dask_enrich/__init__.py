@@ -1,2 +1,18 @@
 """dask_enrich: training-parity feature enrichment for splice-site meta-models."""
 __version__ = "0.1.0"
+
+from .config import EnrichConfig
+from .core import EnrichReport, enrich
+from .manifest import Manifest, load_manifest
+from .seed import InferenceFeatureConfig, OptimizedInferenceEnricher, create_optimized_enricher
+
+__all__ = [
+    "EnrichConfig",
+    "EnrichReport",
+    "InferenceFeatureConfig",
+    "Manifest",
+    "OptimizedInferenceEnricher",
+    "create_optimized_enricher",
+    "enrich",
+    "load_manifest",
+]

@@ -1,0 +1,378 @@
+"""The enrichment core: positions in, the manifest's feature matrix out (pandas/numpy, no Dask).
+
+``enrich`` computes every feature the manifest names from what the run was given (scores, context
+columns or a track, the genomic cache), applies the missing-value policy, and returns the frame with
+identifying columns first and the features in manifest order. Row i of the output is row i of the
+input. The Dask engine calls it once per gene-partition; the seed-compatible API wraps it.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .config import EnrichConfig
+from .errors import InputError, MissingFeatureError
+from .features import registry
+from .features.context import choose_track, context_from_track
+from .features.registry import ANNOTATION, CONTEXT, INPUT_HINTS, SEQUENCE
+from .features.scores import score_features
+from .manifest import Manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .genome.cache import GenomicCache
+
+REQUIRED_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score", "neither_score")
+CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in registry.CONTEXT_OFFSETS)
+GENOMIC_FEATURES = tuple(f.name for f in registry.builtin_features() if f.group == "genomic")
+
+
+@dataclass
+class EnrichReport:
+    """What a call of ``enrich`` had to impute, and why."""
+
+    rows: int = 0
+    imputed: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: "EnrichReport") -> "EnrichReport":
+        """The report of two runs together (counts added)."""
+        imputed = dict(self.imputed)
+        for name, count in other.imputed.items():
+            imputed[name] = imputed.get(name, 0) + count
+        return EnrichReport(self.rows + other.rows, imputed, {**self.reasons, **other.reasons})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "imputed": dict(self.imputed), "reasons": dict(self.reasons)}
+
+
+# --- Output layout -------------------------------------------------------------------------------
+def _id_columns(manifest: Manifest, input_columns: Mapping[str, Any], config: EnrichConfig
+                ) -> list[tuple[str, str]]:
+    """(input column, output column) pairs of the identifying and kept columns, in output order."""
+    pairs = [(c, registry.id_column_name(c, manifest.names))
+             for c in registry.ID_COLUMNS if c in input_columns or c in ("gene_id", "position")]
+    pairs += [(c, c) for c in config.keep_columns if c not in registry.ID_COLUMNS]
+    clash = [out for _, out in pairs if out in set(manifest.names)]
+    if clash:
+        raise InputError(f"kept column(s) {', '.join(clash)} have the name of a manifest feature")
+    return pairs
+
+
+def output_meta(manifest: Manifest, input_dtypes: Mapping[str, Any],
+                config: EnrichConfig = EnrichConfig()) -> pd.DataFrame:
+    """An empty frame with exactly the columns and dtypes ``enrich`` returns for such an input."""
+    id_dtypes = {}
+    for source, out in _id_columns(manifest, input_dtypes, config):
+        id_dtypes[out] = (registry.ID_COLUMNS[source][0] if source in registry.ID_COLUMNS
+                          else input_dtypes[source])
+    return registry.meta_frame(list(manifest.names), id_dtypes)
+
+
+def output_schema(manifest: Manifest, input_dtypes: Mapping[str, Any],
+                  config: EnrichConfig = EnrichConfig()) -> pa.Schema:
+    """The pyarrow schema of every output file for such an input (derived from the registry)."""
+    id_types = {}
+    for source, out in _id_columns(manifest, input_dtypes, config):
+        if source in registry.ID_COLUMNS:
+            id_types[out] = registry.ID_COLUMNS[source][1]
+        else:
+            id_types[out] = pa.Schema.from_pandas(
+                pd.DataFrame({source: pd.Series([], dtype=input_dtypes[source])}),
+                preserve_index=False).field(source).type
+    return registry.arrow_schema(list(manifest.names), id_types)
+
+
+# --- Up-front check ------------------------------------------------------------------------------
+def check_inputs(manifest: Manifest, config: EnrichConfig, *, has_context_columns: bool,
+                 has_track: bool, has_genome: bool, has_annotation: bool) -> dict[str, str]:
+    """Features that cannot be computed from the run's inputs, with the reason.
+
+    With the ``error`` policy this raises MissingFeatureError naming them and the input that would
+    provide them; with ``impute`` it returns them (feature -> reason) so the run can say so early.
+    """
+    available = {
+        CONTEXT: has_context_columns or has_track,
+        SEQUENCE: has_genome and has_annotation,
+        ANNOTATION: has_annotation,
+    }
+    missing: dict[str, str] = {}
+    for name in manifest.names:
+        for need in sorted(registry.lookup(name).requires):
+            if need in available and not available[need]:
+                missing[name] = f"needs {INPUT_HINTS[need]}"
+                break
+    if missing and config.missing == "error":
+        raise MissingFeatureError(_missing_message(missing))
+    return missing
+
+
+def _missing_message(missing: Mapping[str, str], rows: Mapping[str, int] | None = None) -> str:
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for name, reason in missing.items():
+        by_reason[reason].append(name)
+    parts = []
+    for reason, names in by_reason.items():
+        kmers = [n for n in names if registry.parse_kmer(n)]
+        named = [n for n in names if not registry.parse_kmer(n)]
+        listed = ", ".join(named + ([f"{len(kmers)} k-mers ({kmers[0]}...)"] if kmers else []))
+        count = f" in {max(rows[n] for n in names)} rows" if rows else ""
+        parts.append(f"{listed}{count}: {reason}")
+    return ("cannot compute " + f"{len(missing)} manifest feature(s): " + "; ".join(parts)
+            + ". Give the input named, or use --missing impute (missing='impute') to fill them "
+            "with training medians and report it.")
+
+
+# --- The core ------------------------------------------------------------------------------------
+def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | None" = None,
+           track: pd.DataFrame | None = None, config: EnrichConfig = EnrichConfig(),
+           ) -> tuple[pd.DataFrame, EnrichReport]:
+    """The manifest's features for every row of ``frame``, and a report of what was imputed."""
+    absent = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if absent:
+        raise InputError(f"positions lack required column(s): {', '.join(absent)}")
+    missing_keep = [c for c in config.keep_columns if c not in frame.columns]
+    if missing_keep:
+        raise InputError(f"--keep-columns names column(s) not in the positions: {', '.join(missing_keep)}")
+    rows = _RowContext(frame, genomic, track, config)
+    names = list(manifest.names)
+    columns: dict[str, np.ndarray] = {}
+    missing_rows: dict[str, np.ndarray] = {}
+    reasons: dict[str, str] = {}
+
+    # Score-derived features (need the scores, and the context for most of them).
+    score_names = [n for n in names if registry.lookup(n).group not in ("sequence", "kmer", "genomic")]
+    needs_context = [n for n in score_names if CONTEXT in registry.lookup(n).requires]
+    context, context_missing, context_reason = rows.context() if needs_context else (None, None, "")
+    if needs_context and context is None:
+        filler = np.zeros(len(frame))
+        context = (filler, filler, filler, filler)
+    if context is not None and context_missing is not None and context_missing.any():
+        context = tuple(np.where(context_missing, 0.0, c) for c in context)
+    columns.update(score_features(score_names, rows.d, rows.a, rows.n, context))
+    for name in needs_context:
+        if context_missing is not None and context_missing.any():
+            missing_rows[name], reasons[name] = context_missing, context_reason
+
+    # Genomic features (from the annotation's gene table).
+    genomic_names = [n for n in names if registry.lookup(n).group == "genomic"]
+    if genomic_names:
+        values, absent_rows, reason = rows.gene_features(genomic_names)
+        columns.update(values)
+        for name in genomic_names:
+            if absent_rows.any():
+                missing_rows[name], reasons[name] = absent_rows, reason
+
+    # Sequence features and k-mers (from the genome, over each row's window).
+    sequence_names = [n for n in names if registry.lookup(n).group in ("sequence", "kmer")]
+    if sequence_names:
+        values, absent_rows, reason = rows.sequence_features(sequence_names)
+        columns.update(values)
+        for name in sequence_names:
+            if absent_rows.any():
+                missing_rows[name], reasons[name] = absent_rows, reason
+
+    report = EnrichReport(rows=len(frame))
+    if missing_rows:
+        counts = {n: int(m.sum()) for n, m in missing_rows.items()}
+        if config.missing == "error":
+            raise MissingFeatureError(_missing_message(reasons, counts))
+        for name, mask in missing_rows.items():
+            columns[name] = _impute(columns[name], mask, manifest, name)
+            report.imputed[name] = counts[name]
+            report.reasons[name] = reasons[name]
+    return _assemble(frame, manifest, columns, rows, config), report
+
+
+def impute_value(manifest: Manifest, name: str) -> float | int:
+    """The ``impute`` policy's fill value: the training median when the model directory gives one,
+    else the feature's documented constant (rounded for integer features)."""
+    feature = registry.lookup(name)
+    median = manifest.median(name)
+    fill = feature.impute_constant if median is None else median
+    return round(fill) if feature.is_integer else fill
+
+
+def _impute(values: np.ndarray, mask: np.ndarray, manifest: Manifest, name: str) -> np.ndarray:
+    out = np.array(values, dtype=registry.lookup(name).dtype, copy=True)
+    out[mask] = impute_value(manifest, name)
+    return out
+
+
+def _assemble(frame: pd.DataFrame, manifest: Manifest, columns: dict[str, np.ndarray],
+              rows: "_RowContext", config: EnrichConfig) -> pd.DataFrame:
+    data: dict[str, Any] = {}
+    for source, out in _id_columns(manifest, frame.columns, config):
+        if source == "position":
+            data[out] = rows.positions
+        elif source in registry.ID_COLUMNS:
+            data[out] = frame[source].astype(registry.ID_COLUMNS[source][0]).array
+        else:
+            data[out] = frame[source].array
+    for name in manifest.names:
+        data[name] = np.asarray(columns[name], dtype=registry.lookup(name).dtype)
+    # copy=False keeps one block per column: no consolidation copy of the whole matrix.
+    return pd.DataFrame(data, index=frame.index, copy=False)
+
+
+class _RowContext:
+    """Per-row facts resolved once: scores, gene of each row in the annotation, strand, positions."""
+
+    def __init__(self, frame: pd.DataFrame, genomic: "GenomicCache | None",
+                 track: pd.DataFrame | None, config: EnrichConfig):
+        self.frame, self.genomic, self.track, self.config = frame, genomic, track, config
+        self.d = _float_column(frame, "donor_score")
+        self.a = _float_column(frame, "acceptor_score")
+        self.n = _float_column(frame, "neither_score")
+        gene_ids = frame["gene_id"].astype(str)
+        self.gene_codes, self.gene_uniques = pd.factorize(gene_ids)
+        if genomic is not None:
+            self.gene_row = genomic.gene_table.index.get_indexer(self.gene_uniques)[self.gene_codes]
+        else:
+            self.gene_row = np.full(len(frame), -1, dtype=np.int64)
+        self.in_annotation = self.gene_row >= 0
+        self.positions = self._genomic_positions(frame["position"].to_numpy())
+        self.minus, self.strand_known = self._strands()
+
+    # --- identity ---------------------------------------------------------------------------------
+    def _gene_column(self, name: str) -> np.ndarray:
+        """Column ``name`` of the gene table for each row (garbage where not in the annotation)."""
+        values = self.genomic.gene_table[name].to_numpy()
+        return values[np.where(self.in_annotation, self.gene_row, 0)]
+
+    def _genomic_positions(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.config.coordinates == "genomic":
+            return positions
+        if self.genomic is None:
+            raise InputError("gene-relative positions need the annotation (--annotation or --cache)")
+        if not self.in_annotation.all():
+            lost = pd.unique(self.frame["gene_id"].to_numpy()[~self.in_annotation])[:5]
+            raise InputError("gene-relative positions of genes absent from the annotation cannot be "
+                             f"converted: {', '.join(map(str, lost))}")
+        start, end = self._gene_column("gene_start"), self._gene_column("gene_end")
+        minus = self._gene_column("strand") == "-"
+        genomic = np.where(minus, end - positions, start + positions)
+        outside = (genomic < start) | (genomic > end)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise InputError(
+                f"{int(outside.sum())} gene-relative position(s) fall outside their gene, e.g. row {i}: "
+                f"gene {self.frame['gene_id'].iloc[i]} offset {positions[i]} (gene length "
+                f"{end[i] - start[i] + 1})")
+        return genomic
+
+    def _strands(self) -> tuple[np.ndarray, np.ndarray]:
+        """(minus, known): strand of each row from the positions, else the annotation, else the
+        track; a conflict between sources is an InputError."""
+        n = len(self.frame)
+        sources: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, strand, known)
+        if "strand" in self.frame.columns:
+            s = self.frame["strand"].astype(str).to_numpy()
+            sources.append(("positions", s, np.isin(s, ["+", "-"])))
+        if self.genomic is not None:
+            s = np.where(self.in_annotation, self._gene_column("strand").astype(str), "")
+            sources.append(("annotation", s, self.in_annotation))
+        if self.track is not None and "strand" in self.track.columns:
+            per_gene = self.track.drop_duplicates("gene_id").set_index("gene_id")["strand"]
+            s = per_gene.reindex(self.gene_uniques).astype(str).to_numpy()[self.gene_codes]
+            sources.append(("track", s, np.isin(s, ["+", "-"])))
+        strand = np.full(n, "", dtype=object)
+        known = np.zeros(n, dtype=bool)
+        for name, s, ok in sources:
+            clash = known & ok & (strand != s)
+            if clash.any():
+                gene = self.frame["gene_id"].to_numpy()[np.flatnonzero(clash)[0]]
+                raise InputError(f"strand conflict for gene {gene}: the {name} disagree with an "
+                                 f"earlier source ({int(clash.sum())} rows)")
+            take = ok & ~known
+            strand[take] = s[take]
+            known |= ok
+        return strand == "-", known
+
+    # --- context ----------------------------------------------------------------------------------
+    def context(self) -> tuple[tuple[np.ndarray, ...] | None, np.ndarray | None, str]:
+        """(m2, m1, p1, p2), the rows whose context is missing, and why."""
+        frame = self.frame
+        if all(c in frame.columns for c in CONTEXT_COLUMNS):
+            values = tuple(_float_column(frame, c) for c in CONTEXT_COLUMNS)
+            missing = np.isnan(np.column_stack(values)).any(axis=1)
+            return values, missing, "context_score_* value missing (NaN) in the positions"
+        if self.track is None:
+            return None, np.ones(len(frame), dtype=bool), f"needs {INPUT_HINTS[CONTEXT]}"
+        track = self.track
+        track_codes = self.gene_uniques.get_indexer(track["gene_id"].astype(str))
+        keep = track_codes >= 0
+        track_codes = track_codes[keep]
+        track_pos = track["position"].to_numpy()[keep].astype(np.int64)
+        span_start, span_end = self._span_from_track(track_codes, track_pos)
+        use_donor = choose_track(self.d, self.a, self.config.context_track)
+        values = context_from_track(
+            self.gene_codes, self.positions, self.minus, use_donor, span_start, span_end,
+            track_codes, track_pos,
+            _float_column(track, "donor_score")[keep], _float_column(track, "acceptor_score")[keep],
+        )
+        missing = np.isnan(np.column_stack(values)).any(axis=1) | ~self.strand_known
+        reason = ("an in-gene neighbour nucleotide is absent from the track, or the strand is "
+                  "unknown")
+        return values, missing, reason
+
+    def _span_from_track(self, track_codes: np.ndarray, track_pos: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Gene span per row: the annotation's, else the extent of the gene's track."""
+        n_genes = len(self.gene_uniques)
+        lo = np.full(n_genes, np.iinfo(np.int64).max)
+        hi = np.full(n_genes, np.iinfo(np.int64).min)
+        np.minimum.at(lo, track_codes, track_pos)
+        np.maximum.at(hi, track_codes, track_pos)
+        start, end = lo[self.gene_codes], hi[self.gene_codes]
+        if self.genomic is not None:
+            start = np.where(self.in_annotation, self._gene_column("gene_start"), start)
+            end = np.where(self.in_annotation, self._gene_column("gene_end"), end)
+        return start, end
+
+    # --- annotation -------------------------------------------------------------------------------
+    def gene_features(self, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+        if self.genomic is None:
+            return ({n: np.zeros(len(self.frame)) for n in names},
+                    np.ones(len(self.frame), dtype=bool), f"needs {INPUT_HINTS[ANNOTATION]}")
+        values = {n: self._gene_column(n) for n in names}
+        return values, ~self.in_annotation, "gene absent from the annotation"
+
+    # --- sequence ---------------------------------------------------------------------------------
+    def sequence_features(self, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+        n = len(self.frame)
+        empty = {name: np.zeros(n) for name in names}
+        if self.genomic is None or getattr(self.genomic, "bases", None) is None:
+            return empty, np.ones(n, dtype=bool), f"needs {INPUT_HINTS[SEQUENCE]}"
+        from .features.sequence import sequence_features, window_bounds
+
+        offset = np.where(self.in_annotation, self._gene_column("seq_offset"), -1)
+        start, end = self._gene_column("gene_start"), self._gene_column("gene_end")
+        valid = (self.in_annotation & (offset >= 0) & self.strand_known
+                 & (self.positions >= start) & (self.positions <= end))
+        reason = ("gene absent from the annotation, its chromosome absent from the genome, or the "
+                  "position outside the gene span")
+        if not valid.any():
+            return empty, ~valid, reason
+        lo, hi = window_bounds(self.positions[valid], start[valid], end[valid], self.minus[valid],
+                               self.config.sequence_flank)
+        computed = sequence_features(self.genomic.bases, lo + offset[valid], hi + offset[valid],
+                                     self.minus[valid], names)
+        out = {}
+        for name in names:
+            column = np.zeros(n, dtype=registry.lookup(name).dtype)
+            column[valid] = computed[name]
+            out[name] = column
+        return out, ~valid, reason
+
+
+def _float_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    try:
+        return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise InputError(f"column {name!r} must be numeric") from None
