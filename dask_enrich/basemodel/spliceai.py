@@ -20,9 +20,13 @@ models' softmax outputs are averaged.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
+import glob
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -225,12 +229,13 @@ class SpliceAIModel:
                     del values[src]
             yield node.name, out
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, threads: int | None = 1) -> np.ndarray:
         """Class probabilities ``(n - context, 3)`` [neither, acceptor, donor] for one-hot ``x``."""
         out = None
-        for name, value in self.layers(x):
-            if name == self.output:
-                out = value
+        with blas_threads(threads):
+            for name, value in self.layers(x):
+                if name == self.output:
+                    out = value
         assert out is not None
         return out
 
@@ -381,6 +386,46 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return z
 
 
+@functools.lru_cache(maxsize=1)
+def _openblas_thread_setter():
+    """numpy's bundled OpenBLAS ``openblas_set_num_threads_local`` (thread-local), or None."""
+    candidates: list[str] = []
+    try:
+        with open("/proc/self/maps") as maps:
+            candidates += sorted({ln.split()[-1] for ln in maps if "openblas" in ln.lower() and "/" in ln})
+    except OSError:
+        pass
+    base = os.path.dirname(os.path.dirname(np.__file__))
+    for pattern in ("numpy.libs/*openblas*", "numpy/.dylibs/*openblas*"):
+        candidates += sorted(glob.glob(os.path.join(base, pattern)))
+    for path in candidates:
+        try:
+            fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local")
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        return fn
+    return None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Limit numpy's OpenBLAS to ``n`` threads in the calling thread (no-op if ``None``/unavailable).
+
+    The convolutions are many small matrix products: OpenBLAS threading them gains little and, on
+    a shared or busy machine, loses a lot. Parallelism comes from running genes in parallel.
+    """
+    setter = _openblas_thread_setter() if n is not None else None
+    if setter is None:
+        yield
+        return
+    previous = setter(int(n))
+    try:
+        yield
+    finally:
+        setter(previous)
+
+
 @functools.lru_cache(maxsize=4)
 def load_models(folder: str | None = None, *, fold_bn: bool = True) -> tuple[SpliceAIModel, ...]:
     """The five SpliceAI models (cached per process). ``folder`` defaults to :func:`weights_dir`."""
@@ -393,12 +438,17 @@ def load_models(folder: str | None = None, *, fold_bn: bool = True) -> tuple[Spl
 
 
 def predict_onehot(
-    x: np.ndarray, models: Sequence[SpliceAIModel], *, chunk_size: int = DEFAULT_CHUNK
+    x: np.ndarray,
+    models: Sequence[SpliceAIModel],
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    threads: int | None = 1,
 ) -> np.ndarray:
     """Average class probabilities ``(n - 10000, 3)`` of ``models`` for one-hot ``x`` ``(n, 4)``.
 
     The output is computed in independent chunks of ``chunk_size`` positions (each chunk reads its
     own 5,000-nt flanks), which is exact because the receptive field equals the crop.
+    ``threads``: OpenBLAS threads for the products (default 1; ``None`` leaves OpenBLAS as is).
     """
     if not models:
         raise ConfigError("no SpliceAI models given")
@@ -412,12 +462,13 @@ def predict_onehot(
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be positive, not {chunk_size}")
     out = np.zeros((n_out, 3), dtype=np.float32)
-    for a in range(0, n_out, chunk_size):
-        b = min(n_out, a + chunk_size)
-        piece = x[a : b + left + right]
-        acc = out[a:b]
-        for model in models:
-            acc += model.forward(piece)
+    with blas_threads(threads):
+        for a in range(0, n_out, chunk_size):
+            b = min(n_out, a + chunk_size)
+            piece = x[a : b + left + right]
+            acc = out[a:b]
+            for model in models:
+                acc += model.forward(piece)
     out /= np.float32(len(models))
     return out
 
@@ -428,6 +479,7 @@ def predict_gene(
     models: Sequence[SpliceAIModel],
     *,
     chunk_size: int = DEFAULT_CHUNK,
+    threads: int | None = 1,
 ) -> np.ndarray:
     """SpliceAI scores ``(L, 3)`` [neither, acceptor, donor] for a gene, in forward genomic order.
 
@@ -441,7 +493,7 @@ def predict_gene(
     x = one_hot(sequence_codes_with_flank)
     if strand == "-":
         x = x[::-1, ::-1]
-    y = predict_onehot(x, models, chunk_size=chunk_size)
+    y = predict_onehot(x, models, chunk_size=chunk_size, threads=threads)
     if strand == "-":
         y = np.ascontiguousarray(y[::-1])
     return y
