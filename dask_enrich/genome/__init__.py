@@ -1,0 +1,17 @@
+"""Genome side: GTF parsing, indexed FASTA access and the on-disk genomic cache."""
+from .cache import (
+    GenomicCache,
+    build_cache,
+    gene_relative_to_genomic,
+    genomic_to_gene_relative,
+    load_cached,
+    register_cli,
+)
+from .fasta import IndexedFasta, reverse_complement
+from .gtf import GENOMIC_FEATURES, Annotation, encode_chrom, read_gtf
+
+__all__ = [
+    "Annotation", "GENOMIC_FEATURES", "GenomicCache", "IndexedFasta", "build_cache", "encode_chrom",
+    "gene_relative_to_genomic", "genomic_to_gene_relative", "load_cached", "read_gtf", "register_cli",
+    "reverse_complement",
+]

@@ -1,0 +1,392 @@
+"""The on-disk genomic cache: gene table, splice sites, exons and gene sequences, keyed by a
+fingerprint of its inputs.
+
+Layout of a cache directory::
+
+    cache.json          format version, inputs fingerprint, input paths and hashes, report (written last)
+    genes.parquet       one row per gene: gene_id, seqname, strand, the 14 genomic features, seq_offset
+    splice_sites.parquet  gene_id, position, site_type
+    exons.parquet       gene_id, transcript_id, seqname, strand, start, end
+    bases.npy           uint8: every gene's forward-strand span gene_start..gene_end, upper-cased,
+                        concatenated in gene-table order (absent for an annotation-only cache)
+
+The fingerprint is a SHA-256 over the cache format version and the SHA-256 of the GTF's and the
+FASTA's bytes. :func:`build_cache` reuses a directory whose ``cache.json`` has the same fingerprint
+and otherwise rebuilds it: ``cache.json`` is removed first and written last, so an interrupted build
+is never mistaken for a complete one, and files of two builds are never mixed.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..errors import EnrichError, InputError
+from ..features.registry import lookup
+from ..features.sequence import check_names, sequence_features, window_bounds
+from .fasta import IndexedFasta
+from .gtf import GENOMIC_FEATURES, read_gtf
+
+CACHE_FORMAT_VERSION = 1
+CACHE_FILES = ("genes.parquet", "splice_sites.parquet", "exons.parquet")
+BASES_FILE = "bases.npy"
+META_FILE = "cache.json"
+
+Progress = Callable[[str], None]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def inputs_fingerprint(genome: str | Path | None, annotation: str | Path) -> tuple[str, dict]:
+    """(fingerprint, details) of a cache's inputs: content hashes plus the cache format version."""
+    details = {
+        "format_version": CACHE_FORMAT_VERSION,
+        "annotation_sha256": file_sha256(annotation),
+        "genome_sha256": None if genome is None else file_sha256(genome),
+    }
+    text = json.dumps(details, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest(), details
+
+
+# --- coordinates ---------------------------------------------------------------------------------
+def _as_arrays(*arrays) -> list[np.ndarray]:
+    return [np.asarray(a) for a in arrays]
+
+
+def genomic_to_gene_relative(position, gene_start, gene_end, minus) -> np.ndarray:
+    """0-based offset from the gene's 5' end in transcript orientation (position - gene_start on
+    plus, gene_end - position on minus) of 1-based genomic positions; outside the span -> InputError."""
+    position, gene_start, gene_end = (a.astype(np.int64) for a in _as_arrays(position, gene_start, gene_end))
+    minus = np.asarray(minus, dtype=bool)
+    bad = (position < gene_start) | (position > gene_end)
+    if np.any(bad):
+        rows = np.flatnonzero(bad)
+        raise InputError(f"{len(rows)} genomic position(s) outside their gene's span (rows {rows[:5].tolist()})")
+    return np.where(minus, gene_end - position, position - gene_start)
+
+
+def gene_relative_to_genomic(relative, gene_start, gene_end, minus) -> np.ndarray:
+    """1-based genomic positions of gene-relative offsets (inverse of :func:`genomic_to_gene_relative`);
+    an offset outside 0 .. gene_end - gene_start -> InputError."""
+    relative, gene_start, gene_end = (a.astype(np.int64) for a in _as_arrays(relative, gene_start, gene_end))
+    minus = np.asarray(minus, dtype=bool)
+    bad = (relative < 0) | (relative > gene_end - gene_start)
+    if np.any(bad):
+        rows = np.flatnonzero(bad)
+        raise InputError(f"{len(rows)} gene-relative position(s) outside their gene (rows {rows[:5].tolist()})")
+    return np.where(minus, gene_end - relative, gene_start + relative)
+
+
+# --- the cache -----------------------------------------------------------------------------------
+@dataclass
+class GenomicCache:
+    """An opened genomic cache (see the module docstring for the layout).
+
+    gene_table: index gene_id; seqname, strand, the 14 genomic features (registry dtypes) and
+        seq_offset (int64 index of the gene's forward span in ``bases``, -1 without sequence).
+    bases: uint8 memory map of the concatenated gene spans (empty without a genome).
+    report: what the build left out (genes without exons or sequence, ...).
+    """
+
+    path: Path
+    gene_table: pd.DataFrame
+    splice_sites: pd.DataFrame
+    bases: np.ndarray
+    fingerprint: str
+    report: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def has_sequence(self) -> bool:
+        """Whether the cache was built with a genome FASTA."""
+        return bool(self.meta.get("has_sequence"))
+
+    @property
+    def exons(self) -> pd.DataFrame:
+        """The exon table (read on demand)."""
+        return pd.read_parquet(self.path / "exons.parquet")
+
+    @classmethod
+    def open(cls, path: str | Path) -> "GenomicCache":
+        """Open a cache directory written by :func:`build_cache`."""
+        path = Path(path)
+        meta = _read_meta(path)
+        if meta is None:
+            raise InputError(f"{path}: not a genomic cache (no valid {META_FILE}); build it with "
+                             "`dask-enrich build-cache`")
+        missing = [f for f in meta.get("files", []) if not (path / f).is_file()]
+        if missing:
+            raise InputError(f"{path}: incomplete genomic cache, missing {missing}; rebuild it")
+        genes = pd.read_parquet(path / "genes.parquet").set_index("gene_id")
+        sites = pd.read_parquet(path / "splice_sites.parquet")
+        if meta.get("has_sequence"):
+            bases = np.load(path / BASES_FILE, mmap_mode="r")
+            if len(bases) != meta["bases_length"]:
+                raise InputError(f"{path / BASES_FILE}: length {len(bases)} differs from {META_FILE}; rebuild")
+        else:
+            bases = np.zeros(0, dtype=np.uint8)
+        return cls(path, genes, sites, bases, meta["fingerprint"], meta.get("report", {}), meta)
+
+    # -- lookups used by the engine --
+    def position_problems(self, gene_id, position, *, need_sequence: bool) -> np.ndarray:
+        """Per row, '' when (gene_id, position) can be enriched, else the reason (object array):
+        'gene not in annotation', 'position outside gene', 'no sequence for gene'."""
+        gene_id = pd.Index(np.asarray(gene_id, dtype=object))
+        position = np.asarray(position, dtype=np.int64)
+        idx = self.gene_table.index.get_indexer(gene_id)
+        reason = np.full(len(idx), "", dtype=object)
+        found = idx >= 0
+        reason[~found] = "gene not in annotation"
+        start = self.gene_table["gene_start"].to_numpy()[np.maximum(idx, 0)]
+        end = self.gene_table["gene_end"].to_numpy()[np.maximum(idx, 0)]
+        outside = found & ((position < start) | (position > end))
+        reason[outside] = "position outside gene"
+        if need_sequence:
+            noseq = found & ~outside & (self.gene_table["seq_offset"].to_numpy()[np.maximum(idx, 0)] < 0)
+            reason[noseq] = "no sequence for gene" + ("" if self.has_sequence else " (cache built without --genome)")
+        return reason
+
+    def _rows(self, gene_id, position, need_sequence: bool) -> np.ndarray:
+        reason = self.position_problems(gene_id, position, need_sequence=need_sequence)
+        bad = reason != ""
+        if bad.any():
+            kinds = pd.Series(reason[bad]).value_counts()
+            detail = "; ".join(f"{k}: {v} row(s)" for k, v in kinds.items())
+            raise InputError(f"cannot enrich {int(bad.sum())} position(s) with cache {self.path}: {detail} "
+                             f"(first rows {np.flatnonzero(bad)[:5].tolist()})")
+        return self.gene_table.index.get_indexer(pd.Index(np.asarray(gene_id, dtype=object)))
+
+    def genomic_features(self, gene_id, names: list[str]) -> dict[str, np.ndarray]:
+        """The requested genomic features (registry dtypes) of each row's gene."""
+        unknown = [n for n in names if n not in GENOMIC_FEATURES]
+        if unknown:
+            raise ValueError(f"not genomic features: {unknown}")
+        idx = self.gene_table.index.get_indexer(pd.Index(np.asarray(gene_id, dtype=object)))
+        if np.any(idx < 0):
+            raise InputError(f"{int(np.sum(idx < 0))} row(s) whose gene is not in annotation cache {self.path}")
+        return {n: self.gene_table[n].to_numpy()[idx].astype(lookup(n).dtype) for n in names}
+
+    def sequence_features(self, gene_id, position, names: list[str], flank: int = 250) -> dict[str, np.ndarray]:
+        """Sequence features / k-mer counts (registry dtypes) of 1-based genomic positions."""
+        bad = check_names(list(names))
+        if bad:
+            raise ValueError(f"not sequence features: {bad}")
+        position = np.asarray(position, dtype=np.int64)
+        idx = self._rows(gene_id, position, need_sequence=True)
+        table = self.gene_table
+        start = table["gene_start"].to_numpy()[idx]
+        end = table["gene_end"].to_numpy()[idx]
+        minus = table["strand"].to_numpy()[idx] == "-"
+        lo, hi = window_bounds(position, start, end, minus, flank)
+        offset = table["seq_offset"].to_numpy()[idx]
+        return sequence_features(self.bases, lo + offset, hi + offset, minus, list(names))
+
+    def gene_sequence(self, gene_id: str, transcript_orientation: bool = True) -> np.ndarray:
+        """One gene's bases (reverse complement on the minus strand when ``transcript_orientation``)."""
+        from .fasta import reverse_complement
+
+        row = self.gene_table.loc[gene_id]
+        if row["seq_offset"] < 0:
+            raise InputError(f"no sequence for gene {gene_id!r} in cache {self.path}")
+        seq = np.asarray(self.bases[row["seq_offset"]:row["seq_offset"] + row["gene_length"]])
+        return reverse_complement(seq) if transcript_orientation and row["strand"] == "-" else seq
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format_version") != CACHE_FORMAT_VERSION or "fingerprint" not in meta:
+        return None
+    return meta
+
+
+def _gene_bases(fasta: IndexedFasta, genes: pd.DataFrame, out_path: Path, progress: Progress) -> tuple[np.ndarray, dict]:
+    """Write every gene's forward span to ``out_path`` (.npy); returns (seq_offset, report)."""
+    start = genes["gene_start"].to_numpy()
+    end = genes["gene_end"].to_numpy()
+    seqname = genes["seqname"].to_numpy()
+    lengths = {name: fasta.length(name) for name in fasta.names}
+    has_seq = np.array([s in lengths for s in seqname], dtype=bool) if len(seqname) else np.zeros(0, bool)
+    chrom_len = np.array([lengths.get(s, 0) for s in seqname], dtype=np.int64)
+    beyond = has_seq & (end > chrom_len)
+    ok = has_seq & ~beyond
+    span = np.where(ok, end - start + 1, 0)
+    offset = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
+    total = int(span.sum())
+    report = {
+        "genes_on_missing_sequences": genes["gene_id"].to_numpy()[~has_seq].tolist(),
+        "missing_sequences": sorted(set(seqname[~has_seq].tolist())),
+        "genes_beyond_sequence_end": genes["gene_id"].to_numpy()[beyond].tolist(),
+    }
+    bases = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(total,))
+    for name in pd.unique(seqname[ok]):  # loop over chromosomes only
+        rows = np.flatnonzero(ok & (seqname == name))
+        progress(f"reading {name} ({lengths[name]:,} nt, {len(rows)} genes)")
+        chrom = fasta.fetch(name, 1, lengths[name])
+        # genes of one seqname are consecutive in the table, so their spans are contiguous in bases
+        for part in np.array_split(rows, max(1, int(span[rows].sum() // (8 << 20)) + 1)):
+            if len(part) == 0:
+                continue
+            lens = span[part]
+            within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+            src = np.repeat(start[part] - 1, lens) + within
+            first = int(offset[part[0]])
+            bases[first:first + len(src)] = chrom[src]
+        del chrom
+    bases.flush()
+    del bases
+    return np.where(ok, offset, -1), report
+
+
+def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Path, *,
+                progress: Progress | None = None) -> GenomicCache:
+    """Build (or reuse, when the inputs' fingerprint matches) the genomic cache in ``out``."""
+    say = progress or (lambda message: None)
+    out = Path(out)
+    annotation = Path(annotation)
+    if not annotation.is_file():
+        raise InputError(f"annotation file not found: {annotation}")
+    if genome is not None and not Path(genome).is_file():
+        raise InputError(f"genome FASTA not found: {genome}")
+    fingerprint, details = inputs_fingerprint(genome, annotation)
+    meta = _read_meta(out) if out.is_dir() else None
+    if meta is not None and meta["fingerprint"] == fingerprint:
+        say(f"reusing the genomic cache in {out} (same inputs)")
+        return GenomicCache.open(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / META_FILE).exists():
+        say(f"inputs changed: rebuilding the genomic cache in {out}")
+        (out / META_FILE).unlink()
+    t0 = time.perf_counter()
+    work = out / f".build-{os.getpid()}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    try:
+        say(f"parsing {annotation}")
+        ann = read_gtf(annotation)
+        genes = ann.genes
+        report = dict(ann.report)
+        files = list(CACHE_FILES)
+        if genome is not None:
+            say(f"indexing {genome}")
+            fasta = IndexedFasta(genome, index_dir=out)
+            seq_offset, seq_report = _gene_bases(fasta, genes, work / BASES_FILE, say)
+            report.update(seq_report)
+            files.append(BASES_FILE)
+            bases_length = int(np.load(work / BASES_FILE, mmap_mode="r").shape[0])
+        else:
+            seq_offset = np.full(len(genes), -1, dtype=np.int64)
+            bases_length = 0
+        genes = genes.assign(seq_offset=seq_offset.astype(np.int64))
+        genes.to_parquet(work / "genes.parquet", index=False)
+        ann.splice_sites.to_parquet(work / "splice_sites.parquet", index=False)
+        ann.exons.to_parquet(work / "exons.parquet", index=False)
+        for name in files:
+            os.replace(work / name, out / name)
+        if genome is None and (out / BASES_FILE).exists():
+            (out / BASES_FILE).unlink()
+        meta = {
+            **details,
+            "fingerprint": fingerprint,
+            "annotation": str(annotation.resolve()),
+            "genome": None if genome is None else str(Path(genome).resolve()),
+            "has_sequence": genome is not None,
+            "bases_length": bases_length,
+            "n_genes": int(len(genes)),
+            "files": files,
+            "build_seconds": round(time.perf_counter() - t0, 3),
+            "report": report,
+        }
+        tmp = work / META_FILE
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, out / META_FILE)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    say(f"genomic cache written to {out} ({len(genes)} genes, {bases_length:,} nt, "
+        f"{meta['build_seconds']:.1f} s)")
+    load_cached.cache_clear()
+    return GenomicCache.open(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _open_cached(resolved: str, fingerprint: str) -> GenomicCache:
+    return GenomicCache.open(resolved)
+
+
+def load_cached(path: str | Path) -> GenomicCache:
+    """Open a cache once per process (memoised on the resolved path and the cache's fingerprint)."""
+    resolved = Path(path).resolve()
+    meta = _read_meta(resolved)
+    if meta is None:
+        raise InputError(f"{path}: not a genomic cache (no valid {META_FILE})")
+    return _open_cached(str(resolved), meta["fingerprint"])
+
+
+load_cached.cache_clear = _open_cached.cache_clear  # type: ignore[attr-defined]
+
+
+# --- command line --------------------------------------------------------------------------------
+def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``build-cache`` subcommand (sets ``handler`` to a function returning an exit code)."""
+    parser = subparsers.add_parser(
+        "build-cache",
+        help="build the genomic cache (gene table, splice sites, gene sequences) from a GTF and a FASTA",
+        description=(
+            "Parse the annotation (GTF, plain or gzip) into the per-gene table of genomic features and "
+            "the annotated splice sites, index the genome (plain or bgzip FASTA; a missing .fai/.gzi is "
+            "built), and store everything under --out, keyed by a fingerprint of the inputs. Running it "
+            "again with the same inputs reuses the cache; changed inputs rebuild it. Without --genome the "
+            "cache holds the annotation only (no sequence features)."),
+    )
+    parser.add_argument("--genome", metavar="FASTA", default=None,
+                        help="reference genome, plain or bgzip FASTA (needed for gc_content, k-mers, ...)")
+    parser.add_argument("--annotation", metavar="GTF", required=True,
+                        help="gene annotation, GTF (GENCODE, Ensembl or RefSeq flavour), plain or .gz")
+    parser.add_argument("--out", metavar="DIR", required=True, help="cache directory (created if needed)")
+    parser.add_argument("--quiet", action="store_true", help="print only the final summary")
+    parser.set_defaults(handler=_cli_build_cache)
+    return parser
+
+
+def _cli_build_cache(args: argparse.Namespace) -> int:
+    import sys
+
+    progress = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    try:
+        cache = build_cache(args.genome, args.annotation, args.out, progress=progress)
+    except EnrichError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    report = cache.report
+    print(f"genomic cache {cache.path}: {len(cache.gene_table)} genes, fingerprint {cache.fingerprint[:12]}")
+    for key in ("genes_without_exons", "genes_mixed_seqname_or_strand", "genes_on_missing_sequences",
+                "genes_beyond_sequence_end"):
+        items = report.get(key) or []
+        if items:
+            print(f"  {key.replace('_', ' ')}: {len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})")
+    if report.get("missing_sequences"):
+        print(f"  sequences named in the annotation but absent from the genome: {report['missing_sequences']}")
+    return 0
