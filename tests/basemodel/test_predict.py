@@ -1,0 +1,205 @@
+"""predict_base / predict-base on real genes of the bundled Arabidopsis slice.
+
+References are independent of the code under test: exon coordinates parsed here from the GTF text
+with a plain loop, the genome read here with gzip, and real biology (an intron starts with GT and
+ends with AG on the transcribed strand).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dask_enrich.basemodel import predict as bp
+from dask_enrich.basemodel import spliceai as sa
+from dask_enrich.errors import ConfigError, InputError
+
+DATA = Path(__file__).resolve().parents[2] / "dask_enrich" / "data"
+FASTA = DATA / "athal_chr1_1mb.fa.gz"
+GTF = DATA / "athal_chr1_1mb.gtf.gz"
+PLUS_GENE = "AT1G01160"  # + strand, 1,758 nt, 5 introns, full 5 kb flanks
+MINUS_GENE = "AT1G01030"  # - strand, 2,066 nt, 1 intron
+EDGE_GENE = "AT1G01010"  # + strand, starts at 3,631: 1,370 flank positions beyond the sequence start
+
+try:
+    sa.weights_dir()
+    HAVE_WEIGHTS = True
+except ConfigError:  # pragma: no cover
+    HAVE_WEIGHTS = False
+needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="spliceai weights not installed")
+
+
+@pytest.fixture(scope="module")
+def genome_text() -> bytes:
+    with gzip.open(FASTA, "rb") as f:
+        return b"".join(line.strip() for line in f if not line.startswith(b">")).upper()
+
+
+@pytest.fixture(scope="module")
+def exons() -> dict[str, list[tuple[int, int, str, str]]]:
+    """gene_id -> [(start, end, strand, transcript_id)] of its exon lines."""
+    out: dict[str, list] = {}
+    with gzip.open(GTF, "rt") as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 9 or fields[2] != "exon":
+                continue
+            gene = re.search(r'gene_id "([^"]+)"', fields[8]).group(1)
+            tx = re.search(r'transcript_id "([^"]+)"', fields[8]).group(1)
+            out.setdefault(gene, []).append((int(fields[3]), int(fields[4]), fields[6], tx))
+    return out
+
+
+def _boundaries(exon_list) -> tuple[set[int], set[int]]:
+    """Exon-side boundary nucleotides (donor, acceptor) of every intron, on the gene's strand."""
+    donors, acceptors = set(), set()
+    by_tx: dict[str, list] = {}
+    for start, end, strand, tx in exon_list:
+        by_tx.setdefault(tx, []).append((start, end, strand))
+    for parts in by_tx.values():
+        parts.sort()
+        for (s1, e1, strand), (s2, e2, _) in zip(parts, parts[1:]):
+            if strand == "+":
+                donors.add(e1)  # last exon nucleotide before the intron
+                acceptors.add(s2)  # first exon nucleotide after it
+            else:
+                donors.add(s2)
+                acceptors.add(e1)
+    return donors, acceptors
+
+
+@pytest.fixture(scope="module")
+def track(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not HAVE_WEIGHTS:
+        pytest.skip("spliceai weights not installed")
+    from distributed import Client, LocalCluster
+
+    out = tmp_path_factory.mktemp("track") / "track.parquet"
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            summary = bp.predict_base(FASTA, GTF, [MINUS_GENE, PLUS_GENE, EDGE_GENE], out, client=client)
+    return pd.read_parquet(out), summary
+
+
+@needs_weights
+def test_track_layout(track) -> None:
+    df, summary = track
+    assert list(df.columns) == bp.TRACK_COLUMNS
+    assert {c: str(df[c].dtype) for c in ("position", "donor_score", "acceptor_score", "neither_score")} == {
+        "position": "int64", "donor_score": "float32", "acceptor_score": "float32", "neither_score": "float32"}
+    # one row per nucleotide of each gene span (GTF gene lines read by hand)
+    spans = {}
+    with gzip.open(GTF, "rt") as f:
+        for line in f:
+            fields = line.split("\t")
+            if len(fields) >= 9 and fields[2] == "gene":
+                gid = re.search(r'gene_id "([^"]+)"', fields[8]).group(1)
+                spans[gid] = (int(fields[3]), int(fields[4]), fields[6])
+    assert list(summary["gene_id"]) == ["AT1G01010", "AT1G01030", "AT1G01160"]  # annotation order
+    for gid, rows in df.groupby("gene_id", sort=False):
+        start, end, strand = spans[gid]
+        np.testing.assert_array_equal(rows["position"].to_numpy(), np.arange(start, end + 1))
+        assert set(rows["strand"]) == {strand} and set(rows["chrom"]) == {"NC_003070.9"}
+    total = df[["donor_score", "acceptor_score", "neither_score"]].sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+    padded = dict(zip(summary["gene_id"], summary["flank_padded"]))
+    assert padded == {EDGE_GENE: 5000 - (3631 - 1), MINUS_GENE: 0, PLUS_GENE: 0}
+
+
+@needs_weights
+@pytest.mark.parametrize("gene", [PLUS_GENE, MINUS_GENE])
+def test_top_scores_land_on_annotated_splice_sites(track, exons, genome_text, gene) -> None:
+    df, _ = track
+    rows = df[df["gene_id"] == gene]
+    donors, acceptors = _boundaries(exons[gene])
+    strand = exons[gene][0][2]
+    pos = rows["position"].to_numpy()
+    top_donor = int(pos[np.argmax(rows["donor_score"].to_numpy())])
+    top_acceptor = int(pos[np.argmax(rows["acceptor_score"].to_numpy())])
+    assert top_donor in donors
+    assert top_acceptor in acceptors
+    # clear peaks: far above the background (median ~1e-6)
+    assert rows["donor_score"].max() > 0.2 and rows["acceptor_score"].max() > 0.2
+    g = genome_text  # g[p - 1] is 1-based position p
+    if strand == "+":
+        assert g[top_donor : top_donor + 2] == b"GT"  # intron starts right after the donor peak
+        assert g[top_acceptor - 3 : top_acceptor - 1] == b"AG"  # and ends right before the acceptor
+    else:
+        assert g[top_donor - 3 : top_donor - 1] == b"AC"  # reverse complement of GT
+        assert g[top_acceptor : top_acceptor + 2] == b"CT"  # reverse complement of AG
+    # the project's annotation lists the intronic neighbour of each peak
+    from dask_enrich.genome.gtf import read_gtf
+
+    sites = read_gtf(GTF).splice_sites
+    sites = sites[sites["gene_id"] == gene]
+    step = 1 if strand == "+" else -1
+    assert top_donor + step in set(sites.loc[sites["site_type"] == "donor", "position"])
+    assert top_acceptor - step in set(sites.loc[sites["site_type"] == "acceptor", "position"])
+
+
+class _FakeFasta:
+    def __init__(self, seq: bytes) -> None:
+        self.seq = seq
+
+    def length(self, name: str) -> int:
+        return len(self.seq)
+
+    def fetch(self, name: str, start: int, end: int) -> np.ndarray:
+        return np.frombuffer(self.seq[start - 1 : end], dtype=np.uint8)
+
+
+def test_gene_window_pads_with_n_beyond_sequence_ends() -> None:
+    fasta = _FakeFasta(b"ACGTACGTAC")
+    seq, padded = bp.gene_window(fasta, "x", 3, 8, flank=4)
+    assert bytes(seq) == b"NNACGTACGTACNN" and padded == 4
+    seq, padded = bp.gene_window(fasta, "x", 5, 6, flank=2)
+    assert bytes(seq) == b"GTACGT" and padded == 0  # positions 3..8
+    with pytest.raises(InputError):
+        bp.gene_window(fasta, "x", 5, 11)
+
+
+def test_cli_help_and_errors(tmp_path, capsys) -> None:
+    parser = argparse.ArgumentParser(prog="dask-enrich")
+    sub = parser.add_subparsers(dest="command")
+    bp.register_cli(sub)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict-base", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--genome", "--annotation", "--genes", "--genes-file", "--out", "--scheduler", "--workers"):
+        assert option in text
+    with pytest.raises(SystemExit):  # --genes and --genes-file are exclusive
+        parser.parse_args(["predict-base", "--genome", "g", "--annotation", "a", "--genes", "X",
+                           "--genes-file", "f", "--out", "o"])
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--genes", "AT1G01010,NOT_A_GENE", "--out", str(tmp_path / "t.parquet")])
+    assert args.handler(args) == InputError.exit_code
+    assert "NOT_A_GENE" in capsys.readouterr().err
+    assert not (tmp_path / "t.parquet").exists()
+    args = parser.parse_args(["predict-base", "--genome", str(tmp_path / "none.fa"), "--annotation", str(GTF),
+                              "--genes", "AT1G01010", "--out", str(tmp_path / "t.parquet")])
+    assert args.handler(args) == InputError.exit_code
+    (tmp_path / "genes.txt").write_text("# comment\n\nAT1G01010\n AT1G01030 # trailing\n")
+    assert bp.read_gene_list(tmp_path / "genes.txt") == ["AT1G01010", "AT1G01030"]
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--genes", "AT1G01010", "--workers", "0", "--out", str(tmp_path / "t.parquet")])
+    assert args.handler(args) == ConfigError.exit_code
+
+
+@needs_weights
+@pytest.mark.distributed
+def test_cli_runs_on_local_worker_processes(tmp_path, capsys) -> None:
+    parser = argparse.ArgumentParser(prog="dask-enrich")
+    bp.register_cli(parser.add_subparsers(dest="command"))
+    (tmp_path / "genes.txt").write_text(f"{MINUS_GENE}\n")
+    out = tmp_path / "t.parquet"
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--genes-file", str(tmp_path / "genes.txt"), "--workers", "1", "--out", str(out)])
+    assert args.handler(args) == 0
+    assert "track written to" in capsys.readouterr().out
+    df = pd.read_parquet(out)
+    assert len(df) == 2066 and set(df["gene_id"]) == {MINUS_GENE}
