@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .config import EnrichConfig
-from .errors import InputError, MissingFeatureError
+from .errors import InputError, MissingFeatureError, PluginError
 from .features import registry
 from .features.context import choose_track, context_from_track
 from .features.registry import ANNOTATION, CONTEXT, INPUT_HINTS, SEQUENCE
@@ -70,7 +70,7 @@ def output_meta(manifest: Manifest, input_dtypes: Mapping[str, Any],
     for source, out in _id_columns(manifest, input_dtypes, config):
         id_dtypes[out] = (registry.ID_COLUMNS[source][0] if source in registry.ID_COLUMNS
                           else input_dtypes[source])
-    return registry.meta_frame(list(manifest.names), id_dtypes)
+    return registry.meta_frame(manifest.features, id_dtypes)
 
 
 def output_schema(manifest: Manifest, input_dtypes: Mapping[str, Any],
@@ -84,7 +84,7 @@ def output_schema(manifest: Manifest, input_dtypes: Mapping[str, Any],
             id_types[out] = pa.Schema.from_pandas(
                 pd.DataFrame({source: pd.Series([], dtype=input_dtypes[source])}),
                 preserve_index=False).field(source).type
-    return registry.arrow_schema(list(manifest.names), id_types)
+    return registry.arrow_schema(manifest.features, id_types)
 
 
 # --- Up-front check ------------------------------------------------------------------------------
@@ -101,8 +101,9 @@ def check_inputs(manifest: Manifest, config: EnrichConfig, *, has_context_column
         ANNOTATION: has_annotation,
     }
     missing: dict[str, str] = {}
-    for name in manifest.names:
-        for need in sorted(registry.lookup(name).requires):
+    for feature in manifest.features:
+        name = feature.name
+        for need in sorted(feature.requires):
             if need in available and not available[need]:
                 missing[name] = f"needs {INPUT_HINTS[need]}"
                 break
@@ -138,43 +139,38 @@ def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | 
     missing_keep = [c for c in config.keep_columns if c not in frame.columns]
     if missing_keep:
         raise InputError(f"--keep-columns names column(s) not in the positions: {', '.join(missing_keep)}")
-    rows = _RowContext(frame, genomic, track, config)
-    names = list(manifest.names)
+    inputs = PartitionInputs(frame, genomic, track, config)
     columns: dict[str, np.ndarray] = {}
     missing_rows: dict[str, np.ndarray] = {}
     reasons: dict[str, str] = {}
 
-    # Score-derived features (need the scores, and the context for most of them).
-    score_names = [n for n in names if registry.lookup(n).group not in ("sequence", "kmer", "genomic")]
-    needs_context = [n for n in score_names if CONTEXT in registry.lookup(n).requires]
-    context, context_missing, context_reason = rows.context() if needs_context else (None, None, "")
-    if needs_context and context is None:
-        filler = np.zeros(len(frame))
-        context = (filler, filler, filler, filler)
-    if context is not None and context_missing is not None and context_missing.any():
-        context = tuple(np.where(context_missing, 0.0, c) for c in context)
-    columns.update(score_features(score_names, rows.d, rows.a, rows.n, context))
-    for name in needs_context:
-        if context_missing is not None and context_missing.any():
-            missing_rows[name], reasons[name] = context_missing, context_reason
-
-    # Genomic features (from the annotation's gene table).
-    genomic_names = [n for n in names if registry.lookup(n).group == "genomic"]
-    if genomic_names:
-        values, absent_rows, reason = rows.gene_features(genomic_names)
+    def add(values: Mapping[str, np.ndarray], absent: np.ndarray | None, reason: str) -> None:
         columns.update(values)
-        for name in genomic_names:
-            if absent_rows.any():
-                missing_rows[name], reasons[name] = absent_rows, reason
+        if absent is not None and absent.any():
+            for name in values:
+                missing_rows[name], reasons[name] = absent, reason
 
-    # Sequence features and k-mers (from the genome, over each row's window).
-    sequence_names = [n for n in names if registry.lookup(n).group in ("sequence", "kmer")]
-    if sequence_names:
-        values, absent_rows, reason = rows.sequence_features(sequence_names)
-        columns.update(values)
-        for name in sequence_names:
-            if absent_rows.any():
-                missing_rows[name], reasons[name] = absent_rows, reason
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for feature in manifest.features:
+        by_kind[_kind(feature)].append(feature.name)
+    by_kind["context"] = [n for n in by_kind["scores"] if CONTEXT in manifest.feature(n).requires]
+
+    if by_kind["scores"]:  # probability, context, per-type and cross-type features
+        context, absent, reason = None, None, ""
+        if by_kind["context"]:
+            context, absent, reason = inputs.context()
+            if context is None:  # no source at all: every row is missing (policy below)
+                context = (np.zeros(len(frame)),) * 4
+            elif absent.any():  # placeholders only; those rows are imputed or refused below
+                context = tuple(np.where(absent, 0.0, c) for c in context)
+        columns.update(score_features(by_kind["scores"], inputs.d, inputs.a, inputs.n, context))
+        add({n: columns[n] for n in by_kind["context"]}, absent, reason)
+    if by_kind["genomic"]:
+        add(*inputs.gene_features(by_kind["genomic"]))
+    if by_kind["sequence"]:
+        add(*inputs.sequence_features(by_kind["sequence"]))
+    for plugin_names in _group_by_kernel(manifest, by_kind["plugin"]):
+        add(*inputs.plugin_features(manifest, plugin_names))
 
     report = EnrichReport(rows=len(frame))
     if missing_rows:
@@ -185,42 +181,67 @@ def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | 
             columns[name] = _impute(columns[name], mask, manifest, name)
             report.imputed[name] = counts[name]
             report.reasons[name] = reasons[name]
-    return _assemble(frame, manifest, columns, rows, config), report
+    return _assemble(frame, manifest, columns, inputs, config), report
+
+
+def _kind(feature: registry.Feature) -> str:
+    """Which part of the core computes a feature (score-derived ones needing context are also
+    listed under ``context``, see enrich)."""
+    if feature.kernel is not None:
+        return "plugin"
+    if feature.group in ("sequence", "kmer", "genomic"):
+        return "genomic" if feature.group == "genomic" else "sequence"
+    return "scores"
+
+
+def _group_by_kernel(manifest: Manifest, names: list[str]) -> list[list[str]]:
+    """Plugin feature names grouped so that each kernel is called once per partition."""
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(id(manifest.feature(name).kernel), []).append(name)
+    return list(groups.values())
 
 
 def impute_value(manifest: Manifest, name: str) -> float | int:
     """The ``impute`` policy's fill value: the training median when the model directory gives one,
     else the feature's documented constant (rounded for integer features)."""
-    feature = registry.lookup(name)
+    feature = manifest.feature(name)
     median = manifest.median(name)
     fill = feature.impute_constant if median is None else median
     return round(fill) if feature.is_integer else fill
 
 
 def _impute(values: np.ndarray, mask: np.ndarray, manifest: Manifest, name: str) -> np.ndarray:
-    out = np.array(values, dtype=registry.lookup(name).dtype, copy=True)
+    out = np.array(values, dtype=manifest.feature(name).dtype, copy=True)
     out[mask] = impute_value(manifest, name)
     return out
 
 
 def _assemble(frame: pd.DataFrame, manifest: Manifest, columns: dict[str, np.ndarray],
-              rows: "_RowContext", config: EnrichConfig) -> pd.DataFrame:
+              inputs: "PartitionInputs", config: EnrichConfig) -> pd.DataFrame:
     data: dict[str, Any] = {}
     for source, out in _id_columns(manifest, frame.columns, config):
         if source == "position":
-            data[out] = rows.positions
+            data[out] = inputs.positions
         elif source in registry.ID_COLUMNS:
             data[out] = frame[source].astype(registry.ID_COLUMNS[source][0]).array
         else:
             data[out] = frame[source].array
     for name in manifest.names:
-        data[name] = np.asarray(columns[name], dtype=registry.lookup(name).dtype)
+        data[name] = np.asarray(columns[name], dtype=manifest.feature(name).dtype)
     # copy=False keeps one block per column: no consolidation copy of the whole matrix.
     return pd.DataFrame(data, index=frame.index, copy=False)
 
 
-class _RowContext:
-    """Per-row facts resolved once: scores, gene of each row in the annotation, strand, positions."""
+class PartitionInputs:
+    """Per-row facts of a partition, resolved once and shared by every kernel (plugins included).
+
+    Attributes: ``frame`` (the positions), ``d``/``a``/``n`` (scores, float64), ``positions``
+    (1-based genomic, int64), ``minus`` and ``strand_known`` (bool), ``gene_codes`` and
+    ``gene_uniques`` (factorised gene ids), ``gene_row`` (row of each position's gene in the gene
+    table, -1 if absent) and ``in_annotation``, ``genomic`` (the genomic cache or None), ``track``
+    (the partition's base-prediction track or None) and ``config``.
+    """
 
     def __init__(self, frame: pd.DataFrame, genomic: "GenomicCache | None",
                  track: pd.DataFrame | None, config: EnrichConfig):
@@ -239,8 +260,8 @@ class _RowContext:
         self.minus, self.strand_known = self._strands()
 
     # --- identity ---------------------------------------------------------------------------------
-    def _gene_column(self, name: str) -> np.ndarray:
-        """Column ``name`` of the gene table for each row (garbage where not in the annotation)."""
+    def gene_column(self, name: str) -> np.ndarray:
+        """Column ``name`` of the gene table for each row (meaningless where ``~in_annotation``)."""
         values = self.genomic.gene_table[name].to_numpy()
         return values[np.where(self.in_annotation, self.gene_row, 0)]
 
@@ -254,8 +275,8 @@ class _RowContext:
             lost = pd.unique(self.frame["gene_id"].to_numpy()[~self.in_annotation])[:5]
             raise InputError("gene-relative positions of genes absent from the annotation cannot be "
                              f"converted: {', '.join(map(str, lost))}")
-        start, end = self._gene_column("gene_start"), self._gene_column("gene_end")
-        minus = self._gene_column("strand") == "-"
+        start, end = self.gene_column("gene_start"), self.gene_column("gene_end")
+        minus = self.gene_column("strand") == "-"
         genomic = np.where(minus, end - positions, start + positions)
         outside = (genomic < start) | (genomic > end)
         if outside.any():
@@ -275,7 +296,7 @@ class _RowContext:
             s = self.frame["strand"].astype(str).to_numpy()
             sources.append(("positions", s, np.isin(s, ["+", "-"])))
         if self.genomic is not None:
-            s = np.where(self.in_annotation, self._gene_column("strand").astype(str), "")
+            s = np.where(self.in_annotation, self.gene_column("strand").astype(str), "")
             sources.append(("annotation", s, self.in_annotation))
         if self.track is not None and "strand" in self.track.columns:
             per_gene = self.track.drop_duplicates("gene_id").set_index("gene_id")["strand"]
@@ -331,8 +352,8 @@ class _RowContext:
         np.maximum.at(hi, track_codes, track_pos)
         start, end = lo[self.gene_codes], hi[self.gene_codes]
         if self.genomic is not None:
-            start = np.where(self.in_annotation, self._gene_column("gene_start"), start)
-            end = np.where(self.in_annotation, self._gene_column("gene_end"), end)
+            start = np.where(self.in_annotation, self.gene_column("gene_start"), start)
+            end = np.where(self.in_annotation, self.gene_column("gene_end"), end)
         return start, end
 
     # --- annotation -------------------------------------------------------------------------------
@@ -340,7 +361,7 @@ class _RowContext:
         if self.genomic is None:
             return ({n: np.zeros(len(self.frame)) for n in names},
                     np.ones(len(self.frame), dtype=bool), f"needs {INPUT_HINTS[ANNOTATION]}")
-        values = {n: self._gene_column(n) for n in names}
+        values = {n: self.gene_column(n) for n in names}
         return values, ~self.in_annotation, "gene absent from the annotation"
 
     # --- sequence ---------------------------------------------------------------------------------
@@ -351,8 +372,8 @@ class _RowContext:
             return empty, np.ones(n, dtype=bool), f"needs {INPUT_HINTS[SEQUENCE]}"
         from .features.sequence import sequence_features, window_bounds
 
-        offset = np.where(self.in_annotation, self._gene_column("seq_offset"), -1)
-        start, end = self._gene_column("gene_start"), self._gene_column("gene_end")
+        offset = np.where(self.in_annotation, self.gene_column("seq_offset"), -1)
+        start, end = self.gene_column("gene_start"), self.gene_column("gene_end")
         valid = (self.in_annotation & (offset >= 0) & self.strand_known
                  & (self.positions >= start) & (self.positions <= end))
         reason = ("gene absent from the annotation, its chromosome absent from the genome, or the "
@@ -369,6 +390,58 @@ class _RowContext:
             column[valid] = computed[name]
             out[name] = column
         return out, ~valid, reason
+
+
+    # --- plugins ----------------------------------------------------------------------------------
+    def plugin_features(self, manifest: Manifest, names: list[str]
+                        ) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
+        """Call one plugin kernel for its requested names and check what it returns."""
+        first = manifest.feature(names[0])
+        n = len(self.frame)
+        unavailable = [need for need in sorted(first.requires) if not self._has(need)]
+        if unavailable:
+            return ({name: np.zeros(n, dtype=manifest.feature(name).dtype) for name in names},
+                    np.ones(n, dtype=bool), f"needs {INPUT_HINTS[unavailable[0]]}")
+        where = f"feature plugin {first.plugin!r}"
+        try:
+            result = first.kernel(self, list(names))
+        except Exception as exc:
+            raise PluginError(f"{where} failed computing {', '.join(names)}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(result, Mapping):
+            if len(names) != 1:
+                raise PluginError(f"{where} must return a mapping name -> column for {names}")
+            result = {names[0]: result}
+        values: dict[str, np.ndarray] = {}
+        absent = np.zeros(n, dtype=bool)
+        for name in names:
+            if name not in result:
+                raise PluginError(f"{where} returned no column for feature {name!r}")
+            column = result[name]
+            mask = np.ma.getmaskarray(column) if np.ma.isMaskedArray(column) else None
+            column = np.asarray(np.ma.getdata(column))
+            declared = manifest.feature(name).dtype
+            if column.shape != (n,):
+                raise PluginError(f"{where} returned {column.shape[0] if column.ndim else 0} values "
+                                  f"for feature {name!r}, the partition has {n} rows")
+            if column.dtype != declared:
+                raise PluginError(f"{where} returned dtype {column.dtype} for feature {name!r}, "
+                                  f"declared {declared}")
+            if mask is None and column.dtype.kind == "f":
+                mask = np.isnan(column)
+            if mask is not None:
+                absent |= mask
+            values[name] = column
+        return values, absent, f"the feature plugin {first.plugin!r} could not compute it"
+
+    def _has(self, need: str) -> bool:
+        if need == CONTEXT:
+            return self.track is not None or all(c in self.frame.columns for c in CONTEXT_COLUMNS)
+        if need == SEQUENCE:
+            return self.genomic is not None and getattr(self.genomic, "bases", None) is not None
+        if need == ANNOTATION:
+            return self.genomic is not None
+        return True
 
 
 def _float_column(frame: pd.DataFrame, name: str) -> np.ndarray:

@@ -28,6 +28,12 @@ class MissingFeatureError(ConfigError):
     """Manifest features that cannot be computed from what the run was given (policy ``error``)."""
 
 
+class PluginError(EnrichError):
+    """A feature plugin that raised, or returned the wrong length or dtype."""
+
+    exit_code = 5
+
+
 class RunFailure(EnrichError):
     """A failure while running (worker lost for good, out of memory, write failure)."""
 

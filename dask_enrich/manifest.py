@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ManifestError
@@ -24,11 +24,31 @@ class Manifest:
     name: str
     #: feature -> {"median": ..., ...} from the model directory's ``feature_stats.json``.
     stats: dict[str, dict[str, float]] | None = None
+    #: The registry's declaration of each name, resolved once where the manifest is loaded, so
+    #: that plugin features registered in the client's session travel with it to the workers.
+    features: tuple[registry.Feature, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            _check_names(list(self.names), self.source)
+            object.__setattr__(self, "features", tuple(registry.lookup(n) for n in self.names))
+
+    def feature(self, name: str) -> registry.Feature:
+        """The declaration of manifest feature ``name``."""
+        return self._by_name[name]
+
+    @property
+    def _by_name(self) -> dict[str, registry.Feature]:
+        cache = self.__dict__.get("_by_name_cache")
+        if cache is None:
+            cache = {f.name: f for f in self.features}
+            object.__setattr__(self, "_by_name_cache", cache)
+        return cache
 
     @property
     def requires(self) -> frozenset[str]:
         """The input kinds (registry.SCORES, CONTEXT, SEQUENCE, ANNOTATION) some feature needs."""
-        return frozenset().union(*(registry.lookup(n).requires for n in self.names))
+        return frozenset().union(*(f.requires for f in self.features))
 
     def median(self, feature: str) -> float | None:
         """The training median of ``feature``, when the model directory gave one."""

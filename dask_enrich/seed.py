@@ -88,7 +88,7 @@ class OptimizedInferenceEnricher:
             result, imputed = pd.DataFrame(index=frame.index), {}
         for name in self.manifest.names:
             if name not in computed:  # switched off by an include_* setting
-                dtype = registry.lookup(name).dtype
+                dtype = self.manifest.feature(name).dtype
                 result[name] = np.full(len(result), impute_value(self.manifest, name), dtype=dtype)
                 imputed[name] = len(result)
         if imputed:
@@ -99,7 +99,7 @@ class OptimizedInferenceEnricher:
     def _computed_names(self) -> tuple[str, ...]:
         off = set().union(*(groups for switch, groups in _SWITCHED_GROUPS.items()
                             if not getattr(self.config, switch)))
-        return tuple(n for n in self.manifest.names if registry.lookup(n).group not in off)
+        return tuple(n for n in self.manifest.names if self.manifest.feature(n).group not in off)
 
     def _genomic_cache(self) -> Any:
         if self._genomic is None and self.config.use_cache and self.config.cache_dir:

@@ -10,8 +10,8 @@ k-mer has length k is a k-mer count feature, for any k and mixed k in one manife
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,10 @@ class Feature:
     doc: str
     #: Documented fill value of the ``impute`` policy when no training median is known.
     impute_constant: float = 0.0
+    #: For plugin features: the vectorised kernel ``kernel(inputs, names) -> {name: column}`` (see
+    #: :mod:`dask_enrich.features.plugins`) and the plugin's name, used in error messages.
+    kernel: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    plugin: str | None = None
 
     @property
     def is_integer(self) -> bool:
@@ -181,13 +185,23 @@ def kmer_feature(name: str) -> Feature | None:
 
 
 def lookup(name: str) -> Feature | None:
-    """The feature called ``name``, built-in or k-mer, or None when the registry does not know it."""
-    return _REGISTRY.get(name) or kmer_feature(name)
+    """The feature called ``name`` (built-in, k-mer or plugin), or None when nobody declares it."""
+    found = _REGISTRY.get(name) or kmer_feature(name)
+    if found is not None:
+        return found
+    from . import plugins  # plugins import this module; imported late to keep the order one-way
+
+    return plugins.lookup_plugin(name)
 
 
 def builtin_features() -> Iterator[Feature]:
-    """Every named (non-pattern) feature, in declaration order."""
+    """Every named (non-pattern) built-in feature, in declaration order."""
     return iter(_REGISTRY.values())
+
+
+def is_builtin(name: str) -> bool:
+    """True for the spec's features and k-mers, False for plugin features."""
+    return name in _REGISTRY or kmer_feature(name) is not None
 
 
 # --- Schema derivation ---------------------------------------------------------------------------
@@ -211,7 +225,7 @@ def id_column_name(column: str, feature_names: Iterable[str]) -> str:
     return column
 
 
-def meta_frame(feature_names: list[str], id_columns: dict[str, object]) -> pd.DataFrame:
+def meta_frame(features: Iterable[Feature], id_columns: dict[str, object]) -> pd.DataFrame:
     """An empty frame with the output columns and dtypes: the Dask ``meta`` of an enriched partition.
 
     ``id_columns`` maps each identifying output column to its pandas dtype, in output order.
@@ -219,20 +233,13 @@ def meta_frame(feature_names: list[str], id_columns: dict[str, object]) -> pd.Da
     columns: dict[str, pd.Series] = {
         name: pd.Series([], dtype=dtype) for name, dtype in id_columns.items()
     }
-    for name in feature_names:
-        columns[name] = pd.Series([], dtype=_require(name).dtype)
+    for feature in features:
+        columns[feature.name] = pd.Series([], dtype=feature.dtype)
     return pd.DataFrame(columns)
 
 
-def arrow_schema(feature_names: list[str], id_columns: dict[str, pa.DataType]) -> pa.Schema:
-    """The pyarrow schema of every output file for this manifest and these identifying columns."""
+def arrow_schema(features: Iterable[Feature], id_columns: dict[str, pa.DataType]) -> pa.Schema:
+    """The pyarrow schema of every output file for these features and identifying columns."""
     fields = [pa.field(name, dtype) for name, dtype in id_columns.items()]
-    fields += [pa.field(name, pa.from_numpy_dtype(_require(name).dtype)) for name in feature_names]
+    fields += [pa.field(f.name, pa.from_numpy_dtype(f.dtype)) for f in features]
     return pa.schema(fields)
-
-
-def _require(name: str) -> Feature:
-    feature = lookup(name)
-    if feature is None:
-        raise KeyError(f"unknown feature {name!r}")
-    return feature
