@@ -216,7 +216,7 @@ class IndexedFasta:
         cur: dict | None = None
 
         def finish() -> None:
-            if cur is not None:
+            if cur is not None and cur["length"] > 0:  # samtools leaves empty sequences out
                 lb = cur["lb"] or 0
                 lw = cur["lw"] or 0
                 records[cur["name"]] = FaiRecord(cur["name"], cur["length"], cur["offset"], lb, lw)
@@ -231,7 +231,7 @@ class IndexedFasta:
                     if not words:
                         raise InputError(f"{self.path}: empty sequence name on line {number}")
                     name = words[0].decode()
-                    if name in records:
+                    if name in records or (cur is not None and cur["name"] == name):
                         raise InputError(f"{self.path}: duplicate sequence name {name!r} on line {number}")
                     cur = {"name": name, "length": 0, "offset": offset + width, "lb": None, "lw": None,
                            "short": False, "blank": False}

@@ -145,6 +145,7 @@ def features_of_window(window: str, names: list[str]) -> dict[str, float]:
     """Sequence features of one window string (already in transcript orientation), row by row."""
     out = {}
     length = len(window)
+    by_k: dict[int, Counter] = {}
     for name in names:
         if name == "gc_content":
             out[name] = (window.count("G") + window.count("C")) / length
@@ -156,5 +157,7 @@ def features_of_window(window: str, names: list[str]) -> dict[str, float]:
         else:
             m = re.fullmatch(r"(\d+)mer_([ACGTN]+)", name)
             k, kmer = int(m.group(1)), m.group(2)
-            out[name] = sum(1 for i in range(length - k + 1) if window[i:i + k] == kmer)
+            if k not in by_k:  # every overlapping substring of length k, counted once per window
+                by_k[k] = Counter(window[i:i + k] for i in range(length - k + 1))
+            out[name] = by_k[k].get(kmer, 0)
     return out
