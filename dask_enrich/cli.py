@@ -1,0 +1,289 @@
+"""The ``dask-enrich`` command line: argument parsing and messages only.
+
+Commands: ``run`` (the engine), ``features`` (the feature registry), and the commands other modules
+register when importable (``build-cache``, ``predict-base``, ``demo``): each such module offers
+``register_cli(subparsers)``, which adds a subparser whose ``handler(args) -> int`` does the work.
+Errors of this package end the process with their class's exit code and a one-line message
+(``--debug`` shows the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from typing import Callable, Sequence
+
+from . import __version__
+from .errors import ConfigError, EnrichError
+
+#: Modules that may add subcommands (each through ``register_cli(subparsers)``).
+PLUGIN_MODULES = ("dask_enrich.genome.cache", "dask_enrich.basemodel.predict", "dask_enrich.demo")
+
+_EPILOG_RUN = """\
+inputs:
+  positions need the columns gene_id, position, donor_score, acceptor_score, neither_score
+  (optional: chrom, strand, context_score_m2/_m1/_p1/_p2, and any --keep-columns). A track needs
+  gene_id, position, donor_score, acceptor_score (optional: neither_score, chrom, strand).
+  Parquet (file, directory or glob) or CSV/TSV (optionally .gz); local paths or fsspec URLs.
+
+output:
+  OUT/part-NNNNN.parquet, one per gene partition, all with the same schema: gene_id, position,
+  [chrom or chrom_name, strand], the --keep-columns, then the manifest's features in order.
+  OUT/_SUCCESS.json records rows in/written/rejected, imputed features, fingerprints and timings.
+
+exit codes: 0 success, 2 bad input or manifest, 3 bad option or missing features, 4 run failure.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, not {value}")
+    return value
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+
+
+def _add_run(subparsers) -> None:
+    from .engine.partition import DEFAULT_PARTITION_ROWS
+
+    p = subparsers.add_parser(
+        "run", help="enrich positions with a manifest's features on Dask, write Parquet",
+        description="Compute, for each position, the feature vector a meta-model's manifest names; "
+                    "partitioned by gene on Dask; written as a Parquet dataset.",
+        epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("inputs")
+    g.add_argument("--positions", metavar="P",
+                   help="positions to enrich (Parquet file/dir/glob or CSV/TSV[.gz], local or URL). "
+                        "Omit it to select uncertain positions from --track with --select")
+    g.add_argument("--manifest", metavar="M", required=True,
+                   help="feature manifest: feature_manifest.csv, train.features.json, a "
+                        "one-name-per-line .txt, or a model directory holding one (and optionally "
+                        "feature_stats.json with training medians for --missing impute)")
+    g.add_argument("--track", metavar="T",
+                   help="full per-nucleotide base-model predictions (same formats): the source of "
+                        "context scores (neighbouring nucleotides), and of positions when "
+                        "--positions is omitted")
+    g.add_argument("--genome", metavar="FASTA",
+                   help="reference genome (FASTA, optionally bgzip) for sequence features and k-mers; "
+                        "needs --annotation; a genomic cache is built (or reused) in --cache-dir")
+    g.add_argument("--annotation", metavar="GTF",
+                   help="gene annotation (GTF[.gz]) for genomic features, strands and gene spans")
+    g.add_argument("--cache", metavar="DIR",
+                   help="a genomic cache built earlier by `dask-enrich build-cache` (instead of "
+                        "--genome/--annotation)")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="where to build the cache from --genome/--annotation (default: "
+                        ".dask-enrich-cache beside OUT); reused when the inputs are unchanged")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", required=True,
+                   help="output directory (local or URL) for the Parquet dataset and _SUCCESS.json")
+    mode = o.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue an interrupted run into OUT: keep its complete partitions "
+                           "(same inputs and settings), redo the rest")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="delete OUT first. Without --resume or --overwrite a non-empty OUT is refused")
+    o.add_argument("--keep-columns", metavar="A,B", type=_columns, default=(),
+                   help="comma-separated extra columns of the positions to carry into the output")
+    f = p.add_argument_group("features")
+    f.add_argument("--missing", choices=("error", "impute"), default="error",
+                   help="a manifest feature the inputs cannot provide: 'error' stops before any "
+                        "work (naming the input that would provide it, the default); 'impute' fills "
+                        "it with the training median (else a documented constant) and reports counts")
+    f.add_argument("--coordinates", choices=("genomic", "gene_relative"), default="genomic",
+                   help="positions are 1-based genomic coordinates (default) or 0-based offsets from "
+                        "the gene's 5' end in transcript orientation (MetaSpliceAI training rows; "
+                        "needs the annotation)")
+    f.add_argument("--context-track", choices=("larger", "donor", "acceptor"), default="larger",
+                   help="which track of --track gives a position's context scores: the one of its "
+                        "larger score (ties: donor; default), or always donor/acceptor")
+    s = p.add_argument_group("selection (only when --positions is omitted)")
+    s.add_argument("--select", choices=("band", "entropy"), default="band",
+                   help="rule choosing uncertain track rows: 'band' keeps LOW <= max(donor, "
+                        "acceptor) < HIGH (default); 'entropy' keeps rows whose top score < "
+                        "MAX_BELOW, or normalised entropy > ENTROPY_ABOVE, or top-two spread < "
+                        "SPREAD_BELOW")
+    s.add_argument("--band-low", type=float, default=0.02, metavar="LOW", help="band lower bound (0.02)")
+    s.add_argument("--band-high", type=float, default=0.80, metavar="HIGH", help="band upper bound (0.80)")
+    s.add_argument("--max-below", type=float, default=0.80, help="entropy rule: top-score threshold (0.80)")
+    s.add_argument("--entropy-above", type=float, default=0.9,
+                   help="entropy rule: normalised-entropy threshold (0.9)")
+    s.add_argument("--spread-below", type=float, default=0.1,
+                   help="entropy rule: top-two spread threshold (0.1)")
+    c = p.add_argument_group("cluster")
+    c.add_argument("--scheduler", metavar="ADDR",
+                   help="address of a running Dask scheduler (tcp://HOST:PORT); default: start a "
+                        "LocalCluster on this machine")
+    c.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
+                   help="LocalCluster worker processes (default: the number of cores)")
+    c.add_argument("--threads-per-worker", type=_positive_int, default=1, metavar="N",
+                   help="threads per LocalCluster worker (default 1: the work is numpy-bound)")
+    c.add_argument("--memory-limit", default="auto", metavar="X",
+                   help="memory limit per LocalCluster worker, e.g. 4GB (default 'auto': the "
+                        "machine's memory divided among the workers; 0 for none)")
+    c.add_argument("--partition-rows", type=_positive_int, default=DEFAULT_PARTITION_ROWS,
+                   metavar="N",
+                   help=f"target rows per partition (positions plus their genes' track rows; default "
+                        f"{DEFAULT_PARTITION_ROWS:,}). Genes are never split: small genes are packed "
+                        "together, a larger gene gets a partition of its own")
+    c.add_argument("--exchange", choices=("staged", "p2p"), default="staged",
+                   help="how rows reach their gene partition: 'staged' Arrow files under "
+                        "OUT/_staging (default, fastest) or 'p2p' (Dask's shuffle)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    _add_debug(p)
+    p.set_defaults(handler=_cmd_run)
+
+
+def _progress_printer(stream) -> Callable[[int, int], None]:
+    tty = stream.isatty()
+    state = {"last": -1}
+
+    def show(done: int, total: int) -> None:
+        if tty:
+            width = 30
+            filled = int(width * done / max(total, 1))
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} partitions")
+            if done == total:
+                stream.write("\n")
+            stream.flush()
+        else:
+            tenth = int(10 * done / max(total, 1))
+            if tenth != state["last"] or done == total:
+                state["last"] = tenth
+                stream.write(f"partitions {done}/{total}\n")
+                stream.flush()
+
+    return show
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import EnrichConfig
+    from .engine.run import run_enrichment
+    from .selection import Selection
+
+    if args.positions is None and args.track is None:
+        raise ConfigError("give --positions, or --track to select uncertain positions from it")
+    memory_limit = None if str(args.memory_limit).strip() in ("0", "none", "None") else args.memory_limit
+    config = EnrichConfig(missing=args.missing, coordinates=args.coordinates,
+                          context_track=args.context_track, keep_columns=tuple(args.keep_columns))
+    selection = Selection(args.select, args.band_low, args.band_high, args.max_below,
+                          args.entropy_above, args.spread_below)
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    summary = run_enrichment(
+        args.positions, args.manifest, args.out, track=args.track, cache=args.cache,
+        genome=args.genome, annotation=args.annotation, cache_dir=args.cache_dir, config=config,
+        selection=selection, mode="resume" if args.resume else "overwrite" if args.overwrite else "new",
+        partition_rows=args.partition_rows, scheduler=args.scheduler, workers=args.workers,
+        threads_per_worker=args.threads_per_worker, memory_limit=memory_limit,
+        exchange_method=args.exchange,
+        progress=None if args.quiet else _progress_printer(sys.stderr), log=log)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def _add_features(subparsers) -> None:
+    p = subparsers.add_parser("features", help="list every feature the registry knows",
+                              description="List every feature: name, group, dtype and formula. "
+                                          "k-mer count features are a pattern: {k}mer_{KMER}.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_debug(p)
+    p.set_defaults(handler=_cmd_features)
+
+
+def feature_rows() -> list[dict[str, str]]:
+    """One row per registry feature (and one for the k-mer pattern)."""
+    from .features import registry
+
+    rows = [{"name": f.name, "group": f.group, "dtype": str(f.dtype), "requires": ",".join(sorted(f.requires)),
+             "doc": f.doc} for f in registry.builtin_features()]
+    example = registry.kmer_feature("3mer_ACG")
+    rows.append({"name": "{k}mer_{KMER}", "group": example.group, "dtype": str(example.dtype),
+                 "requires": ",".join(sorted(example.requires)),
+                 "doc": "count of overlapping KMER (A/C/G/T, N only when named) in the +-250 nt "
+                        "window, any k, e.g. 3mer_ACG"})
+    return rows
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    rows = feature_rows()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    groups = max(len(r["group"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['group']:<{groups}}  {r['dtype']:<7}  {r['doc']}")
+    print(f"\n{len(rows) - 1} named features, plus k-mer counts for any k")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dask-enrich`` parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="dask-enrich",
+        description="Training-parity feature enrichment for splice-site meta-models, partitioned by "
+                    "gene on Dask.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(subparsers)
+    _add_features(subparsers)
+    for module_name in PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # that module is not there (yet)
+            raise
+        register = getattr(module, "register_cli", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dask-enrich`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return int(args.handler(args) or 0)
+    except EnrichError as exc:
+        if debug:
+            raise
+        print(f"dask-enrich: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dask-enrich: interrupted (continue later with --resume)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if debug:
+            raise
+        print(f"dask-enrich: error: {type(exc).__name__}: {_one_line(exc)} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,525 @@
+"""``run_enrichment``: positions (and/or a track) in, a Parquet dataset of features out, on Dask.
+
+The client reads only small things: the input columns (footers/headers), the rows per gene (one
+pass over ``gene_id``), and one small record per bin at the end. Everything else happens on the
+workers: each input partition gets a bin id from the gene -> bin plan, the rows are shuffled so
+that each bin is exactly one partition (``set_index`` on the bin id with explicit integer
+divisions; positions and track alike), ``map_partitions`` runs the pure core on each bin with an
+explicit ``meta`` (``core.output_meta``), and the writer writes the bin's Parquet file on the worker.
+The manifest, config and plan travel as one small graph key; the genomic cache is opened on each
+worker by path (``genome.cache.load_cached``, once per process), never shipped in the graph.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .. import __version__
+from ..config import EnrichConfig
+from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
+from ..errors import ConfigError, EnrichError, InputError, RunFailure
+from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, inspect_input,
+                  read_dask, wanted_columns)
+from ..manifest import Manifest, load_manifest
+from ..selection import Selection, select_mask
+from . import exchange, writer
+from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, plan_partitions
+
+BIN = "_bin"
+Progress = Callable[[int, int], None]
+
+#: The small per-bin record the write step returns (the only data that reaches the client).
+SUMMARY_META = pd.DataFrame({
+    "bin": pd.Series([], dtype="int64"),
+    "rows_in": pd.Series([], dtype="int64"),
+    "rows_written": pd.Series([], dtype="int64"),
+    "resumed": pd.Series([], dtype="bool"),
+    "report": pd.Series([], dtype="object"),
+    "seconds": pd.Series([], dtype="float64"),
+})
+_REPORT_ATTR = "dask_enrich_report"
+_ROWS_IN_ATTR = "dask_enrich_rows_in"
+
+
+@dataclass
+class RunSummary:
+    """What a run did (also written, with more detail, to ``OUT/_SUCCESS.json``)."""
+
+    out: str
+    rows_in: int
+    rows_written: int
+    rows_rejected: int
+    partitions: int
+    partitions_resumed: int
+    imputed: dict[str, int]
+    imputed_reasons: dict[str, str]
+    seconds: float
+    positions_per_second: float
+    fingerprint: str
+    success_file: str
+    dashboard: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    track_rows: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """A one-screen human summary."""
+        out = [
+            f"output        {self.out}",
+            f"rows in       {self.rows_in:,}" + (f"  (selected from {self.track_rows:,} track rows)"
+                                                  if self.track_rows is not None else ""),
+            f"rows written  {self.rows_written:,}",
+            f"rows rejected {self.rows_rejected:,}",
+            f"partitions    {self.partitions} ({self.partitions_resumed} resumed)",
+            f"time          {self.seconds:.1f} s  ({self.positions_per_second:,.0f} positions/s)",
+        ]
+        if self.imputed:
+            out.append(f"imputed       {len(self.imputed)} feature(s):")
+            for name, count in sorted(self.imputed.items()):
+                out.append(f"  {name:<32} {count:>10,} rows  ({self.imputed_reasons.get(name, '')})")
+        else:
+            out.append("imputed       none")
+        out.append(f"summary       {self.success_file}")
+        return out
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything a worker task needs, shipped once as one small graph key."""
+
+    manifest: Manifest
+    config: EnrichConfig
+    selection: Selection | None  # set when the positions are selected from the track
+    plan: PartitionPlan
+    meta: pd.DataFrame
+    schema: pa.Schema
+    out: str
+    storage_options: dict[str, Any] | None
+    fingerprint: str
+    cache_path: str | None
+    done: frozenset[int]
+    position_columns: tuple[str, ...]
+
+
+# --- worker-side functions ----------------------------------------------------------------------
+def _assign_bins(frame: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
+    """Add the bin id of each row; drop rows of genes outside the plan or of complete bins."""
+    bins = ctx.plan.bin_of(frame["gene_id"])
+    keep = bins >= 0
+    if ctx.done:
+        keep &= ~np.isin(bins, np.fromiter(ctx.done, dtype=np.int64))
+    out = frame[keep] if not keep.all() else frame.copy()
+    out[BIN] = bins[keep]
+    return out
+
+
+def _sorted_bin(frame: pd.DataFrame) -> pd.DataFrame:
+    """The bin's rows in (gene_id, position) order, with a fresh RangeIndex (deterministic output)."""
+    frame = frame.reset_index(drop=True)
+    if BIN in frame.columns:
+        frame = frame.drop(columns=BIN)
+    if len(frame) < 2:
+        return frame
+    codes, _ = pd.factorize(frame["gene_id"], sort=True)
+    order = np.lexsort((frame["position"].to_numpy(), codes))
+    return frame.take(order).reset_index(drop=True)
+
+
+def _genomic(ctx: _Context):
+    if ctx.cache_path is None:
+        return None
+    from ..genome.cache import load_cached
+
+    return load_cached(ctx.cache_path)
+
+
+def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: _Context,
+                partition_info: dict | None = None) -> pd.DataFrame:
+    """Enrich one bin (one partition) with the pure core; the report rides in ``attrs``."""
+    bin_id = partition_info["number"] if partition_info else -1
+    if bin_id in ctx.done:
+        return ctx.meta.copy()
+    track = _sorted_bin(track) if track is not None else None
+    if positions is None:  # track only: the positions are the track's uncertain rows
+        positions = track[select_mask(track, ctx.selection)][list(ctx.position_columns)]
+        positions = positions.reset_index(drop=True)
+    else:
+        positions = _sorted_bin(positions)
+    out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
+    out.attrs[_REPORT_ATTR] = report.to_dict()
+    out.attrs[_ROWS_IN_ATTR] = len(positions)
+    return out
+
+
+def _enrich_positions(positions: pd.DataFrame, track: pd.DataFrame, ctx: _Context,
+                      partition_info: dict | None = None) -> pd.DataFrame:
+    return _enrich_bin(positions, track, ctx, partition_info)
+
+
+def _enrich_positions_only(positions: pd.DataFrame, ctx: _Context,
+                           partition_info: dict | None = None) -> pd.DataFrame:
+    return _enrich_bin(positions, None, ctx, partition_info)
+
+
+def _enrich_track_only(track: pd.DataFrame, ctx: _Context, partition_info: dict | None = None
+                       ) -> pd.DataFrame:
+    return _enrich_bin(None, track, ctx, partition_info)
+
+
+def _write_bin(frame: pd.DataFrame, ctx: _Context, partition_info: dict | None = None) -> pd.DataFrame:
+    """Write one enriched bin to its Parquet file; return its one-row record."""
+    start = time.perf_counter()
+    bin_id = partition_info["number"] if partition_info else -1
+    if bin_id in ctx.done:
+        row = {"bin": bin_id, "rows_in": -1, "rows_written": -1, "resumed": True, "report": "{}"}
+    else:
+        report = frame.attrs.get(_REPORT_ATTR)
+        if report is None:
+            raise RunFailure(f"bin {bin_id}: the enrichment report was lost between tasks")
+        record = writer.write_part(frame, ctx.out, bin_id, ctx.schema, ctx.fingerprint, report,
+                                   ctx.storage_options)
+        row = {"bin": bin_id, "rows_in": int(frame.attrs.get(_ROWS_IN_ATTR, len(frame))),
+               "rows_written": record["rows"], "resumed": False, "report": json.dumps(report)}
+    row["seconds"] = time.perf_counter() - start
+    return pd.DataFrame({k: [v] for k, v in row.items()}).astype(SUMMARY_META.dtypes.to_dict())
+
+
+# --- client side ---------------------------------------------------------------------------------
+def _fingerprint(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _gene_counts(source: InputSource) -> pd.Series:
+    """Rows per gene id, from one pass over the ``gene_id`` column only."""
+    counts = read_dask(source, ["gene_id"])["gene_id"].value_counts(dropna=False).compute()
+    if counts.index.hasnans:
+        missing = int(counts[counts.index.isna()].sum())
+        raise InputError(f"{source.label} {source.path}: {missing} row(s) have no gene_id")
+    counts.index = counts.index.astype("str")
+    return counts.astype(np.int64)
+
+
+def resolve_cache(cache: str | None, genome: str | None, annotation: str | None, out: str,
+                  cache_dir: str | None = None, log: Callable[[str], None] | None = None) -> str | None:
+    """The genomic cache directory of a run: ``cache`` as given, or built (or reused) from
+    ``genome`` and ``annotation`` under ``cache_dir`` (default: ``.dask-enrich-cache`` beside OUT)."""
+    if cache is not None:
+        if genome is not None or annotation is not None:
+            raise ConfigError("give either --cache or --genome/--annotation, not both")
+        if not Path(cache).is_dir():
+            raise InputError(f"genomic cache {cache}: no such directory (build it with "
+                             "`dask-enrich build-cache`)")
+        return str(cache)
+    if genome is None and annotation is None:
+        return None
+    if annotation is None:
+        raise ConfigError("--genome needs --annotation too (the gene spans and strands come from it); "
+                          "--annotation alone gives the genomic features without sequence")
+    from ..genome.cache import build_cache
+
+    if cache_dir is None:
+        local_out = "://" not in str(out) or str(out).startswith("file://")
+        parent = Path(str(out).removeprefix("file://")).resolve().parent if local_out else Path.home() / ".cache"
+        cache_dir = str(parent / ".dask-enrich-cache")
+    key = hashlib.sha256(json.dumps(
+        [_file_key(genome), _file_key(annotation)], default=str).encode()).hexdigest()[:16]
+    target = Path(cache_dir) / key
+    if log:
+        log(f"genomic cache {target} (from {genome or '-'} and {annotation})")
+    build_cache(genome, annotation, target, progress=log)
+    return str(target)
+
+
+def _file_key(path: str | None) -> list[Any] | None:
+    if path is None:
+        return None
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def run_enrichment(
+    positions: str | None,
+    manifest: str | Path | Manifest,
+    out: str,
+    *,
+    track: str | None = None,
+    cache: str | None = None,
+    genome: str | None = None,
+    annotation: str | None = None,
+    cache_dir: str | None = None,
+    config: EnrichConfig = EnrichConfig(),
+    selection: Selection = Selection(),
+    mode: writer.Mode = "new",
+    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    scheduler: str | None = None,
+    client: Any = None,
+    workers: int = 2,
+    threads_per_worker: int = 1,
+    memory_limit: str | int | None = "auto",
+    processes: bool = True,
+    storage_options: dict[str, Any] | None = None,
+    exchange_method: str = "staged",
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Enrich ``positions`` (or the uncertain rows of ``track`` when positions is None) with the
+    features of ``manifest`` and write a Parquet dataset to ``out``. Returns the run summary.
+
+    Cluster: ``client`` (an existing ``distributed.Client``), else ``scheduler`` (an address), else
+    a LocalCluster of ``workers`` x ``threads_per_worker`` with ``memory_limit`` per worker.
+    ``mode``: ``new`` (refuse a non-empty OUT), ``resume`` or ``overwrite``.
+    ``exchange_method``: how rows reach their bin: ``staged`` (Arrow files under OUT/_staging, the
+    default) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
+    """
+    say = log or (lambda message: None)
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if positions is None and track is None:
+        raise ConfigError("give --positions, or a --track to select uncertain positions from")
+    if mode not in ("new", "resume", "overwrite"):
+        raise ConfigError(f"mode must be new, resume or overwrite, not {mode!r}")
+    if partition_rows < 1:
+        raise ConfigError(f"--partition-rows must be at least 1, not {partition_rows}")
+    if exchange_method not in ("staged", "p2p"):
+        raise ConfigError(f"exchange must be 'staged' or 'p2p', not {exchange_method!r}")
+    manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+    # Inputs: resolve files and check columns before anything runs.
+    track_only = positions is None
+    pos_source = None if track_only else inspect_input(positions, label="positions",
+                                                       storage_options=storage_options)
+    track_source = None if track is None else inspect_input(track, label="track",
+                                                            storage_options=storage_options)
+    if track_only:
+        track_columns = wanted_columns(track_source, POSITION_COLUMNS, config.keep_columns)
+        position_columns = tuple(track_columns)
+    else:
+        position_columns = tuple(wanted_columns(pos_source, POSITION_COLUMNS, config.keep_columns))
+        if track_source is not None:
+            track_columns = wanted_columns(track_source, TRACK_COLUMNS)
+            track_columns = [c for c in track_columns if c in (*TRACK_COLUMNS, "strand")]
+    cache_path = resolve_cache(cache, genome, annotation, out, cache_dir, say)
+    has_context = (pos_source.has_context_columns if pos_source is not None
+                   else track_source.has_context_columns)
+    has_genome = has_annotation = cache_path is not None
+    if cache_path is not None:
+        from ..genome.cache import load_cached
+
+        genomic = load_cached(cache_path)
+        has_genome = bool(genomic.has_sequence)
+        cache_fingerprint = getattr(genomic, "fingerprint", None)
+    else:
+        cache_fingerprint = None
+    expected_imputed = check_inputs(manifest, config, has_context_columns=has_context,
+                                    has_track=track_source is not None, has_genome=has_genome,
+                                    has_annotation=has_annotation)
+    if expected_imputed:
+        say(f"will impute {len(expected_imputed)} feature(s) (--missing impute)")
+
+    inputs = {"positions": fingerprint(pos_source) if pos_source else None,
+              "track": fingerprint(track_source) if track_source else None,
+              "cache": {"path": cache_path, "fingerprint": cache_fingerprint} if cache_path else None,
+              "manifest": {"source": manifest.source, "names": len(manifest.names)}}
+    settings = {"config": asdict(config), "partition_rows": partition_rows,
+                "selection": selection.to_dict() if track_only else None}
+    run_record = {"version": __version__, "inputs": inputs, "settings": settings,
+                  "manifest_names": list(manifest.names)}
+    run_fingerprint = _fingerprint(run_record)
+
+    writer.precheck_output(out, mode=mode, run_fingerprint=run_fingerprint,
+                           storage_options=storage_options)
+    own_cluster = None
+    if client is None:
+        client, own_cluster = _make_client(scheduler, workers, threads_per_worker, memory_limit,
+                                           processes)
+    dashboard = getattr(client, "dashboard_link", None)
+    say(f"dask dashboard: {dashboard}")
+    try:
+        return _run(client, manifest, config, selection if track_only else None, pos_source,
+                    track_source, position_columns,
+                    track_columns if track_source is not None else None, cache_path, out, mode,
+                    partition_rows, storage_options, exchange_method, run_fingerprint, run_record,
+                    progress, say, dashboard, t0, started)
+    except EnrichError:
+        raise
+    except Exception as exc:
+        from distributed import KilledWorker
+
+        if isinstance(exc, KilledWorker):
+            raise RunFailure(f"a worker died repeatedly while running a task ({exc}); it may have "
+                             "run out of memory: lower --partition-rows or raise --memory-limit") from exc
+        raise
+    finally:
+        if own_cluster is not None:
+            client.close()
+            own_cluster.close()
+
+
+def _make_client(scheduler: str | None, workers: int, threads_per_worker: int,
+                 memory_limit: str | int | None, processes: bool):
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except OSError as exc:
+            raise RunFailure(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    if workers < 1 or threads_per_worker < 1:
+        raise ConfigError("--workers and --threads-per-worker must be at least 1")
+    for noisy in ("distributed.shuffle", "distributed.shuffle._scheduler_plugin"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                           memory_limit=memory_limit, processes=processes,
+                           dashboard_address=":0", silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection | None,
+         pos_source: InputSource | None, track_source: InputSource | None,
+         position_columns: tuple[str, ...], track_columns: list[str] | None, cache_path: str | None,
+         out: str, mode: writer.Mode, partition_rows: int, storage_options: dict[str, Any] | None,
+         exchange_method: str, run_fingerprint: str, run_record: dict[str, Any], progress: Progress | None,
+         say: Callable[[str], None], dashboard: str | None, t0: float, started: str) -> RunSummary:
+    import dask
+    import dask.dataframe as dd
+    from distributed import as_completed
+
+    timings: dict[str, float] = {}
+    with dask.config.set({"dataframe.shuffle.method": "p2p"}):
+        pos_frame = read_dask(pos_source, position_columns) if pos_source else None
+        track_frame = read_dask(track_source, track_columns) if track_source else None
+
+        # Plan: rows per gene (positions and track rows alike), packed into bins.
+        t = time.perf_counter()
+        pos_counts = _gene_counts(pos_source) if pos_frame is not None else None
+        track_counts = _gene_counts(track_source) if track_frame is not None else None
+        if pos_counts is None:
+            weights = track_counts
+        elif track_counts is None:
+            weights = pos_counts
+        else:  # genes of the positions, weighted by all the rows their partition will hold
+            weights = pos_counts.add(track_counts.reindex(pos_counts.index).fillna(0), fill_value=0)
+        plan = plan_partitions(weights.astype(np.int64), partition_rows)
+        timings["plan"] = time.perf_counter() - t
+        track_rows = int(track_counts.sum()) if track_counts is not None else None
+        say(f"plan: {plan.n_bins} partition(s) of <= {partition_rows:,} rows for {len(plan.genes):,} genes")
+
+        input_meta = (pos_frame._meta if pos_frame is not None
+                      else track_frame._meta[list(position_columns)])
+        meta = output_meta(manifest, input_meta.dtypes.to_dict(), config)
+        schema = output_schema(manifest, input_meta.dtypes.to_dict(), config)
+        run_record = {**run_record, "plan": plan.summary()}
+        done = writer.prepare_output(out, mode=mode, run_fingerprint=run_fingerprint,
+                                     run_record=run_record, n_bins=plan.n_bins,
+                                     storage_options=storage_options)
+        exchange.remove_staging(out, storage_options)
+        if done:
+            say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete")
+        ctx = _Context(manifest, config, selection, plan, meta, schema, out, storage_options,
+                       run_fingerprint, cache_path, frozenset(done), position_columns)
+        ctx_key = dask.delayed(ctx, pure=True, traverse=False)
+        staging = exchange.staging_path(out, run_fingerprint)
+
+        def by_bin(frame, label: str):
+            """The frame regrouped so that partition i holds exactly the rows of bin i."""
+            divisions = list(plan.divisions)
+            if exchange_method == "p2p":
+                with_bins = frame.map_partitions(_assign_bins, ctx_key,
+                                                 meta=frame._meta.assign(**{BIN: np.int64(0)}))
+                return with_bins.set_index(BIN, divisions=divisions)
+            split = dask.delayed(exchange.split_part, pure=True)
+            gather = dask.delayed(exchange.gather_bin, pure=True)
+            splits = [split(part, i, label, plan_key, ctx.done, staging, storage_options,
+                            dask_key_name=f"split-{label}-{i}-{run_fingerprint[:8]}")
+                      for i, part in enumerate(frame.to_delayed())]
+            bins = [gather(b, splits, frame._meta, label, storage_options,
+                           dask_key_name=f"gather-{label}-{b}-{run_fingerprint[:8]}")
+                    for b in range(plan.n_bins)]
+            return dd.from_delayed(bins, meta=frame._meta, divisions=divisions, verify_meta=False)
+
+        plan_key = dask.delayed(plan, pure=True, traverse=False)
+        if pos_frame is not None and track_frame is not None:
+            enriched = dd.map_partitions(_enrich_positions, by_bin(pos_frame, "positions"),
+                                         by_bin(track_frame, "track"), ctx_key, meta=meta,
+                                         align_dataframes=False)
+        elif pos_frame is not None:
+            enriched = by_bin(pos_frame, "positions").map_partitions(
+                _enrich_positions_only, ctx_key, meta=meta)
+        else:
+            enriched = by_bin(track_frame, "track").map_partitions(
+                _enrich_track_only, ctx_key, meta=meta)
+        records = enriched.map_partitions(_write_bin, ctx_key, meta=SUMMARY_META)
+
+        t = time.perf_counter()
+        futures = client.compute(records.to_delayed())
+        results: list[pd.DataFrame] = []
+        if progress:
+            progress(0, len(futures))
+        for future in as_completed(futures):
+            results.append(future.result())
+            if progress:
+                progress(len(results), len(futures))
+        timings["enrich_and_write"] = time.perf_counter() - t
+        exchange.remove_staging(out, storage_options)
+
+    table = pd.concat(results, ignore_index=True).sort_values("bin")
+    fresh = table[~table["resumed"]]
+    report = EnrichReport()
+    for text in fresh["report"]:
+        report = report.merge(EnrichReport(**json.loads(text)))
+    rows_in = int(fresh["rows_in"].sum())
+    written = int(fresh["rows_written"].sum())
+    for record in done.values():
+        report = report.merge(EnrichReport(**record["report"]))
+        rows_in += int(record["report"]["rows"])
+        written += int(record["rows"])
+    rejected = 0  # the validation step (bad rows split off with a reason) adds to this
+    if pos_counts is not None and rows_in != int(pos_counts.sum()):
+        raise RunFailure(f"rows lost or duplicated: {int(pos_counts.sum()):,} positions read but "
+                         f"{rows_in:,} reached the partitions")
+    if rows_in != written + rejected:
+        raise RunFailure(f"row count invariant failed: rows in {rows_in:,} != written {written:,} "
+                         f"+ rejected {rejected:,}")
+    total = time.perf_counter() - t0
+    timings["total"] = total
+    summary = RunSummary(
+        out=str(out), rows_in=rows_in, rows_written=written, rows_rejected=rejected,
+        partitions=plan.n_bins, partitions_resumed=len(done), imputed=dict(report.imputed),
+        imputed_reasons=dict(report.reasons), seconds=total,
+        positions_per_second=rows_in / total if total > 0 else 0.0, fingerprint=run_fingerprint,
+        success_file="", dashboard=dashboard, timings={k: round(v, 3) for k, v in timings.items()},
+        track_rows=track_rows if pos_source is None else None)
+    success = {
+        "version": __version__,
+        "fingerprint": run_fingerprint,
+        "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rows": {"in": rows_in, "written": written, "rejected": rejected,
+                 **({"track": track_rows} if track_rows is not None else {})},
+        "imputed": dict(sorted(report.imputed.items())),
+        "imputed_reasons": dict(sorted(report.reasons.items())),
+        "partitions": {"count": plan.n_bins, "written": int(len(fresh)), "resumed": len(done),
+                       "files": [writer.part_name(b) for b in range(plan.n_bins)],
+                       "plan": plan.summary()},
+        "inputs": run_record["inputs"],
+        "settings": run_record["settings"],
+        "manifest": {"source": manifest.source, "name": manifest.name,
+                     "features": len(manifest.names)},
+        "timings_s": summary.timings,
+        "positions_per_second": round(summary.positions_per_second, 1),
+    }
+    summary.success_file = writer.write_success(out, success, storage_options)
+    return summary

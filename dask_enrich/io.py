@@ -1,0 +1,296 @@
+"""Reading positions and base-prediction tracks into Dask (or pandas) data frames.
+
+Inputs are a Parquet file, a directory of Parquet files or a glob, or CSV/TSV files (optionally
+gzip-compressed), on a local path or any fsspec URL. :func:`inspect_input` resolves the files and
+their columns cheaply (Parquet footers, CSV header lines) so that a missing column is reported
+before any work starts, naming the file and the column, with a close-name suggestion.
+"""
+from __future__ import annotations
+
+import difflib
+import gzip
+import hashlib
+import io as _io
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .errors import InputError
+from .features.registry import CONTEXT_OFFSETS
+
+#: Columns every positions input must have.
+POSITION_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score", "neither_score")
+#: Columns every base-prediction track must have (``neither_score``, ``chrom``, ``strand`` optional).
+TRACK_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score")
+#: Optional columns carried when present.
+OPTIONAL_COLUMNS = ("neither_score", "chrom", "strand") + tuple(
+    f"context_score_{s}" for s in CONTEXT_OFFSETS
+)
+CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in CONTEXT_OFFSETS)
+
+_STRING_COLUMNS = ("gene_id", "chrom", "strand")
+_FLOAT_COLUMNS = ("donor_score", "acceptor_score", "neither_score") + CONTEXT_COLUMNS
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_CSV_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
+
+Format = Literal["parquet", "csv"]
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """A resolved input: its files, format, separator, compression and columns."""
+
+    path: str
+    label: str  # "positions" or "track", used in messages
+    format: Format
+    files: tuple[str, ...]  # full paths (with protocol for remote filesystems)
+    columns: tuple[str, ...]  # columns of the first file
+    sep: str = ","
+    compression: str | None = None
+    storage_options: dict[str, Any] | None = None
+
+    def has(self, column: str) -> bool:
+        return column in self.columns
+
+    @property
+    def has_context_columns(self) -> bool:
+        """True when every ``context_score_*`` column is present."""
+        return all(c in self.columns for c in CONTEXT_COLUMNS)
+
+
+def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
+    return fsspec.core.url_to_fs(path, **(storage_options or {}))
+
+
+def _full(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else fs.unstrip_protocol(path)
+
+
+def _kind(name: str) -> tuple[Format | None, str | None, str]:
+    """(format, compression, separator) guessed from a file name."""
+    lower = name.lower()
+    compression = None
+    if lower.endswith(".gz"):
+        compression, lower = "gzip", lower[:-3]
+    if lower.endswith(_PARQUET_SUFFIXES):
+        return "parquet", compression, ","
+    if lower.endswith((".tsv", ".tab")):
+        return "csv", compression, "\t"
+    if lower.endswith(_CSV_SUFFIXES):
+        return "csv", compression, ","
+    return None, compression, ","
+
+
+def inspect_input(path: str, *, label: str = "positions",
+                  storage_options: dict[str, Any] | None = None) -> InputSource:
+    """Resolve ``path`` (file, directory or glob; local or fsspec URL) into an :class:`InputSource`.
+
+    Raises InputError when nothing is found, the format is unknown or files mix formats.
+    """
+    path = str(path)
+    fs, stripped = _fs(path, storage_options)
+    if any(ch in stripped for ch in "*?["):
+        found = sorted(fs.glob(stripped))
+        files = [f for f in found if fs.isfile(f)]
+    elif fs.isdir(stripped):
+        files = sorted(f for f in fs.find(stripped)
+                       if not any(part.startswith(("_", ".")) for part in f[len(stripped):].split("/") if part))
+    elif fs.isfile(stripped):
+        files = [stripped]
+    else:
+        raise InputError(f"{label} input {path}: no such file or directory")
+    kinds = {f: _kind(f) for f in files}
+    files = [f for f in files if kinds[f][0] is not None] if len(files) > 1 else files
+    if not files:
+        raise InputError(f"{label} input {path}: no Parquet/CSV/TSV files found")
+    formats = {kinds[f][0] for f in files}
+    if None in formats:
+        # A single file without a known suffix: sniff Parquet's magic bytes, else treat as CSV.
+        with fs.open(files[0], "rb") as handle:
+            magic = handle.read(4)
+        fmt: Format = "parquet" if magic == b"PAR1" else "csv"
+        compression = "gzip" if magic[:2] == b"\x1f\x8b" else None
+        sep = ","
+    elif len(formats) > 1 or len({kinds[f][1:] for f in files}) > 1:
+        raise InputError(f"{label} input {path}: mixes file formats ({', '.join(sorted(map(str, formats)))}); "
+                         "give files of one format")
+    else:
+        fmt, compression, sep = kinds[files[0]]
+    columns = _columns_of(fs, files[0], fmt, compression, label)
+    if fmt == "csv" and sep == "," and "\t" in ",".join(columns) and len(columns) == 1:
+        sep = "\t"
+        columns = tuple(columns[0].split("\t"))
+    return InputSource(path, label, fmt, tuple(_full(fs, f) for f in files), columns, sep,
+                       compression, storage_options)
+
+
+def _columns_of(fs: fsspec.AbstractFileSystem, file: str, fmt: Format, compression: str | None,
+                label: str) -> tuple[str, ...]:
+    try:
+        if fmt == "parquet":
+            with fs.open(file, "rb") as handle:
+                return tuple(pq.ParquetFile(handle).schema_arrow.names)
+        with fs.open(file, "rb") as raw:
+            handle = gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
+            header = _io.TextIOWrapper(handle, encoding="utf-8-sig").readline().rstrip("\r\n")
+    except InputError:
+        raise
+    except Exception as exc:  # unreadable / corrupt file
+        raise InputError(f"{label} file {file}: cannot be read ({type(exc).__name__}: {exc})") from None
+    if not header:
+        raise InputError(f"{label} file {file}: empty file (no header line)")
+    sep = "\t" if "\t" in header else ","
+    return tuple(c.strip() for c in header.split(sep))
+
+
+def check_columns(source: InputSource, required: Iterable[str]) -> None:
+    """Raise InputError naming the file and each missing required column, with a close-name
+    suggestion from the columns the file has (e.g. ``donor_prob`` for ``donor_score``)."""
+    missing = [c for c in required if c not in source.columns]
+    if not missing:
+        return
+    spare = [c for c in source.columns if c not in set(required)]
+    parts = []
+    for column in missing:
+        close = difflib.get_close_matches(column, spare, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}? rename it to {column!r})" if close else ""
+        parts.append(f"{column!r}{hint}")
+    raise InputError(
+        f"{source.label} file {source.files[0]}: missing required column(s) {', '.join(parts)}; "
+        f"columns present: {', '.join(source.columns)}"
+    )
+
+
+def wanted_columns(source: InputSource, required: Sequence[str],
+                   keep_columns: Sequence[str] = ()) -> list[str]:
+    """Required columns, the optional ones present, then ``keep_columns`` (checked to exist)."""
+    check_columns(source, required)
+    absent = [c for c in keep_columns if c not in source.columns]
+    if absent:
+        close = {c: difflib.get_close_matches(c, source.columns, n=1, cutoff=0.6) for c in absent}
+        named = ", ".join(f"{c!r}" + (f" (did you mean {close[c][0]!r}?)" if close[c] else "")
+                          for c in absent)
+        raise InputError(f"{source.label} file {source.files[0]}: --keep-columns names column(s) "
+                         f"it does not have: {named}")
+    columns = list(required)
+    columns += [c for c in OPTIONAL_COLUMNS if c in source.columns and c not in columns]
+    columns += [c for c in keep_columns if c not in columns]
+    return columns
+
+
+def _csv_dtypes(columns: Sequence[str]) -> dict[str, Any]:
+    dtypes: dict[str, Any] = {c: "str" for c in _STRING_COLUMNS if c in columns}
+    dtypes.update({c: "float64" for c in _FLOAT_COLUMNS if c in columns})
+    return dtypes
+
+
+def normalise_frame(frame: pd.DataFrame, label: str = "positions") -> pd.DataFrame:
+    """Canonical dtypes: ids as ``str``, ``position`` int64, scores float64 (pure pandas).
+
+    Raises InputError for a position that is missing or not an integer, or a non-numeric score.
+    """
+    changed: dict[str, pd.Series] = {}
+    for column in frame.columns:
+        original = values = frame[column]
+        if column in _STRING_COLUMNS:
+            values = values.astype("str") if values.dtype != "str" else values
+        elif column == "position" and values.dtype != np.int64:
+            try:
+                as_float = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                raise InputError(f"{label}: column 'position' holds non-numeric values") from None
+            bad = ~np.isfinite(as_float) | (as_float != np.round(as_float))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise InputError(f"{label}: column 'position' has {int(bad.sum())} missing or "
+                                 f"non-integer value(s), e.g. {values.iloc[i]!r} (row {i} of a partition)")
+            values = pd.Series(as_float.astype(np.int64), index=frame.index, name=column)
+        elif column in _FLOAT_COLUMNS and values.dtype != np.float64:
+            try:
+                values = pd.Series(pd.to_numeric(values, errors="raise").to_numpy(
+                    dtype=np.float64, na_value=np.nan), index=frame.index, name=column)
+            except (TypeError, ValueError):
+                raise InputError(f"{label}: column {column!r} holds non-numeric values") from None
+        if values is not original:
+            changed[column] = values
+    if not changed:
+        return frame
+    frame = frame.copy(deep=False)
+    for column, values in changed.items():
+        frame[column] = values
+    return frame
+
+
+def _meta_of(source: InputSource, columns: Sequence[str]) -> pd.DataFrame:
+    """The normalised empty frame for these columns (keep-columns typed from the file)."""
+    sample = _read_head(source, columns)
+    return normalise_frame(sample.iloc[:0], source.label)
+
+
+def _read_head(source: InputSource, columns: Sequence[str]) -> pd.DataFrame:
+    if source.format == "parquet":
+        fs, stripped = _fs(source.files[0], source.storage_options)
+        with fs.open(stripped, "rb") as handle:
+            return pq.ParquetFile(handle).schema_arrow.empty_table().select(list(columns)).to_pandas()
+    with fsspec.open(source.files[0], "rb", compression=source.compression,
+                     **(source.storage_options or {})) as handle:
+        return pd.read_csv(handle, sep=source.sep, usecols=list(columns), nrows=100,
+                           dtype=_csv_dtypes(columns))
+
+
+def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | int | None = "128MiB"):
+    """A Dask DataFrame of ``columns`` of the input, with canonical dtypes."""
+    import dask.dataframe as dd
+
+    columns = list(columns)
+    if source.format == "parquet":
+        frame = dd.read_parquet(list(source.files), columns=columns,
+                                storage_options=source.storage_options)
+    else:
+        frame = dd.read_csv(list(source.files), sep=source.sep, usecols=columns,
+                            dtype=_csv_dtypes(columns), compression=source.compression,
+                            blocksize=None if source.compression else blocksize,
+                            storage_options=source.storage_options)
+        frame = frame[columns]
+    meta = _meta_of(source, columns)
+    return frame.map_partitions(normalise_frame, source.label, meta=meta)
+
+
+def read_pandas(source: InputSource | str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The whole input as one pandas frame with canonical dtypes (small inputs, tests)."""
+    if not isinstance(source, InputSource):
+        source = inspect_input(source)
+    columns = list(columns) if columns is not None else list(source.columns)
+    parts = []
+    for file in source.files:
+        if source.format == "parquet":
+            parts.append(pd.read_parquet(file, columns=columns, storage_options=source.storage_options))
+        else:
+            with fsspec.open(file, "rb", compression=source.compression,
+                             **(source.storage_options or {})) as handle:
+                parts.append(pd.read_csv(handle, sep=source.sep, usecols=columns,
+                                         dtype=_csv_dtypes(columns))[columns])
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return normalise_frame(frame, source.label)
+
+
+def fingerprint(source: InputSource) -> dict[str, Any]:
+    """A JSON-able fingerprint of the input's files (path, size, modification key)."""
+    digest = hashlib.sha256()
+    total = 0
+    for file in source.files:
+        fs, stripped = _fs(file, source.storage_options)
+        info = fs.info(stripped)
+        size = int(info.get("size") or 0)
+        total += size
+        key = {k: str(info.get(k)) for k in ("size", "mtime", "LastModified", "ETag", "etag",
+                                             "md5Hash", "created") if info.get(k) is not None}
+        digest.update(json.dumps([file, key], sort_keys=True).encode())
+    return {"path": source.path, "files": len(source.files), "bytes": total,
+            "sha256": digest.hexdigest()}

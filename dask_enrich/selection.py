@@ -1,0 +1,116 @@
+"""Selecting the "uncertain" positions of a full base-prediction track (pure numpy/pandas, no Dask).
+
+When the user gives only a full per-nucleotide track, the positions to enrich are the rows where
+the base model is unsure. Two documented rules:
+
+``band`` (the default)
+    ``low <= max(donor_score, acceptor_score) < high``, with low = 0.02 and high = 0.80: the
+    position looks somewhat like a splice site, but not confidently.
+``entropy``
+    Any of: the largest of the three scores (donor, acceptor, neither) is below ``max_below``
+    (default 0.80); the normalised entropy of the three scores is above ``entropy_above`` (default
+    0.9); the spread between the largest and the second-largest score is below ``spread_below``
+    (default 0.1). The normalised entropy is ``-sum(p ln p) / ln 3`` with p the three scores divided
+    by their sum (terms with p = 0 count 0); it is 1 when the three are equal. A row whose three
+    scores sum to 0 counts as uncertain (nothing is known about it).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, InputError
+
+SelectRule = Literal["band", "entropy"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A selection rule and its thresholds (see the module docs)."""
+
+    rule: SelectRule = "band"
+    low: float = 0.02
+    high: float = 0.80
+    max_below: float = 0.80
+    entropy_above: float = 0.9
+    spread_below: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.rule not in ("band", "entropy"):
+            raise ConfigError(f"selection rule must be 'band' or 'entropy', not {self.rule!r}")
+        if self.rule == "band" and not (0.0 <= self.low < self.high):
+            raise ConfigError(f"band selection needs 0 <= low < high, not low={self.low}, high={self.high}")
+        if not 0.0 <= self.entropy_above <= 1.0:
+            raise ConfigError(f"entropy threshold must lie in [0, 1], not {self.entropy_above}")
+        if self.spread_below < 0 or self.max_below < 0:
+            raise ConfigError("selection thresholds must not be negative")
+
+    @property
+    def needs_neither(self) -> bool:
+        """True when the rule reads ``neither_score``."""
+        return self.rule == "entropy"
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = ("rule", "low", "high") if self.rule == "band" else (
+            "rule", "max_below", "entropy_above", "spread_below")
+        data = asdict(self)
+        return {k: data[k] for k in keys}
+
+    def describe(self) -> str:
+        """One line for messages and summaries."""
+        if self.rule == "band":
+            return f"band: {self.low} <= max(donor, acceptor) < {self.high}"
+        return (f"entropy: max score < {self.max_below} or normalised entropy > {self.entropy_above}"
+                f" or top-two spread < {self.spread_below}")
+
+
+def band_mask(donor: np.ndarray, acceptor: np.ndarray, low: float = 0.02, high: float = 0.80
+              ) -> np.ndarray:
+    """``low <= max(donor, acceptor) < high`` for each row (NaN scores are never selected)."""
+    top = np.maximum(np.asarray(donor, dtype=np.float64), np.asarray(acceptor, dtype=np.float64))
+    return (top >= low) & (top < high)
+
+
+def normalised_entropy(donor: np.ndarray, acceptor: np.ndarray, neither: np.ndarray) -> np.ndarray:
+    """Entropy of the three scores renormalised to sum 1, divided by ln 3 (0..1; 1 for rows whose
+    scores sum to 0)."""
+    scores = np.column_stack([donor, acceptor, neither]).astype(np.float64)
+    total = scores.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(total > 0, scores / total, 1.0 / 3.0)
+        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return -terms.sum(axis=1) / np.log(3.0)
+
+
+def entropy_mask(donor: np.ndarray, acceptor: np.ndarray, neither: np.ndarray,
+                 max_below: float = 0.80, entropy_above: float = 0.9, spread_below: float = 0.1
+                 ) -> np.ndarray:
+    """Rows where the top score < ``max_below``, or the normalised entropy > ``entropy_above``, or
+    the top-two spread < ``spread_below``."""
+    scores = np.sort(np.column_stack([donor, acceptor, neither]).astype(np.float64), axis=1)
+    top, second = scores[:, 2], scores[:, 1]
+    valid = ~np.isnan(scores).any(axis=1)
+    uncertain = ((top < max_below) | (normalised_entropy(donor, acceptor, neither) > entropy_above)
+                 | ((top - second) < spread_below))
+    return uncertain & valid
+
+
+def select_mask(frame: pd.DataFrame, selection: Selection = Selection()) -> np.ndarray:
+    """Boolean mask of the uncertain rows of a track frame under ``selection``."""
+    def column(name: str) -> np.ndarray:
+        if name not in frame.columns:
+            raise InputError(f"track lacks column {name!r}, needed by the {selection.rule} selection rule")
+        return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    if selection.rule == "band":
+        return band_mask(column("donor_score"), column("acceptor_score"), selection.low, selection.high)
+    return entropy_mask(column("donor_score"), column("acceptor_score"), column("neither_score"),
+                        selection.max_below, selection.entropy_above, selection.spread_below)
+
+
+def select_uncertain(frame: pd.DataFrame, selection: Selection = Selection()) -> pd.DataFrame:
+    """The uncertain rows of ``frame`` (index and order kept)."""
+    return frame[select_mask(frame, selection)]

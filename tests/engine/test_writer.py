@@ -1,0 +1,110 @@
+"""The resumable Parquet writer and the staged exchange, without a cluster."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from dask_enrich.core import enrich, output_meta, output_schema
+from dask_enrich.engine import exchange, writer
+from dask_enrich.engine.partition import plan_partitions
+from dask_enrich.errors import ConfigError, RunFailure
+from dask_enrich.manifest import manifest_from_names
+
+MANIFEST = manifest_from_names(["donor_score", "probability_entropy", "splice_probability"])
+
+
+def _positions(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    d, a = rng.random(n) * 0.5, rng.random(n) * 0.5
+    return pd.DataFrame({"gene_id": pd.Series([f"G{i % 5}" for i in range(n)], dtype="str"),
+                         "position": rng.integers(1, 1000, n), "donor_score": d,
+                         "acceptor_score": a, "neither_score": 1 - d - a})
+
+
+def test_parts_have_identical_schema_even_empty_or_one_row(tmp_path):
+    frame = _positions(50)
+    schema = output_schema(MANIFEST, frame.dtypes.to_dict())
+    out = str(tmp_path / "out")
+    writer.prepare_output(out, mode="new", run_fingerprint="f", run_record={}, n_bins=3)
+    for bin_id, part in enumerate([frame, frame.iloc[:1], frame.iloc[:0]]):
+        enriched, report = enrich(part, MANIFEST)
+        record = writer.write_part(enriched, out, bin_id, schema, "f", report.to_dict())
+        assert record["rows"] == len(part)
+    files = writer.part_files(out)
+    assert [f.rsplit("/", 1)[-1] for f in files] == [writer.part_name(b) for b in range(3)]
+    schemas = [pq.read_schema(f) for f in files]
+    assert all(s.equals(schema, check_metadata=False) for s in schemas)
+    assert [pq.ParquetFile(f).metadata.num_rows for f in files] == [50, 1, 0]
+    assert not any(writer.TMP_MARKER in p.name for p in (tmp_path / "out").iterdir())
+    # the empty frame that the meta describes is written with the same schema too
+    meta = output_meta(MANIFEST, frame.dtypes.to_dict())
+    writer.write_part(meta, out, 3, schema, "f", {"rows": 0, "imputed": {}, "reasons": {}})
+    assert pq.read_schema(writer.part_files(out)[3]).equals(schema, check_metadata=False)
+
+
+def test_schema_mismatch_is_a_run_failure(tmp_path):
+    frame = _positions(5)
+    schema = output_schema(MANIFEST, frame.dtypes.to_dict())
+    enriched, _ = enrich(frame, MANIFEST)
+    with pytest.raises(RunFailure, match="schema"):
+        writer.write_part(enriched.drop(columns="donor_score"), str(tmp_path), 0, schema, "f", {})
+
+
+def test_prepare_refuses_overwrites_and_resumes(tmp_path):
+    out = str(tmp_path / "out")
+    frame = _positions(10)
+    schema = output_schema(MANIFEST, frame.dtypes.to_dict())
+    enriched, report = enrich(frame, MANIFEST)
+    assert writer.prepare_output(out, mode="new", run_fingerprint="A", run_record={"x": 1}, n_bins=3) == {}
+    for b in range(3):
+        writer.write_part(enriched, out, b, schema, "A", report.to_dict())
+    with pytest.raises(ConfigError, match="not empty.*--resume.*--overwrite"):
+        writer.precheck_output(out, mode="new", run_fingerprint="A")
+    with pytest.raises(ConfigError, match="not empty"):
+        writer.prepare_output(out, mode="new", run_fingerprint="A", run_record={}, n_bins=3)
+    with pytest.raises(ConfigError, match="other inputs"):
+        writer.prepare_output(out, mode="resume", run_fingerprint="B", run_record={"x": 2}, n_bins=3)
+    # resume: a truncated part, a leftover temporary file and a stale success file are cleaned up
+    part1 = tmp_path / "out" / writer.part_name(1)
+    part1.write_bytes(part1.read_bytes()[:100])
+    (tmp_path / "out" / (writer.part_name(2) + writer.TMP_MARKER + "x")).write_bytes(b"junk")
+    (tmp_path / "out" / writer.SUCCESS_FILE).write_text("{}")
+    done = writer.prepare_output(out, mode="resume", run_fingerprint="A", run_record={}, n_bins=3)
+    assert sorted(done) == [0, 2] and done[0]["rows"] == 10 and done[0]["report"]["rows"] == 10
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        writer.RUN_FILE, writer.part_name(0), writer.part_name(2)]
+    # overwrite empties the directory
+    assert writer.prepare_output(out, mode="overwrite", run_fingerprint="B", run_record={},
+                                 n_bins=1) == {}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [writer.RUN_FILE]
+    assert json.loads((tmp_path / "out" / writer.RUN_FILE).read_text())["fingerprint"] == "B"
+
+
+def test_resume_refuses_a_directory_it_did_not_write(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="no _RUN.json"):
+        writer.precheck_output(str(tmp_path), mode="resume", run_fingerprint="A")
+
+
+def test_staged_exchange_regroups_rows_by_bin(tmp_path):
+    """Split three input partitions, gather each bin: every row lands once, in its gene's bin."""
+    frame = _positions(300, seed=4)
+    frame["gene_id"] = pd.Series([f"G{i}" for i in np.random.default_rng(1).integers(0, 40, 300)],
+                                 dtype="str")
+    plan = plan_partitions(frame["gene_id"].value_counts(), 25)
+    staging = str(tmp_path / "staging")
+    parts = [frame.iloc[:100], frame.iloc[100:250], frame.iloc[250:]]
+    splits = [exchange.split_part(p, i, "positions", plan, frozenset({1}), staging)
+              for i, p in enumerate(parts)]
+    bins = plan.bin_of(frame["gene_id"])
+    for b in range(plan.n_bins):
+        got = exchange.gather_bin(b, splits, frame.iloc[:0], "positions")
+        want = frame[bins == b] if b != 1 else frame.iloc[:0]
+        key = ["gene_id", "position", "donor_score"]
+        pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                      want.sort_values(key).reset_index(drop=True))
+    assert sum(s["rows"] for s in splits) == int((bins != 1).sum())

@@ -1,0 +1,126 @@
+"""Reading positions/tracks: formats, locations, dtypes, and the messages for missing columns."""
+from __future__ import annotations
+
+import gzip
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from dask_enrich.errors import InputError
+from dask_enrich.io import (POSITION_COLUMNS, check_columns, fingerprint, inspect_input,
+                            normalise_frame, read_dask, read_pandas, wanted_columns)
+
+
+def _frame(n: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame({
+        "gene_id": [f"AT1G0{i % 3}" for i in range(n)],
+        "position": np.arange(100, 100 + n, dtype=np.int64),
+        "donor_score": rng.random(n), "acceptor_score": rng.random(n), "neither_score": rng.random(n),
+        "strand": ["+"] * n, "sample": [f"s{i}" for i in range(n)],
+    })
+
+
+def _by_hand_equal(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """Every value equal, cell by cell, with canonical dtypes."""
+    assert list(got.columns) == list(want.columns)
+    assert str(got["gene_id"].dtype) == "str" and got["position"].dtype == np.int64
+    assert got["donor_score"].dtype == np.float64
+    for column in want.columns:
+        for a, b in zip(got[column].tolist(), want[column].tolist()):
+            assert a == b or (isinstance(a, float) and abs(a - b) < 1e-12), (column, a, b)
+
+
+@pytest.mark.parametrize("layout", ["file", "dir", "glob", "csv", "tsv.gz", "csv.gz", "url"])
+def test_formats_and_locations_read_the_same_rows(tmp_path, layout):
+    frame = _frame()
+    if layout == "file":
+        frame.to_parquet(tmp_path / "p.parquet")
+        path = str(tmp_path / "p.parquet")
+    elif layout in ("dir", "glob"):
+        (tmp_path / "d").mkdir()
+        frame.iloc[:3].to_parquet(tmp_path / "d" / "a.parquet")
+        frame.iloc[3:].to_parquet(tmp_path / "d" / "b.parquet")
+        (tmp_path / "d" / "_SUCCESS").write_text("")  # ignored, like Spark/Dask markers
+        path = str(tmp_path / "d") if layout == "dir" else str(tmp_path / "d" / "*.parquet")
+    elif layout == "csv":
+        frame.to_csv(tmp_path / "p.csv", index=False)
+        path = str(tmp_path / "p.csv")
+    elif layout == "tsv.gz":
+        with gzip.open(tmp_path / "p.tsv.gz", "wt") as handle:
+            frame.to_csv(handle, sep="\t", index=False)
+        path = str(tmp_path / "p.tsv.gz")
+    elif layout == "csv.gz":
+        with gzip.open(tmp_path / "p.csv.gz", "wt") as handle:
+            frame.to_csv(handle, index=False)
+        path = str(tmp_path / "p.csv.gz")
+    else:
+        frame.to_parquet(tmp_path / "p.parquet")
+        path = "file://" + str(tmp_path / "p.parquet")
+    source = inspect_input(path)
+    assert set(POSITION_COLUMNS) <= set(source.columns)
+    columns = wanted_columns(source, POSITION_COLUMNS, ("sample",))
+    assert columns == [*POSITION_COLUMNS, "strand", "sample"]
+    _by_hand_equal(read_pandas(source, columns), frame[columns])
+    got = read_dask(source, columns).compute(scheduler="sync").reset_index(drop=True)
+    _by_hand_equal(got, frame[columns])
+
+
+def test_memory_filesystem_url():
+    fs = fsspec.filesystem("memory")
+    with fs.open("/dask-enrich-test/p.csv", "w") as handle:
+        _frame().to_csv(handle, index=False)
+    source = inspect_input("memory://dask-enrich-test/p.csv")
+    _by_hand_equal(read_pandas(source, list(POSITION_COLUMNS)), _frame()[list(POSITION_COLUMNS)])
+    fs.rm("/dask-enrich-test", recursive=True)
+
+
+def test_missing_column_names_file_column_and_close_name(tmp_path):
+    frame = _frame().rename(columns={"donor_score": "donor_prob"})
+    frame.to_parquet(tmp_path / "p.parquet")
+    with pytest.raises(InputError) as caught:
+        check_columns(inspect_input(str(tmp_path / "p.parquet")), POSITION_COLUMNS)
+    message = str(caught.value)
+    assert str(tmp_path / "p.parquet") in message
+    assert "'donor_score'" in message and "did you mean 'donor_prob'" in message
+
+
+def test_missing_keep_column_is_named(tmp_path):
+    _frame().to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(InputError, match="samples.*did you mean 'sample'"):
+        wanted_columns(inspect_input(str(tmp_path / "p.csv")), POSITION_COLUMNS, ("samples",))
+
+
+def test_absent_path_and_unknown_files(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        inspect_input(str(tmp_path / "nope.parquet"))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.md").write_text("x")
+    (tmp_path / "d" / "other.md").write_text("x")
+    with pytest.raises(InputError, match="no Parquet/CSV/TSV"):
+        inspect_input(str(tmp_path / "d"))
+
+
+def test_normalise_positions():
+    frame = pd.DataFrame({"gene_id": pd.Series(["g"] * 2, dtype=object), "position": [5.0, 7.0],
+                          "donor_score": ["0.5", "0.25"]})
+    out = normalise_frame(frame)
+    assert out["position"].tolist() == [5, 7] and out["position"].dtype == np.int64
+    assert out["donor_score"].tolist() == [0.5, 0.25] and str(out["gene_id"].dtype) == "str"
+    with pytest.raises(InputError, match="position.*non-integer"):
+        normalise_frame(pd.DataFrame({"position": [1.0, np.nan]}))
+    with pytest.raises(InputError, match="position.*non-integer"):
+        normalise_frame(pd.DataFrame({"position": [1.5]}))
+    with pytest.raises(InputError, match="acceptor_score.*non-numeric"):
+        normalise_frame(pd.DataFrame({"acceptor_score": ["x"]}))
+
+
+def test_fingerprint_follows_the_file(tmp_path):
+    path = tmp_path / "p.csv"
+    _frame().to_csv(path, index=False)
+    first = fingerprint(inspect_input(str(path)))
+    assert fingerprint(inspect_input(str(path))) == first
+    _frame(8).to_csv(path, index=False)
+    assert fingerprint(inspect_input(str(path)))["sha256"] != first["sha256"]
