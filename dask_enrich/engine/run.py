@@ -187,6 +187,8 @@ def _write_bin(frame: pd.DataFrame, ctx: _Context, partition_info: dict | None =
         row = {"bin": bin_id, "rows_in": -1, "rows_written": -1, "resumed": True, "report": "{}"}
     else:
         report = frame.attrs.get(_REPORT_ATTR)
+        if report is None and len(frame) == 0:  # an empty bin: nothing was imputed
+            report = EnrichReport().to_dict()
         if report is None:
             raise RunFailure(f"bin {bin_id}: the enrichment report was lost between tasks")
         record = writer.write_part(frame, ctx.out, bin_id, ctx.schema, ctx.fingerprint, report,
@@ -210,6 +212,13 @@ def _gene_counts(source: InputSource) -> pd.Series:
         raise InputError(f"{source.label} {source.path}: {missing} row(s) have no gene_id")
     counts.index = counts.index.astype("str")
     return counts.astype(np.int64)
+
+
+def check_row_counts(rows_in: int, written: int, rejected: int) -> None:
+    """The run's invariant: every row read is written or rejected, exactly once."""
+    if rows_in != written + rejected:
+        raise RunFailure(f"row count invariant failed: rows in {rows_in} != written {written} "
+                         f"+ rejected {rejected}")
 
 
 def resolve_cache(cache: str | None, genome: str | None, annotation: str | None, out: str,
@@ -342,7 +351,8 @@ def run_enrichment(
     writer.precheck_output(out, mode=mode, run_fingerprint=run_fingerprint,
                            storage_options=storage_options)
     own_cluster = None
-    if client is None:
+    own_client = client is None
+    if own_client:
         client, own_cluster = _make_client(scheduler, workers, threads_per_worker, memory_limit,
                                            processes)
     dashboard = getattr(client, "dashboard_link", None)
@@ -363,8 +373,9 @@ def run_enrichment(
                              "run out of memory: lower --partition-rows or raise --memory-limit") from exc
         raise
     finally:
-        if own_cluster is not None:
+        if own_client:
             client.close()
+        if own_cluster is not None:
             own_cluster.close()
 
 
@@ -454,13 +465,13 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         if pos_frame is not None and track_frame is not None:
             enriched = dd.map_partitions(_enrich_positions, by_bin(pos_frame, "positions"),
                                          by_bin(track_frame, "track"), ctx_key, meta=meta,
-                                         align_dataframes=False)
+                                         align_dataframes=False, enforce_metadata=False)
         elif pos_frame is not None:
             enriched = by_bin(pos_frame, "positions").map_partitions(
-                _enrich_positions_only, ctx_key, meta=meta)
+                _enrich_positions_only, ctx_key, meta=meta, enforce_metadata=False)
         else:
             enriched = by_bin(track_frame, "track").map_partitions(
-                _enrich_track_only, ctx_key, meta=meta)
+                _enrich_track_only, ctx_key, meta=meta, enforce_metadata=False)
         records = enriched.map_partitions(_write_bin, ctx_key, meta=SUMMARY_META)
 
         t = time.perf_counter()
@@ -490,9 +501,7 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     if pos_counts is not None and rows_in != int(pos_counts.sum()):
         raise RunFailure(f"rows lost or duplicated: {int(pos_counts.sum()):,} positions read but "
                          f"{rows_in:,} reached the partitions")
-    if rows_in != written + rejected:
-        raise RunFailure(f"row count invariant failed: rows in {rows_in:,} != written {written:,} "
-                         f"+ rejected {rejected:,}")
+    check_row_counts(rows_in, written, rejected)
     total = time.perf_counter() - t0
     timings["total"] = total
     summary = RunSummary(

@@ -1,0 +1,71 @@
+"""Fixtures of the engine tests: one small real LocalCluster, the bundled slice's genomic cache,
+and generators of positions inside the slice's real genes."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+DATA = Path(__file__).resolve().parents[2] / "dask_enrich" / "data"
+SLICE_FASTA = DATA / "athal_chr1_1mb.fa.gz"
+SLICE_GTF = DATA / "athal_chr1_1mb.gtf.gz"
+MODEL_DIR = DATA / "demo_model"  # the 124-feature 3-mer manifest
+
+
+@pytest.fixture(scope="session")
+def client():
+    """2 worker processes x 1 thread (processes=True: tasks and arguments really are pickled)."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=logging.ERROR)
+    dask_client = Client(cluster)
+    yield dask_client
+    dask_client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def slice_cache(tmp_path_factory) -> str:
+    """The genomic cache of the bundled real 1 Mb slice of A. thaliana chr1."""
+    from dask_enrich.genome.cache import build_cache
+
+    out = tmp_path_factory.mktemp("slice_cache")
+    build_cache(SLICE_FASTA, SLICE_GTF, out)
+    return str(out)
+
+
+def positions_in_genes(genes: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` positions inside the genes of a gene table (index gene_id, gene_start, gene_end), in a
+    shuffled order, with random scores and a unique ``row_id``."""
+    rng = np.random.default_rng(seed)
+    length = (genes["gene_end"] - genes["gene_start"] + 1).to_numpy()
+    pick = rng.choice(len(genes), n, p=length / length.sum())
+    position = genes["gene_start"].to_numpy()[pick] + (rng.random(n) * length[pick]).astype(np.int64)
+    d, a = rng.random(n) * 0.6, rng.random(n) * 0.3
+    frame = pd.DataFrame({
+        "gene_id": pd.Series(genes.index.to_numpy()[pick], dtype="str"),
+        "position": position.astype(np.int64),
+        "donor_score": d, "acceptor_score": a, "neither_score": 1.0 - d - a,
+    })
+    for suffix in ("m2", "m1", "p1", "p2"):
+        frame[f"context_score_{suffix}"] = rng.random(n) * 0.5
+    frame["row_id"] = np.arange(n, dtype=np.int64)
+    return frame
+
+
+def full_track(genes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """A per-nucleotide track over every position of each gene's span (random scores)."""
+    rng = np.random.default_rng(seed)
+    length = (genes["gene_end"] - genes["gene_start"] + 1).to_numpy()
+    gene = np.repeat(genes.index.to_numpy(), length)
+    offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    position = np.repeat(genes["gene_start"].to_numpy(), length) + offset
+    n = len(position)
+    d = rng.random(n) ** 4
+    a = rng.random(n) ** 4 * (1 - d)
+    return pd.DataFrame({"gene_id": pd.Series(gene, dtype="str"), "position": position.astype(np.int64),
+                         "donor_score": d, "acceptor_score": a, "neither_score": 1.0 - d - a})
