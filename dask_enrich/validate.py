@@ -1,0 +1,479 @@
+"""Input validation at the boundary: schema checks on the client, bad rows split off with a reason.
+
+Two levels, both pure pandas/numpy (no Dask):
+
+* :func:`check_columns` looks only at column names and dtypes (the Dask ``meta``), so it runs on the
+  client before any heavy work: a missing required column (with a close-name suggestion such as
+  ``donor_prob`` -> ``donor_score``) or a column of the wrong type (text in a score column, text
+  positions, a numeric strand) raises one :class:`~dask_enrich.errors.InputError` that names the
+  file, each column and what is wrong.
+* :func:`split_bad_rows` checks the rows of one partition, vectorised, and returns
+  ``(good, rejected, warnings)``. Every rejected row carries a ``reason`` of the form
+  ``"<code>: <detail>"`` (the code is one of :data:`REASONS`, so rejected rows group by code) and the
+  ``source`` file. ``len(good) + len(rejected) == len(frame)`` always holds, and the good rows keep
+  their order, index and dtypes. :func:`raise_for_bad_rows` is the ``--on-bad-rows error`` path.
+
+Each row gets the first reason that applies, in the order of :data:`REASONS`. Duplicate
+``(gene_id, position)`` rows are looked for among the rows that pass every other check (the first of
+them is kept, the later ones rejected with ``duplicate_position``), so a bad copy of a row never
+pushes the good one out.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Callable, Collection, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .config import EnrichConfig
+from .errors import InputError
+from .features.registry import CONTEXT_OFFSETS
+
+#: Required columns of each kind of input.
+REQUIRED = {
+    "positions": ("gene_id", "position", "donor_score", "acceptor_score", "neither_score"),
+    "track": ("gene_id", "position", "donor_score", "acceptor_score"),
+}
+SCORE_COLUMNS = ("donor_score", "acceptor_score", "neither_score")
+CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in CONTEXT_OFFSETS)
+#: Default tolerance of the score-sum warning: |d + a + n - 1| above this is reported (not rejected).
+SUM_TOLERANCE = 0.05
+#: Columns added to the rejected rows.
+REASON, SOURCE = "reason", "source"
+
+#: Reason codes of rejected rows, in the order they are checked (a row gets the first that applies).
+REASONS: dict[str, str] = {
+    "gene_id_missing": "gene_id is empty or missing",
+    "position_not_integer": "position is missing, not a number or has a fractional part",
+    "position_out_of_range": "position below 1 (genomic) or below 0 (gene-relative)",
+    "score_not_numeric": "a score column holds text",
+    "score_missing": "a base score is missing (NaN)",
+    "score_infinite": "a score is infinite",
+    "score_negative": "a score is negative",
+    "score_above_one": "a score is above 1",
+    "strand_invalid": "strand is not '+' or '-'",
+    "gene_not_in_annotation": "the gene is absent from the annotation",
+    "strand_mismatch": "the row's strand differs from the annotation's",
+    "position_outside_gene": "the position is outside the gene's span",
+    "chromosome_not_in_genome": "the gene's chromosome is absent from the genome FASTA",
+    "duplicate_position": "a repeat of an earlier (gene_id, position) row (the first is kept)",
+}
+
+#: Column names other tools use for the required columns (normalised: lower case, '_' separators).
+ALIASES: dict[str, str] = {
+    **dict.fromkeys(["gene", "geneid", "gene_name", "genename", "gene_symbol", "gene_stable_id",
+                     "ensembl_gene_id", "gid"], "gene_id"),
+    **dict.fromkeys(["pos", "coord", "coordinate", "coordinates", "genomic_position", "loc",
+                     "location", "site", "site_position", "pos1", "position_1based", "bp"],
+                    "position"),
+    **dict.fromkeys(["donor", "donor_prob", "donor_probability", "donor_scores", "p_donor",
+                     "prob_donor", "donor_p", "donorscore", "d", "donor_pred"], "donor_score"),
+    **dict.fromkeys(["acceptor", "acceptor_prob", "acceptor_probability", "acceptor_scores",
+                     "p_acceptor", "prob_acceptor", "acceptor_p", "acceptorscore", "a",
+                     "acceptor_pred", "acc", "acc_score"], "acceptor_score"),
+    **dict.fromkeys(["neither", "neither_prob", "neither_probability", "neither_scores",
+                     "p_neither", "prob_neither", "neither_p", "neitherscore", "n", "none",
+                     "none_score", "other_score", "neither_pred", "background"], "neither_score"),
+    **dict.fromkeys(["str", "strand_sign", "orientation"], "strand"),
+    **dict.fromkeys(["chr", "chromosome", "seqname", "seqid", "contig", "chrom_name"], "chrom"),
+}
+
+
+# --- schema level --------------------------------------------------------------------------------
+def _normalise_name(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+
+
+def suggest_column(wanted: str, present: Iterable[str]) -> str | None:
+    """A present column that is probably ``wanted`` under another name (alias table, case or
+    separators, then difflib), or None."""
+    present = [str(c) for c in present]
+    for column in present:
+        norm = _normalise_name(column)
+        if norm == wanted or ALIASES.get(norm) == wanted:
+            return column
+    close = difflib.get_close_matches(wanted, present, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    by_norm = {_normalise_name(c): c for c in present}
+    close = difflib.get_close_matches(wanted, list(by_norm), n=1, cutoff=0.6)
+    return by_norm[close[0]] if close else None
+
+
+def _dtype_problem(column: str, dtype: Any) -> str | None:
+    """What is wrong with ``dtype`` for ``column``, or None."""
+    dtype = pd.api.types.pandas_dtype(dtype) if not isinstance(dtype, pd.api.extensions.ExtensionDtype) \
+        else dtype
+    is_bool = pd.api.types.is_bool_dtype(dtype)
+    numeric = pd.api.types.is_numeric_dtype(dtype) and not is_bool
+    if column in SCORE_COLUMNS or column in CONTEXT_COLUMNS:
+        if not numeric:
+            what = "text" if _is_text(dtype) else f"values of type {dtype}"
+            return f"holds {what}; a score must be a number between 0 and 1"
+    elif column == "position":
+        if not numeric:
+            what = "text" if _is_text(dtype) else f"values of type {dtype}"
+            return f"holds {what}; positions must be integers (1-based genomic coordinates)"
+    elif column == "strand":
+        if numeric or is_bool:
+            return (f"holds numbers ({dtype}); strand must be the text '+' or '-' "
+                    "(map 1 -> '+' and -1 -> '-')")
+    elif column == "gene_id":
+        if pd.api.types.is_float_dtype(dtype):
+            return f"holds floating-point numbers ({dtype}); gene ids must be text or integers"
+    return None
+
+
+def _is_text(dtype: Any) -> bool:
+    return pd.api.types.is_string_dtype(dtype) or dtype == np.dtype(object)
+
+
+def check_columns(columns_and_dtypes: Mapping[str, Any], *, source: str,
+                  required: Iterable[str] | None = None, kind: str = "positions") -> None:
+    """Raise one InputError naming ``source`` and every missing required column (with a suggestion
+    when a present column looks like it) and every column of the wrong type.
+
+    ``columns_and_dtypes``: the input's columns and dtypes (``ddf._meta.dtypes``, a Parquet schema
+    turned into pandas dtypes, ...). ``required`` defaults to the columns of ``kind``
+    (``positions`` or ``track``). Cheap: no data is read. Fractional positions and out-of-range
+    scores are row-level problems, left to :func:`split_bad_rows`.
+    """
+    if required is None:
+        if kind not in REQUIRED:
+            raise ValueError(f"kind must be one of {', '.join(REQUIRED)}, not {kind!r}")
+        required = REQUIRED[kind]
+    required = list(required)
+    columns = {str(k): v for k, v in columns_and_dtypes.items()}
+    problems = []
+    spare = [c for c in columns if c not in required]
+    for column in required:
+        if column in columns:
+            continue
+        hint = suggest_column(column, spare)
+        problems.append(f"missing required column {column!r}"
+                        + (f" (found {hint!r}: rename it to {column!r})" if hint else ""))
+    for column, dtype in columns.items():
+        problem = _dtype_problem(column, dtype)
+        if problem:
+            problems.append(f"column {column!r} {problem}")
+    if problems:
+        present = ", ".join(columns) or "(none)"
+        raise InputError(f"{kind} file {source}:\n  - " + "\n  - ".join(problems)
+                         + f"\n  columns present: {present}")
+
+
+def check_not_empty(rows: int, *, source: str, kind: str = "positions") -> None:
+    """InputError when an input holds no rows (nothing to enrich is a mistake, not a success)."""
+    if rows == 0:
+        raise InputError(f"{kind} file {source}: no rows (empty input)")
+
+
+# --- row level -----------------------------------------------------------------------------------
+def _as_float(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values with NaN for missing/unparseable, mask of values that were text that does
+    not parse as a number)."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(values), bool)
+    parsed = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    unparseable = np.isnan(parsed) & values.notna().to_numpy()
+    return parsed, unparseable
+
+
+class _Lazy:
+    """An object array computed on first indexing (gene ids as text are needed only for reasons)."""
+
+    def __init__(self, build: Callable[[], np.ndarray]):
+        self._build, self._value = build, None
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        if self._value is None:
+            self._value = self._build()
+        return self._value[item]
+
+
+def _show(values: Any) -> np.ndarray:
+    """Values as short strings for a reason (``repr`` of text, so '' and ' + ' stay visible)."""
+    values = pd.Series(np.asarray(values, dtype=object))
+    return values.map(lambda v: repr(v) if isinstance(v, str) else str(v)).to_numpy(dtype=object)
+
+
+class _Reasons:
+    """The first reason of each row, filled in check order (vectorised over the frame; the reason
+    strings are built only for the rows that get them)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self.reason = np.full(len(frame), None, dtype=object)
+        self._ok = np.ones(len(frame), dtype=bool)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Rows without a reason so far (a copy)."""
+        return self._ok.copy()
+
+    def add(self, mask: np.ndarray, code: str,
+            detail: "str | Callable[[np.ndarray], Any] | None" = None) -> None:
+        """Give ``code`` to the rows of ``mask`` that have no reason yet; ``detail`` is a fixed
+        string or a function of the row numbers returning one string per row."""
+        take = np.flatnonzero(np.asarray(mask, dtype=bool) & self._ok)
+        if not len(take):
+            return
+        self._ok[take] = False
+        if detail is None:
+            self.reason[take] = code
+        elif isinstance(detail, str):
+            self.reason[take] = f"{code}: {detail}"
+        else:
+            self.reason[take] = [f"{code}: {text}" for text in detail(take)]  # bad rows only
+
+    def values(self, column: str, take: np.ndarray | None = None) -> pd.Series:
+        series = self.frame[column]
+        return series.iloc[take] if take is not None else series
+
+    def shown(self, column: str) -> "Callable[[np.ndarray], np.ndarray]":
+        """Detail function ``column=<value>``."""
+        return lambda take: column + "=" + _show(self.values(column, take))
+
+
+def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame | None = None,
+                   has_sequence_for: bool | Collection[str] | None = None,
+                   config: EnrichConfig = EnrichConfig(), sum_tolerance: float = SUM_TOLERANCE,
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Split the rows of one partition into (good, rejected, warnings).
+
+    frame: positions as read (raw dtypes are fine: text scores or float positions are checked row by
+        row). Required columns must be present (see :func:`check_columns`).
+    gene_table: the annotation's gene table (index gene_id; gene_start, gene_end, strand, and
+        seqname / seq_offset for the genome check). When given, rows of genes absent from it, with a
+        strand other than the gene's, or with a position outside the gene span are rejected.
+        Pass it when the run has an annotation.
+    has_sequence_for: the genome check, for runs whose manifest needs sequence features: True
+        rejects genes whose ``seq_offset`` is -1 (chromosome absent from the FASTA); a collection of
+        sequence names rejects genes whose ``seqname`` is not in it; None/False skips the check.
+    config: ``config.coordinates`` decides the position range (genomic: 1-based, within
+        [gene_start, gene_end]; gene_relative: 0-based offset below the gene length).
+    sum_tolerance: rows with |donor + acceptor + neither - 1| above it are counted in a warning
+        (they are kept).
+
+    Returns good rows (the input's rows, order, index and dtypes), rejected rows (the input columns
+    plus ``reason`` = ``"<code>: <detail>"`` with a code from :data:`REASONS`, and ``source``) and a
+    JSON-able warnings dict ``{code: {"count": int, "message": str, ...}}`` (``duplicate_position``,
+    ``score_sum``), mergeable with :func:`merge_warnings`. ``len(good) + len(rejected) ==
+    len(frame)`` always.
+
+    Duplicates are found within ``frame`` only: the engine partitions by gene (a gene's rows are
+    never split across partitions), so a duplicate (gene_id, position) pair is always inside one
+    partition and checking per partition finds them all.
+    """
+    missing = [c for c in ("gene_id", "position") if c not in frame.columns]
+    if missing:
+        raise InputError(f"positions file {source}: missing required column(s) {', '.join(missing)}")
+    n = len(frame)
+    rows = _Reasons(frame)
+    warnings: dict[str, dict[str, Any]] = {}
+
+    # gene_id
+    gene = frame["gene_id"]
+    # one factorisation: per-gene work is done on the uniques, then spread with the codes
+    gene_codes, gene_uniques = pd.factorize(gene.astype(str), use_na_sentinel=False)
+    gene_uniques = pd.Index(np.asarray(gene_uniques, dtype=object))
+    gene_text = _Lazy(lambda: gene_uniques.to_numpy()[gene_codes])
+    blank = np.asarray([str(g).strip() == "" for g in gene_uniques], dtype=bool)  # per gene
+    gene_missing = gene.isna().to_numpy() | blank[gene_codes]
+    rows.add(gene_missing, "gene_id_missing", rows.shown("gene_id"))
+
+    # position
+    pos, _ = _as_float(frame["position"])
+    with np.errstate(invalid="ignore"):
+        not_integer = ~np.isfinite(pos) | (pos != np.round(pos)) | (np.abs(pos) >= 2.0**62)
+    rows.add(not_integer, "position_not_integer", rows.shown("position"))
+    pos_int = np.where(not_integer, 0, np.nan_to_num(pos)).astype(np.int64)
+    low = 0 if config.coordinates == "gene_relative" else 1
+    rows.add(pos_int < low, "position_out_of_range",
+             lambda take: [f"position={p} < {low}" for p in pos_int[take]])
+
+    # scores: the three base scores must be numbers in [0, 1]; context scores too unless missing
+    # (a missing context score is the missing-value policy's business, not a bad row)
+    score_columns = [c for c in SCORE_COLUMNS + CONTEXT_COLUMNS if c in frame.columns]
+    parsed = {c: _as_float(frame[c]) for c in score_columns}
+    with np.errstate(invalid="ignore"):
+        for code, test in (
+            ("score_not_numeric", lambda v, text, base: text),
+            ("score_missing", lambda v, text, base: base & np.isnan(v) & ~text),
+            ("score_infinite", lambda v, text, base: np.isinf(v)),
+            ("score_negative", lambda v, text, base: v < 0),
+            ("score_above_one", lambda v, text, base: np.isfinite(v) & (v > 1)),
+        ):
+            for column in score_columns:
+                values, text = parsed[column]
+                rows.add(test(values, text, column in SCORE_COLUMNS), code, rows.shown(column))
+
+    # strand
+    has_strand = "strand" in frame.columns
+    if has_strand:
+        rows.add(~frame["strand"].isin(["+", "-"]).to_numpy(), "strand_invalid",
+                 rows.shown("strand"))
+
+    # annotation and genome
+    if gene_table is not None:
+        idx = gene_table.index.get_indexer(gene_uniques)[gene_codes]
+        found = idx >= 0
+        rows.add(~found, "gene_not_in_annotation", rows.shown("gene_id"))
+        at = np.maximum(idx, 0)
+        if has_strand and "strand" in gene_table.columns and len(gene_table):
+            gene_strand = gene_table["strand"].astype(str).to_numpy(dtype=object)[at]
+            row_strand = frame["strand"].astype(str).to_numpy(dtype=object)
+            rows.add(found & (row_strand != gene_strand), "strand_mismatch",
+                     lambda take: [f"strand={r!r} but the annotation has {g!r} for gene {gene}"
+                                   for r, g, gene in zip(row_strand[take], gene_strand[take],
+                                                         gene_text[take])])
+        if len(gene_table):
+            start = gene_table["gene_start"].to_numpy(dtype=np.int64)[at]
+            end = gene_table["gene_end"].to_numpy(dtype=np.int64)[at]
+        else:
+            start = end = np.zeros(n, dtype=np.int64)
+        if config.coordinates == "gene_relative":
+            lo, hi = np.zeros_like(start), end - start
+        else:
+            lo, hi = start, end
+        rows.add(found & ((pos_int < lo) | (pos_int > hi)), "position_outside_gene",
+                 lambda take: [f"position={p} not in [{a}, {b}] of gene {g}"
+                               for p, a, b, g in zip(pos_int[take], lo[take], hi[take],
+                                                     gene_text[take])])
+        if has_sequence_for is True:
+            if "seq_offset" not in gene_table.columns:
+                raise ValueError("has_sequence_for=True needs the gene table's seq_offset column")
+            no_seq = found & (gene_table["seq_offset"].to_numpy()[at] < 0) if len(gene_table) \
+                else np.zeros(n, dtype=bool)
+        elif has_sequence_for:
+            names = (gene_table["seqname"].astype(str).to_numpy(dtype=object)[at] if len(gene_table)
+                     else np.full(n, "", dtype=object))
+            no_seq = found & ~np.isin(names, np.asarray(list(has_sequence_for), dtype=object))
+        else:
+            no_seq = np.zeros(n, dtype=bool)
+        if no_seq.any():
+            seqname = (gene_table["seqname"].astype(str).to_numpy(dtype=object)[at]
+                       if "seqname" in gene_table.columns else np.full(n, "?", dtype=object))
+            rows.add(no_seq, "chromosome_not_in_genome",
+                     lambda take: [f"chromosome {c!r} of gene {g} is not in the genome"
+                                   for c, g in zip(seqname[take], gene_text[take])])
+    elif has_sequence_for:
+        raise ValueError("the genome check (has_sequence_for) needs the gene table")
+
+    # duplicates among the rows that passed everything else (keep the first)
+    candidates = np.flatnonzero(rows.ok)
+    if len(candidates) > 1:
+        # stable sort by (gene, position): within equal keys the input order is kept, so every
+        # row equal to its predecessor in sorted order is a repeat of an earlier row
+        codes, positions = gene_codes[candidates], pos_int[candidates]
+        order = np.lexsort((positions, codes))
+        same = np.zeros(len(order), dtype=bool)
+        same[1:] = (codes[order[1:]] == codes[order[:-1]]) & (positions[order[1:]] == positions[order[:-1]])
+        repeat = np.zeros(n, dtype=bool)
+        repeat[candidates[order[same]]] = True
+        if repeat.any():
+            rows.add(repeat, "duplicate_position",
+                     "repeats an earlier row with the same gene_id and position")
+            count = int(repeat.sum())
+            warnings["duplicate_position"] = {
+                "count": count,
+                "message": f"{count} duplicate (gene_id, position) row(s): the first of each was "
+                           "kept, the repeats rejected",
+            }
+
+    # score-sum warning on the rows kept
+    ok = rows.ok
+    if all(c in parsed for c in SCORE_COLUMNS) and ok.any():
+        with np.errstate(invalid="ignore"):
+            total = parsed["donor_score"][0] + parsed["acceptor_score"][0] + parsed["neither_score"][0]
+            deviation = np.abs(total - 1.0)
+            off = ok & (deviation > sum_tolerance)
+        if off.any():
+            count = int(off.sum())
+            warnings["score_sum"] = {
+                "count": count,
+                "threshold": float(sum_tolerance),
+                "max_deviation": float(deviation[off].max()),
+                "message": f"{count} row(s) whose donor + acceptor + neither score is further than "
+                           f"{sum_tolerance:g} from 1 (kept; check the base model's output)",
+            }
+
+    bad = ~rows.ok
+    good = frame[~bad] if bad.any() else frame
+    rejected = frame[bad].copy()
+    rejected[REASON] = pd.Series(rows.reason[bad], index=rejected.index, dtype="str")
+    rejected[SOURCE] = pd.Series(str(source), index=rejected.index, dtype="str")
+    assert len(good) + len(rejected) == n
+    return good, rejected, warnings
+
+
+def rejected_meta(input_meta: pd.DataFrame) -> pd.DataFrame:
+    """The empty rejected frame for inputs with this meta (input columns + reason + source)."""
+    meta = input_meta.iloc[:0].copy()
+    meta[REASON] = pd.Series([], dtype="str")
+    meta[SOURCE] = pd.Series([], dtype="str")
+    return meta
+
+
+def reason_code(reasons: pd.Series) -> pd.Series:
+    """The fixed code of each reason string (the part before ``':'``), for grouping."""
+    return reasons.astype(str).str.split(":", n=1).str[0]
+
+
+def merge_warnings(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]]
+                   ) -> dict[str, dict[str, Any]]:
+    """Warnings of two partitions together (counts added, the largest deviation kept)."""
+    out = {k: dict(v) for k, v in a.items()}
+    for code, item in b.items():
+        if code not in out:
+            out[code] = dict(item)
+            continue
+        merged = out[code]
+        merged["count"] = int(merged.get("count", 0)) + int(item.get("count", 0))
+        if "max_deviation" in item:
+            merged["max_deviation"] = max(float(merged.get("max_deviation", 0.0)),
+                                          float(item["max_deviation"]))
+        merged["message"] = re.sub(r"^\d+", str(merged["count"]), str(item.get("message", "")))
+    return out
+
+
+def summarise_rejected(rejected: pd.DataFrame, examples: int = 3) -> dict[str, dict[str, Any]]:
+    """{code: {"count": rows, "examples": [first reasons with gene_id and position]}}, JSON-able."""
+    if len(rejected) == 0:
+        return {}
+    codes = reason_code(rejected[REASON])
+    out: dict[str, dict[str, Any]] = {}
+    for code in [c for c in REASONS if c in set(codes)] + sorted(set(codes) - set(REASONS)):
+        part = rejected[(codes == code).to_numpy()]
+        shown = part.head(examples)
+        out[code] = {
+            "count": int(len(part)),
+            "examples": [
+                {"gene_id": str(g), "position": _show_position(p), "reason": str(r)}
+                for g, p, r in zip(shown["gene_id"], shown["position"], shown[REASON])
+            ],
+        }
+    return out
+
+
+def _show_position(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def raise_for_bad_rows(rejected: pd.DataFrame, source: str) -> None:
+    """The ``--on-bad-rows error`` path: when ``rejected`` has rows, raise one InputError naming the
+    file and, per reason, the row count and up to 3 example rows (gene_id, position, value)."""
+    if len(rejected) == 0:
+        return
+    lines = [f"positions file {source}: {len(rejected):,} bad row(s)"]
+    for code, item in summarise_rejected(rejected).items():
+        shown = "; ".join(f"gene_id={e['gene_id']} position={e['position']} "
+                          f"({e['reason'].split(': ', 1)[-1]})" for e in item["examples"])
+        lines.append(f"  {code} ({REASONS.get(code, code)}): {item['count']:,} row(s), e.g. {shown}")
+    lines.append("Fix the input, or run with --on-bad-rows quarantine to write these rows to "
+                 "OUT/rejected/ with their reason and go on.")
+    raise InputError("\n".join(lines))
