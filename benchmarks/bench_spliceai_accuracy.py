@@ -87,6 +87,27 @@ def topk_table(track: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def speed_probe(repeat: int = 2) -> dict:
+    """In-process, one thread: CPU seconds for a 1 kb and a 21 kb span (+10 kb context), best of
+    ``repeat``; gives the fixed per-gene cost and the marginal seconds per kb without Dask."""
+    from dask_enrich.basemodel.spliceai import CONTEXT, load_models, one_hot, predict_onehot
+
+    models = load_models()
+    rng = np.random.default_rng(0)
+    best = {}
+    for kb in (1, 21):
+        x = one_hot(bytes(rng.choice(list(b"ACGT"), kb * 1000 + CONTEXT).astype(np.uint8)))
+        times = []
+        for _ in range(repeat):
+            t0 = time.thread_time()
+            predict_onehot(x, models, threads=1)
+            times.append(time.thread_time() - t0)
+        best[kb] = min(times)
+    marginal = (best[21] - best[1]) / 20
+    return {"one_thread_s_1kb_gene": best[1], "one_thread_s_21kb_gene": best[21],
+            "one_thread_marginal_s_per_kb": marginal, "one_thread_fixed_s_per_gene": best[1] - marginal}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-strand", type=int, default=20, help="genes per strand in the sample")
@@ -94,6 +115,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--track", help="evaluate this existing track instead of predicting")
     ap.add_argument("--shift", type=int, default=1, help="nt to move annotated sites into the exon")
+    ap.add_argument("--no-probe", action="store_true", help="skip the in-process one-thread speed probe")
     ap.add_argument("--out", default=str(RESULTS / "bench_spliceai_accuracy.json"))
     args = ap.parse_args()
 
@@ -114,7 +136,8 @@ def main() -> None:
             track = pd.read_parquet(out)
         kb = summary["length"].to_numpy() / 1000
         sec = summary["seconds"].to_numpy()
-        b, a = np.polyfit(kb, sec, 1)
+        cpu = summary["cpu_seconds"].to_numpy()
+        b, a = np.polyfit(kb, cpu, 1)
         timing = {
             "workers": args.workers,
             "genes": len(summary),
@@ -122,12 +145,14 @@ def main() -> None:
             "wall_seconds": wall,
             "wall_s_per_kb": wall / kb.sum(),
             "worker_s_per_kb": float(sec.sum() / kb.sum()),
-            "fit_fixed_s_per_gene": float(a),
-            "fit_marginal_s_per_kb": float(b),
+            "worker_cpu_s_per_kb": float(cpu.sum() / kb.sum()),
+            "fit_fixed_cpu_s_per_gene": float(a),
+            "fit_marginal_cpu_s_per_kb": float(b),
             "median_gene_kb": float(np.median(kb)),
         }
         source = "predicted (sample)" if not args.all else "predicted (all multi-exon genes)"
 
+    probe = {} if args.no_probe else speed_probe()
     sites = ann.splice_sites[ann.splice_sites["gene_id"].isin(gene_ids)]
     table = topk_table(track, exonic_sites(sites, strand_of, args.shift))
     shifts = {}
@@ -143,8 +168,13 @@ def main() -> None:
     if timing:
         print(f"\nspeed ({timing['workers']} worker processes, 1 thread each, {timing['genes']} genes, "
               f"{timing['total_kb']:.1f} kb): wall {timing['wall_seconds']:.1f} s = "
-              f"{timing['wall_s_per_kb']:.3f} s/kb; worker {timing['worker_s_per_kb']:.3f} s/kb; per gene "
-              f"{timing['fit_fixed_s_per_gene']:.2f} s + {timing['fit_marginal_s_per_kb']:.3f} s/kb")
+              f"{timing['wall_s_per_kb']:.3f} s/kb; in the workers {timing['worker_s_per_kb']:.3f} s/kb wall, "
+              f"{timing['worker_cpu_s_per_kb']:.3f} CPU s/kb; CPU per gene {timing['fit_fixed_cpu_s_per_gene']:.2f} s "
+              f"+ {timing['fit_marginal_cpu_s_per_kb']:.3f} s/kb")
+    if probe:
+        print(f"one thread, no Dask (CPU s): 1 kb gene {probe['one_thread_s_1kb_gene']:.2f} s, 21 kb gene "
+              f"{probe['one_thread_s_21kb_gene']:.2f} s -> {probe['one_thread_fixed_s_per_gene']:.2f} s per gene "
+              f"+ {probe['one_thread_marginal_s_per_kb']:.3f} s/kb")
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "bench_spliceai_accuracy",
@@ -154,6 +184,7 @@ def main() -> None:
         "topk": table.to_dict(orient="records"),
         "pooled_topk_by_shift": {str(k): v for k, v in shifts.items()},
         "timing": timing,
+        "one_thread_probe": probe,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     Path(args.out).write_text(json.dumps(result, indent=2))

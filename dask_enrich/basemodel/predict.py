@@ -42,7 +42,8 @@ TRACK_SCHEMA = pa.schema([
     ("neither_score", pa.float32()),
 ])
 #: Columns of the summary :func:`predict_base` returns (one row per gene).
-SUMMARY_COLUMNS = ["gene_id", "chrom", "strand", "gene_start", "gene_end", "length", "flank_padded", "seconds"]
+SUMMARY_COLUMNS = ["gene_id", "chrom", "strand", "gene_start", "gene_end", "length", "flank_padded", "seconds",
+                   "cpu_seconds"]
 _N = np.uint8(ord("N"))
 
 
@@ -77,13 +78,14 @@ def predict_one(
     *,
     weights: str | None = None,
     chunk_size: int = DEFAULT_CHUNK,
-) -> tuple[np.ndarray, int, float]:
+) -> tuple[np.ndarray, int, float, float]:
     """Scores ``(end - start + 1, 3)`` [neither, acceptor, donor] of one gene span in forward
-    genomic order, the number of N-padded flank positions, and the seconds taken (worker side)."""
-    t0 = time.perf_counter()
+    genomic order, the number of N-padded flank positions, and the wall and CPU seconds taken
+    (worker side; CPU seconds of the calling thread, which runs the single-threaded products)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     seq, padded = gene_window(_open_fasta(str(genome)), seqname, int(start), int(end))
     scores = predict_gene(seq, strand, load_models(weights), chunk_size=chunk_size)
-    return scores, padded, time.perf_counter() - t0
+    return scores, padded, time.perf_counter() - t0, time.thread_time() - c0
 
 
 def select_genes(annotation, genes: Sequence[str] | None) -> pd.DataFrame:
@@ -206,11 +208,12 @@ def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | Non
     tmp = out.with_name(f".{out.name}.{token}.tmp")
     padded = np.zeros(len(table), dtype=np.int64)
     seconds = np.zeros(len(table), dtype=np.float64)
+    cpu = np.zeros(len(table), dtype=np.float64)
     try:
         with pq.ParquetWriter(tmp, TRACK_SCHEMA, compression=compression) as writer:
             for i, fut in enumerate(futures):
                 try:
-                    scores, padded[i], seconds[i] = fut.result()
+                    scores, padded[i], seconds[i], cpu[i] = fut.result()
                 except EnrichError:
                     raise
                 except Exception as exc:  # worker lost, out of memory, ...
@@ -235,6 +238,7 @@ def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | Non
         "length": end - start + 1,
         "flank_padded": padded,
         "seconds": seconds,
+        "cpu_seconds": cpu,
     })
 
 

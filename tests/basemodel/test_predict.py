@@ -100,7 +100,9 @@ def test_track_layout(track) -> None:
             if len(fields) >= 9 and fields[2] == "gene":
                 gid = re.search(r'gene_id "([^"]+)"', fields[8]).group(1)
                 spans[gid] = (int(fields[3]), int(fields[4]), fields[6])
+    assert list(summary.columns) == bp.SUMMARY_COLUMNS
     assert list(summary["gene_id"]) == ["AT1G01010", "AT1G01030", "AT1G01160"]  # annotation order
+    assert (summary["cpu_seconds"] > 0).all() and (summary["seconds"] > 0).all()
     for gid, rows in df.groupby("gene_id", sort=False):
         start, end, strand = spans[gid]
         np.testing.assert_array_equal(rows["position"].to_numpy(), np.arange(start, end + 1))

@@ -257,3 +257,16 @@ def test_model_averaging_and_chunking() -> None:
 def test_missing_weights_folder_has_clear_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="pip install --no-deps spliceai==1.3.1"):
         sa.load_models(str(tmp_path))
+
+
+def test_blas_threads_is_restored() -> None:
+    setter = sa._openblas_thread_setter()
+    if setter is None:
+        pytest.skip("numpy is not linked to a known OpenBLAS")
+    before = setter(3)
+    try:
+        with sa.blas_threads(1):
+            assert setter(1) == 1  # inside: one thread
+        assert setter(3) == 3  # restored on exit
+    finally:
+        setter(before)
