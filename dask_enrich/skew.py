@@ -83,8 +83,8 @@ class FeatureSkew:
     median_abs_diff_differing: float
     #: a handful of differing rows, largest difference first (NaN mismatches first of all)
     examples: list[dict[str, Any]] = field(default_factory=list)
-    #: rows the recompute had to impute for this feature (with the reason), e.g. a context
-    #: neighbour absent from the track; such rows usually differ
+    #: distinct input rows the recompute had to impute for this feature (with the reason), e.g. a
+    #: context neighbour absent from the track; such rows usually differ
     imputed_rows: int = 0
     imputed_reason: str = ""
     #: signed differences (training - recomputed) of the differing finite rows, for a histogram
@@ -284,8 +284,11 @@ def zero_kmer_rows(training: pd.DataFrame, recomputed: pd.DataFrame, kmers: Sequ
     ``recomputed`` (aligned frames): the signature of zero-filled k-mers."""
     if not kmers:
         return []
-    t = training[list(kmers)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64,
-                                                                              na_value=np.nan)
+    block = training[list(kmers)]
+    try:
+        t = block.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):  # text in a k-mer column: those values count as NaN
+        t = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     r = recomputed[list(kmers)].to_numpy(dtype=np.float64, na_value=np.nan)
     hit = (t == 0).all(axis=1) & (np.nan_to_num(r) != 0).any(axis=1)
     return [int(i) for i in training.index[hit]]
@@ -516,7 +519,8 @@ def recompute_dask(inputs: pd.DataFrame, manifest: Manifest, work_dir: Path, *,
                    processes: bool = True, client: Any = None, log: Log | None = None,
                    ) -> tuple[pd.DataFrame, EnrichReport]:
     """The engine's ``run_enrichment`` on ``inputs`` (written to ``work_dir`` as Parquet), read
-    back and put in the order of ``inputs`` by the ``_training_row`` column."""
+    back and put in the order of ``inputs`` by the ``_training_row`` column (a row the engine
+    rejected comes back all-NaN, its ``_training_row`` too)."""
     from .engine.run import run_enrichment
 
     positions = work_dir / "positions.parquet"
@@ -526,10 +530,8 @@ def recompute_dask(inputs: pd.DataFrame, manifest: Manifest, work_dir: Path, *,
                              config=config, workers=workers, processes=processes, client=client,
                              log=log)
     recomputed = pd.read_parquet(out)
+    # rows the engine rejected (its input validation) come back all-NaN, ROW included
     recomputed = recomputed.set_index(ROW, drop=False).reindex(inputs[ROW].to_numpy())
-    if recomputed[ROW].isna().any():
-        raise InputError(f"the engine returned {int(recomputed[ROW].isna().sum())} row(s) fewer than "
-                         "it was given")
     recomputed.index = inputs.index
     report = EnrichReport(rows=summary.rows_written, imputed=dict(summary.imputed),
                           reasons=dict(summary.imputed_reasons))
@@ -664,15 +666,33 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
     inputs["gene_id"] = inputs["gene_id"].astype("str")
     inputs["position"] = position[placed]
     inputs[ROW] = np.flatnonzero(placed).astype(np.int64)
+    # Rows with identical inputs (a position repeated per transcript, say) are recomputed once:
+    # cheaper, and the engine's validation would reject repeated (gene_id, position) rows.
+    codes = inputs.groupby(input_columns, sort=False, dropna=False).ngroup().to_numpy()
+    _, first = np.unique(codes, return_index=True)
+    distinct = inputs.iloc[first]
+    if len(distinct) < len(inputs):
+        say(f"{len(inputs) - len(distinct):,} training row(s) repeat another row's inputs: "
+            f"recomputing {len(distinct):,} distinct rows")
     if engine_used == "dask":
         with tempfile.TemporaryDirectory(prefix="skew-recompute-", dir=work_dir) as tmp:
             recomputed, enrich_report = recompute_dask(
-                inputs, manifest, Path(tmp), cache_path=cache_path,
+                distinct, manifest, Path(tmp), cache_path=cache_path,
                 track_path=track if CONTEXT in needs else None, config=check_config,
                 workers=workers, processes=processes, client=client, log=say)
     else:
-        recomputed, enrich_report = recompute_local(inputs, manifest, genomic=genomic,
+        recomputed, enrich_report = recompute_local(distinct, manifest, genomic=genomic,
                                                     track=track_frame, config=check_config)
+    recomputed = recomputed.iloc[codes].set_axis(inputs.index)
+    lost = recomputed[ROW].isna().to_numpy()
+    if lost.any():  # rows the engine's input validation rejected: listed, never dropped silently
+        rows_lost = inputs.index[lost]
+        reason[rows_lost] = "rejected by the engine's input validation"
+        unplaced = pd.concat([unplaced, _unplaced_frame(
+            rows_lost, frame.loc[rows_lost, "gene_id"], frame.loc[rows_lost, "position"],
+            "rejected by the engine's input validation")]).sort_values("row", ignore_index=True)
+        placed = reason == ""
+        recomputed = recomputed[~lost]
 
     # 5. Compare the features both sides have and the recompute could compute.
     not_compared: dict[str, str] = {}

@@ -62,18 +62,30 @@ def histogram_png(feature: FeatureSkew, figure: Any = None) -> str:
     ax = fig.axes[0]
     ax.cla()
     diffs = feature.diffs[np.isfinite(feature.diffs)]
+    xlabel = "training - recomputed"
     if len(diffs):
-        lo, hi = float(diffs.min()), float(diffs.max())
-        if lo == hi:
-            lo, hi = lo - 0.5, hi + 0.5
+        # binned in units of the largest |difference| (no overflow or underflow at the extremes)
+        scale = float(np.max(np.abs(diffs))) or 1.0
+        scaled = diffs / scale
+        lo, hi = float(scaled.min()), float(scaled.max())
         bins = min(40, max(5, int(math.sqrt(len(diffs))) + 1))
-        counts, edges = np.histogram(diffs, bins=bins, range=(lo, hi))
+        if hi - lo <= 1e-9:  # one value, up to rounding
+            middle = (lo + hi) / 2
+            lo, hi, bins = middle - 0.05, middle + 0.05, 5
+        counts, edges = np.histogram(scaled, bins=bins, range=(lo, hi))
+        with np.errstate(over="ignore"):
+            wide = not np.isfinite(edges[-1] * scale - edges[0] * scale)
+        if not wide:  # else the axis stays in units of the scale (matplotlib cannot span it)
+            edges = edges * scale
+            xlabel = "training - recomputed"
+        else:
+            xlabel = f"(training - recomputed) / {scale:.3g}"
         ax.stairs(counts, edges, fill=True, color="#c62828")
     else:
         ax.text(0.5, 0.5, "no finite differences", ha="center", va="center", transform=ax.transAxes)
     extra = f", {feature.nan_mismatches} NaN vs value" if feature.nan_mismatches else ""
     ax.set_title(f"{feature.name}: {len(diffs)} finite{extra}", fontsize=9)
-    ax.set_xlabel("training - recomputed", fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel("rows", fontsize=8)
     ax.tick_params(labelsize=7)
     buffer = io.BytesIO()

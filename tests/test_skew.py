@@ -247,6 +247,20 @@ def test_training_context_columns_are_used_without_a_track(training_set, tmp_pat
     assert {f.name: f for f in report.features}["context_score_p1"].imputed_rows == 1
 
 
+def test_repeated_rows_are_compared_one_to_one(training_set, tmp_path):
+    """A position repeated per transcript: each copy is compared with the recompute on its own."""
+    base = training_set.training
+    copies = base.iloc[[10, 10, 20]].assign(transcript_id=["t2", "t3", "t2"]).reset_index(drop=True)
+    copies.loc[1, "gc_content"] += 0.2  # only the second copy of row 10 is wrong
+    training = pd.concat([base, copies], ignore_index=True)
+    path = tmp_path / "training.parquet"
+    training.to_parquet(path, index=False)
+    report = skew_check(path, MODEL_DIR, cache=str(training_set.cache_dir),
+                        track=str(training_set.track_path), engine="local")
+    assert flagged(report) == {(len(base) + 1, "gc_content")}
+    assert report.rows_compared == len(training)
+
+
 def test_features_not_recomputable_or_absent_are_listed_not_compared(training_set, tmp_path):
     training = training_set.training.drop(columns=["num_exons"])
     path = tmp_path / "training.tsv"

@@ -154,6 +154,16 @@ def test_histograms_are_pngs_of_the_differences(damaged_report):
     assert image.shape[0] > 100 and image.shape[1] > 200 and float(np.std(image[..., :3])) > 0.05
 
 
+@pytest.mark.parametrize("diffs", [[-0.5 - 1e-16, -0.5, -0.5 + 1e-16], [3.0], [1e-300, 2e-300],
+                                   [-1e-7, 2e-7, 5e-7], [1e308, -1e308]])
+def test_histogram_of_awkward_differences(diffs):
+    from dask_enrich.skew import FeatureSkew
+    from dask_enrich.skew_report import histogram_png
+
+    feature = FeatureSkew("f", "g", 10, len(diffs), 0, 0, 1.0, 0.0, 1.0, diffs=np.array(diffs))
+    assert len(histogram_png(feature)) > 1000
+
+
 def test_terminal_summary(damaged_report):
     report, _ = damaged_report
     lines = summary_lines(report)
