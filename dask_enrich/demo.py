@@ -23,6 +23,8 @@ GENOME = DATA / "athal_chr1_1mb.fa.gz"
 ANNOTATION = DATA / "athal_chr1_1mb.gtf.gz"
 TRACK = DATA / "demo_track.parquet"
 MODEL_DIR = DATA / "demo_model"
+#: Track rows per gene partition: the demo's 71 kb track spreads over a few partitions and workers.
+DEMO_PARTITION_ROWS = 12_000
 PREVIEW_COLUMNS = ["gene_id", "position", "strand", "donor_score", "acceptor_score",
                    "context_score_m1", "donor_is_local_peak", "gc_content", "3mer_GTA", "n_splice_sites"]
 
@@ -45,7 +47,7 @@ def run_demo(out: str | Path = "dask-enrich-demo", *, workers: int = 2, log=prin
     return run_enrichment(
         None, MODEL_DIR, str(out), track=str(TRACK), genome=str(GENOME), annotation=str(ANNOTATION),
         cache_dir=str(default_cache_dir()), mode="overwrite", workers=workers, threads_per_worker=1,
-        progress=progress, log=log)
+        partition_rows=DEMO_PARTITION_ROWS, progress=progress, log=log)
 
 
 def preview(out: str | Path, rows: int = 5) -> str:
