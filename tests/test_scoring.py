@@ -459,3 +459,25 @@ def test_scores_equal_on_dask_worker_processes(tmp_path, xgb_clf, features, mani
     want = xgb_clf.predict_proba(X_of(features, manifest))
     np.testing.assert_allclose(got[["neither_meta", "donor_meta", "acceptor_meta"]].to_numpy(), want, atol=1e-7)
     assert all(v <= 1 for v in loads.values())
+
+
+# --- the bundled demo model ------------------------------------------------------------------------
+def test_bundled_demo_model_scores_the_demo_track(cache, manifest):
+    """The committed demo model loads through its descriptor and gives XGBoost's own probabilities
+    on real features of the demo track; its held-out genes were not trained on."""
+    descriptor = json.loads((MODEL_DIR / "model.json").read_text())
+    assert descriptor["format"] == "xgboost" and descriptor["classes"] == list(DEFAULT_CLASSES)
+    training = descriptor["training"]
+    assert not set(training["training_genes"]) & set(training["held_out_genes"])
+    assert (MODEL_DIR / descriptor["path"]).stat().st_size < 1_000_000
+    track = pd.read_parquet(MODEL_DIR.parent / "demo_track.parquet")
+    assert set(training["training_genes"]) | set(training["held_out_genes"]) == set(track.gene_id)
+    top = np.maximum(track.donor_score, track.acceptor_score).to_numpy()
+    rows = track[(top >= 0.02) & (top < 0.8)]
+    enriched, report = enrich(rows, manifest, genomic=cache, track=track)
+    assert not report.imputed
+    got = load_model(MODEL_DIR).predict(enriched)
+    booster = xgb.Booster(model_file=str(MODEL_DIR / descriptor["path"]))
+    assert booster.feature_names == list(manifest.names)
+    want = booster.predict(xgb.DMatrix(X_of(enriched, manifest)))
+    np.testing.assert_allclose(got[["neither_meta", "donor_meta", "acceptor_meta"]].to_numpy(), want, atol=1e-7)
