@@ -1,0 +1,369 @@
+"""One test per bad input of issue 7: the CLI's exit code and message, and the Python API's exception.
+
+Every run goes through the real engine (``dask-enrich run`` in-process, and ``run_enrichment``) on a
+small synthetic world: a 6 kb FASTA (chr1) and a GTF with a plus-strand gene GA (1001..2000), a
+minus-strand gene GB (3001..4000) and a gene GZ on chrZ, which the FASTA lacks. Tests marked
+``needs validate wiring`` fail until ``dask_enrich.validate`` is wired into the engine (see the
+integration plan of issue 7); remove the marks then.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dask_enrich.cli import main
+from dask_enrich.core import enrich
+from dask_enrich.engine import writer
+from dask_enrich.engine.run import run_enrichment
+from dask_enrich.errors import InputError, ManifestError
+from dask_enrich.manifest import manifest_from_names
+from dask_enrich.validate import reason_code
+from tests.engine.conftest import client  # noqa: F401  (session LocalCluster fixture)
+
+SCORES = ["donor_score", "acceptor_score", "splice_probability", "probability_entropy",
+          "context_max", "donor_peak_height_ratio"]
+GENOMIC = [*SCORES, "gene_length", "gc_content"]
+CTX = ["context_score_m2", "context_score_m1", "context_score_p1", "context_score_p2"]
+GENES = {"GA": (1001, 2000, "+"), "GB": (3001, 4000, "-")}
+TIMEOUT = 180
+wiring = pytest.mark.xfail(reason="needs validate wiring", strict=True)
+
+
+# --- the small world -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("world")
+    rng = np.random.default_rng(0)
+    seq = "".join(rng.choice(list("ACGT"), 6000))
+    (root / "g.fa").write_text(">chr1\n" + "\n".join(seq[i:i + 60] for i in range(0, 6000, 60)) + "\n")
+    lines = []
+    for chrom, gene, strand, start, end, exons in [
+        ("chr1", "GA", "+", 1001, 2000, [(1001, 1300), (1501, 2000)]),
+        ("chr1", "GB", "-", 3001, 4000, [(3001, 3400), (3601, 4000)]),
+        ("chrZ", "GZ", "+", 101, 600, [(101, 200), (401, 600)]),
+    ]:
+        attrs = f'gene_id "{gene}";'
+        lines.append(f"{chrom}\ttest\tgene\t{start}\t{end}\t.\t{strand}\t.\t{attrs}")
+        for s, e in [(start, end), *exons]:
+            kind = "transcript" if (s, e) == (start, end) else "exon"
+            lines.append(f'{chrom}\ttest\t{kind}\t{s}\t{e}\t.\t{strand}\t.\t{attrs} transcript_id "{gene}.1";')
+    (root / "a.gtf").write_text("\n".join(lines) + "\n")
+    from dask_enrich.genome.cache import build_cache
+
+    build_cache(root / "g.fa", root / "a.gtf", root / "cache")
+    (root / "scores.txt").write_text("\n".join(SCORES) + "\n")
+    (root / "genomic.txt").write_text("\n".join(GENOMIC) + "\n")
+    return {"root": str(root), "fasta": str(root / "g.fa"), "gtf": str(root / "a.gtf"),
+            "cache": str(root / "cache"), "scores": str(root / "scores.txt"),
+            "genomic": str(root / "genomic.txt")}
+
+
+def clean_positions(n: int = 40, seed: int = 1) -> pd.DataFrame:
+    """n valid rows in GA and GB: unique positions, scores summing to 1, context columns."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        gene = "GA" if i % 2 else "GB"
+        start, _, strand = GENES[gene]
+        d, a, nn = rng.dirichlet([0.5, 0.5, 2])
+        rows.append({"gene_id": gene, "position": start + 7 * i, "strand": strand,
+                     "donor_score": d, "acceptor_score": a, "neither_score": nn,
+                     **dict(zip(CTX, rng.random(4) * 0.5))})
+    return pd.DataFrame(rows)
+
+
+def write(frame: pd.DataFrame, tmp_path: Path, name: str = "positions.parquet") -> str:
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return str(path)
+
+
+def in_thread(fn, *args, **kwargs):
+    """fn(*args, **kwargs) in a thread, failing the test if it takes longer than TIMEOUT (a hang)."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(TIMEOUT)
+    if thread.is_alive():
+        pytest.fail(f"run did not finish within {TIMEOUT} s (hang)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def cli(capsys, client, *args: str) -> tuple[int, str, str]:
+    """``dask-enrich run ...`` in-process on the session cluster: (exit code, stdout, stderr)."""
+    argv = ["run", *args, "--scheduler", client.scheduler.address, "--quiet"]
+    try:
+        code = in_thread(main, argv)
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def api(client, positions: str, manifest: str, out: str, **kwargs):
+    return in_thread(run_enrichment, positions, manifest, out, client=client, **kwargs)
+
+
+def check_clean_failure(code: int, err: str, out_dir: Path, expected_code: int = 2) -> str:
+    """The run failed with ``expected_code``, one message line, no traceback, nothing marked complete."""
+    assert code == expected_code, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("dask-enrich: error:")]
+    assert len(lines) == 1, err
+    assert not (out_dir / writer.SUCCESS_FILE).exists()
+    return lines[0]
+
+
+def run_both(capsys, client, tmp_path, positions, manifest, *extra, api_kwargs=None,
+             expected=InputError):
+    """The CLI (exit code, message) and the Python API (exception) on the same bad input."""
+    out = tmp_path / "out_cli"
+    code, _, err = cli(capsys, client, "--positions", positions, "--manifest", manifest,
+                       "--out", str(out), *extra)
+    message = check_clean_failure(code, err, out, expected.exit_code)
+    with pytest.raises(expected) as info:
+        api(client, positions, manifest, str(tmp_path / "out_api"), **(api_kwargs or {}))
+    assert not (tmp_path / "out_api" / writer.SUCCESS_FILE).exists()
+    return message, str(info.value)
+
+
+# --- schema-level bad inputs ---------------------------------------------------------------------
+def test_missing_column_with_a_close_name(world, client, tmp_path, capsys):
+    frame = clean_positions().rename(columns={"donor_score": "donor_prob"})
+    path = write(frame, tmp_path)
+    for text in run_both(capsys, client, tmp_path, path, world["scores"]):
+        assert "positions.parquet" in text and "donor_score" in text and "donor_prob" in text
+
+
+@wiring
+def test_missing_column_known_under_an_alias(world, client, tmp_path, capsys):
+    frame = clean_positions().rename(columns={"position": "pos", "gene_id": "gene"})
+    path = write(frame, tmp_path)
+    for text in run_both(capsys, client, tmp_path, path, world["scores"]):
+        assert "positions.parquet" in text
+        assert "'position' (found 'pos'" in text and "'gene_id' (found 'gene'" in text
+
+
+@wiring
+def test_text_in_a_score_column(world, client, tmp_path, capsys):
+    frame = clean_positions()
+    frame["acceptor_score"] = frame["acceptor_score"].astype(str)
+    path = write(frame, tmp_path)
+    for text in run_both(capsys, client, tmp_path, path, world["scores"]):
+        assert "positions.parquet" in text and "column 'acceptor_score' holds text" in text
+
+
+@wiring
+def test_numeric_strand_column(world, client, tmp_path, capsys):
+    frame = clean_positions()
+    frame["strand"] = np.where(frame["strand"] == "+", 1, -1)
+    path = write(frame, tmp_path)
+    for text in run_both(capsys, client, tmp_path, path, world["scores"]):
+        assert "positions.parquet" in text and "column 'strand' holds numbers" in text
+
+
+@wiring
+def test_empty_input(world, client, tmp_path, capsys):
+    path = write(clean_positions().iloc[:0], tmp_path)
+    for text in run_both(capsys, client, tmp_path, path, world["scores"]):
+        assert "positions.parquet" in text and "no rows" in text
+
+
+def test_unreadable_input_file(world, client, tmp_path, capsys):
+    path = tmp_path / "positions.parquet"
+    path.write_bytes(b"this is not a parquet file\n" * 20)
+    for text in run_both(capsys, client, tmp_path, str(path), world["scores"]):
+        assert "positions.parquet" in text and "cannot be read" in text
+
+
+def test_truncated_parquet_file(world, client, tmp_path, capsys):
+    path = Path(write(clean_positions(), tmp_path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    for text in run_both(capsys, client, tmp_path, str(path), world["scores"]):
+        assert "positions.parquet" in text
+
+
+def test_missing_input_file(world, client, tmp_path, capsys):
+    for text in run_both(capsys, client, tmp_path, str(tmp_path / "nope.parquet"), world["scores"]):
+        assert "nope.parquet" in text and "no such file" in text
+
+
+# --- manifests and the genome --------------------------------------------------------------------
+@pytest.mark.parametrize("content, words", [
+    ("", "names no features"),
+    ("donor_score\nsplice_probability\ndonor_score\n", "named more than once: donor_score"),
+    ("donor_score\nsplice_prob\n", "unknown to the feature registry: splice_prob"),
+])
+def test_bad_manifest(world, client, tmp_path, capsys, content, words):
+    manifest = tmp_path / "manifest.txt"
+    manifest.write_text(content)
+    path = write(clean_positions(), tmp_path)
+    for text in run_both(capsys, client, tmp_path, path, str(manifest), expected=ManifestError):
+        assert "manifest.txt" in text and words in text
+
+
+def test_fasta_index_that_does_not_match_its_fasta(world, client, tmp_path, capsys):
+    fasta = tmp_path / "g.fa"
+    fasta.write_bytes(Path(world["fasta"]).read_bytes())
+    # a samtools-style index of another FASTA: length 9000 instead of 6000
+    (tmp_path / "g.fa.fai").write_text("chr1\t9000\t6\t60\t61\n")
+    path = write(clean_positions(), tmp_path)
+    args = ("--genome", str(fasta), "--annotation", world["gtf"], "--cache-dir", str(tmp_path / "c"))
+    out = tmp_path / "out_cli"
+    code, _, err = cli(capsys, client, "--positions", path, "--manifest", world["genomic"],
+                       "--out", str(out), *args)
+    message = check_clean_failure(code, err, out)
+    assert "g.fa.fai" in message and "does not match" in message
+    with pytest.raises(InputError, match="does not match"):
+        api(client, path, world["genomic"], str(tmp_path / "out_api"), genome=str(fasta),
+            annotation=world["gtf"], cache_dir=str(tmp_path / "c2"))
+
+
+# --- row-level bad inputs (default --on-bad-rows error) -------------------------------------------
+ROW_CASES = {
+    # name: (change to the clean frame, reason code, words in the message, needs the annotation)
+    "nan_score": (lambda f: f.assign(donor_score=f.donor_score.where(f.index != 3, np.nan)),
+                  "score_missing", "donor_score=nan", False),
+    "infinite_score": (lambda f: f.assign(neither_score=f.neither_score.where(f.index != 4, np.inf)),
+                       "score_infinite", "neither_score=inf", False),
+    "negative_score": (lambda f: f.assign(acceptor_score=f.acceptor_score.where(f.index != 5, -0.25)),
+                       "score_negative", "acceptor_score=-0.25", False),
+    "score_above_one": (lambda f: f.assign(donor_score=f.donor_score.where(f.index != 6, 1.5)),
+                        "score_above_one", "donor_score=1.5", False),
+    "fractional_position": (lambda f: f.assign(position=f.position.astype(float).where(f.index != 7, 1010.5)),
+                            "position_not_integer", "position=1010.5", False),
+    "position_below_one": (lambda f: f.assign(position=f.position.where(f.index != 8, 0)),
+                           "position_out_of_range", "position=0", False),
+    "strand_not_plus_or_minus": (lambda f: f.assign(strand=f.strand.where(f.index != 9, ".")),
+                                 "strand_invalid", "strand='.'", False),
+    "duplicate_rows": (lambda f: pd.concat([f, f.iloc[[10, 11]]], ignore_index=True),
+                       "duplicate_position", "duplicate_position", False),
+    "gene_absent_from_annotation": (lambda f: f.assign(gene_id=f.gene_id.where(f.index != 12, "AT9G99999")),
+                                    "gene_not_in_annotation", "AT9G99999", True),
+    "position_outside_gene": (lambda f: f.assign(position=f.position.where(f.index != 13, 5000)),
+                              "position_outside_gene", "position=5000 not in", True),
+    "chromosome_absent_from_fasta": (
+        lambda f: f.assign(gene_id=f.gene_id.where(f.index != 14, "GZ"),
+                           position=f.position.where(f.index != 14, 150),
+                           strand=f.strand.where(f.index != 14, "+")),
+        "chromosome_not_in_genome", "chrZ", True),
+}
+
+
+#: One case per kind of check runs in the default suite; the rest are marked slow.
+FAST_CASES = {"nan_score", "fractional_position", "duplicate_rows", "chromosome_absent_from_fasta"}
+
+
+@wiring
+@pytest.mark.parametrize("case", [c if c in FAST_CASES else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in ROW_CASES])
+def test_bad_rows_fail_the_run_by_default(world, client, tmp_path, capsys, case):
+    change, code_, words, annotated = ROW_CASES[case]
+    path = write(change(clean_positions()), tmp_path)
+    manifest = world["genomic"] if annotated else world["scores"]
+    extra = ("--cache", world["cache"]) if annotated else ()
+    for text in run_both(capsys, client, tmp_path, path, manifest, *extra,
+                         api_kwargs={"cache": world["cache"]} if annotated else None):
+        assert "positions.parquet" in text and code_ in text and words in text
+        assert "--on-bad-rows quarantine" in text
+
+
+# --- quarantine -----------------------------------------------------------------------------------
+def all_bad(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Every row-level bad input at once: the frame and the expected reason codes."""
+    bad = frame
+    codes = []
+    for change, code_, _, _ in ROW_CASES.values():
+        bad = change(bad)
+        codes.append(code_)
+    codes.append("duplicate_position")  # the duplicate case adds two rows
+    return bad, codes
+
+
+@wiring
+def test_quarantine_writes_rejected_rows_with_reasons_and_goes_on(world, client, tmp_path, capsys):
+    clean = clean_positions()
+    bad, codes = all_bad(clean)
+    path = write(bad, tmp_path)
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, client, "--positions", path, "--manifest", world["genomic"],
+                            "--cache", world["cache"], "--out", str(out),
+                            "--on-bad-rows", "quarantine")
+    assert code == 0, err
+    assert "rows rejected 12" in stdout
+    success = json.loads((out / writer.SUCCESS_FILE).read_text())
+    assert success["rows"] == {"in": len(bad), "written": len(bad) - 12, "rejected": 12}
+    rejected = pd.read_parquet(out / "rejected")
+    assert sorted(reason_code(rejected["reason"])) == sorted(codes)
+    assert (rejected["source"].str.endswith("positions.parquet")).all()
+    assert set(["gene_id", "position", "donor_score"]) <= set(rejected.columns)
+    written = pd.concat(pd.read_parquet(f) for f in writer.part_files(str(out)))
+    expected_rows = clean.drop(index=[3, 4, 5, 6, 7, 8, 9, 12, 13, 14])  # 10, 11: their copies go
+    expected_rows = expected_rows.sort_values(["gene_id", "position"])
+    assert len(written) == len(expected_rows)
+    # the kept rows are enriched exactly as the core enriches the clean rows
+    from dask_enrich.genome.cache import GenomicCache
+    from dask_enrich.manifest import load_manifest
+
+    reference, _ = enrich(expected_rows.reset_index(drop=True), load_manifest(world["genomic"]),
+                          genomic=GenomicCache.open(world["cache"]))
+    written = written.sort_values(["gene_id", "position"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(written[reference.columns], reference, check_dtype=False)
+
+
+@wiring
+def test_quarantine_through_the_python_api(world, client, tmp_path):
+    bad, codes = all_bad(clean_positions())
+    summary = api(client, write(bad, tmp_path), world["genomic"], str(tmp_path / "out"),
+                  cache=world["cache"], on_bad_rows="quarantine")
+    assert summary.rows_rejected == len(codes) == 12
+    assert summary.rows_in == summary.rows_written + summary.rows_rejected == len(bad)
+
+
+@wiring
+def test_score_sum_far_from_one_is_a_warning_and_the_run_succeeds(world, client, tmp_path, capsys):
+    frame = clean_positions()
+    frame.loc[[2, 3, 4], ["donor_score", "acceptor_score", "neither_score"]] *= 0.8  # sums 0.8
+    out = tmp_path / "out"
+    code, _, err = cli(capsys, client, "--positions", write(frame, tmp_path), "--manifest",
+                       world["scores"], "--out", str(out))
+    assert code == 0, err
+    assert "warning: 3 row(s) whose donor + acceptor + neither score is further than 0.05 from 1" in err
+    success = json.loads((out / writer.SUCCESS_FILE).read_text())
+    assert success["rows"]["rejected"] == 0 and success["warnings"]["score_sum"]["count"] == 3
+
+
+def test_unknown_on_bad_rows_value_is_a_usage_error(world, client, tmp_path, capsys):
+    code, _, err = cli(capsys, client, "--positions", write(clean_positions(), tmp_path),
+                       "--manifest", world["scores"], "--out", str(tmp_path / "o"),
+                       "--on-bad-rows", "ignore")
+    assert code == 2 and "Traceback" not in err and "--on-bad-rows" in err
+
+
+def test_a_clean_input_runs_and_records_the_invariant(world, client, tmp_path, capsys):
+    """The control: the same world without a bad row succeeds."""
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, client, "--positions", write(clean_positions(), tmp_path),
+                            "--manifest", world["genomic"], "--cache", world["cache"],
+                            "--out", str(out))
+    assert code == 0, err
+    success = json.loads((out / writer.SUCCESS_FILE).read_text())
+    assert success["rows"]["in"] == success["rows"]["written"] + success["rows"]["rejected"] == 40
