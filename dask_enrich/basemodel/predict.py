@@ -169,6 +169,13 @@ def predict_base(
     absent = sorted(set(table["seqname"]) - set(fasta.names))
     if absent:
         raise InputError(f"{genome}: no sequence named {', '.join(map(repr, absent[:5]))} (used by the annotation)")
+    lengths = table["seqname"].astype(str).map({n: fasta.length(n) for n in set(table["seqname"])})
+    beyond = table[(table["gene_end"].to_numpy() > lengths.to_numpy()) | (table["gene_start"].to_numpy() < 1)]
+    if len(beyond):
+        raise InputError(
+            f"{len(beyond)} gene span(s) extend beyond the sequences of {genome} (wrong genome for "
+            f"this annotation?): {', '.join(beyond['gene_id'].astype(str).head(5))}"
+        )
     weights_s = str(weights) if weights is not None else None
     load_models(weights_s)  # fail early (clear message) when the weights are missing
     out = Path(out)

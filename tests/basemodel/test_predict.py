@@ -185,6 +185,13 @@ def test_cli_help_and_errors(tmp_path, capsys) -> None:
     args = parser.parse_args(["predict-base", "--genome", str(tmp_path / "none.fa"), "--annotation", str(GTF),
                               "--genes", "AT1G01010", "--out", str(tmp_path / "t.parquet")])
     assert args.handler(args) == InputError.exit_code
+    gtf = tmp_path / "beyond.gtf"  # a gene past the end of the 1 Mb slice
+    gtf.write_text('NC_003070.9\tx\tgene\t1000100\t1000900\t.\t+\t.\tgene_id "FAR";\n'
+                   'NC_003070.9\tx\texon\t1000100\t1000900\t.\t+\t.\tgene_id "FAR"; transcript_id "FAR.1";\n')
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(gtf),
+                              "--genes", "FAR", "--out", str(tmp_path / "t.parquet")])
+    assert args.handler(args) == InputError.exit_code
+    assert "FAR" in capsys.readouterr().err
     (tmp_path / "genes.txt").write_text("# comment\n\nAT1G01010\n AT1G01030 # trailing\n")
     assert bp.read_gene_list(tmp_path / "genes.txt") == ["AT1G01010", "AT1G01030"]
     args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
