@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -348,3 +349,33 @@ def test_compare_uses_manifest_groups_and_plugin_free_names():
     report = compare_features(frame, frame, list(manifest.names),
                               groups={n: manifest.feature(n).group for n in manifest.names})
     assert [f.group for f in report.features] == ["base", "kmer"] and report.ok
+
+
+def test_cli_builds_the_cache_from_genome_and_annotation(training_set, tmp_path):
+    from .skew_data import SLICE_FASTA, SLICE_GTF
+
+    path = tmp_path / "training.tsv"
+    training_set.training.to_csv(path, sep="\t", index=False)
+    fasta = training_set.cache_dir.parent / SLICE_FASTA.name  # the fixture's symlink
+    out = tmp_path / "reports" / "r1"
+    code = run_cli(["skew", "--training", str(path), "--manifest", str(MODEL_DIR), "--genome",
+                    str(fasta), "--annotation", str(SLICE_GTF), "--track",
+                    str(training_set.track_path), "--local", "--quiet", "--out", str(out)])
+    assert code == 0
+    data = json.loads((out / "skew_report.json").read_text())
+    assert data["verdict"] == "match" and data["features"]["compared"] == 124
+    assert Path(data["settings"]["cache"]).parent == out.parent / ".dask-enrich-cache"  # as `run`
+
+
+def test_main_cli_runs_the_skew_command(training_set, tmp_path, monkeypatch):
+    """``dask-enrich skew`` through the package's CLI (registered there by module name)."""
+    from dask_enrich import cli
+
+    if "dask_enrich.skew" not in cli.PLUGIN_MODULES:  # until cli.py lists it
+        monkeypatch.setattr(cli, "PLUGIN_MODULES", (*cli.PLUGIN_MODULES, "dask_enrich.skew"))
+    path = tmp_path / "training.tsv"
+    training_set.training.to_csv(path, sep="\t", index=False)
+    code = cli.main(["skew", "--training", str(path), "--manifest", str(MODEL_DIR), "--cache",
+                     str(training_set.cache_dir), "--track", str(training_set.track_path), "--local",
+                     "--quiet", "--out", str(tmp_path / "report")])
+    assert code == 0
