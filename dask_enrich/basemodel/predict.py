@@ -260,8 +260,8 @@ The track has one row per nucleotide of each gene's span: gene_id, chrom, strand
 (1-based genomic), donor_score, acceptor_score, neither_score (the mean of SpliceAI's five models;
 5,000 nt of genomic context each side, N beyond the sequence ends; minus-strand genes are
 reverse-complemented for the model and reported in forward genomic order). SpliceAI's peaks fall on
-the exon-side nucleotide of each splice junction. It is CPU-heavy (about 0.1-0.4 s per kb per core),
-so genes run as parallel Dask tasks. The weights come from the PyPI package `spliceai` 1.3.1; get
+the exon-side nucleotide of each splice junction. It is CPU-heavy (per core, about 1 s per gene for
+the 10 kb of context plus 0.1-0.4 s per kb of gene), so genes run as parallel Dask tasks. The weights come from the PyPI package `spliceai` 1.3.1; get
 them without TensorFlow with `pip install --no-deps spliceai==1.3.1`.
 """
 
@@ -271,7 +271,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "predict-base",
         help="per-nucleotide SpliceAI base scores for genes (numpy, no TensorFlow), on Dask",
-        description="Predict SpliceAI donor/acceptor/neither scores for every nucleotide of the "
+        description="Predict SpliceAI donor/acceptor/neither scores for every nucleotide of the\n"
         "given genes and write them as a Parquet track (one Dask task per gene).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
