@@ -345,72 +345,48 @@ def _jsonable(value: Any) -> Any:
 
 
 # --- reading -----------------------------------------------------------------------------------
-_PARQUET = (".parquet", ".pq", ".parq")
-_TEXT = (".tsv", ".tab", ".csv", ".txt", ".tsv.gz", ".tab.gz", ".csv.gz", ".txt.gz")
+def table_columns(path: str | Path, label: str = "training") -> list[str]:
+    """Column names of a Parquet/TSV/CSV file, directory or glob (local or fsspec URL), read
+    cheaply from the first file (Parquet footer or header line)."""
+    from .io import inspect_input
 
-
-def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file()
-                       and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
-                       and p.name.lower().endswith(_PARQUET + _TEXT))
-        if not found:
-            raise InputError(f"{path}: directory holds no Parquet/TSV/CSV files")
-        kinds = {p.name.lower().endswith(_PARQUET) for p in found}
-        if len(kinds) > 1:
-            raise InputError(f"{path}: directory mixes Parquet and text files; give one format")
-        return found
-    raise InputError(f"{path}: no such file or directory")
-
-
-def _is_parquet(path: Path) -> bool:
-    if path.name.lower().endswith(_PARQUET):
-        return True
-    if path.name.lower().endswith(_TEXT):
-        return False
-    with open(path, "rb") as fh:
-        return fh.read(4) == b"PAR1"
-
-
-def table_columns(path: str | Path) -> list[str]:
-    """Column names of a Parquet/TSV/CSV file or directory (first file), read cheaply."""
-    first = _files(Path(path))[0]
-    if _is_parquet(first):
-        import pyarrow.parquet as pq
-
-        return list(pq.ParquetFile(first).schema_arrow.names)
-    header = pd.read_csv(first, sep=None, engine="python", nrows=0, compression="infer")
-    return [str(c).strip() for c in header.columns]
+    return list(inspect_input(str(path), label=label).columns)
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None, label: str = "training"
                ) -> pd.DataFrame:
-    """A Parquet/TSV/CSV file (or a directory of one format) as one pandas frame, with only
-    ``columns`` when given (all of which must exist). ``gene_id`` is read as a string."""
-    files = _files(Path(path))
-    available = table_columns(path)
+    """A Parquet/TSV/CSV file, directory or glob (local or fsspec URL; files resolved as ``run``
+    resolves its inputs) as one pandas frame, with only ``columns`` when given (all of which must
+    exist). Values are kept as written (``gene_id`` and ``strand`` as strings): a bad position is
+    the caller's to report, not a reading error."""
+    import fsspec
+
+    from .io import inspect_input
+
+    source = inspect_input(str(path), label=label)
     if columns is not None:
-        absent = [c for c in columns if c not in available]
+        absent = [c for c in columns if c not in source.columns]
         if absent:
-            raise InputError(f"{label} file {files[0]}: missing column(s) {', '.join(absent)}; "
-                             f"columns present: {', '.join(available[:40])}"
-                             + (" ..." if len(available) > 40 else ""))
+            shown = ", ".join(source.columns[:40]) + (" ..." if len(source.columns) > 40 else "")
+            raise InputError(f"{label} file {source.files[0]}: missing column(s) {', '.join(absent)}; "
+                             f"columns present: {shown}")
+    wanted = list(columns) if columns is not None else None
     parts = []
-    for file in files:
+    for file in source.files:
         try:
-            if _is_parquet(file):
-                parts.append(pd.read_parquet(file, columns=list(columns) if columns else None))
+            if source.format == "parquet":
+                parts.append(pd.read_parquet(file, columns=wanted,
+                                             storage_options=source.storage_options))
             else:
-                sep = "," if file.name.lower().replace(".gz", "").endswith(".csv") else "\t"
-                parts.append(pd.read_csv(file, sep=sep, usecols=list(columns) if columns else None,
-                                         dtype={"gene_id": "str", "strand": "str"}))
+                with fsspec.open(file, "rb", compression=source.compression,
+                                 **(source.storage_options or {})) as handle:
+                    parts.append(pd.read_csv(handle, sep=source.sep, usecols=wanted,
+                                             dtype={"gene_id": "str", "strand": "str"}))
         except (OSError, ValueError) as exc:
             raise InputError(f"{label} file {file}: cannot be read ({exc})") from None
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    if columns is not None:
-        frame = frame[list(columns)]
+    if wanted is not None:
+        frame = frame[wanted]
     return frame.reset_index(drop=True)
 
 
@@ -539,17 +515,12 @@ def recompute_dask(inputs: pd.DataFrame, manifest: Manifest, work_dir: Path, *,
 
 
 def _track_extent(track_path: str) -> pd.DataFrame:
-    """Per gene of the track file (index gene_id): its extent lo/hi, computed out of core with
-    Dask (only ``gene_id`` and ``position`` are read)."""
-    import dask.dataframe as dd
+    """Per gene of the track (index gene_id): its extent lo/hi, computed out of core with Dask
+    (only ``gene_id`` and ``position`` are read)."""
+    from .io import inspect_input, read_dask
 
-    files = [str(f) for f in _files(Path(track_path))]
-    if _is_parquet(Path(files[0])):
-        track = dd.read_parquet(files, columns=["gene_id", "position"])
-    else:
-        sep = "," if files[0].lower().replace(".gz", "").endswith(".csv") else "\t"
-        track = dd.read_csv(files, sep=sep, usecols=["gene_id", "position"], dtype={"gene_id": "str"},
-                            blocksize=None if files[0].endswith(".gz") else "128MiB")
+    source = inspect_input(str(track_path), label="track")
+    track = read_dask(source, ["gene_id", "position"])
     span = track.groupby("gene_id")["position"].agg(["min", "max"]).compute()
     span.index = span.index.astype("str")
     return span.rename(columns={"min": "lo", "max": "hi"})
@@ -557,7 +528,7 @@ def _track_extent(track_path: str) -> pd.DataFrame:
 
 def _track_span(track_path: str, genes: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(track rows of ``genes``, per-gene extent lo/hi) of the track file, read into memory."""
-    columns = table_columns(track_path)
+    columns = table_columns(track_path, label="track")
     wanted = [c for c in ("gene_id", "position", "donor_score", "acceptor_score", "neither_score",
                           "strand") if c in columns]
     track = read_table(track_path, wanted, label="track")

@@ -162,6 +162,18 @@ def test_unperturbed_training_matches(training_set, tmp_path):
     assert report.settings["context_source"] == "track"
 
 
+def test_training_directory_of_gzipped_tsv_parts(training_set, tmp_path):
+    parts = tmp_path / "training"
+    parts.mkdir()
+    half = len(training_set.training) // 2
+    training_set.training.iloc[:half].to_csv(parts / "part-0.tsv.gz", sep="\t", index=False)
+    training_set.training.iloc[half:].to_csv(parts / "part-1.tsv.gz", sep="\t", index=False)
+    (parts / "_SUCCESS").write_text("")  # bookkeeping files are not data
+    report = skew_check(parts, MODEL_DIR, cache=str(training_set.cache_dir),
+                        track=str(training_set.track_path), engine="local")
+    assert report.ok and report.rows_compared == len(training_set.training)
+
+
 def test_report_flags_exactly_the_perturbed_features_and_rows(training_set, tmp_path):
     damaged, expected, unplaced = perturb(training_set.training, training_set.genes)
     path = tmp_path / "training.tsv"
