@@ -54,6 +54,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .errors import ConfigError, InputError, ManifestError
 from .manifest import Manifest, load_manifest
@@ -200,13 +201,20 @@ def _check_proba(proba: np.ndarray, rows: int, model_dir: Path) -> None:
                          f"probabilities summing to 1 (first rows {rows_bad[:5].tolist()})")
 
 
-def load_model(model_dir: str | Path, *, trust_model: bool = False) -> MetaModel:
-    """Load the model of a model directory (descriptor, manifest, model file(s)); see module docs."""
+def load_model(model_dir: str | Path, *, trust_model: bool = False,
+               manifest: Manifest | None = None) -> MetaModel:
+    """Load the model of a model directory (descriptor, manifest, model file(s)); see module docs.
+
+    ``manifest``: the run's already loaded manifest of this directory (the engine passes the one
+    resolved on the client, so that plugin features need not be registered on the workers);
+    default: read it from ``model_dir``.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ConfigError(f"{model_dir}: model directory not found")
     descriptor = read_descriptor(model_dir)
-    manifest = load_manifest(model_dir)
+    if manifest is None:
+        manifest = load_manifest(model_dir)
     loader = _LOADERS[descriptor.format]
     proba = loader(descriptor, manifest, model_dir, trust_model)
     return MetaModel(model_dir, manifest, descriptor, proba, _fingerprint(model_dir, descriptor))
@@ -220,20 +228,21 @@ def _fingerprint(model_dir: Path, descriptor: ModelDescriptor) -> str:
     return digest.hexdigest()
 
 
-_CACHE: dict[tuple[str, bool], tuple[tuple, MetaModel]] = {}
+_CACHE: dict[tuple, tuple[tuple, MetaModel]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_model_cached(model_dir: str | Path, trust_model: bool = False) -> MetaModel:
-    """:func:`load_model`, memoised per process (one load per Dask worker); reloaded if the
-    descriptor or a model file changed on disk (size or modification time)."""
-    key = (str(Path(model_dir).resolve()), bool(trust_model))
+def load_model_cached(model_dir: str | Path, trust_model: bool = False,
+                      manifest: Manifest | None = None) -> MetaModel:
+    """:func:`load_model`, memoised per process (one load per Dask worker); reloaded if a file of
+    the model directory changed on disk (size or modification time)."""
+    key = (str(Path(model_dir).resolve()), bool(trust_model), manifest.names if manifest else None)
     with _CACHE_LOCK:
         stamp = _stamp(Path(key[0]))
         hit = _CACHE.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        model = load_model(model_dir, trust_model=trust_model)
+        model = load_model(model_dir, trust_model=trust_model, manifest=manifest)
         _CACHE[key] = (_stamp(Path(key[0])), model)
         return model
 
@@ -435,7 +444,9 @@ def score_partition(enriched: pd.DataFrame, model: MetaModel, *, keep_features: 
     meta = model.predict(enriched)
     features = set(model.manifest.names)
     keep = [c for c in enriched.columns if keep_features or c not in features]
-    return pd.concat([enriched[keep], meta], axis=1)
+    out = pd.concat([enriched[keep], meta], axis=1)
+    out.attrs.update(enriched.attrs)  # the engine's per-partition report rides in attrs
+    return out
 
 
 def scored_meta(enriched_meta: pd.DataFrame, model: MetaModel, *, keep_features: bool = False
@@ -447,6 +458,23 @@ def scored_meta(enriched_meta: pd.DataFrame, model: MetaModel, *, keep_features:
     for c in META_COLUMNS:
         out[c] = pd.Series([], dtype=np.float64)
     return out
+
+
+def scored_schema(enriched_schema: pa.Schema, model: MetaModel, *, keep_features: bool = False
+                  ) -> pa.Schema:
+    """The pyarrow schema of :func:`score_partition` output for ``core.output_schema(...)``."""
+    features = set(model.manifest.names)
+    fields = [f for f in enriched_schema if keep_features or f.name not in features]
+    return pa.schema(fields + [pa.field(c, pa.float64()) for c in META_COLUMNS])
+
+
+def selective_schema(track_schema: pa.Schema) -> pa.Schema:
+    """The pyarrow schema of :func:`selective_scores` output for a track with this schema."""
+    names = set(track_schema.names)
+    fields = [track_schema.field(c) for c in ("gene_id", "chrom", "strand", "position") if c in names]
+    for base, out in zip(BASE_COLUMNS, META_COLUMNS):
+        fields += [track_schema.field(base), pa.field(out, pa.float64())]
+    return pa.schema(fields + [pa.field(RESCORED, pa.bool_())])
 
 
 def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.DataFrame

@@ -481,3 +481,31 @@ def test_bundled_demo_model_scores_the_demo_track(cache, manifest):
     assert booster.feature_names == list(manifest.names)
     want = booster.predict(xgb.DMatrix(X_of(enriched, manifest)))
     np.testing.assert_allclose(got[["neither_meta", "donor_meta", "acceptor_meta"]].to_numpy(), want, atol=1e-7)
+
+
+def test_output_schemas_and_report_attrs(tmp_path, xgb_clf, features, track, uncertain, manifest):
+    import pyarrow as pa
+
+    from dask_enrich.core import output_meta, output_schema
+
+    d = model_dir(tmp_path, {"format": "xgboost", "path": "m.ubj"}, {"m.ubj": lambda p: xgb_clf.save_model(p)})
+    model = load_model(d, manifest=manifest)  # the run's manifest, as the engine passes it
+    assert model.manifest is manifest
+    rows = track[uncertain]
+    part = features.copy()
+    part.attrs["report"] = {"rows": len(part)}
+    for keep in (False, True):
+        out = score_partition(part, model, keep_features=keep)
+        assert out.attrs["report"] == {"rows": len(part)}
+        meta = scoring.scored_meta(output_meta(manifest, rows.dtypes.to_dict()), model, keep_features=keep)
+        pd.testing.assert_series_equal(out.dtypes, meta.dtypes)
+        schema = scoring.scored_schema(output_schema(manifest, rows.dtypes.to_dict()), model, keep_features=keep)
+        assert schema.names == list(out.columns)
+        table = pa.Table.from_pandas(out, schema=schema, preserve_index=False)
+        assert table.schema.remove_metadata().equals(schema)
+    sel = selective_scores(track, uncertain, model.predict(features))
+    track_schema = pa.Schema.from_pandas(track, preserve_index=False)
+    schema = scoring.selective_schema(track_schema)
+    assert schema.names == list(sel.columns)
+    assert pa.Table.from_pandas(sel, schema=schema, preserve_index=False).schema.remove_metadata().equals(schema)
+    pd.testing.assert_series_equal(sel.dtypes, selective_meta(track.dtypes.to_dict()).dtypes)
