@@ -184,7 +184,8 @@ class SpliceAIModel:
         """Run the network on one-hot ``x`` ``(n, 4)``, yielding ``(layer name, values)`` in order.
 
         Each value holds only the positions that survive the final crop's receptive field, so
-        lengths shrink layer by layer; the last one is the output ``(n - context, 3)``.
+        lengths shrink layer by layer; the last one is the output ``(n - context, 3)``. A yielded
+        array may be overwritten by a later layer (ReLU works in place): copy it to keep it.
         """
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != 4:
@@ -209,7 +210,10 @@ class SpliceAIModel:
                 out = ins[0] * node.scale
                 out += node.bias
             elif node.kind == "relu":
-                out = np.maximum(ins[0], 0.0)
+                src = ins[0]
+                # in place when nothing else reads the input and it owns its memory
+                own = self._last_use.get(node.inputs[0]) == i and src.base is None and src is not x
+                out = np.maximum(src, 0.0, out=src if own else None)
             elif node.kind == "add":
                 out = None
                 for arr, t in zip(ins, tins):
