@@ -14,6 +14,9 @@ The model directory holds the feature manifest (``feature_manifest.csv`` ...), o
                                            #   this order is the default when omitted
      "entry_point": "pkg.mod:factory"}     # format "entry_point" only
 
+Other keys are refused (a misspelt ``classes`` must not fall back to the default order), except the
+informational ones in :data:`INFO_KEYS` (``name``, ``description``, ``made_by``, ``training``, ...).
+
 Formats:
 
 ``xgboost``
@@ -56,12 +59,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .errors import ConfigError, InputError, ManifestError
+from .errors import ConfigError, EnrichError, InputError, ManifestError, RunFailure
 from .manifest import Manifest, load_manifest
 
 DESCRIPTOR = "model.json"
 FORMATS = ("xgboost", "xgboost-ovr", "skops", "joblib", "pickle", "entry_point")
 DEFAULT_CLASSES = ("neither", "donor", "acceptor")
+#: Keys of model.json that the loader reads, and keys it accepts as information only.
+DESCRIPTOR_KEYS = frozenset({"format", "path", "paths", "classes", "entry_point"})
+INFO_KEYS = frozenset({"name", "description", "version", "made_by", "training", "notes"})
 #: Output columns of the meta scores, in output order.
 META_COLUMNS = ("donor_meta", "acceptor_meta", "neither_meta")
 #: Flag column of selective mode: True where the meta-model re-scored the position.
@@ -113,6 +119,11 @@ def read_descriptor(model_dir: str | Path) -> ModelDescriptor:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
+    unknown = sorted(set(data) - DESCRIPTOR_KEYS - INFO_KEYS)
+    if unknown:  # a misspelt "classes" must not silently fall back to the default order
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(DESCRIPTOR_KEYS))} (and, for information only, "
+                          f"{', '.join(sorted(INFO_KEYS))})")
     fmt = data.get("format")
     if fmt not in FORMATS:
         raise ConfigError(f"{path}: 'format' must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -177,7 +188,13 @@ class MetaModel:
         if len(X) == 0:
             proba = np.zeros((0, 3))
         else:
-            proba = np.asarray(self.predict_proba(X), dtype=np.float64)
+            try:
+                proba = np.asarray(self.predict_proba(X), dtype=np.float64)
+            except EnrichError:
+                raise
+            except Exception as exc:
+                raise RunFailure(f"model {self.model_dir} ({self.descriptor.format}) failed on "
+                                 f"{len(X)} row(s): {type(exc).__name__}: {exc}") from exc
             _check_proba(proba, len(X), self.model_dir)
         col = {c: i for i, c in enumerate(self.classes)}
         return pd.DataFrame({f"{c}_meta": proba[:, col[c]] for c in ("donor", "acceptor", "neither")},

@@ -319,6 +319,7 @@ def test_bad_output_of_custom_model(tmp_path, weights, features):
     ({"format": "xgboost-ovr", "path": "m.ubj"}, "needs 3 model file"),
     ({"format": "xgboost", "path": "m.ubj", "classes": ["donor", "donor", "neither"]}, "'classes'"),
     ({"format": "entry_point"}, "needs an 'entry_point'"),
+    ({"format": "xgboost", "path": "m.ubj", "clases": ["donor", "acceptor", "neither"]}, "unknown key"),
 ])
 def test_descriptor_errors(tmp_path, descriptor, message):
     d = model_dir(tmp_path, descriptor or {}, {"m.ubj": lambda p: p.write_bytes(b"x")})
@@ -509,3 +510,13 @@ def test_output_schemas_and_report_attrs(tmp_path, xgb_clf, features, track, unc
     assert schema.names == list(sel.columns)
     assert pa.Table.from_pandas(sel, schema=schema, preserve_index=False).schema.remove_metadata().equals(schema)
     pd.testing.assert_series_equal(sel.dtypes, selective_meta(track.dtypes.to_dict()).dtypes)
+
+
+def test_model_failure_is_a_run_failure_naming_the_model(tmp_path, logreg, features):
+    from dask_enrich.errors import RunFailure
+
+    d = model_dir(tmp_path, {"format": "skops", "path": "m.skops"}, {"m.skops": lambda p: skops_io.dump(logreg, p)})
+    holed = features.copy()
+    holed.loc[holed.index[3], "gc_content"] = np.nan  # LogisticRegression refuses NaN
+    with pytest.raises(RunFailure, match=r"model .*\(skops\) failed on"):
+        load_model(d).predict(holed)
