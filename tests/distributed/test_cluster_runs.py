@@ -69,6 +69,7 @@ def test_worker_sigkill_mid_run_still_completes_identically(process_cluster, sha
     assert_same_output(out, local_reference)
     assert record["rows"]["in"] == record["rows"]["written"] == n_input_rows(shared_inputs)
     assert not list(out.glob("*.tmp-*")), "temporary files left behind"
+    assert not (out / "_staging").exists(), "staged rows left behind"
 
 
 def _snapshot(paths: list[Path]) -> dict[str, tuple[int, int, int]]:
@@ -110,6 +111,30 @@ def test_kill_whole_run_then_resume_on_fresh_cluster(cluster_factory, shared_inp
     assert_same_output(out, local_reference)
     assert record["rows"]["in"] == record["rows"]["written"] == n_input_rows(shared_inputs)
     assert not list(out.glob("*.tmp-*"))
+    assert not (out / "_staging").exists(), "staged rows of the killed run left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "engine: relative --out/--cache are sent to the workers as given, so each remote worker "
+    "resolves them against its own working directory: the parts land in <worker cwd>/out and the "
+    "run still reports success with an OUT that holds only _RUN.json/_SUCCESS.json. Needed: "
+    "run_enrichment makes local paths absolute on the client (os.path.abspath of out, cache, "
+    "positions, track) before building the graph, and checks that OUT holds every part file "
+    "before writing _SUCCESS.json (RunFailure naming OUT otherwise: not a shared filesystem)."))
+def test_relative_paths_resolve_on_the_client_not_on_the_workers(process_cluster, shared_inputs,
+                                                                 local_reference, tmp_path):
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    for name in ("positions", "cache"):  # the inputs under the client's working directory
+        os.symlink(shared_inputs[name], client_dir / name)
+    done = run_enrich(enrich_command(
+        "run", "--positions", "positions", "--manifest", str(shared_inputs["manifest"]),
+        "--cache", "cache", "--out", "out", "--scheduler", process_cluster.address,
+        "--partition-rows", PARTITION_ROWS, "--quiet"), cwd=client_dir)
+    assert done.returncode == 0, done.stderr
+    assert not list(process_cluster.root.rglob("part-*.parquet")), "parts written in a worker's cwd"
+    assert_same_output(client_dir / "out", local_reference)
 
 
 BIG_GENE = "AT9G99999_OVERSIZED"
