@@ -43,6 +43,7 @@ from dask_enrich.config import EnrichConfig
 from dask_enrich.core import enrich
 from dask_enrich.manifest import Manifest, load_manifest
 from dask_enrich.scoring import DEFAULT_CLASSES
+from dask_enrich.selection import Selection, select_mask
 
 DATA = Path(__file__).resolve().parents[1] / "dask_enrich" / "data"
 FASTA = DATA / "athal_chr1_1mb.fa.gz"
@@ -73,9 +74,8 @@ def open_cache(cache_dir: str | Path | None = None):
 
 
 def uncertain_mask(track: pd.DataFrame, band: tuple[float, float] = BAND) -> np.ndarray:
-    """The band rule: low <= max(donor_score, acceptor_score) < high."""
-    top = np.maximum(track["donor_score"].to_numpy(np.float64), track["acceptor_score"].to_numpy(np.float64))
-    return (top >= band[0]) & (top < band[1])
+    """The band rule of dask_enrich.selection: low <= max(donor_score, acceptor_score) < high."""
+    return select_mask(track, Selection(rule="band", low=band[0], high=band[1]))
 
 
 def label_track(track: pd.DataFrame, cache) -> pd.DataFrame:
