@@ -64,14 +64,15 @@ def world(tmp_path_factory) -> dict[str, str]:
 
 
 def clean_positions(n: int = 40, seed: int = 1) -> pd.DataFrame:
-    """n valid rows in GA and GB: unique positions, scores summing to 1, context columns."""
+    """n (< 2000) valid rows in GA and GB: unique positions inside the genes, scores summing to 1,
+    context columns."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         gene = "GA" if i % 2 else "GB"
         start, _, strand = GENES[gene]
         d, a, nn = rng.dirichlet([0.5, 0.5, 2])
-        rows.append({"gene_id": gene, "position": start + 7 * i, "strand": strand,
+        rows.append({"gene_id": gene, "position": start + (7 * i) % 1000, "strand": strand,
                      "donor_score": d, "acceptor_score": a, "neither_score": nn,
                      **dict(zip(CTX, rng.random(4) * 0.5))})
     return pd.DataFrame(rows)
