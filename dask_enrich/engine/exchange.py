@@ -56,16 +56,20 @@ def split_part(frame: pd.DataFrame, part: int, label: str, plan: PartitionPlan,
         frame, bins = frame[keep], bins[keep]
     if len(frame) == 0:
         return {"path": None, "batches": {}, "rows": 0}
-    order = np.argsort(bins, kind="stable")
-    sorted_bins = bins[order]
-    present, starts = np.unique(sorted_bins, return_index=True)
-    ends = np.append(starts[1:], len(sorted_bins))
-    table = pa.Table.from_pandas(frame, preserve_index=False).take(pa.array(order))
-    batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # not already grouped by bin
+        order = np.argsort(bins, kind="stable")
+        bins = bins[order]
+        table = table.take(pa.array(order))
+    starts = np.concatenate([[0], np.flatnonzero(bins[1:] != bins[:-1]) + 1])
+    present = bins[starts]
+    ends = np.append(starts[1:], len(bins))
+    batch = table.combine_chunks().to_batches()[0]
     fs, root = _fs(staging, storage_options)
     fs.makedirs(root, exist_ok=True)
     path = f"{root}/{label}-{part:05d}-{uuid.uuid4().hex[:6]}.arrow"
-    with fs.open(path, "wb") as sink, ipc.new_file(sink, table.schema) as stream:
+    sink = pa.OSFile(path, "wb") if _local(fs) else fs.open(path, "wb")
+    with sink, ipc.new_file(sink, table.schema) as stream:
         for start, end in zip(starts, ends):
             stream.write_batch(batch.slice(int(start), int(end - start)))
     return {"path": path, "batches": {int(b): i for i, b in enumerate(present)}, "rows": int(len(frame))}

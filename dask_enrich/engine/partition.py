@@ -1,7 +1,7 @@
 """Gene -> bin packing: the partition plan of a run (pure numpy/pandas, no Dask).
 
 Every gene goes to exactly one bin, so no gene is ever split across partitions. Genes are taken in
-sorted gene-id order and packed next-fit: a bin takes consecutive genes while their total rows stay
+sorted gene-id order (or in the order given) and packed next-fit: a bin takes consecutive genes while their total rows stay
 within ``target_rows``; a gene with ``target_rows`` rows or more gets a bin of its own. The packing
 loop runs once per bin (a ``searchsorted`` on the cumulative sizes), never once per gene or row.
 """
@@ -47,7 +47,7 @@ def pack_next_fit(sizes: np.ndarray, target: int) -> np.ndarray:
 class PartitionPlan:
     """Which bin (output partition) each gene goes to."""
 
-    genes: pd.Index  # sorted, unique gene ids
+    genes: pd.Index  # unique gene ids, in packing order
     sizes: np.ndarray  # rows per gene (int64), the packing weight
     bins: np.ndarray  # bin id per gene (int64), non-decreasing
     target_rows: int
@@ -64,9 +64,11 @@ class PartitionPlan:
 
     def bin_of(self, gene_ids: Any) -> np.ndarray:
         """Bin id for each gene id (-1 for a gene the plan does not know)."""
-        index = self.genes.get_indexer(pd.Index(gene_ids, dtype=self.genes.dtype))
-        lookup = np.append(self.bins, -1)
-        return lookup[index]  # index -1 -> the appended -1
+        codes, uniques = pd.factorize(np.asarray(gene_ids, dtype=object)
+                                      if not isinstance(gene_ids, (pd.Series, pd.Index)) else gene_ids)
+        index = self.genes.get_indexer(pd.Index(uniques, dtype=self.genes.dtype))
+        per_unique = np.append(self.bins, -1)[index]  # index -1 (unknown) -> the appended -1
+        return np.append(per_unique, -1)[codes].astype(np.int64)  # code -1 (missing id) -> -1
 
     @property
     def divisions(self) -> tuple[int, ...]:
@@ -80,15 +82,21 @@ class PartitionPlan:
                 "largest_gene_rows": int(self.sizes.max()) if len(self.sizes) else 0}
 
 
-def plan_partitions(gene_sizes: pd.Series, target_rows: int = DEFAULT_PARTITION_ROWS) -> PartitionPlan:
-    """The plan for genes with these sizes (a Series: gene id -> rows; ids unique, any order)."""
+def plan_partitions(gene_sizes: pd.Series, target_rows: int = DEFAULT_PARTITION_ROWS, *,
+                    keep_order: bool = False) -> PartitionPlan:
+    """The plan for genes with these sizes (a Series: gene id -> rows).
+
+    Genes are packed in sorted id order, or, with ``keep_order``, in the order given (the engine
+    passes the order of first appearance in the input, so that input already grouped by gene maps
+    to bins without reordering rows).
+    """
     if target_rows < 1:
         raise ConfigError(f"--partition-rows must be at least 1, not {target_rows}")
     if gene_sizes.index.hasnans:
         raise ValueError("gene ids must not be missing")
     if not gene_sizes.index.is_unique:
-        gene_sizes = gene_sizes.groupby(level=0).sum()
-    ordered = gene_sizes.sort_index()
+        gene_sizes = gene_sizes.groupby(level=0, sort=False).sum()
+    ordered = gene_sizes if keep_order else gene_sizes.sort_index()
     sizes = ordered.to_numpy(dtype=np.int64)
     return PartitionPlan(pd.Index(ordered.index.astype("str"), dtype="str"), sizes,
                          pack_next_fit(sizes, target_rows), int(target_rows))

@@ -204,13 +204,24 @@ def _fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def _count_genes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows per gene id of one partition, in order of first appearance (missing ids included)."""
+    codes, uniques = pd.factorize(frame["gene_id"], use_na_sentinel=False)
+    counts = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
+    return pd.DataFrame({"gene_id": pd.Series(uniques, dtype="str"), "rows": counts})
+
+
 def _gene_counts(source: InputSource) -> pd.Series:
-    """Rows per gene id, from one pass over the ``gene_id`` column only."""
-    counts = read_dask(source, ["gene_id"])["gene_id"].value_counts(dropna=False).compute()
+    """Rows per gene id, in order of first appearance in the input, from one pass over the
+    ``gene_id`` column only."""
+    genes = read_dask(source, ["gene_id"])
+    meta = pd.DataFrame({"gene_id": pd.Series([], dtype="str"), "rows": pd.Series([], dtype="int64")})
+    per_part = genes.map_partitions(_count_genes, meta=meta).compute()
+    counts = per_part.groupby("gene_id", sort=False, dropna=False)["rows"].sum()
     if counts.index.hasnans:
         missing = int(counts[counts.index.isna()].sum())
         raise InputError(f"{source.label} {source.path}: {missing} row(s) have no gene_id")
-    counts.index = counts.index.astype("str")
+    counts.index = pd.Index(counts.index, dtype="str")
     return counts.astype(np.int64)
 
 
@@ -409,82 +420,81 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     from distributed import as_completed
 
     timings: dict[str, float] = {}
-    with dask.config.set({"dataframe.shuffle.method": "p2p"}):
-        pos_frame = read_dask(pos_source, position_columns) if pos_source else None
-        track_frame = read_dask(track_source, track_columns) if track_source else None
+    pos_frame = read_dask(pos_source, position_columns) if pos_source else None
+    track_frame = read_dask(track_source, track_columns) if track_source else None
 
-        # Plan: rows per gene (positions and track rows alike), packed into bins.
-        t = time.perf_counter()
-        pos_counts = _gene_counts(pos_source) if pos_frame is not None else None
-        track_counts = _gene_counts(track_source) if track_frame is not None else None
-        if pos_counts is None:
-            weights = track_counts
-        elif track_counts is None:
-            weights = pos_counts
-        else:  # genes of the positions, weighted by all the rows their partition will hold
-            weights = pos_counts.add(track_counts.reindex(pos_counts.index).fillna(0), fill_value=0)
-        plan = plan_partitions(weights.astype(np.int64), partition_rows)
-        timings["plan"] = time.perf_counter() - t
-        track_rows = int(track_counts.sum()) if track_counts is not None else None
-        say(f"plan: {plan.n_bins} partition(s) of <= {partition_rows:,} rows for {len(plan.genes):,} genes")
+    # Plan: rows per gene (positions and track rows alike), packed into bins.
+    t = time.perf_counter()
+    pos_counts = _gene_counts(pos_source) if pos_frame is not None else None
+    track_counts = _gene_counts(track_source) if track_frame is not None else None
+    if pos_counts is None:
+        weights = track_counts
+    elif track_counts is None:
+        weights = pos_counts
+    else:  # genes of the positions, weighted by all the rows their partition will hold
+        weights = pos_counts + track_counts.reindex(pos_counts.index).fillna(0).astype(np.int64)
+    plan = plan_partitions(weights.astype(np.int64), partition_rows, keep_order=True)
+    timings["plan"] = time.perf_counter() - t
+    track_rows = int(track_counts.sum()) if track_counts is not None else None
+    say(f"plan: {plan.n_bins} partition(s) of <= {partition_rows:,} rows for {len(plan.genes):,} genes")
 
-        input_meta = (pos_frame._meta if pos_frame is not None
-                      else track_frame._meta[list(position_columns)])
-        meta = output_meta(manifest, input_meta.dtypes.to_dict(), config)
-        schema = output_schema(manifest, input_meta.dtypes.to_dict(), config)
-        run_record = {**run_record, "plan": plan.summary()}
-        done = writer.prepare_output(out, mode=mode, run_fingerprint=run_fingerprint,
-                                     run_record=run_record, n_bins=plan.n_bins,
-                                     storage_options=storage_options)
-        exchange.remove_staging(out, storage_options)
-        if done:
-            say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete")
-        ctx = _Context(manifest, config, selection, plan, meta, schema, out, storage_options,
-                       run_fingerprint, cache_path, frozenset(done), position_columns)
-        ctx_key = dask.delayed(ctx, pure=True, traverse=False)
-        staging = exchange.staging_path(out, run_fingerprint)
+    input_meta = (pos_frame._meta if pos_frame is not None
+                  else track_frame._meta[list(position_columns)])
+    meta = output_meta(manifest, input_meta.dtypes.to_dict(), config)
+    schema = output_schema(manifest, input_meta.dtypes.to_dict(), config)
+    run_record = {**run_record, "plan": plan.summary()}
+    done = writer.prepare_output(out, mode=mode, run_fingerprint=run_fingerprint,
+                                 run_record=run_record, n_bins=plan.n_bins,
+                                 storage_options=storage_options)
+    exchange.remove_staging(out, storage_options)
+    if done:
+        say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete")
+    ctx = _Context(manifest, config, selection, plan, meta, schema, out, storage_options,
+                   run_fingerprint, cache_path, frozenset(done), position_columns)
+    ctx_key = dask.delayed(ctx, pure=True, traverse=False)
+    staging = exchange.staging_path(out, run_fingerprint)
 
-        def by_bin(frame, label: str):
-            """The frame regrouped so that partition i holds exactly the rows of bin i."""
-            divisions = list(plan.divisions)
-            if exchange_method == "p2p":
-                with_bins = frame.map_partitions(_assign_bins, ctx_key,
-                                                 meta=frame._meta.assign(**{BIN: np.int64(0)}))
-                return with_bins.set_index(BIN, divisions=divisions)
-            split = dask.delayed(exchange.split_part, pure=True)
-            gather = dask.delayed(exchange.gather_bin, pure=True)
-            splits = [split(part, i, label, plan_key, ctx.done, staging, storage_options,
-                            dask_key_name=f"split-{label}-{i}-{run_fingerprint[:8]}")
-                      for i, part in enumerate(frame.to_delayed())]
-            bins = [gather(b, splits, frame._meta, label, storage_options,
-                           dask_key_name=f"gather-{label}-{b}-{run_fingerprint[:8]}")
-                    for b in range(plan.n_bins)]
-            return dd.from_delayed(bins, meta=frame._meta, divisions=divisions, verify_meta=False)
+    def by_bin(frame, label: str):
+        """The frame regrouped so that partition i holds exactly the rows of bin i."""
+        divisions = list(plan.divisions)
+        if exchange_method == "p2p":
+            with_bins = frame.map_partitions(_assign_bins, ctx_key,
+                                             meta=frame._meta.assign(**{BIN: np.int64(0)}))
+            return with_bins.set_index(BIN, divisions=divisions, shuffle_method="p2p")
+        split = dask.delayed(exchange.split_part, pure=True)
+        gather = dask.delayed(exchange.gather_bin, pure=True)
+        splits = [split(part, i, label, plan_key, ctx.done, staging, storage_options,
+                        dask_key_name=f"split-{label}-{i}-{run_fingerprint[:8]}")
+                  for i, part in enumerate(frame.to_delayed())]
+        bins = [gather(b, splits, frame._meta, label, storage_options,
+                       dask_key_name=f"gather-{label}-{b}-{run_fingerprint[:8]}")
+                for b in range(plan.n_bins)]
+        return dd.from_delayed(bins, meta=frame._meta, divisions=divisions, verify_meta=False)
 
-        plan_key = dask.delayed(plan, pure=True, traverse=False)
-        if pos_frame is not None and track_frame is not None:
-            enriched = dd.map_partitions(_enrich_positions, by_bin(pos_frame, "positions"),
-                                         by_bin(track_frame, "track"), ctx_key, meta=meta,
-                                         align_dataframes=False, enforce_metadata=False)
-        elif pos_frame is not None:
-            enriched = by_bin(pos_frame, "positions").map_partitions(
-                _enrich_positions_only, ctx_key, meta=meta, enforce_metadata=False)
-        else:
-            enriched = by_bin(track_frame, "track").map_partitions(
-                _enrich_track_only, ctx_key, meta=meta, enforce_metadata=False)
-        records = enriched.map_partitions(_write_bin, ctx_key, meta=SUMMARY_META)
+    plan_key = dask.delayed(plan, pure=True, traverse=False)
+    if pos_frame is not None and track_frame is not None:
+        enriched = dd.map_partitions(_enrich_positions, by_bin(pos_frame, "positions"),
+                                     by_bin(track_frame, "track"), ctx_key, meta=meta,
+                                     align_dataframes=False, enforce_metadata=False)
+    elif pos_frame is not None:
+        enriched = by_bin(pos_frame, "positions").map_partitions(
+            _enrich_positions_only, ctx_key, meta=meta, enforce_metadata=False)
+    else:
+        enriched = by_bin(track_frame, "track").map_partitions(
+            _enrich_track_only, ctx_key, meta=meta, enforce_metadata=False)
+    records = enriched.map_partitions(_write_bin, ctx_key, meta=SUMMARY_META)
 
-        t = time.perf_counter()
-        futures = client.compute(records.to_delayed())
-        results: list[pd.DataFrame] = []
+    t = time.perf_counter()
+    futures = client.compute(records.to_delayed())
+    results: list[pd.DataFrame] = []
+    if progress:
+        progress(0, len(futures))
+    for future in as_completed(futures):
+        results.append(future.result())
         if progress:
-            progress(0, len(futures))
-        for future in as_completed(futures):
-            results.append(future.result())
-            if progress:
-                progress(len(results), len(futures))
-        timings["enrich_and_write"] = time.perf_counter() - t
-        exchange.remove_staging(out, storage_options)
+            progress(len(results), len(futures))
+    timings["enrich_and_write"] = time.perf_counter() - t
+    exchange.remove_staging(out, storage_options)
 
     table = pd.concat(results, ignore_index=True).sort_values("bin")
     fresh = table[~table["resumed"]]

@@ -15,17 +15,24 @@ SLICE_GTF = DATA / "athal_chr1_1mb.gtf.gz"
 MODEL_DIR = DATA / "demo_model"  # the 124-feature 3-mer manifest
 
 
+_SHARED: dict = {}
+
+
 @pytest.fixture(scope="session")
 def client():
-    """2 worker processes x 1 thread (processes=True: tasks and arguments really are pickled)."""
+    """2 worker processes x 1 thread (processes=True: tasks and arguments really are pickled).
+
+    One cluster per session, shared by every module that imports this fixture."""
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
-    dask_client = Client(cluster)
-    yield dask_client
-    dask_client.close()
-    cluster.close()
+    if "client" not in _SHARED:
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", silence_logs=logging.ERROR)
+        _SHARED.update(cluster=cluster, client=Client(cluster))
+    yield _SHARED["client"]
+    if "client" in _SHARED:
+        _SHARED.pop("client").close()
+        _SHARED.pop("cluster").close()
 
 
 @pytest.fixture(scope="session")
