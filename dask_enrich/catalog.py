@@ -55,6 +55,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                     "needs and its formula. Plugin features installed through the "
                     "dask_enrich.features entry point are included.")
     listing.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    listing.add_argument("--json", action="store_true", help="print JSON records")
     listing.set_defaults(handler=_cli_features)
     check = subparsers.add_parser(
         "check-manifest", help="say which inputs a manifest needs",
@@ -67,12 +68,16 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli_features(args: argparse.Namespace) -> int:
+    table = feature_table()
     if args.markdown:
         print(features_markdown())
+    elif args.json:
+        print(table.to_json(orient="records", indent=1))
     else:
-        with pd.option_context("display.max_rows", None, "display.max_colwidth", 70,
-                               "display.width", 200):
-            print(feature_table().to_string(index=False))
+        width, groups = table.name.str.len().max(), table.group.str.len().max()
+        for r in table.itertuples():
+            print(f"{r.name:<{width}}  {r.group:<{groups}}  {r.dtype:<7}  {r.doc}")
+        print(f"\n{len(table) - 1} named features, plus k-mer counts for any k")
     return 0
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
-import time
 from typing import Callable, Sequence
 
 from . import __version__
 from .errors import ConfigError, EnrichError
 
 #: Modules that may add subcommands (each through ``register_cli(subparsers)``).
-PLUGIN_MODULES = ("dask_enrich.genome.cache", "dask_enrich.basemodel.predict", "dask_enrich.demo")
+PLUGIN_MODULES = ("dask_enrich.catalog", "dask_enrich.genome.cache", "dask_enrich.basemodel.predict",
+                  "dask_enrich.demo", "dask_enrich.skew")
 
 _EPILOG_RUN = """\
 inputs:
@@ -195,42 +194,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_features(subparsers) -> None:
-    p = subparsers.add_parser("features", help="list every feature the registry knows",
-                              description="List every feature: name, group, dtype and formula. "
-                                          "k-mer count features are a pattern: {k}mer_{KMER}.")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _add_debug(p)
-    p.set_defaults(handler=_cmd_features)
-
-
-def feature_rows() -> list[dict[str, str]]:
-    """One row per registry feature (and one for the k-mer pattern)."""
-    from .features import registry
-
-    rows = [{"name": f.name, "group": f.group, "dtype": str(f.dtype), "requires": ",".join(sorted(f.requires)),
-             "doc": f.doc} for f in registry.builtin_features()]
-    example = registry.kmer_feature("3mer_ACG")
-    rows.append({"name": "{k}mer_{KMER}", "group": example.group, "dtype": str(example.dtype),
-                 "requires": ",".join(sorted(example.requires)),
-                 "doc": "count of overlapping KMER (A/C/G/T, N only when named) in the +-250 nt "
-                        "window, any k, e.g. 3mer_ACG"})
-    return rows
-
-
-def _cmd_features(args: argparse.Namespace) -> int:
-    rows = feature_rows()
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    width = max(len(r["name"]) for r in rows)
-    groups = max(len(r["group"]) for r in rows)
-    for r in rows:
-        print(f"{r['name']:<{width}}  {r['group']:<{groups}}  {r['dtype']:<7}  {r['doc']}")
-    print(f"\n{len(rows) - 1} named features, plus k-mer counts for any k")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``dask-enrich`` parser with every available subcommand."""
     parser = argparse.ArgumentParser(
@@ -241,7 +204,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
-    _add_features(subparsers)
     for module_name in PLUGIN_MODULES:
         try:
             module = importlib.import_module(module_name)
