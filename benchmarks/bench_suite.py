@@ -163,7 +163,7 @@ def bench_seed(m: dict[str, Manifest], cache: Path | None, quick: bool = False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the seed's column-by-column inserts warn
             seed_wall, seed_cpu = best_of(lambda: seed_baseline.seed_enrich(frame, m["full"].names),
-                                          3 if n <= 20_000 and not quick else 1)
+                                          3 if n <= 2_000 else 1)
         core_wall, core_cpu = best_of(lambda: enrich(frame, m["full"], config=impute), 5)
         row = {"positions": n, "density": density, "genes": genes,
                "seed_s": seed_wall, "seed_cpu_s": seed_cpu,
@@ -568,6 +568,12 @@ def print_tables(r: dict[str, Any]) -> None:
             print(f"{stage:>20s} {v['s']:8.2f} s wall {v['cpu_s']:8.2f} s CPU "
                   f"{100 * v['share_cpu']:5.1f}%")
         print(f"{'total':>20s} {b['total_s']:8.2f} s wall {b['total_cpu_s']:8.2f} s CPU")
+        e = b.get("engine_2w")
+        if e:
+            print(f"{'(engine, 2 workers)':>20s} {e['wall_s']:8.2f} s wall {e['cpu_s']:8.2f} s CPU")
+            if e.get("floor_s") is not None:
+                print(f"{'(read+write floor)':>20s} {e['floor_s']:8.2f} s wall "
+                      f"{e['floor_cpu_s']:8.2f} s CPU")
     print("\n== targets")
     for t in r["targets"]:
         print(f"  [{t['status']:>4s}] {t['target']}: {t['measured']}")
@@ -660,9 +666,22 @@ def main() -> None:
             guess += n / 300_000.0  # generating the input
         return guess
 
+    def breakdown_guess(kind: str, n: int) -> float:
+        return n / 150_000.0 * (3 if kind == "full" else 1)
+
+    def reserve(candidate: int = 0) -> float:
+        """Time kept for section d (the breakdown of the largest run so far, and of the full
+        manifest at up to 2M)."""
+        if "breakdown" in skip:
+            return 0.0
+        ran = [x["positions"] for x in results["scaling"] if "wall_s" in x
+               and x["manifest"] == "scores"] + [candidate]
+        full = breakdown_guess("full", min(max(ran), 2_000_000)) if cache is not None else 0.0
+        return breakdown_guess("scores", max(ran)) + full
+
     def run(n: int, workers: int, manifest: str = "scores") -> dict[str, Any] | None:
         guess = predict(n, workers, manifest)
-        if elapsed() + guess > budget:
+        if elapsed() + guess > budget - reserve(n if manifest == "scores" else 0):
             row = {"positions": n, "workers": workers, "manifest": manifest,
                    "skipped": f"budget (predicted {guess:.0f} s, {budget - elapsed():.0f} s left)"}
             results["scaling"].append(row)
@@ -693,13 +712,16 @@ def main() -> None:
     if "scaling" not in skip:
         log("c. scaling")
         done = {(x["positions"], x["workers"]) for x in results["scaling"] if "wall_s" in x}
-        # priority order: every size on 2 workers; 1 worker at 2M and the largest size (workers
-        # and memory comparisons); the full manifest with the genome; then 1 worker elsewhere
-        order = [(n, 2, "scores") for n in sizes]
-        order += [(n, 1, "scores") for n in sorted({min(2_000_000, sizes[-1]), sizes[-1]})]
+        # priority order: 2 workers up to 2M and at the largest size (the targets), 1 worker at 2M;
+        # then the sizes between on 2 workers, the full manifest with the genome, 1 worker at the
+        # largest size and elsewhere
+        largest, two_m = sizes[-1], min(2_000_000, sizes[-1])
+        order = [(n, 2, "scores") for n in sizes if n <= two_m or n == largest]
+        order += [(two_m, 1, "scores")]
+        order += [(n, 2, "scores") for n in sizes]
         if cache is not None:
-            order.append((min(FULL_MANIFEST_E2E, sizes[-1]), 2, "full"))
-        order += [(n, 1, "scores") for n in sizes]
+            order.append((min(FULL_MANIFEST_E2E, largest), 2, "full"))
+        order += [(largest, 1, "scores")] + [(n, 1, "scores") for n in sizes]
         for n, w, kind in order:
             if kind == "scores" and (n, w) in done:
                 continue
@@ -714,12 +736,17 @@ def main() -> None:
         if cache is not None:
             plans.append(("full", min(largest, 2_000_000)))
         for kind, n in plans:
-            guess = n / 150_000.0 * (3 if kind == "full" else 1)
+            guess = breakdown_guess(kind, n)
             if elapsed() + guess > budget * 1.15:
                 results["skipped"].append({"breakdown": kind, "positions": n, "skipped": "budget"})
                 log(f"  skip breakdown {kind} {fmt_n(n)}: budget")
                 continue
             b = breakdown(data.write_positions(n), m, kind, cache)
+            same = [x for x in results["scaling"] if "wall_s" in x and x["positions"] == n
+                    and x["manifest"] == kind and x["workers"] == 2]
+            if same:  # the end-to-end run of the same input, for comparison
+                b["engine_2w"] = {k: same[0].get(k) for k in ("wall_s", "cpu_s", "floor_s",
+                                                              "floor_cpu_s")}
             results["breakdown"].append(b)
             log(f"  {kind} {fmt_n(n)}: {b['total_cpu_s']:.1f} s CPU serial")
     results["targets"] = targets(results)
