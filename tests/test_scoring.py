@@ -442,10 +442,15 @@ def check_selective_close(track, mask, meta, got):
         np.testing.assert_array_equal(got[c][~mask], track[base][~mask].astype(np.float64))
 
 
+def select_band(part: pd.DataFrame) -> np.ndarray:
+    top = np.maximum(part.donor_score, part.acceptor_score).to_numpy()
+    return (top >= 0.02) & (top < 0.8)
+
+
 # --- across worker processes -----------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_scores_equal_on_dask_worker_processes(tmp_path, xgb_clf, features, manifest):
+def test_scores_equal_on_dask_worker_processes(tmp_path, xgb_clf, features, manifest, track, uncertain, cache):
     dd = pytest.importorskip("dask.dataframe")
     distributed = pytest.importorskip("distributed")
     d = model_dir(tmp_path, {"format": "xgboost", "path": "m.ubj"}, {"m.ubj": lambda p: xgb_clf.save_model(p)})
@@ -455,11 +460,26 @@ def test_scores_equal_on_dask_worker_processes(tmp_path, xgb_clf, features, mani
         frame = dd.from_pandas(features, npartitions=4)
         got = frame.map_partitions(lambda part: score_partition(part, load_model_cached(d)),
                                    meta=meta).compute()
+        # selective mode: the full track, one partition per gene group (genes never cut)
+        import dask
+
+        genes = track.gene_id.unique()
+        parts = [dask.delayed(lambda g: track[track.gene_id.isin(g)])(list(genes[i::2])) for i in range(2)]
+        full = dd.from_delayed(parts, meta=track.iloc[:0], verify_meta=False)
+        sel = full.map_partitions(
+            lambda part: selective_partition(
+                part, select_band(part), load_model_cached(d, manifest=manifest), genomic=cache)[0],
+            meta=selective_meta(track.dtypes.to_dict())).compute()
         loads = client.run(lambda: len(scoring._CACHE))
     assert got.index.equals(features.index)
+    sel = sel.loc[track.index]  # raises if a row is missing; duplicates are caught below
+    enriched, _ = enrich(track[uncertain], manifest, genomic=cache, track=track)
+    p = xgb_clf.predict_proba(X_of(enriched, manifest))
+    check_selective_close(track, uncertain, pd.DataFrame(
+        {"neither_meta": p[:, 0], "donor_meta": p[:, 1], "acceptor_meta": p[:, 2]}), sel)
     want = xgb_clf.predict_proba(X_of(features, manifest))
     np.testing.assert_allclose(got[["neither_meta", "donor_meta", "acceptor_meta"]].to_numpy(), want, atol=1e-7)
-    assert all(v <= 1 for v in loads.values())
+    assert all(v <= 2 for v in loads.values())  # one model per (directory, manifest) key and process
 
 
 # --- the bundled demo model ------------------------------------------------------------------------
