@@ -148,12 +148,17 @@ class GenomicCache:
         return cls(path, genes, sites, bases, meta["fingerprint"], meta.get("report", {}), meta)
 
     # -- lookups used by the engine --
-    def position_problems(self, gene_id, position, *, need_sequence: bool) -> np.ndarray:
+    def gene_rows(self, gene_id) -> np.ndarray:
+        """Row number in ``gene_table`` of each gene id (-1 when the gene is not in the annotation)."""
+        codes, uniques = pd.factorize(gene_id if isinstance(gene_id, pd.Series) else pd.Series(list(gene_id), dtype="str"))
+        lookup_rows = self.gene_table.index.get_indexer(pd.Index(uniques))
+        return np.where(codes >= 0, lookup_rows[np.maximum(codes, 0)] if len(lookup_rows) else -1, -1)
+
+    def position_problems(self, gene_id, position, *, need_sequence: bool, rows: np.ndarray | None = None) -> np.ndarray:
         """Per row, '' when (gene_id, position) can be enriched, else the reason (object array):
         'gene not in annotation', 'position outside gene', 'no sequence for gene'."""
-        gene_id = pd.Index(np.asarray(gene_id, dtype=object))
         position = np.asarray(position, dtype=np.int64)
-        idx = self.gene_table.index.get_indexer(gene_id)
+        idx = self.gene_rows(gene_id) if rows is None else rows
         reason = np.full(len(idx), "", dtype=object)
         found = idx >= 0
         reason[~found] = "gene not in annotation"
@@ -167,21 +172,22 @@ class GenomicCache:
         return reason
 
     def _rows(self, gene_id, position, need_sequence: bool) -> np.ndarray:
-        reason = self.position_problems(gene_id, position, need_sequence=need_sequence)
+        idx = self.gene_rows(gene_id)
+        reason = self.position_problems(gene_id, position, need_sequence=need_sequence, rows=idx)
         bad = reason != ""
         if bad.any():
             kinds = pd.Series(reason[bad]).value_counts()
             detail = "; ".join(f"{k}: {v} row(s)" for k, v in kinds.items())
             raise InputError(f"cannot enrich {int(bad.sum())} position(s) with cache {self.path}: {detail} "
                              f"(first rows {np.flatnonzero(bad)[:5].tolist()})")
-        return self.gene_table.index.get_indexer(pd.Index(np.asarray(gene_id, dtype=object)))
+        return idx
 
     def genomic_features(self, gene_id, names: list[str]) -> dict[str, np.ndarray]:
         """The requested genomic features (registry dtypes) of each row's gene."""
         unknown = [n for n in names if n not in GENOMIC_FEATURES]
         if unknown:
             raise ValueError(f"not genomic features: {unknown}")
-        idx = self.gene_table.index.get_indexer(pd.Index(np.asarray(gene_id, dtype=object)))
+        idx = self.gene_rows(gene_id)
         if np.any(idx < 0):
             raise InputError(f"{int(np.sum(idx < 0))} row(s) whose gene is not in annotation cache {self.path}")
         return {n: self.gene_table[n].to_numpy()[idx].astype(lookup(n).dtype) for n in names}

@@ -61,20 +61,27 @@ def sequence_and_windows(draw):
     return seq, lo, hi, minus
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(sequence_and_windows(), names_strategy)
-def test_kernel_matches_reference(data, names):
-    seq, lo, hi, minus = data
-    _check(seq, lo, hi, minus, names)
+@pytest.mark.parametrize("direct_factor", [0.0, 1e9, 2.0])  # interval histograms / window by window / auto
+def test_kernel_matches_reference(direct_factor, monkeypatch):
+    monkeypatch.setattr(seqmod, "DIRECT_FACTOR", direct_factor)
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(sequence_and_windows(), names_strategy)
+    def check(data, names):
+        seq, lo, hi, minus = data
+        _check(seq, lo, hi, minus, names)
+
+    check()
 
 
 @settings(max_examples=40, deadline=None)
-@given(sequence_and_windows(), names_strategy)
-def test_kernel_with_tiny_chunks(data, names):
-    """Force many chunks so the chunk bookkeeping is exercised too."""
+@given(sequence_and_windows(), names_strategy, st.sampled_from([0.0, 1e9]))
+def test_kernel_with_tiny_chunks(data, names, direct_factor):
+    """Force many chunks so the chunk bookkeeping is exercised too (both counting paths)."""
     seq, lo, hi, minus = data
-    old = seqmod.CHUNK_BUDGET
+    old = seqmod.CHUNK_BUDGET, seqmod.DIRECT_FACTOR
     seqmod.CHUNK_BUDGET = 1
+    seqmod.DIRECT_FACTOR = direct_factor
     try:
         bases = np.frombuffer(seq.encode(), dtype=np.uint8)
         n = len(lo)
@@ -86,7 +93,7 @@ def test_kernel_with_tiny_chunks(data, names):
             for r in range(len(lo2)):
                 assert got[name][r] == pytest.approx(expected[r % n][name], abs=1e-12)
     finally:
-        seqmod.CHUNK_BUDGET = old
+        seqmod.CHUNK_BUDGET, seqmod.DIRECT_FACTOR = old
 
 
 def test_by_hand():
