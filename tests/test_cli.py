@@ -12,10 +12,15 @@ import pandas as pd
 import pytest
 
 from dask_enrich.cli import build_parser, main
+from dask_enrich.config import EnrichConfig
+from dask_enrich.core import enrich
 from dask_enrich.engine import writer
 from dask_enrich.errors import ConfigError, InputError, ManifestError, MissingFeatureError, RunFailure
 from dask_enrich.features import registry
-from tests.engine.conftest import MODEL_DIR, client, positions_in_genes, slice_cache  # noqa: F401
+from dask_enrich.genome.cache import load_cached
+from dask_enrich.manifest import load_manifest
+from tests.engine.conftest import (MODEL_DIR, SLICE_FASTA, SLICE_GTF, client,  # noqa: F401
+                                   positions_in_genes)
 
 SCORES = ["donor_score", "splice_probability", "probability_entropy"]
 
@@ -154,3 +159,27 @@ def test_console_script_local_cluster_and_resume_after_kill(tmp_path):
     assert [Path(p).name for p in full_parts] == [Path(p).name for p in cut_parts]
     for a, b in zip(full_parts, cut_parts):
         pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b), check_exact=True)
+
+
+def test_genome_and_annotation_build_the_cache_beside_out_then_reuse_it(client, tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    genes = pd.DataFrame({"gene_start": [3631, 6788], "gene_end": [5899, 9130]},
+                         index=pd.Index(["AT1G01010", "AT1G01020"], name="gene_id"))  # + and - strand
+    positions = positions_in_genes(genes, 300, seed=4)
+    positions.to_csv(tmp_path / "p.csv", index=False)
+    args = ["run", "--positions", str(tmp_path / "p.csv"), "--manifest", str(MODEL_DIR),
+            "--genome", str(SLICE_FASTA), "--annotation", str(SLICE_GTF),
+            "--out", str(tmp_path / "runs" / "out"), "--scheduler", client.scheduler.address,
+            "--keep-columns", "row_id"]
+    assert main(args) == 0, capsys.readouterr().err
+    caches = list((tmp_path / "runs" / ".dask-enrich-cache").glob("*/cache.json"))
+    assert len(caches) == 1
+    assert main([*args, "--overwrite"]) == 0
+    assert "reusing the genomic cache" in capsys.readouterr().err
+    written = pd.concat(pd.read_parquet(f) for f in writer.part_files(str(tmp_path / "runs" / "out")))
+    reference, _ = enrich(positions, load_manifest(MODEL_DIR), genomic=load_cached(caches[0].parent),
+                          config=EnrichConfig(keep_columns=("row_id",)))
+    pd.testing.assert_frame_equal(written.sort_values("row_id").reset_index(drop=True),
+                                  reference.sort_values("row_id").reset_index(drop=True))
+    assert main([*args, "--overwrite", "--cache-dir", str(tmp_path / "elsewhere")]) == 0
+    assert len(list((tmp_path / "elsewhere").glob("*/cache.json"))) == 1

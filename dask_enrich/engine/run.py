@@ -367,7 +367,10 @@ def run_enrichment(
         client, own_cluster = _make_client(scheduler, workers, threads_per_worker, memory_limit,
                                            processes)
     dashboard = getattr(client, "dashboard_link", None)
-    say(f"dask dashboard: {dashboard}")
+    import importlib.util
+
+    hint = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh to view it)"
+    say(f"dask dashboard: {dashboard}{hint}")
     try:
         return _run(client, manifest, config, selection if track_only else None, pos_source,
                     track_source, position_columns,
