@@ -364,8 +364,12 @@ def run_enrichment(
     own_cluster = None
     own_client = client is None
     if own_client:
+        t = time.perf_counter()
         client, own_cluster = _make_client(scheduler, workers, threads_per_worker, memory_limit,
                                            processes)
+        run_record_timings = {"cluster_start": time.perf_counter() - t}
+    else:
+        run_record_timings = {}
     dashboard = getattr(client, "dashboard_link", None)
     import importlib.util
 
@@ -376,7 +380,7 @@ def run_enrichment(
                     track_source, position_columns,
                     track_columns if track_source is not None else None, cache_path, out, mode,
                     partition_rows, storage_options, exchange_method, run_fingerprint, run_record,
-                    progress, say, dashboard, t0, started)
+                    progress, say, dashboard, t0, started, run_record_timings)
     except EnrichError:
         raise
     except Exception as exc:
@@ -417,12 +421,12 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
          position_columns: tuple[str, ...], track_columns: list[str] | None, cache_path: str | None,
          out: str, mode: writer.Mode, partition_rows: int, storage_options: dict[str, Any] | None,
          exchange_method: str, run_fingerprint: str, run_record: dict[str, Any], progress: Progress | None,
-         say: Callable[[str], None], dashboard: str | None, t0: float, started: str) -> RunSummary:
+         say: Callable[[str], None], dashboard: str | None, t0: float, started: str,
+         timings: dict[str, float]) -> RunSummary:
     import dask
     import dask.dataframe as dd
     from distributed import as_completed
 
-    timings: dict[str, float] = {}
     pos_frame = read_dask(pos_source, position_columns) if pos_source else None
     track_frame = read_dask(track_source, track_columns) if track_source else None
 
@@ -487,6 +491,10 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
             _enrich_track_only, ctx_key, meta=meta, enforce_metadata=False)
     records = enriched.map_partitions(_write_bin, ctx_key, meta=SUMMARY_META)
 
+    inputs = (pos_frame.npartitions if pos_frame is not None else 0) + (
+        track_frame.npartitions if track_frame is not None else 0)
+    say(f"enriching: {inputs} input partition(s) -> {plan.n_bins} gene partition(s)"
+        + (f" ({len(done)} already complete)" if done else ""))
     t = time.perf_counter()
     futures = client.compute(records.to_delayed())
     results: list[pd.DataFrame] = []
