@@ -18,6 +18,7 @@ is never mistaken for a complete one, and files of two builds are never mixed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
@@ -57,13 +58,17 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def inputs_fingerprint(genome: str | Path | None, annotation: str | Path) -> tuple[str, dict]:
-    """(fingerprint, details) of a cache's inputs: content hashes plus the cache format version."""
+def inputs_fingerprint(genome: str | Path | None, annotation: str | Path,
+                       chrom_aliases: dict[str, str] | None = None) -> tuple[str, dict]:
+    """(fingerprint, details) of a cache's inputs: content hashes plus the cache format version
+    (and the chromosome aliases, when given, since they change the encoded ``chrom``)."""
     details = {
         "format_version": CACHE_FORMAT_VERSION,
         "annotation_sha256": file_sha256(annotation),
         "genome_sha256": None if genome is None else file_sha256(genome),
     }
+    if chrom_aliases:
+        details["chrom_aliases"] = dict(sorted(chrom_aliases.items()))
     text = json.dumps(details, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest(), details
 
@@ -130,6 +135,11 @@ class GenomicCache:
     def open(cls, path: str | Path) -> "GenomicCache":
         """Open a cache directory written by :func:`build_cache`."""
         path = Path(path)
+        with _locked(path, exclusive=False) if path.is_dir() else contextlib.nullcontext():
+            return cls._open(path)
+
+    @classmethod
+    def _open(cls, path: Path) -> "GenomicCache":
         meta = _read_meta(path)
         if meta is None:
             raise InputError(f"{path}: not a genomic cache (no valid {META_FILE}); build it with "
@@ -150,33 +160,47 @@ class GenomicCache:
     # -- lookups used by the engine --
     def gene_rows(self, gene_id) -> np.ndarray:
         """Row number in ``gene_table`` of each gene id (-1 when the gene is not in the annotation)."""
-        codes, uniques = pd.factorize(gene_id if isinstance(gene_id, pd.Series) else pd.Series(list(gene_id), dtype="str"))
+        if not isinstance(gene_id, (pd.Series, pd.Index)):
+            gene_id = pd.Series(np.asarray(gene_id, dtype=object))
+        codes, uniques = pd.factorize(gene_id)
         lookup_rows = self.gene_table.index.get_indexer(pd.Index(uniques))
         return np.where(codes >= 0, lookup_rows[np.maximum(codes, 0)] if len(lookup_rows) else -1, -1)
 
-    def position_problems(self, gene_id, position, *, need_sequence: bool, rows: np.ndarray | None = None) -> np.ndarray:
+    def problem_codes(self, rows: np.ndarray, position, *, need_sequence: bool) -> np.ndarray:
+        """Per row (gene-table row numbers from :meth:`gene_rows`), an int8 code: 0 ok, 1 gene not in
+        annotation, 2 position outside gene, 3 no sequence for gene (see ``PROBLEMS``)."""
+        position = np.asarray(position, dtype=np.int64)
+        idx = np.asarray(rows)
+        safe = np.maximum(idx, 0)
+        code = np.zeros(len(idx), dtype=np.int8)
+        found = idx >= 0
+        code[~found] = 1
+        start = self.gene_table["gene_start"].to_numpy()[safe]
+        end = self.gene_table["gene_end"].to_numpy()[safe]
+        outside = found & ((position < start) | (position > end))
+        code[outside] = 2
+        if need_sequence:
+            code[found & ~outside & (self.gene_table["seq_offset"].to_numpy()[safe] < 0)] = 3
+        return code
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Reason of each :meth:`problem_codes` code."""
+        noseq = "no sequence for gene" + ("" if self.has_sequence else " (cache built without --genome)")
+        return ("", "gene not in annotation", "position outside gene", noseq)
+
+    def position_problems(self, gene_id, position, *, need_sequence: bool) -> np.ndarray:
         """Per row, '' when (gene_id, position) can be enriched, else the reason (object array):
         'gene not in annotation', 'position outside gene', 'no sequence for gene'."""
-        position = np.asarray(position, dtype=np.int64)
-        idx = self.gene_rows(gene_id) if rows is None else rows
-        reason = np.full(len(idx), "", dtype=object)
-        found = idx >= 0
-        reason[~found] = "gene not in annotation"
-        start = self.gene_table["gene_start"].to_numpy()[np.maximum(idx, 0)]
-        end = self.gene_table["gene_end"].to_numpy()[np.maximum(idx, 0)]
-        outside = found & ((position < start) | (position > end))
-        reason[outside] = "position outside gene"
-        if need_sequence:
-            noseq = found & ~outside & (self.gene_table["seq_offset"].to_numpy()[np.maximum(idx, 0)] < 0)
-            reason[noseq] = "no sequence for gene" + ("" if self.has_sequence else " (cache built without --genome)")
-        return reason
+        code = self.problem_codes(self.gene_rows(gene_id), position, need_sequence=need_sequence)
+        return np.array(self.problems, dtype=object)[code]
 
     def _rows(self, gene_id, position, need_sequence: bool) -> np.ndarray:
         idx = self.gene_rows(gene_id)
-        reason = self.position_problems(gene_id, position, need_sequence=need_sequence, rows=idx)
-        bad = reason != ""
+        code = self.problem_codes(idx, position, need_sequence=need_sequence)
+        bad = code != 0
         if bad.any():
-            kinds = pd.Series(reason[bad]).value_counts()
+            kinds = pd.Series(np.array(self.problems, dtype=object)[code[bad]]).value_counts()
             detail = "; ".join(f"{k}: {v} row(s)" for k, v in kinds.items())
             raise InputError(f"cannot enrich {int(bad.sum())} position(s) with cache {self.path}: {detail} "
                              f"(first rows {np.flatnonzero(bad)[:5].tolist()})")
@@ -266,9 +290,34 @@ def _gene_bases(fasta: IndexedFasta, genes: pd.DataFrame, out_path: Path, progre
     return np.where(ok, offset, -1), report
 
 
+@contextlib.contextmanager
+def _locked(directory: Path, exclusive: bool):
+    """An advisory lock on ``directory/.lock`` (exclusive to build, shared to open; no-op without fcntl)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fh = open(directory / ".lock", "a+")
+    except OSError:  # read-only cache directory: nobody can be building it
+        yield
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Path, *,
-                progress: Progress | None = None) -> GenomicCache:
-    """Build (or reuse, when the inputs' fingerprint matches) the genomic cache in ``out``."""
+                progress: Progress | None = None, chrom_aliases: dict[str, str] | None = None) -> GenomicCache:
+    """Build (or reuse, when the inputs' fingerprint matches) the genomic cache in ``out``.
+
+    Concurrent builders of the same directory serialise on a lock file; the second one reuses the
+    first one's cache. ``chrom_aliases`` maps seqnames to chromosome names for the ``chrom`` encoding.
+    """
     say = progress or (lambda message: None)
     out = Path(out)
     annotation = Path(annotation)
@@ -276,12 +325,24 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
         raise InputError(f"annotation file not found: {annotation}")
     if genome is not None and not Path(genome).is_file():
         raise InputError(f"genome FASTA not found: {genome}")
-    fingerprint, details = inputs_fingerprint(genome, annotation)
+    fingerprint, details = inputs_fingerprint(genome, annotation, chrom_aliases)
     meta = _read_meta(out) if out.is_dir() else None
     if meta is not None and meta["fingerprint"] == fingerprint:
         say(f"reusing the genomic cache in {out} (same inputs)")
         return GenomicCache.open(out)
     out.mkdir(parents=True, exist_ok=True)
+    with _locked(out, exclusive=True):
+        meta = _read_meta(out)
+        if meta is not None and meta["fingerprint"] == fingerprint:  # built meanwhile by another process
+            say(f"reusing the genomic cache in {out} (same inputs)")
+        else:
+            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases)
+    load_cached.cache_clear()
+    return GenomicCache.open(out)
+
+
+def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict, say: Progress,
+           chrom_aliases: dict[str, str] | None) -> None:
     if (out / META_FILE).exists():
         say(f"inputs changed: rebuilding the genomic cache in {out}")
         (out / META_FILE).unlink()
@@ -292,7 +353,7 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
     work.mkdir()
     try:
         say(f"parsing {annotation}")
-        ann = read_gtf(annotation)
+        ann = read_gtf(annotation, chrom_aliases=chrom_aliases)
         genes = ann.genes
         report = dict(ann.report)
         files = list(CACHE_FILES)
@@ -333,8 +394,6 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
         shutil.rmtree(work, ignore_errors=True)
     say(f"genomic cache written to {out} ({len(genes)} genes, {bases_length:,} nt, "
         f"{meta['build_seconds']:.1f} s)")
-    load_cached.cache_clear()
-    return GenomicCache.open(out)
 
 
 @functools.lru_cache(maxsize=8)
@@ -372,6 +431,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     parser.add_argument("--annotation", metavar="GTF", required=True,
                         help="gene annotation, GTF (GENCODE, Ensembl or RefSeq flavour), plain or .gz")
     parser.add_argument("--out", metavar="DIR", required=True, help="cache directory (created if needed)")
+    parser.add_argument("--chrom-alias", metavar="SEQNAME=CHROM", action="append", default=[],
+                        help="encode SEQNAME as chromosome CHROM in the 'chrom' feature (repeatable), e.g. "
+                             "NC_003070.9=1; without it RefSeq accessions encode as 100 ('other')")
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
     parser.set_defaults(handler=_cli_build_cache)
     return parser
@@ -381,8 +443,16 @@ def _cli_build_cache(args: argparse.Namespace) -> int:
     import sys
 
     progress = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    aliases = {}
+    for item in args.chrom_alias:
+        name, sep, chrom = item.partition("=")
+        if not sep or not name or not chrom:
+            print(f"error: --chrom-alias wants SEQNAME=CHROM, not {item!r}", file=sys.stderr)
+            return 3
+        aliases[name] = chrom
     try:
-        cache = build_cache(args.genome, args.annotation, args.out, progress=progress)
+        cache = build_cache(args.genome, args.annotation, args.out, progress=progress,
+                            chrom_aliases=aliases or None)
     except EnrichError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

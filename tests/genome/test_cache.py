@@ -228,14 +228,35 @@ def test_gene_on_missing_chromosome_is_reported(tmp_path):
     assert cache.position_problems(["GZ"], [20], need_sequence=False).tolist() == [""]
 
 
+def test_genes_at_the_chromosome_ends(tmp_path, slice_chrom):
+    """Genes touching base 1 and the last base of the sequence: windows clipped there, both strands."""
+    gtf = tmp_path / "ends.gtf"
+    gtf.write_text(
+        f'{SEQNAME}\tX\texon\t1\t400\t.\t+\t.\tgene_id "START"; transcript_id "T1";\n'
+        f'{SEQNAME}\tX\texon\t999601\t1000000\t.\t-\t.\tgene_id "END"; transcript_id "T2";\n'
+        f'{SEQNAME}\tX\texon\t1\t150\t.\t-\t.\tgene_id "STARTM"; transcript_id "T3";\n')
+    cache = build_cache(link_into(tmp_path / "fa", SLICE_FASTA), gtf, tmp_path / "c")
+    cases = [("START", p) for p in (1, 2, 250, 251, 400)] + [("END", p) for p in (999601, 999850, 1000000)]
+    cases += [("STARTM", p) for p in (1, 75, 150)]
+    got = cache.sequence_features([c[0] for c in cases], [c[1] for c in cases], NAMES)
+    genes = cache.gene_table
+    for r, (gid, p) in enumerate(cases):
+        g = genes.loc[gid]
+        expected = features_of_window(window_string(slice_chrom, int(g.gene_start), int(g.gene_end), g.strand, p), NAMES)
+        for name in NAMES:
+            assert got[name][r] == pytest.approx(expected[name], abs=1e-12), (gid, p, name)
+    assert got["sequence_length"].tolist() == [250, 251, 400, 400, 251, 251, 400, 250, 150, 150, 150]
+
+
 def test_build_cache_subcommand(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="dask-enrich")
     sub = parser.add_subparsers(dest="command")
     register_cli(sub)
     fasta = link_into(tmp_path / "fa", SLICE_FASTA)
     args = parser.parse_args(["build-cache", "--genome", str(fasta), "--annotation", str(SLICE_GTF),
-                              "--out", str(tmp_path / "c")])
+                              "--out", str(tmp_path / "c"), "--chrom-alias", f"{SEQNAME}=1"])
     assert args.handler(args) == 0
+    assert (GenomicCache.open(tmp_path / "c").gene_table["chrom"] == 1).all()
     out = capsys.readouterr()
     assert "380 genes" in out.out and "reading NC_003070.9" in out.err
     bad = parser.parse_args(["build-cache", "--annotation", str(tmp_path / "none.gtf"), "--out", str(tmp_path / "d")])
@@ -244,6 +265,30 @@ def test_build_cache_subcommand(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["build-cache", "--help"])
     assert "--annotation GTF" in capsys.readouterr().out
+
+
+def test_chrom_aliases_change_encoding_and_fingerprint(tmp_path):
+    plain = build_cache(None, SLICE_GTF, tmp_path / "a")
+    aliased = build_cache(None, SLICE_GTF, tmp_path / "a", chrom_aliases={SEQNAME: "1"})
+    assert (plain.gene_table["chrom"] == 100).all() and (aliased.gene_table["chrom"] == 1).all()
+    assert plain.fingerprint != aliased.fingerprint
+
+
+def _build_in_child(args):
+    fasta, out = args
+    return build_cache(fasta, SLICE_GTF, out).fingerprint
+
+
+def test_concurrent_builders_share_one_cache(tmp_path):
+    import multiprocessing
+
+    fasta = link_into(tmp_path / "fa", SLICE_FASTA)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        prints = pool.map(_build_in_child, [(fasta, tmp_path / "c")] * 3)
+    assert len(set(prints)) == 1
+    assert GenomicCache.open(tmp_path / "c").fingerprint == prints[0]
+    assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".build")]
 
 
 @pytest.mark.slow
