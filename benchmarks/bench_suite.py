@@ -447,6 +447,7 @@ def breakdown(src: Path, m: dict[str, Manifest], kind: str, cache: Path | None) 
 # --- plots ---------------------------------------------------------------------------------------
 def plots(results: dict[str, Any], suffix: str) -> list[str]:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -455,18 +456,19 @@ def plots(results: dict[str, Any], suffix: str) -> list[str]:
     runs = [r for r in results["scaling"] if r.get("manifest") == "scores" and "wall_s" in r]
     if runs:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for w, style in ((1, "o-"), (2, "s-")):
+        for w, style, color in ((1, "o-", "C0"), (2, "s-", "C1")):
             rs = sorted((r for r in runs if r["workers"] == w), key=lambda r: r["positions"])
             if not rs:
                 continue
             x = [r["positions"] for r in rs]
-            ax1.plot(x, [r["wall_s"] for r in rs], style, label=f"dask_enrich, {w} worker(s)")
+            ax1.plot(x, [r["wall_s"] for r in rs], style, color=color,
+                     label=f"dask_enrich, {w} worker(s)")
             if all("floor_s" in r for r in rs):
-                ax1.plot(x, [r["floor_s"] for r in rs], style.replace("-", ":"), alpha=0.6,
+                ax1.plot(x, [r["floor_s"] for r in rs], style.replace("-", ":"), alpha=0.6, color=color,
                          label=f"read+write floor, {w} worker(s)")
-            ax2.plot(x, [r["peak_rss_per_worker"] / 2**20 for r in rs], style,
+            ax2.plot(x, [r["peak_rss_per_worker"] / 2**20 for r in rs], style, color=color,
                      label=f"{w} worker(s): peak RSS")
-            ax2.plot(x, [r["idle_rss_per_worker"] / 2**20 for r in rs], style.replace("-", ":"),
+            ax2.plot(x, [r["idle_rss_per_worker"] / 2**20 for r in rs], style.replace("-", ":"), color=color,
                      alpha=0.5, label=f"{w} worker(s): idle RSS")
         for ax, title, ylabel in ((ax1, "time vs positions", "wall seconds"),
                                   (ax2, "peak memory per worker", "MiB")):
@@ -477,6 +479,8 @@ def plots(results: dict[str, Any], suffix: str) -> list[str]:
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
+        ax2.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax2.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
         fig.suptitle(f"dask_enrich end to end, {runs[0]['features']} score-derived features")
         fig.tight_layout()
         path = RESULTS / f"scaling{suffix}.png"
@@ -580,20 +584,22 @@ def print_tables(r: dict[str, Any]) -> None:
 
 
 def targets(r: dict[str, Any]) -> list[dict[str, str]]:
+    """Each issue target, met only when both the wall-time and the CPU-time figures meet it."""
     out = []
     at200 = [x for x in r["seed_vs_core"] if x["positions"] == 200_000
              and x["density"] == data.DENSITY]
     if at200:
         x = at200[0]
         out.append({"target": ">= 200x the seed at 200,000 positions",
-                    "status": "met" if x["speedup"] >= 200 else "MISS",
+                    "status": "met" if min(x["speedup"], x["speedup_cpu"]) >= 200 else "MISS",
                     "measured": f"{x['speedup']:.0f}x wall, {x['speedup_cpu']:.0f}x CPU (like for "
                     "like)" + (f"; {x['speedup_genome']:.0f}x wall with real sequence features"
                                if "speedup_genome" in x else "")})
     p = r.get("polars")
     if p and "engine_over_polars" in p:
         out.append({"target": "faster than the Polars peer (score features)",
-                    "status": "met" if p["engine_over_polars"] < 1 else "MISS",
+                    "status": "met" if max(p["engine_over_polars"], p["engine_over_polars_cpu"]) < 1
+                    else "MISS",
                     "measured": f"engine/Polars time {p['engine_over_polars']:.2f} wall, "
                     f"{p['engine_over_polars_cpu']:.2f} CPU; 1-process core/Polars "
                     f"{p['stream_over_polars']:.2f} wall, {p['stream_over_polars_cpu']:.2f} CPU"})
@@ -601,7 +607,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, str]]:
     if done:
         big = max(done, key=lambda x: (x["positions"], x["workers"]))
         out.append({"target": "end to end within 2x of the read+write floor (score manifest)",
-                    "status": "met" if big["over_floor"] <= 2 else "MISS",
+                    "status": "met" if max(big["over_floor"], big["over_floor_cpu"]) <= 2 else "MISS",
                     "measured": f"{big['over_floor']:.2f}x wall, {big['over_floor_cpu']:.2f}x CPU at "
                     f"{big['positions']:,} positions, {big['workers']} workers"})
     for w in (1, 2):
