@@ -52,6 +52,12 @@ def test_schema_mismatch_is_a_run_failure(tmp_path):
     enriched, _ = enrich(frame, MANIFEST)
     with pytest.raises(RunFailure, match="schema"):
         writer.write_part(enriched.drop(columns="donor_score"), str(tmp_path), 0, schema, "f", {})
+    with pytest.raises(RunFailure, match="donor_score.*float32"):
+        writer.write_part(enriched.astype({"donor_score": "float32"}), str(tmp_path), 0, schema, "f", {})
+    with pytest.raises(RunFailure, match="gene_id"):
+        writer.write_part(enriched.assign(gene_id=1), str(tmp_path), 0, schema, "f", {})
+    table = writer.to_table(enriched, schema)  # values unchanged, cell by cell
+    assert table.schema.equals(schema) and table.to_pandas().equals(enriched.reset_index(drop=True))
 
 
 def test_prepare_refuses_overwrites_and_resumes(tmp_path):
