@@ -17,9 +17,14 @@ names it (e.g. ``3mer_NNN``); a k-mer containing any other non-ACGT letter is ne
 ``sequence_complexity`` is the Shannon entropy (bits) over the characters present in the window
 (N and IUPAC letters count as characters); it and gc_content do not depend on the orientation.
 
-Speed: overlapping windows are merged into segments, only those bases are gathered (memory is
-bounded by the gathered length), k-mer codes are computed once per k, and each distinct target
-k-mer costs one comparison + one prefix sum over the gathered bases, read at the window ends.
+Speed: overlapping windows are merged into segments and only those bases are gathered (memory is
+bounded by the gathered length, or twice it when the windows are dense and one range is read);
+k-mer codes (3 bits per base) are computed once per k. Counting is chunked over windows sorted by
+start: in a chunk the window bounds cut the bases into intervals, one ``bincount`` over
+(target, interval) plus one prefix sum gives every target's count in every window, i.e.
+O(bases + windows x targets) with no per-window or per-target pass over the bases. When there are
+more targets than bases per window (e.g. all 4096 6-mers) each window is counted directly instead.
+Character composition (gc_content, sequence_complexity) uses the same machinery over characters.
 """
 from __future__ import annotations
 
@@ -147,11 +152,7 @@ def sequence_features(bases: np.ndarray, lo: np.ndarray, hi: np.ndarray, minus: 
     if stop - first <= 2 * total:
         # dense windows: read the whole range once (bases between segments are never counted)
         gathered = np.asarray(bases[first:stop])
-        goff = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
-        seg_of = np.searchsorted(goff, glo, side="right") - 1
-        shift = seg_lo[seg_of] - first - goff[seg_of]
-        glo = glo + shift
-        ghi = ghi + shift
+        glo, ghi = lo - first, hi - first
     else:
         goff = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
         idx = np.repeat(seg_lo - goff, seg_len) + np.arange(total, dtype=np.int64)

@@ -173,3 +173,14 @@ def test_all_64_trimers_sum_to_window_positions():
     got = sequence_features(bases, lo, hi, minus, names)
     total = sum(got[n].astype(np.int64) for n in names)
     assert np.array_equal(total, hi - lo - 2)
+
+
+def test_sparse_windows_gather_path():
+    """Few windows far apart (the gather-by-index path) against the reference."""
+    rng = np.random.default_rng(4)
+    seq = "".join(rng.choice(list("ACGTNacgt"), 100_000))
+    lo = np.sort(rng.choice(99_000, 40, replace=False))
+    hi = lo + rng.integers(1, 600, 40)
+    minus = rng.random(40) < 0.5
+    _check(seq, lo, np.minimum(hi, 100_000), minus,
+           ["gc_content", "sequence_length", "sequence_complexity", "3mer_ACG", "4mer_NNAC", "2mer_CA"])
