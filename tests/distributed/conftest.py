@@ -308,6 +308,8 @@ def assert_same_output(actual: Path, expected: Path) -> None:
     # Same schema in every file of both outputs.
     schemas = {pq.read_schema(p).remove_metadata() for p in part_paths(actual) + part_paths(expected)}
     assert len(schemas) == 1
+    # OUT reads as one dataset, as a user reads it (no partial or temporary file in the way).
+    assert pq.read_table(actual).num_rows == len(right)
 
 
 def wait_for_parts(out: Path, proc: subprocess.Popen, count: int = 1, timeout: float = 120.0
