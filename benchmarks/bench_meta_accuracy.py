@@ -136,7 +136,9 @@ def table(name: str, result: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description="Base vs meta-model accuracy on held-out demo genes.")
     ap.add_argument("--model-dir", default=str(demo.MODEL_DIR), help="model directory to evaluate")
-    model_dir = Path(ap.parse_args().model_dir)
+    ap.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    args = ap.parse_args()
+    model_dir, results_file = Path(args.model_dir), Path(args.out)
     t0 = time.perf_counter()
     track, labels, cache, manifest = demo.load_demo()
     results = {"committed_model": committed(track, labels, cache, manifest, model_dir),
@@ -151,9 +153,10 @@ def main() -> None:
                    results["cross_validation"])
     print("\n".join(lines))
     print(f"\nmodel file {results['model_bytes'] / 1e3:.1f} kB; {results['seconds']} s")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    results["model_dir"] = str(model_dir)
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {results_file}")
 
 
 if __name__ == "__main__":

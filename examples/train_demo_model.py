@@ -165,11 +165,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default=str(MODEL_DIR), help="model directory to write into")
     ap.add_argument("--cache-dir", default=None, help="where to build the genomic cache (default: temp)")
+    ap.add_argument("--extra-track", default=None,
+                    help="a further SpliceAI track of other genes of the slice (dask-enrich predict-base); "
+                         "its genes join the training genes, the held-out demo genes stay the same")
     args = ap.parse_args()
     out = Path(args.out_dir)
     t0 = time.perf_counter()
     track, labels, cache, manifest = load_demo(args.cache_dir)
     train_genes, test_genes = split_genes(track)
+    if args.extra_track:
+        extra = pd.read_parquet(args.extra_track)
+        extra = extra[~extra["gene_id"].isin(set(track["gene_id"]))]
+        track = pd.concat([track, extra[track.columns]], ignore_index=True)
+        labels = label_track(track, cache)
+        train_genes = sorted(set(train_genes) | set(extra["gene_id"]))
     rows, weights = training_rows(track, labels, train_genes)
     X = features_for(track, rows, manifest, cache)[list(manifest.names)]
     y = labels["label"].to_numpy()[rows]
@@ -183,6 +192,7 @@ def main() -> None:
         "made_by": "examples/train_demo_model.py",
         "training": {
             "track": "dask_enrich/data/demo_track.parquet", "band": list(BAND), "seed": SEED,
+            "extra_track": Path(args.extra_track).name if args.extra_track else None,
             "rows": int(len(rows)), "rows_by_class": counts,
             "uncertain_rows": int(uncertain_mask(track.iloc[rows]).sum()),
             "background_sample": BACKGROUND_ROWS, "both_donor_and_acceptor_left_out":
