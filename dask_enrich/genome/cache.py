@@ -458,8 +458,8 @@ def _cli_build_cache(args: argparse.Namespace) -> int:
         return exc.exit_code
     report = cache.report
     print(f"genomic cache {cache.path}: {len(cache.gene_table)} genes, fingerprint {cache.fingerprint[:12]}")
-    for key in ("genes_without_exons", "genes_mixed_seqname_or_strand", "genes_on_missing_sequences",
-                "genes_beyond_sequence_end"):
+    for key in ("genes_without_exons", "genes_mixed_seqname_or_strand", "genes_with_conflicting_gene_lines",
+                "genes_sharing_transcript_ids", "genes_on_missing_sequences", "genes_beyond_sequence_end"):
         items = report.get(key) or []
         if items:
             print(f"  {key.replace('_', ' ')}: {len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})")

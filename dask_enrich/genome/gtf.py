@@ -23,8 +23,10 @@ Documented rules (see also ``FEATURES.md``):
   prefix ignored). RefSeq accessions such as ``NC_003070.9`` are *not* mapped to chromosome numbers
   (nothing in a GTF line says reliably which chromosome an accession is) and encode as 100; pass
   ``chrom_aliases`` (for example ``{"NC_003070.9": "1"}``) to map them explicitly.
-* Genes with no exon line, and genes whose lines disagree on seqname or strand (trans-spliced
-  genes), are left out of the gene table and listed in :attr:`Annotation.report`.
+* Left out of the gene table and listed in :attr:`Annotation.report` (never guessed): genes with no
+  exon line, genes whose lines disagree on seqname or strand (trans-spliced genes), gene ids with
+  two different gene lines (e.g. a PAR gene on X and Y under one id; identical repeated lines are
+  merged), and genes sharing a transcript_id with another gene.
 * Malformed lines (wrong column count, non-integer or inverted coordinates, a strand other than
   ``+``/``-``, a missing ``gene_id``, an exon without ``transcript_id``) raise :class:`InputError`
   naming the file and the line numbers.
@@ -210,38 +212,39 @@ def _build(path: Path, frame: pd.DataFrame, skipped: np.ndarray,
     if no_tx.any():
         _fail(path, "an exon without transcript_id", exons["row"].to_numpy()[no_tx], skipped)
     gene_lines = frame[frame["feature"].to_numpy() == "gene"]
-    dup = gene_lines["gene_id"].duplicated(keep=False).to_numpy()
-    if dup.any():
-        _fail(path, "a gene_id that has more than one gene line", gene_lines["row"].to_numpy()[dup], skipped)
+    gene_lines = gene_lines.drop_duplicates(["gene_id", "seqname", "strand", "start", "end"])
+    # a gene_id with two different gene lines (e.g. a PAR gene on X and Y) is ambiguous: left out
+    conflicting = pd.unique(gene_lines.loc[gene_lines["gene_id"].duplicated().to_numpy(), "gene_id"])
+    report["genes_with_conflicting_gene_lines"] = sorted(conflicting.tolist())
 
     exons = exons.drop_duplicates(["transcript_id", "gene_id", "seqname", "strand", "start", "end"])
-    # a transcript_id shared by two genes would merge unrelated exons
+    # a transcript_id shared by two genes would merge unrelated exons: those genes are left out
     tx_genes = exons.groupby("transcript_id", sort=False)["gene_id"].nunique()
     shared = tx_genes.index[tx_genes.to_numpy() > 1]
-    if len(shared):
-        rows = exons["row"].to_numpy()[exons["transcript_id"].isin(shared).to_numpy()]
-        _fail(path, "a transcript_id used by more than one gene", rows, skipped)
+    sharing = pd.unique(exons.loc[exons["transcript_id"].isin(shared).to_numpy(), "gene_id"])
+    report["genes_sharing_transcript_ids"] = sorted(sharing.tolist())
 
     # --- genes whose lines disagree on seqname/strand (e.g. trans-spliced) are left out ----------
     lines = pd.concat([gene_lines, exons], ignore_index=True)
     per_gene = lines.groupby("gene_id", sort=False).agg(n_seq=("seqname", "nunique"),
                                                          n_strand=("strand", "nunique"))
     mixed = per_gene.index[(per_gene["n_seq"].to_numpy() > 1) | (per_gene["n_strand"].to_numpy() > 1)]
-    report["genes_mixed_seqname_or_strand"] = sorted(mixed.tolist())
+    report["genes_mixed_seqname_or_strand"] = sorted(set(mixed.tolist()) - set(conflicting.tolist()))
+    left_out = pd.Index(mixed).union(pd.Index(conflicting)).union(pd.Index(sharing))
+    gene_lines = gene_lines[~gene_lines["gene_id"].isin(left_out).to_numpy()]
+    exons = exons[~exons["gene_id"].isin(left_out).to_numpy()]
 
     # --- spans of every gene (gene line, else exon extent) -------------------------------------
     exon_span = exons.groupby("gene_id", sort=False).agg(
         seqname=("seqname", "first"), strand=("strand", "first"), start=("start", "min"), end=("end", "max"))
     line_span = gene_lines.set_index("gene_id")[["seqname", "strand", "start", "end"]]
     spans = pd.concat([line_span, exon_span[~exon_span.index.isin(line_span.index)]])
-    spans = spans[~spans.index.isin(mixed)]
     no_exons = spans.index[~spans.index.isin(exon_span.index)]
     report["genes_without_exons"] = sorted(no_exons.tolist())
 
     overlaps = _count_overlaps(spans["seqname"].to_numpy(), spans["start"].to_numpy(), spans["end"].to_numpy())
     spans["num_overlaps"] = overlaps
 
-    exons = exons[~exons["gene_id"].isin(mixed).to_numpy()]
     exons = exons[["gene_id", "transcript_id", "seqname", "strand", "start", "end"]]
     exons = exons.sort_values(["gene_id", "transcript_id", "start", "end"], kind="stable").reset_index(drop=True)
     genes = _gene_features(exons, spans, chrom_aliases)

@@ -156,6 +156,30 @@ def test_malformed_lines_name_file_and_line(tmp_path, bad_line, what):
     assert what.split()[0] in message
 
 
+def test_ambiguous_genes_are_reported_and_left_out(tmp_path):
+    text = (
+        'chrX\ts\tgene\t1\t100\t.\t+\t.\tgene_id "PAR";\n'
+        'chrY\ts\tgene\t1\t100\t.\t+\t.\tgene_id "PAR";\n'
+        'chrX\ts\texon\t1\t100\t.\t+\t.\tgene_id "PAR"; transcript_id "TP";\n'
+        'chrY\ts\texon\t1\t100\t.\t+\t.\tgene_id "PAR"; transcript_id "TP";\n'
+        'chr1\ts\tgene\t10\t50\t.\t-\t.\tgene_id "TWICE";\n'
+        'chr1\ts\tgene\t10\t50\t.\t-\t.\tgene_id "TWICE";\n'
+        'chr1\ts\texon\t10\t50\t.\t-\t.\tgene_id "TWICE"; transcript_id "TT";\n'
+        'chr1\ts\texon\t100\t150\t.\t+\t.\tgene_id "A"; transcript_id "SHARED";\n'
+        'chr1\ts\texon\t200\t250\t.\t+\t.\tgene_id "B"; transcript_id "SHARED";\n'
+        'chr2\ts\texon\t1\t9\t.\t+\t.\tgene_id "TRANS"; transcript_id "T1";\n'
+        'chr2\ts\texon\t20\t29\t.\t-\t.\tgene_id "TRANS"; transcript_id "T1";\n'
+    )
+    path = tmp_path / "ambiguous.gtf"
+    path.write_text(text)
+    ann = read_gtf(path)
+    assert ann.genes["gene_id"].tolist() == ["TWICE"]
+    assert ann.report["genes_with_conflicting_gene_lines"] == ["PAR"]
+    assert ann.report["genes_sharing_transcript_ids"] == ["A", "B"]
+    assert ann.report["genes_mixed_seqname_or_strand"] == ["TRANS"]
+    assert set(ann.exons["gene_id"]) == {"TWICE"} and set(ann.splice_sites["gene_id"]) <= {"TWICE"}
+
+
 def test_missing_file_is_input_error(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_gtf(tmp_path / "nope.gtf")
