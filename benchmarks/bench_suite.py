@@ -24,7 +24,8 @@ d. where the time goes: the engine's own steps run serially in one process on th
    largest size and for the full manifest (real genome) at up to 2M positions.
 
 Inputs come from ``data.py`` (real Arabidopsis chr1 genes, dense uncertain positions, Parquet).
-Results: ``benchmarks/results/suite.json`` (``suite-quick.json`` with --quick) and PNG plots. The
+Results: ``benchmarks/results/suite.json`` and ``suite.md`` (``suite-quick.*`` with --quick) and
+PNG plots. The
 machine's cores may be shared with other work: every timing is given as wall and CPU seconds, and
 ratios of both are reported. Runs that would overrun ``--budget`` are skipped and listed as such.
 """
@@ -240,17 +241,36 @@ class Cluster:
         self.cluster.close()
 
 
+def _task_times(stream: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds of task compute per task name (Dask's task stream), largest first."""
+    from distributed.utils import key_split
+
+    seconds: dict[str, float] = {}
+    for task in stream:
+        for part in task.get("startstops", ()):
+            if part.get("action") == "compute":
+                name = key_split(task["key"])
+                seconds[name] = seconds.get(name, 0.0) + part["stop"] - part["start"]
+    return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+
+
 def measured(cluster: Cluster, fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
     """Run ``fn`` (which uses the cluster) and measure wall, CPU (client+scheduler process and
-    every worker) and each worker's peak RSS."""
+    every worker), each worker's peak RSS and the task stream's compute seconds per task name."""
+    from distributed import get_task_stream
+
     before = cluster.stats()
-    with Clock() as c:
+    with get_task_stream(cluster.client) as stream, Clock() as c:
         result = fn()
     after = cluster.stats()
     worker_cpu = sum(after[w]["cpu"] - before[w]["cpu"] for w in after)
-    return result, {"wall_s": c.wall, "cpu_s": c.cpu + worker_cpu,
+    tasks = _task_times(stream.data)
+    return result, {"wall_s": c.wall, "cpu_s": c.cpu + worker_cpu, "client_cpu_s": c.cpu,
+                    "workers_cpu_s": worker_cpu,
                     "peak_rss_per_worker": max(a["maxrss"] for a in after.values()),
-                    "idle_rss_per_worker": max(b["maxrss"] for b in before.values())}
+                    "idle_rss_per_worker": max(b["maxrss"] for b in before.values()),
+                    "task_compute_s": tasks,
+                    "workers_busy": sum(tasks.values()) / (c.wall * len(after))}
 
 
 def engine_available() -> str:
@@ -305,17 +325,17 @@ def engine_run(src: Path, manifest: Manifest, workers: int, *, cache: Path | Non
 
 # --- b. Polars peer ------------------------------------------------------------------------------
 def core_stream(src: Path, manifest: Manifest, out: Path) -> None:
-    """dask_enrich's core without Dask: each input file read, enriched and written in turn."""
+    """dask_enrich's core without Dask: each input file read, enriched and written (by the engine's
+    part writer) in turn."""
+    from dask_enrich.engine import writer
     from dask_enrich.io import normalise_frame
 
     out.mkdir(parents=True, exist_ok=True)
     schema = output_schema(manifest, input_dtypes(src))
-    strings = [f.name for f in schema if pa.types.is_string(f.type)]
-    for file in parquet_files(src):
+    for i, file in enumerate(parquet_files(src)):
         frame = normalise_frame(pq.read_table(file).to_pandas())
-        result, _ = enrich(frame, manifest)
-        table = pa.Table.from_pandas(result, schema=schema, preserve_index=False)
-        pq.write_table(table, out / file.name, compression="snappy", use_dictionary=strings)
+        result, report = enrich(frame, manifest)
+        writer.write_part(result, str(out), i, schema, "benchmark", report.to_dict())
 
 
 def check_polars(src: Path, polars_out: Path, manifest: Manifest, sample: int = 200_000
@@ -583,6 +603,74 @@ def print_tables(r: dict[str, Any]) -> None:
         print(f"  [{t['status']:>4s}] {t['target']}: {t['measured']}")
 
 
+def markdown(r: dict[str, Any]) -> str:
+    """The results as Markdown tables (written beside the JSON; the README quotes them)."""
+    lines = [f"Command: `{r['command']}`, {r['started']}, {r['machine']['cpus']} CPUs, load average "
+             f"at start {r['machine']['loadavg_at_start'][0]:.1f}. {r['note']}.", "",
+             "| target | status | measured |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['status']} | {t['measured']} |" for t in r["targets"]]
+    if r["seed_vs_core"]:
+        lines += ["", "**a. Seed per-gene loop vs dask_enrich core** (124-feature manifest, in memory, "
+                  "one process; ratio = seed time / core time)", "",
+                  "| positions | genes | seed s (CPU s) | core s (CPU s) | ratio wall | ratio CPU "
+                  "| core + real genome s | ratio wall |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for x in r["seed_vs_core"]:
+            dens = "" if x["density"] == data.DENSITY else f" (density {x['density']:g})"
+            g = (f"{x['core_genome_s']:.3f} | {x['speedup_genome']:.0f}x" if "core_genome_s" in x
+                 else "- | -")
+            lines.append(f"| {x['positions']:,}{dens} | {x['genes']} | {x['seed_s']:.2f} "
+                         f"({x['seed_cpu_s']:.2f}) | {x['core_imputed_s']:.4f} "
+                         f"({x['core_imputed_cpu_s']:.4f}) | {x['speedup']:.0f}x | "
+                         f"{x['speedup_cpu']:.0f}x | {g} |")
+    p = r.get("polars")
+    if p:
+        lines += ["", f"**b. Polars peer vs dask_enrich** ({p['features']} score-derived features, "
+                  f"{p['positions']:,} positions, Parquet to Parquet)", "",
+                  "| | wall s | CPU s | time / Polars (wall, CPU) |", "|---|---:|---:|---:|",
+                  f"| Polars lazy + sink_parquet ({p['polars_threads']} threads) | {p['polars_s']:.2f} | "
+                  f"{p['polars_cpu_s']:.2f} | 1, 1 |"]
+        if "engine_2w_s" in p:
+            lines.append(f"| dask_enrich engine, 2 workers | {p['engine_2w_s']:.2f} | "
+                         f"{p['engine_2w_cpu_s']:.2f} | {p['engine_over_polars']:.2f}, "
+                         f"{p['engine_over_polars_cpu']:.2f} |")
+        lines.append(f"| dask_enrich core, file by file, 1 process | {p['core_stream_1proc_s']:.2f} | "
+                     f"{p['core_stream_1proc_cpu_s']:.2f} | {p['stream_over_polars']:.2f}, "
+                     f"{p['stream_over_polars_cpu']:.2f} |")
+        c = p["polars_check"]
+        lines += ["", f"Polars values vs the core's on the first {c.get('rows', 0):,} rows: "
+                  f"{'equal' if c.get('equal') else 'DIFFERENT'} ({c.get('tolerance', c.get('reason'))}"
+                  f"{', max abs diff %.1e' % c['max_abs_diff'] if 'max_abs_diff' in c else ''})."]
+    lines += ["", "**c. Scaling, end to end** (`run_enrichment`, fresh LocalCluster per run, "
+              "single-threaded workers)", "",
+              "| positions | manifest | workers | wall s | CPU s | positions/s | peak RSS/worker MiB "
+              "| floor s | e2e/floor wall | e2e/floor CPU |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in sorted(r["scaling"], key=lambda x: (x["manifest"] != "scores", x["workers"],
+                                                 x["positions"])):
+        if "wall_s" not in x:
+            lines.append(f"| {x['positions']:,} | {x['manifest']} | {x['workers']} | skipped "
+                         f"({x['skipped']}) | | | | | | |")
+            continue
+        lines.append(f"| {x['positions']:,} | {x['manifest']} ({x['features']}) | {x['workers']} | "
+                     f"{x['wall_s']:.2f} | {x['cpu_s']:.2f} | {x['positions_per_s']:,.0f} | "
+                     f"{x['peak_rss_per_worker'] / 2**20:.0f} | {x.get('floor_s', float('nan')):.2f} | "
+                     f"{x.get('over_floor', float('nan')):.2f} | {x.get('over_floor_cpu', float('nan')):.2f} |")
+    for b in r["breakdown"]:
+        lines += ["", f"**d. Where the time goes**: {b['manifest']} manifest ({b['features']} "
+                  f"features), {b['positions']:,} positions, {b['bins']} bins; the engine's steps "
+                  "run serially in one process", "", "| stage | wall s | CPU s | share of CPU |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {v['s']:.2f} | {v['cpu_s']:.2f} | {100 * v['share_cpu']:.0f}% |"
+                  for k, v in b["stages"].items()]
+        lines.append(f"| total (serial) | {b['total_s']:.2f} | {b['total_cpu_s']:.2f} | |")
+        e = b.get("engine_2w")
+        if e:
+            lines.append(f"| engine end to end, 2 workers | {e['wall_s']:.2f} | {e['cpu_s']:.2f} | |")
+            if e.get("floor_s") is not None:
+                lines.append(f"| read+write floor, 2 workers | {e['floor_s']:.2f} | "
+                             f"{e['floor_cpu_s']:.2f} | |")
+    return "\n".join(lines) + "\n"
+
+
 def targets(r: dict[str, Any]) -> list[dict[str, str]]:
     """Each issue target, met only when both the wall-time and the CPU-time figures meet it."""
     out = []
@@ -689,7 +777,8 @@ def main() -> None:
         guess = predict(n, workers, manifest)
         if elapsed() + guess > budget - reserve(n if manifest == "scores" else 0):
             row = {"positions": n, "workers": workers, "manifest": manifest,
-                   "skipped": f"budget (predicted {guess:.0f} s, {budget - elapsed():.0f} s left)"}
+                   "skipped": f"budget: predicted {guess:.0f} s, {budget - elapsed():.0f} s left of "
+                   f"which {reserve(n if manifest == 'scores' else 0):.0f} s kept for section d"}
             results["scaling"].append(row)
             results["skipped"].append(row)
             log(f"  skip {fmt_n(n)} x{workers} {manifest}: {row['skipped']}")
@@ -760,6 +849,7 @@ def main() -> None:
     suffix = "-quick" if args.quick else ""
     results["plots"] = plots(results, suffix)
     (RESULTS / f"suite{suffix}.json").write_text(json.dumps(results, indent=1, default=str))
+    (RESULTS / f"suite{suffix}.md").write_text(markdown(results))
     print_tables(results)
     print(f"\nwrote {RESULTS / f'suite{suffix}.json'} and {', '.join(results['plots'])} "
           f"in {results['seconds']:.0f} s")
