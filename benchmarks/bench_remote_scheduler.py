@@ -4,10 +4,13 @@ same worker count, threads and memory limit, alternating, a few repeats.
 
 Input: generated positions inside the 380 real genes of the bundled 1 Mb A. thaliana slice
 (``benchmarks/data.py``), the bundled 124-feature demo manifest and the slice's genomic cache.
-Both modes run the CLI as a subprocess (as a user would). Reported per mode: the CLI's wall time
-(process start to exit; for the LocalCluster it includes starting the cluster, for the remote mode
-the cluster is already up, as on a real deployment) and the run's own compute phase
-(``timings_s.enrich_and_write`` in ``_SUCCESS.json``). Ratios are remote / local (medians).
+Every mode runs the CLI as a subprocess (as a user would): ``local`` (its own LocalCluster),
+``remote_cold`` (the first run on a freshly started scheduler + workers: worker processes import
+the package and open the cache during the run, like the LocalCluster's) and ``remote_warm`` (the
+next run on the same cluster). Reported per mode: the CLI's wall time (process start to exit; for
+the LocalCluster it includes starting the cluster, for the remote modes the cluster is already up,
+as on a real deployment, and its start is reported apart) and the run's own compute phase
+(``timings_s.enrich_and_write`` in ``_SUCCESS.json``). Ratios are mode / local (medians).
 
     python benchmarks/bench_remote_scheduler.py [--positions 100000] [--repeat 3] [--partition-rows 10000]
 """
@@ -66,8 +69,12 @@ def start_cluster(root: Path, workers: int) -> tuple[str, list[subprocess.Popen]
             start_new_session=True))
     from distributed import Client
 
-    with Client(address) as client:
-        client.wait_for_workers(workers, timeout=120)
+    try:
+        with Client(address) as client:
+            client.wait_for_workers(workers, timeout=120)
+    except BaseException:
+        stop_cluster(procs)
+        raise
     return address, procs
 
 
@@ -118,34 +125,54 @@ def main() -> None:
                       "--cache", str(cache), "--partition-rows", str(args.partition_rows), "--quiet")
         local_cmd = base + ["--workers", str(args.workers), "--threads-per-worker", "1",
                             "--memory-limit", MEMORY]
-        address, procs = start_cluster(tmp / "cluster", args.workers)
-        remote_cmd = base + ["--scheduler", address]
-        runs: dict[str, list[dict[str, float]]] = {"local": [], "remote": []}
-        for i in range(args.repeat):  # alternate, so load drifts hit both modes alike
-            order = ("local", "remote") if i % 2 == 0 else ("remote", "local")
-            for mode in order:
-                cmd = local_cmd if mode == "local" else remote_cmd
-                runs[mode].append(run_once(cmd, tmp / f"out-{mode}"))
-                r = runs[mode][-1]
-                print(f"  {mode:<6} #{i + 1}: wall {r['wall_s']:6.2f} s  compute {r['compute_s']:6.2f} s",
-                      flush=True)
+        runs: dict[str, list[dict[str, float]]] = {"local": [], "remote_cold": [], "remote_warm": []}
+        cluster_start: list[float] = []
+
+        def show(mode: str, i: int) -> None:
+            r = runs[mode][-1]
+            print(f"  {mode:<12} #{i + 1}: wall {r['wall_s']:6.2f} s  compute {r['compute_s']:6.2f} s",
+                  flush=True)
+
+        for i in range(args.repeat):  # alternate, so load drifts hit both sides alike
+            if i % 2 == 0:
+                runs["local"].append(run_once(local_cmd, tmp / "out-local"))
+                show("local", i)
+            t = time.perf_counter()
+            address, procs = start_cluster(tmp / f"cluster-{i}", args.workers)
+            cluster_start.append(time.perf_counter() - t)
+            remote_cmd = base + ["--scheduler", address]
+            runs["remote_cold"].append(run_once(remote_cmd, tmp / "out-remote"))
+            show("remote_cold", i)
+            runs["remote_warm"].append(run_once(remote_cmd, tmp / "out-remote"))
+            show("remote_warm", i)
+            stop_cluster(procs)
+            procs = []
+            if i % 2 == 1:
+                runs["local"].append(run_once(local_cmd, tmp / "out-local"))
+                show("local", i)
     finally:
         stop_cluster(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     med = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
-    ratio = {k: med["remote"][k] / med["local"][k] for k in med["local"]}
+    ratio = {mode: {k: med[mode][k] / med["local"][k] for k in med["local"]}
+             for mode in ("remote_cold", "remote_warm")}
     print(f"\n{n_rows:,} positions, {args.workers} workers x 1 thread, {MEMORY} each, "
           f"--partition-rows {args.partition_rows}, {args.repeat} repeats (medians)")
-    print(f"{'':<8}{'wall s':>10}{'compute s':>12}")
-    for mode in ("local", "remote"):
-        print(f"{mode:<8}{med[mode]['wall_s']:>10.2f}{med[mode]['compute_s']:>12.2f}")
-    print(f"{'ratio':<8}{ratio['wall_s']:>10.2f}{ratio['compute_s']:>12.2f}   (remote / local)")
+    print(f"{'':<14}{'wall s':>10}{'compute s':>12}{'wall ratio':>12}{'compute ratio':>15}")
+    for mode in ("local", "remote_cold", "remote_warm"):
+        r = ratio.get(mode, {"wall_s": 1.0, "compute_s": 1.0})
+        print(f"{mode:<14}{med[mode]['wall_s']:>10.2f}{med[mode]['compute_s']:>12.2f}"
+              f"{r['wall_s']:>12.2f}{r['compute_s']:>15.2f}")
+    print(f"(ratios: / local; cluster start, not in remote wall: median "
+          f"{statistics.median(cluster_start):.1f} s; remote_cold = first run on a fresh cluster, "
+          f"remote_warm = the next run on it)")
     RESULTS.mkdir(exist_ok=True)
     result = {"benchmark": "remote_scheduler_overhead", "positions": n_rows,
               "workers": args.workers, "threads_per_worker": 1, "memory_limit": MEMORY,
               "partition_rows": args.partition_rows, "repeat": args.repeat, "runs": runs,
-              "median": med, "ratio_remote_over_local": ratio,
+              "median": med, "ratio_over_local": ratio,
+              "cluster_start_s": cluster_start,
               "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
                           "python": platform.python_version()}}
     (RESULTS / "bench_remote_scheduler.json").write_text(json.dumps(result, indent=1))
