@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import shutil
@@ -33,7 +32,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.data import chromosome_fasta, chromosome_gtf, data_dir, write_positions  # noqa: E402
-from dask_enrich.engine import DEFAULT_PARTITION_ROWS, run_enrichment  # noqa: E402
+from dask_enrich.engine import DEFAULT_PARTITION_ROWS, make_local_cluster, run_enrichment  # noqa: E402
 from dask_enrich.genome.cache import build_cache  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,7 +71,7 @@ class RssSampler:
 
 def run_size(n: int, manifest: Path, cache: Path, workers: int, partition_rows: int,
              work: Path) -> dict:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     t0 = time.perf_counter()
     positions = write_positions(n)
@@ -81,8 +80,7 @@ def run_size(n: int, manifest: Path, cache: Path, workers: int, partition_rows: 
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           memory_limit="6GB", dashboard_address=":0", silence_logs=logging.ERROR)
+    cluster = make_local_cluster(workers, 1, memory_limit="6GB")
     client = Client(cluster)
     cluster_s = time.perf_counter() - t0
     try:

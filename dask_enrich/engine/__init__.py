@@ -5,7 +5,7 @@ Public entry point: :func:`run_enrichment` (the ``dask-enrich run`` command call
 from __future__ import annotations
 
 from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, pack_next_fit, plan_partitions
-from .run import RunSummary, run_enrichment
+from .run import RunSummary, make_local_cluster, run_enrichment
 
-__all__ = ["DEFAULT_PARTITION_ROWS", "PartitionPlan", "RunSummary", "pack_next_fit",
+__all__ = ["DEFAULT_PARTITION_ROWS", "PartitionPlan", "RunSummary", "make_local_cluster", "pack_next_fit",
            "plan_partitions", "run_enrichment"]
