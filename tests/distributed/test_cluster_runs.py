@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +51,27 @@ def test_remote_scheduler_run_equals_local_cluster_run(process_cluster, shared_i
     assert all(w.poll() is None for w in process_cluster.workers)
 
 
+def _wait_for_staging(out: Path, proc, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(out.glob("_staging/*/*.arrow")):
+        assert proc.poll() is None, "the run ended before staging"
+        assert time.monotonic() < deadline, "no staged file appeared"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("when", ["first-part", pytest.param("staging", marks=pytest.mark.slow)])
 def test_worker_sigkill_mid_run_still_completes_identically(process_cluster, shared_inputs,
-                                                           local_reference, tmp_path):
+                                                           local_reference, tmp_path, when):
+    """SIGKILL one worker (nanny and worker process) when the first part file appears (results
+    of finished tasks are lost with it), or as soon as the exchange has staged its first rows."""
     out = tmp_path / "out"
     log = tmp_path / "client.log"
     client = start(run_args(shared_inputs, out, "--scheduler", process_cluster.address,
                             "--partition-rows", PARTITION_ROWS), log, cwd=tmp_path)
     try:
-        parts_at_kill = wait_for_parts(out, client, 1)
+        if when == "staging":
+            _wait_for_staging(out, client)
+        parts_at_kill = part_paths(out) if when == "staging" else wait_for_parts(out, client, 1)
         process_cluster.kill_worker(0)
         returncode = client.wait(180)
     finally:
