@@ -331,6 +331,11 @@ def run_enrichment(
         if track_source is not None:
             track_columns = wanted_columns(track_source, TRACK_COLUMNS)
             track_columns = [c for c in track_columns if c in (*TRACK_COLUMNS, "strand")]
+    for source in (pos_source, track_source):
+        if source is not None and source.format == "csv" and source.compression:
+            say(f"note: {source.label} {source.path} is compressed CSV: each file is read as one "
+                "partition (gzip cannot be split), so a worker holds a whole file at once; "
+                "Parquet or several smaller files keep memory bounded")
     cache_path = resolve_cache(cache, genome, annotation, out, cache_dir, say)
     has_context = (pos_source.has_context_columns if pos_source is not None
                    else track_source.has_context_columns)

@@ -2,7 +2,6 @@
 and generators of positions inside the slice's real genes."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +22,12 @@ def client():
     """2 worker processes x 1 thread (processes=True: tasks and arguments really are pickled).
 
     One cluster per session, shared by every module that imports this fixture."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from dask_enrich.engine import make_local_cluster
 
     if "client" not in _SHARED:
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+        cluster = make_local_cluster(workers=2, threads_per_worker=1, processes=True)
         _SHARED.update(cluster=cluster, client=Client(cluster))
     yield _SHARED["client"]
     if "client" in _SHARED:
