@@ -331,11 +331,6 @@ def run_enrichment(
         if track_source is not None:
             track_columns = wanted_columns(track_source, TRACK_COLUMNS)
             track_columns = [c for c in track_columns if c in (*TRACK_COLUMNS, "strand")]
-    for source in (pos_source, track_source):
-        if source is not None and source.format == "csv" and source.compression:
-            say(f"note: {source.label} {source.path} is compressed CSV: each file is read as one "
-                "partition (gzip cannot be split), so a worker holds a whole file at once; "
-                "Parquet or several smaller files keep memory bounded")
     cache_path = resolve_cache(cache, genome, annotation, out, cache_dir, say)
     has_context = (pos_source.has_context_columns if pos_source is not None
                    else track_source.has_context_columns)
@@ -358,6 +353,12 @@ def run_enrichment(
               "track": fingerprint(track_source) if track_source else None,
               "cache": {"path": cache_path, "fingerprint": cache_fingerprint} if cache_path else None,
               "manifest": {"source": manifest.source, "names": len(manifest.names)}}
+    for source, key in ((pos_source, "positions"), (track_source, "track")):
+        if (source is not None and source.format == "csv" and source.compression
+                and inputs[key]["bytes"] / inputs[key]["files"] > 64e6):
+            say(f"note: {source.label} {source.path} is compressed CSV: each file is read as one "
+                "partition (gzip cannot be split), so a worker holds a whole file at once; "
+                "Parquet or several smaller files keep memory bounded")
     settings = {"config": asdict(config), "partition_rows": partition_rows,
                 "selection": selection.to_dict() if track_only else None}
     run_record = {"version": __version__, "inputs": inputs, "settings": settings,
