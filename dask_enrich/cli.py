@@ -61,7 +61,7 @@ def _add_run(subparsers) -> None:
 
     p = subparsers.add_parser(
         "run", help="enrich positions with a manifest's features on Dask, write Parquet",
-        description="Compute, for each position, the feature vector a meta-model's manifest names; "
+        description="Compute, for each position, the feature vector a meta-model's manifest names;\n"
                     "partitioned by gene on Dask; written as a Parquet dataset.",
         epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("inputs")
