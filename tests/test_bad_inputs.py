@@ -344,10 +344,11 @@ def test_score_sum_far_from_one_is_a_warning_and_the_run_succeeds(world, client,
     frame = clean_positions()
     frame.loc[[2, 3, 4], ["donor_score", "acceptor_score", "neither_score"]] *= 0.8  # sums 0.8
     out = tmp_path / "out"
-    code, _, err = cli(capsys, client, "--positions", write(frame, tmp_path), "--manifest",
-                       world["scores"], "--out", str(out))
+    code, stdout, err = cli(capsys, client, "--positions", write(frame, tmp_path), "--manifest",
+                            world["scores"], "--out", str(out))
     assert code == 0, err
-    assert "warning: 3 row(s) whose donor + acceptor + neither score is further than 0.05 from 1" in err
+    text = stdout + err  # in the summary or the log, even with --quiet
+    assert "warning: 3 row(s) whose donor + acceptor + neither score is further than 0.05 from 1" in text
     success = json.loads((out / writer.SUCCESS_FILE).read_text())
     assert success["rows"]["rejected"] == 0 and success["warnings"]["score_sum"]["count"] == 3
 
