@@ -126,16 +126,24 @@ def _assign_bins(frame: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
     return out
 
 
-def _sorted_bin(frame: pd.DataFrame) -> pd.DataFrame:
-    """The bin's rows in (gene_id, position) order, with a fresh RangeIndex (deterministic output)."""
+def _sorted_bin(frame: pd.DataFrame, plan: PartitionPlan) -> pd.DataFrame:
+    """The bin's rows in plan order of their genes (the input's first-appearance order), then by
+    position (stable), with a fresh RangeIndex: the same deterministic order whatever the exchange
+    delivered. Rows already in that order (input grouped by gene, sorted) are not copied."""
     frame = frame.reset_index(drop=True)
     if BIN in frame.columns:
         frame = frame.drop(columns=BIN)
     if len(frame) < 2:
         return frame
-    codes, _ = pd.factorize(frame["gene_id"], sort=True)
-    order = np.lexsort((frame["position"].to_numpy(), codes))
-    return frame.take(order).reset_index(drop=True)
+    codes, uniques = pd.factorize(frame["gene_id"])
+    rank = plan.genes.get_indexer(pd.Index(uniques, dtype=plan.genes.dtype))
+    rank = np.where(rank < 0, len(plan.genes) + np.arange(len(uniques)), rank)  # genes outside
+    gene_rank = rank[codes]
+    position = frame["position"].to_numpy(np.int64)
+    same_gene = gene_rank[1:] == gene_rank[:-1]
+    if bool(((gene_rank[1:] > gene_rank[:-1]) | (same_gene & (position[1:] >= position[:-1]))).all()):
+        return frame
+    return frame.take(np.lexsort((position, gene_rank))).reset_index(drop=True)
 
 
 def _genomic(ctx: _Context):
@@ -152,12 +160,12 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     bin_id = partition_info["number"] if partition_info else -1
     if bin_id in ctx.done:
         return ctx.meta.copy()
-    track = _sorted_bin(track) if track is not None else None
+    track = _sorted_bin(track, ctx.plan) if track is not None else None
     if positions is None:  # track only: the positions are the track's uncertain rows
         positions = track[select_mask(track, ctx.selection)][list(ctx.position_columns)]
         positions = positions.reset_index(drop=True)
     else:
-        positions = _sorted_bin(positions)
+        positions = _sorted_bin(positions, ctx.plan)
     out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
     out.attrs[_REPORT_ATTR] = report.to_dict()
     out.attrs[_ROWS_IN_ATTR] = len(positions)
