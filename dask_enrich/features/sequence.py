@@ -157,7 +157,7 @@ def sequence_features(bases: np.ndarray, lo: np.ndarray, hi: np.ndarray, minus: 
         goff = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
         idx = np.repeat(seg_lo - goff, seg_len) + np.arange(total, dtype=np.int64)
         gathered = np.asarray(bases[idx])
-    gathered = _UPPER[gathered]
+    # lowercase (soft-masked) bases are folded into upper case by the lookup tables below
     length = ghi - glo
 
     wanted = set(names)
@@ -249,9 +249,12 @@ def _composition(gathered: np.ndarray, glo: np.ndarray, ghi: np.ndarray, order: 
                  wanted: set[str]) -> dict[str, np.ndarray]:
     """gc_content and sequence_complexity from per-window character counts."""
     n = len(glo)
-    present = np.flatnonzero(np.bincount(gathered, minlength=256))
+    raw = np.bincount(gathered, minlength=256)
+    folded = np.bincount(_UPPER, weights=raw, minlength=256)  # counts after upper-casing
+    present = np.flatnonzero(folded)
     lut = np.full(256, len(present), dtype=np.int32)
     lut[present] = np.arange(len(present), dtype=np.int32)
+    lut = lut[_UPPER]  # a lowercase byte gets its uppercase letter's label
     gc_idx = [int(lut[ord(ch)]) for ch in "GC" if lut[ord(ch)] < len(present)]
     gc = np.zeros(n, dtype=np.float64)
     entropy = np.zeros(n, dtype=np.float64)
