@@ -113,6 +113,7 @@ def test_byte_flipped_parquet_fails_cleanly_or_writes_only_valid_rows(world, cli
     assert problems == []
 
 
+@wiring
 @pytest.mark.slow
 def test_many_byte_flipped_parquet_files(world, client, tmp_path, capsys):
     clean = source_bytes(tmp_path, "parquet")
@@ -166,6 +167,7 @@ def test_truncated_gzip_csv_fails_cleanly(world, client, tmp_path, capsys):
     assert problems == []
 
 
+@wiring
 @pytest.mark.slow
 def test_many_byte_flipped_csv_files(world, client, tmp_path, capsys):
     clean = source_bytes(tmp_path, "csv")
