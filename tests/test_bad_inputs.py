@@ -369,3 +369,28 @@ def test_a_clean_input_runs_and_records_the_invariant(world, client, tmp_path, c
     assert code == 0, err
     success = json.loads((out / writer.SUCCESS_FILE).read_text())
     assert success["rows"]["in"] == success["rows"]["written"] + success["rows"]["rejected"] == 40
+
+
+@wiring
+def test_quarantine_counts_survive_a_resume(world, client, tmp_path, capsys):
+    """Rejected rows of complete bins are counted again from their part records on --resume."""
+    bad, codes = all_bad(clean_positions())
+    path = write(bad, tmp_path)
+    out = tmp_path / "out"
+    args = ("--positions", path, "--manifest", world["genomic"], "--cache", world["cache"],
+            "--out", str(out), "--on-bad-rows", "quarantine", "--partition-rows", "20")
+    code, _, err = cli(capsys, client, *args)
+    assert code == 0, err
+    first = json.loads((out / writer.SUCCESS_FILE).read_text())
+    parts = writer.part_files(str(out))
+    assert len(parts) >= 2
+    rejected_files = sorted(p.name for p in (out / "rejected").iterdir())
+    Path(parts[-1]).unlink()  # an interrupted run: one bin missing, no _SUCCESS.json
+    (out / writer.SUCCESS_FILE).unlink()
+    code, _, err = cli(capsys, client, *args, "--resume")
+    assert code == 0, err
+    again = json.loads((out / writer.SUCCESS_FILE).read_text())
+    assert again["rows"] == first["rows"] == {"in": len(bad), "written": len(bad) - 12, "rejected": 12}
+    assert again["partitions"]["resumed"] == len(parts) - 1
+    assert sorted(p.name for p in (out / "rejected").iterdir()) == rejected_files
+    assert sorted(reason_code(pd.read_parquet(out / "rejected")["reason"])) == sorted(codes)
