@@ -127,6 +127,11 @@ class GenomicCache:
     report: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
+    def __reduce__(self):
+        """Pickle as (path, fingerprint): a Dask worker reopens the cache from disk, once per process
+        (:func:`load_cached`), instead of receiving the gene table and bases over the network."""
+        return (_reopen, (str(self.path), self.fingerprint))
+
     @property
     def has_sequence(self) -> bool:
         """Whether the cache was built with a genome FASTA."""
@@ -405,6 +410,13 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
 @functools.lru_cache(maxsize=8)
 def _open_cached(resolved: str, fingerprint: str) -> GenomicCache:
     return GenomicCache.open(resolved)
+
+
+def _reopen(path: str, fingerprint: str) -> GenomicCache:
+    cache = load_cached(path)
+    if cache.fingerprint != fingerprint:
+        raise InputError(f"the genomic cache {path} was rebuilt from other inputs while this run used it")
+    return cache
 
 
 def load_cached(path: str | Path) -> GenomicCache:

@@ -203,6 +203,16 @@ def test_interrupted_build_is_not_reused(tmp_path, monkeypatch):
         GenomicCache.open(out)
 
 
+def test_pickles_as_a_reference_to_disk(slice_cache):
+    import pickle
+
+    blob = pickle.dumps(slice_cache)
+    assert len(blob) < 1000  # path + fingerprint, not the bases
+    again = pickle.loads(blob)
+    assert again is load_cached(slice_cache.path) and again.fingerprint == slice_cache.fingerprint
+    assert np.array_equal(np.asarray(again.bases[:1000]), np.asarray(slice_cache.bases[:1000]))
+
+
 def test_annotation_only_cache(tmp_path):
     cache = build_cache(None, SLICE_GTF, tmp_path / "ann")
     assert not cache.has_sequence and len(cache.bases) == 0
