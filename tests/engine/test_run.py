@@ -196,3 +196,26 @@ def _toy_genes(n: int) -> pd.DataFrame:
     start = 1 + np.concatenate([[0], np.cumsum(length + 50)[:-1]])
     return pd.DataFrame({"gene_start": start, "gene_end": start + length - 1},
                         index=pd.Index([f"GENE{i:03d}" for i in range(n)], name="gene_id"))
+
+
+def test_gene_grouped_input_keeps_its_order_and_shuffled_input_gets_it(client, tmp_path):
+    """Rows come out gene by gene in the order genes first appear in the input, by position within
+    a gene: input already in that order is written in the same order (row_id 0, 1, 2, ...)."""
+    genes = _toy_genes(12).iloc[::-1]  # gene ids in decreasing (non-lexicographic) order
+    grouped = positions_in_genes(genes, 1_500, seed=11).drop_duplicates(["gene_id", "position"])
+    rank = {g: i for i, g in enumerate(genes.index)}
+    grouped = grouped.assign(_r=grouped["gene_id"].map(rank)).sort_values(["_r", "position"], kind="stable")
+    grouped = grouped.drop(columns="_r").reset_index(drop=True)
+    grouped["row_id"] = np.arange(len(grouped), dtype=np.int64)
+    grouped.to_parquet(tmp_path / "grouped.parquet", row_group_size=500)
+    run_enrichment(str(tmp_path / "grouped.parquet"), SCORES_ONLY, str(tmp_path / "a"), config=KEEP,
+                   partition_rows=300, client=client)
+    assert pd.concat(_parts(tmp_path / "a"))["row_id"].tolist() == list(range(len(grouped)))
+    # the same rows shuffled, with the first row of each gene first: same order out (positions are
+    # unique here; rows with equal gene and position keep their input order)
+    firsts = grouped.groupby("gene_id", sort=False).head(1)
+    rest = grouped.drop(firsts.index).sample(frac=1.0, random_state=2)
+    pd.concat([firsts, rest]).to_parquet(tmp_path / "shuffled.parquet", row_group_size=400)
+    run_enrichment(str(tmp_path / "shuffled.parquet"), SCORES_ONLY, str(tmp_path / "b"), config=KEEP,
+                   partition_rows=300, client=client)
+    assert pd.concat(_parts(tmp_path / "b"))["row_id"].tolist() == list(range(len(grouped)))
