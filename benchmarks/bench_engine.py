@@ -27,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -67,6 +68,25 @@ class RssSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def core_baseline(manifest: Path, cache: Path, n: int = 1_000_000) -> dict:
+    """CPU time of the pure core alone on one in-memory frame (no Dask, no I/O): the floor the
+    engine's per-position CPU cost is compared with."""
+    from dask_enrich.core import enrich
+    from dask_enrich.genome.cache import load_cached
+    from dask_enrich.io import normalise_frame
+    from dask_enrich.manifest import load_manifest
+
+    frame = normalise_frame(pd.read_parquet(sorted(Path(write_positions(2_000_000)).glob("*.parquet"))[0]))
+    frame = frame.iloc[:n].reset_index(drop=True)
+    genomic, names = load_cached(cache), load_manifest(manifest)
+    enrich(frame.iloc[:1000], names, genomic=genomic)  # warm up
+    t0 = time.process_time()
+    enrich(frame, names, genomic=genomic)
+    cpu = time.process_time() - t0
+    return {"positions": len(frame), "cpu_seconds": round(cpu, 2),
+            "cpu_us_per_position": round(cpu / len(frame) * 1e6, 3)}
 
 
 def run_size(n: int, manifest: Path, cache: Path, workers: int, partition_rows: int,
@@ -111,6 +131,7 @@ def run_size(n: int, manifest: Path, cache: Path, workers: int, partition_rows: 
         "cpu_seconds": round(cpu_seconds, 2),
         "cpu_us_per_position": round(cpu_seconds / n * 1e6, 3),
         "projected_positions_per_s_idle_cores": round(n / cpu_seconds * workers),
+        "engine_cpu_over_core_cpu": None,
         "load_average_1min_at_end": os.getloadavg()[0],
         "timings_s": summary.timings,
         "cluster_start_s": round(cluster_s, 2),
@@ -143,9 +164,15 @@ def main() -> None:
     build_cache(chromosome_fasta(), chromosome_gtf(), cache)
     cache_s = time.perf_counter() - t0
 
+    core = core_baseline(manifest, cache)
+    print(f"core alone (one process, no Dask): {core['positions']:,} positions, "
+          f"{core['cpu_us_per_position']} CPU us/position", flush=True)
+
     rows = []
     for n in args.sizes:
         result = run_size(n, manifest, cache, args.workers, args.partition_rows, work)
+        result["engine_cpu_over_core_cpu"] = round(result["cpu_us_per_position"]
+                                                   / core["cpu_us_per_position"], 2)
         rows.append(result)
         print(f"{n:>12,} positions  {result['seconds']:7.1f} s  {result['positions_per_s']:>10,} pos/s  "
               f"cpu {result['cpu_us_per_position']} us/position  "
@@ -172,6 +199,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_at_end": os.getloadavg()},
         "target_positions_per_s": TARGET_POSITIONS_PER_S,
+        "core_alone": core,
         "runs": rows,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
