@@ -29,6 +29,7 @@ from .. import __version__
 from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
 from ..errors import ConfigError, EnrichError, InputError, RunFailure
+from ..features.registry import parse_kmer
 from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, inspect_input,
                   read_dask, wanted_columns)
 from ..manifest import Manifest, load_manifest
@@ -87,9 +88,16 @@ class RunSummary:
             f"time          {self.seconds:.1f} s  ({self.positions_per_second:,.0f} positions/s)",
         ]
         if self.imputed:
-            out.append(f"imputed       {len(self.imputed)} feature(s):")
-            for name, count in sorted(self.imputed.items()):
-                out.append(f"  {name:<32} {count:>10,} rows  ({self.imputed_reasons.get(name, '')})")
+            out.append(f"imputed       {len(self.imputed)} feature(s) (all listed in the summary file):")
+            groups: dict[tuple[str, int], list[str]] = {}
+            for name, count in self.imputed.items():
+                groups.setdefault((self.imputed_reasons.get(name, ""), count), []).append(name)
+            for (reason, count), names in groups.items():
+                kmers = [n for n in names if parse_kmer(n) is not None]
+                named = [n for n in names if n not in kmers]
+                listed = named[:6] + (["..."] if len(named) > 6 else [])
+                listed += [f"{len(kmers)} k-mers"] if kmers else []
+                out.append(f"  {', '.join(listed)}: {count:,} rows ({reason})")
         else:
             out.append("imputed       none")
         out.append(f"summary       {self.success_file}")
