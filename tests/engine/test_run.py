@@ -176,6 +176,8 @@ def test_missing_features_fail_before_any_work_and_impute_is_reported(client, tm
     assert summary.imputed["3mer_AAA"] == 200 and summary.imputed["gene_length"] == 200
     assert summary.imputed["context_max"] == 200 and "donor_score" not in summary.imputed
     success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
+    lines = summary.lines()  # one screen: imputed features grouped by reason
+    assert len(lines) < 20 and any("64 k-mers" in line for line in lines)
     needs_more = [n for n in load_manifest(MODEL_DIR).names if lookup(n).requires != {SCORES}]
     assert success["imputed"] == summary.imputed == {n: 200 for n in needs_more}
 
