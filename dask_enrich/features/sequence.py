@@ -258,13 +258,19 @@ def _composition(gathered: np.ndarray, glo: np.ndarray, ghi: np.ndarray, order: 
     gc_idx = [int(lut[ord(ch)]) for ch in "GC" if lut[ord(ch)] < len(present)]
     gc = np.zeros(n, dtype=np.float64)
     entropy = np.zeros(n, dtype=np.float64)
-    inv_len = 1.0 / (ghi - glo)
+    length = ghi - glo
+    # entropy = log2 L - (1/L) * sum over characters of c log2 c, with c log2 c from a table
+    counts_range = np.arange(int(length.max()) + 1, dtype=np.float64)
+    clog = np.zeros_like(counts_range)
+    clog[1:] = counts_range[1:] * np.log2(counts_range[1:])
     for rows, counts in _interval_counts(lambda q0, q1: lut[gathered[q0:q1]], glo, ghi, order, len(present)):
-        p = counts * inv_len[rows]  # chars x windows
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(p > 0, p * np.log2(p), 0.0)
-        entropy[rows] = -terms.sum(axis=0)
-        gc[rows] = p[gc_idx].sum(axis=0) if gc_idx else 0.0
+        w_len = length[rows]
+        if "sequence_complexity" in wanted:
+            h = np.log2(w_len) - clog[counts].sum(axis=0) / w_len
+            h[h < 1e-12] = 0.0  # one character only (the smallest true entropy is ~log2(L)/L)
+            entropy[rows] = h
+        if gc_idx:
+            gc[rows] = counts[gc_idx].sum(axis=0) / w_len
     out = {}
     if "gc_content" in wanted:
         out["gc_content"] = gc
