@@ -277,19 +277,25 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     # gene_id
     gene = frame["gene_id"]
     # one factorisation: per-gene work is done on the uniques, then spread with the codes
-    gene_codes, gene_uniques = pd.factorize(gene.astype(str), use_na_sentinel=False)
+    text_ids = gene if pd.api.types.is_string_dtype(gene.dtype) and gene.dtype != object \
+        else gene.astype(str)
+    gene_codes, gene_uniques = pd.factorize(text_ids, use_na_sentinel=False)
     gene_uniques = pd.Index(np.asarray(gene_uniques, dtype=object))
     gene_text = _Lazy(lambda: gene_uniques.to_numpy()[gene_codes])
-    blank = np.asarray([str(g).strip() == "" for g in gene_uniques], dtype=bool)  # per gene
+    blank = np.asarray(gene_uniques.astype(str).str.strip() == "", dtype=bool)  # per gene
     gene_missing = gene.isna().to_numpy() | blank[gene_codes]
     rows.add(gene_missing, "gene_id_missing", rows.shown("gene_id"))
 
     # position
-    pos, _ = _as_float(frame["position"])
-    with np.errstate(invalid="ignore"):
-        not_integer = ~np.isfinite(pos) | (pos != np.round(pos)) | (np.abs(pos) >= 2.0**62)
-    rows.add(not_integer, "position_not_integer", rows.shown("position"))
-    pos_int = np.where(not_integer, 0, np.nan_to_num(pos)).astype(np.int64)
+    position = frame["position"]
+    if pd.api.types.is_integer_dtype(position.dtype) and not position.hasnans:
+        pos_int = position.to_numpy(dtype=np.int64)  # nothing can be fractional or missing
+    else:
+        pos, _ = _as_float(position)
+        with np.errstate(invalid="ignore"):
+            not_integer = ~np.isfinite(pos) | (pos != np.round(pos)) | (np.abs(pos) >= 2.0**62)
+        rows.add(not_integer, "position_not_integer", rows.shown("position"))
+        pos_int = np.where(not_integer, 0, np.nan_to_num(pos)).astype(np.int64)
     low = 0 if config.coordinates == "gene_relative" else 1
     rows.add(pos_int < low, "position_out_of_range",
              lambda take: [f"position={p} < {low}" for p in pos_int[take]])
@@ -299,6 +305,10 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     score_columns = [c for c in SCORE_COLUMNS + CONTEXT_COLUMNS if c in frame.columns]
     parsed = {c: _as_float(frame[c]) for c in score_columns}
     with np.errstate(invalid="ignore"):
+        # one cheap test per column first; the reasons are worked out only when something is bad
+        suspect = [c for c in score_columns if not (
+            (parsed[c][0] >= 0) & (parsed[c][0] <= 1)
+            | (np.isnan(parsed[c][0]) & ~parsed[c][1] & (c not in SCORE_COLUMNS))).all()]
         for code, test in (
             ("score_not_numeric", lambda v, text, base: text),
             ("score_missing", lambda v, text, base: base & np.isnan(v) & ~text),
@@ -306,7 +316,7 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
             ("score_negative", lambda v, text, base: v < 0),
             ("score_above_one", lambda v, text, base: np.isfinite(v) & (v > 1)),
         ):
-            for column in score_columns:
+            for column in suspect:
                 values, text = parsed[column]
                 rows.add(test(values, text, column in SCORE_COLUMNS), code, rows.shown(column))
 
@@ -323,11 +333,13 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         rows.add(~found, "gene_not_in_annotation", rows.shown("gene_id"))
         at = np.maximum(idx, 0)
         if has_strand and "strand" in gene_table.columns and len(gene_table):
-            gene_strand = gene_table["strand"].astype(str).to_numpy(dtype=object)[at]
-            row_strand = frame["strand"].astype(str).to_numpy(dtype=object)
-            rows.add(found & (row_strand != gene_strand), "strand_mismatch",
-                     lambda take: [f"strand={r!r} but the annotation has {g!r} for gene {gene}"
-                                   for r, g, gene in zip(row_strand[take], gene_strand[take],
+            # booleans, not strings: rows with a strand other than + or - are already rejected
+            gene_minus = np.asarray(gene_table["strand"].astype(str) == "-", dtype=bool)[at]
+            row_minus = np.asarray(frame["strand"] == "-", dtype=bool)
+            rows.add(found & (row_minus != gene_minus), "strand_mismatch",
+                     lambda take: [f"strand={'-' if r else '+'!r} but the annotation has "
+                                   f"{'-' if g else '+'!r} for gene {gene}"
+                                   for r, g, gene in zip(row_minus[take], gene_minus[take],
                                                          gene_text[take])])
         if len(gene_table):
             start = gene_table["gene_start"].to_numpy(dtype=np.int64)[at]
@@ -368,11 +380,15 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         # stable sort by (gene, position): within equal keys the input order is kept, so every
         # row equal to its predecessor in sorted order is a repeat of an earlier row
         codes, positions = gene_codes[candidates], pos_int[candidates]
-        order = np.lexsort((positions, codes))
-        same = np.zeros(len(order), dtype=bool)
-        same[1:] = (codes[order[1:]] == codes[order[:-1]]) & (positions[order[1:]] == positions[order[:-1]])
+        step_code, step_pos = np.diff(codes), np.diff(positions)
+        if not ((step_code > 0) | ((step_code == 0) & (step_pos >= 0))).all():
+            order = np.lexsort((positions, codes))  # the engine's bins come sorted: rarely needed
+            codes, positions, candidates = codes[order], positions[order], candidates[order]
+            step_code, step_pos = np.diff(codes), np.diff(positions)
+        same = np.zeros(len(candidates), dtype=bool)
+        same[1:] = (step_code == 0) & (step_pos == 0)
         repeat = np.zeros(n, dtype=bool)
-        repeat[candidates[order[same]]] = True
+        repeat[candidates[same]] = True
         if repeat.any():
             rows.add(repeat, "duplicate_position",
                      "repeats an earlier row with the same gene_id and position")
