@@ -187,7 +187,7 @@ def predict_base(
 
         own_cluster = LocalCluster(
             n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
         )
         client = Client(own_cluster)
     try:

@@ -101,7 +101,7 @@ def test_fresh_predictions_hit_annotated_sites(tmp_path) -> None:
     plus = [g for g in spliced if spans[g][2] == "+"][10:18]
     minus = [g for g in spliced if spans[g][2] == "-"][10:18]
     out = tmp_path / "t.parquet"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             bp.predict_base(FASTA, GTF, plus + minus, out, client=client)
     acc = _topk(pd.read_parquet(out), sites)

@@ -80,7 +80,7 @@ def track(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
     from distributed import Client, LocalCluster
 
     out = tmp_path_factory.mktemp("track") / "track.parquet"
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             summary = bp.predict_base(FASTA, GTF, [MINUS_GENE, PLUS_GENE, EDGE_GENE], out, client=client)
     return pd.read_parquet(out), summary
