@@ -36,6 +36,8 @@ from ..errors import InputError
 from .registry import lookup, parse_kmer
 
 SEQUENCE_NAMES = ("gc_content", "sequence_length", "sequence_complexity")
+#: Longest supported k (3 bits per base in an int64 code).
+MAX_K = 21
 
 #: ASCII -> 3-bit base code: A C G T = 0..3, N = 4, anything else 7 (never part of a counted k-mer).
 _BASE_CODE = np.full(256, 7, dtype=np.uint8)
@@ -134,6 +136,9 @@ def sequence_features(bases: np.ndarray, lo: np.ndarray, hi: np.ndarray, minus: 
     bad = check_names(names)
     if bad:
         raise ValueError(f"not sequence features: {bad}")
+    too_long = [n for n in names if (parse_kmer(n) or (0, ""))[0] > MAX_K]
+    if too_long:
+        raise ValueError(f"k-mers longer than {MAX_K} are not supported: {too_long[:3]}")
     lo = np.asarray(lo, dtype=np.int64)
     hi = np.asarray(hi, dtype=np.int64)
     minus = np.asarray(minus, dtype=bool)

@@ -157,6 +157,14 @@ def test_errors_and_empty():
         sequence_features(bases, np.array([2]), np.array([2]), np.array([False]), ["gc_content"])
     with pytest.raises(ValueError):
         sequence_features(bases, np.array([0]), np.array([5]), np.array([False]), ["gc_content"])
+    with pytest.raises(ValueError, match="longer than 21"):
+        sequence_features(bases, np.array([0]), np.array([4]), np.array([False]), ["22mer_" + "A" * 22])
+    seq = "AACGTTTGCA" * 12
+    _check(seq, [0, 0, 7], [120, 120, 100], [False, True, True],
+           ["21mer_" + seq[3:24], "21mer_" + seq[5:26], "12mer_" + seq[:12], "12mer_TGCAACGTTTGC"])
+    got = sequence_features(np.frombuffer(seq.encode(), dtype=np.uint8), np.array([0]), np.array([120]),
+                            np.array([False]), ["21mer_" + seq[3:24]])
+    assert got["21mer_" + seq[3:24]].tolist() == [10]  # by hand: period 10, starts 3, 13, ..., 93
     empty = sequence_features(bases, np.array([], dtype=np.int64), np.array([], dtype=np.int64),
                               np.array([], dtype=bool), ["gc_content", "3mer_ACG"])
     assert empty["gc_content"].dtype == np.float64 and empty["3mer_ACG"].dtype == np.int32 and len(empty["3mer_ACG"]) == 0

@@ -95,6 +95,7 @@ chrX\tENSEMBL\texon\t55\t70\t.\t-\t.\tgene_id "GX2"; transcript_id "TX2";
 chrM\tENSEMBL\tgene\t5\t9\t.\t-\t.\tgene_id "GM";
 chrM\tENSEMBL\texon\t5\t9\t.\t-\t.\tgene_id "GM"; transcript_id "TM";
 chrM\tENSEMBL\tgene\t1\t30\t.\t+\t.\tgene_id "NOEXON"; gene_type "pseudogene";
+7\tensembl\texon\t1\t10\t.\t+\t.\tgene_id UNQ1; transcript_id UNQT; orig_gene_id "WRONG";
 """
 
 
@@ -119,6 +120,7 @@ def test_gencode_flavour_by_hand(tmp_path):
     assert gx_sites == {(49, "donor"), (21, "acceptor")}
     assert genes.loc["GM", "chrom"] == 25 and genes.loc["GM", "num_overlaps"] == 1  # NOEXON overlaps it
     assert "NOEXON" not in genes.index and ann.report["genes_without_exons"] == ["NOEXON"]
+    assert genes.loc["UNQ1", "chrom"] == 7 and genes.loc["UNQ1", "gene_length"] == 10  # unquoted values
     # T3 "first exon" by hand to check the two tied transcripts lost on length, not on order
     ann2 = read_gtf(path)
     assert ann2.genes.equals(ann.genes)
