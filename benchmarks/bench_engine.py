@@ -48,17 +48,26 @@ class RssSampler:
     def __init__(self, pids: dict[str, int], interval: float = 0.1):
         self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.peak = {name: 0 for name in pids}
+        #: peak of RSS minus its file-backed part (memory maps of the genome cache, staged files)
+        self.peak_anon = {name: 0 for name in pids}
+        #: the largest worker RSS of each sample, in time order (growth over the run shows here)
+        self.timeline: list[int] = []
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            largest = 0
             for name, process in self.processes.items():
                 try:
-                    self.peak[name] = max(self.peak[name], process.memory_info().rss)
+                    info = process.memory_info()
+                    self.peak[name] = max(self.peak[name], info.rss)
+                    self.peak_anon[name] = max(self.peak_anon[name], info.rss - info.shared)
+                    largest = max(largest, info.rss)
                 except psutil.Error:
                     pass
+            self.timeline.append(largest)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "RssSampler":
@@ -142,6 +151,10 @@ def run_size(n: int, manifest: Path, cache: Path, workers: int, partition_rows: 
         "worker_rss_before_mb": {w: round(v / 2**20) for w, v in rss_before.items()},
         "worker_peak_rss_mb": {w: round(v / 2**20) for w, v in sampler.peak.items()},
         "max_worker_peak_rss_mb": round(max(sampler.peak.values()) / 2**20),
+        "worker_peak_anonymous_rss_mb": {w: round(v / 2**20) for w, v in sampler.peak_anon.items()},
+        "peak_rss_mb_by_quarter_of_run": [
+            round(max(sampler.timeline[q * len(sampler.timeline) // 4:(q + 1) * len(sampler.timeline) // 4]
+                      or [0]) / 2**20) for q in range(4)],
         "imputed": summary.imputed,
     }
     shutil.rmtree(out)
