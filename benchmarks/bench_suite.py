@@ -27,7 +27,8 @@ Inputs come from ``data.py`` (real Arabidopsis chr1 genes, dense uncertain posit
 Results: ``benchmarks/results/suite.json`` and ``suite.md`` (``suite-quick.*`` with --quick) and
 PNG plots. The
 machine's cores may be shared with other work: every timing is given as wall and CPU seconds, and
-ratios of both are reported. Runs that would overrun ``--budget`` are skipped and listed as such.
+ratios of both are reported. Dirty pages are flushed (``os.sync``, untimed) before every timed run
+that writes. Runs that would overrun ``--budget`` are skipped and listed as such.
 """
 from __future__ import annotations
 
@@ -88,11 +89,19 @@ class Clock:
         self.cpu = time.process_time() - self.cpu0
 
 
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """(best wall, CPU of that run) over ``repeat`` runs."""
+def settle() -> None:
+    """Flush dirty pages to disk before a timed run that writes, so that no run pays for writing
+    back the output of the one before it (outputs are gigabytes; untimed)."""
+    os.sync()
+
+
+def best_of(fn: Callable[[], Any], repeat: int, io: bool = False) -> tuple[float, float]:
+    """(best wall, CPU of that run) over ``repeat`` runs (``io``: settle the disk before each)."""
     best = (float("inf"), float("inf"))
     for _ in range(repeat):
         gc.collect()
+        if io:
+            settle()
         with Clock() as c:
             fn()
         if c.wall < best[0]:
@@ -292,6 +301,7 @@ def engine_run(src: Path, manifest: Manifest, workers: int, *, cache: Path | Non
     shutil.rmtree(out, ignore_errors=True)
     cluster = Cluster(workers)
     try:
+        settle()
         summary, row = measured(cluster, lambda: run_enrichment(
             str(src), manifest, str(out), client=cluster.client, mode="overwrite",
             cache=str(cache) if cache else None))
@@ -302,6 +312,7 @@ def engine_run(src: Path, manifest: Manifest, workers: int, *, cache: Path | Non
         row["positions_per_s"] = n / row["wall_s"]
         if summary.rows_written != n:
             raise RuntimeError(f"engine wrote {summary.rows_written} rows of {n}")
+        shutil.rmtree(out, ignore_errors=True)
         if floor:
             files = [str(f) for f in parquet_files(src)]
             floor_dir = data.data_dir() / f"floor-{n}-w{workers}"
@@ -311,6 +322,7 @@ def engine_run(src: Path, manifest: Manifest, workers: int, *, cache: Path | Non
             futures_fn = lambda: cluster.client.gather(cluster.client.map(  # noqa: E731
                 _floor_file, files, [str(floor_dir / Path(f).name) for f in files],
                 [schema] * len(files), pure=False))
+            settle()
             _, floor_row = measured(cluster, futures_fn)
             row.update({"floor_s": floor_row["wall_s"], "floor_cpu_s": floor_row["cpu_s"],
                         "floor_output_bytes": dir_bytes(floor_dir),
@@ -371,9 +383,9 @@ def bench_polars(src: Path, m: dict[str, Manifest], engine_row: dict[str, Any] |
     stream_out = base / f"stream-{n}"
     shutil.rmtree(stream_out, ignore_errors=True)
     polars_peer.run_polars(src, polars_out, names)  # warm-up of the query (small cost)
-    p_wall, p_cpu = best_of(lambda: polars_peer.run_polars(src, polars_out, names), 1)
+    p_wall, p_cpu = best_of(lambda: polars_peer.run_polars(src, polars_out, names), 1, io=True)
     check = check_polars(src, polars_out, m["scores"])
-    s_wall, s_cpu = best_of(lambda: core_stream(src, m["scores"], stream_out), 1)
+    s_wall, s_cpu = best_of(lambda: core_stream(src, m["scores"], stream_out), 1, io=True)
     row = {"positions": n, "features": len(names), "polars_s": p_wall, "polars_cpu_s": p_cpu,
            "polars_output_bytes": polars_out.stat().st_size, "polars_check": check,
            "core_stream_1proc_s": s_wall, "core_stream_1proc_cpu_s": s_cpu,
@@ -417,6 +429,7 @@ def breakdown(src: Path, m: dict[str, Manifest], kind: str, cache: Path | None) 
     dtypes = input_dtypes(src)
     schema = output_schema(m[kind], dtypes)
     meta = normalise_frame(pq.read_schema(files[0]).empty_table().to_pandas())
+    settle()
     with Clock() as c:  # the plan: one pass over gene_id, as the engine does
         counts = pd.concat([pq.read_table(f, columns=["gene_id"]).to_pandas()["gene_id"]
                             for f in files]).value_counts()
@@ -721,12 +734,18 @@ def main() -> None:
                         help="seconds; runs predicted to overrun it are skipped (default 900, "
                         "quick 200)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: seed,polars,"
-                        "scaling,breakdown")
+                        "scaling,breakdown, and full (the full-manifest end-to-end run)")
+    parser.add_argument("--sizes", default="", help="comma list of scaling sizes (default: the "
+                        "mode's); e.g. 2000000,20000000 to repeat the targets' runs")
+    parser.add_argument("--suffix", default=None, help="name suffix of the result files (default "
+                        "'-quick' with --quick, else none)")
     args = parser.parse_args()
     budget = args.budget or (200.0 if args.quick else 900.0)
     skip = set(filter(None, args.skip.split(",")))
     t_start = time.perf_counter()
     sizes = SCALING_QUICK if args.quick else SCALING_FULL
+    if args.sizes:
+        sizes = tuple(sorted(int(x) for x in args.sizes.split(",")))
     m = manifests()
     RESULTS.mkdir(exist_ok=True)
     load = os.getloadavg()
@@ -814,7 +833,7 @@ def main() -> None:
         order = [(n, 2, "scores") for n in sizes if n <= two_m or n == largest]
         order += [(two_m, 1, "scores")]
         order += [(n, 2, "scores") for n in sizes]
-        if cache is not None:
+        if cache is not None and "full" not in skip:
             order.append((min(FULL_MANIFEST_E2E, largest), 2, "full"))
         order += [(largest, 1, "scores")] + [(n, 1, "scores") for n in sizes]
         for n, w, kind in order:
@@ -846,7 +865,7 @@ def main() -> None:
             log(f"  {kind} {fmt_n(n)}: {b['total_cpu_s']:.1f} s CPU serial")
     results["targets"] = targets(results)
     results["seconds"] = elapsed()
-    suffix = "-quick" if args.quick else ""
+    suffix = args.suffix if args.suffix is not None else ("-quick" if args.quick else "")
     results["plots"] = plots(results, suffix)
     (RESULTS / f"suite{suffix}.json").write_text(json.dumps(results, indent=1, default=str))
     (RESULTS / f"suite{suffix}.md").write_text(markdown(results))
