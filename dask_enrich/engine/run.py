@@ -45,12 +45,14 @@ SUMMARY_META = pd.DataFrame({
     "bin": pd.Series([], dtype="int64"),
     "rows_in": pd.Series([], dtype="int64"),
     "rows_written": pd.Series([], dtype="int64"),
+    "rows_rejected": pd.Series([], dtype="int64"),
     "resumed": pd.Series([], dtype="bool"),
     "report": pd.Series([], dtype="object"),
     "seconds": pd.Series([], dtype="float64"),
 })
 _REPORT_ATTR = "dask_enrich_report"
 _ROWS_IN_ATTR = "dask_enrich_rows_in"
+_REJECTED_ATTR = "dask_enrich_rows_rejected"
 
 
 @dataclass
@@ -177,6 +179,7 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
     out.attrs[_REPORT_ATTR] = report.to_dict()
     out.attrs[_ROWS_IN_ATTR] = len(positions)
+    out.attrs[_REJECTED_ATTR] = 0  # the validation step (bad rows split off with a reason) sets it
     return out
 
 
@@ -200,17 +203,21 @@ def _write_bin(frame: pd.DataFrame, ctx: _Context, partition_info: dict | None =
     start = time.perf_counter()
     bin_id = partition_info["number"] if partition_info else -1
     if bin_id in ctx.done:
-        row = {"bin": bin_id, "rows_in": -1, "rows_written": -1, "resumed": True, "report": "{}"}
+        row = {"bin": bin_id, "rows_in": -1, "rows_written": -1, "rows_rejected": -1, "resumed": True,
+               "report": "{}"}
     else:
         report = frame.attrs.get(_REPORT_ATTR)
         if report is None and len(frame) == 0:  # an empty bin: nothing was imputed
             report = EnrichReport().to_dict()
         if report is None:
             raise RunFailure(f"bin {bin_id}: the enrichment report was lost between tasks")
+        rows_in = int(frame.attrs.get(_ROWS_IN_ATTR, len(frame)))
+        rejected = int(frame.attrs.get(_REJECTED_ATTR, 0))
         record = writer.write_part(frame, ctx.out, bin_id, ctx.schema, ctx.fingerprint, report,
-                                   ctx.storage_options)
-        row = {"bin": bin_id, "rows_in": int(frame.attrs.get(_ROWS_IN_ATTR, len(frame))),
-               "rows_written": record["rows"], "resumed": False, "report": json.dumps(report)}
+                                   ctx.storage_options, rows_in=rows_in, rows_rejected=rejected)
+        check_row_counts(rows_in, record["rows"], rejected, f"bin {bin_id}: ")
+        row = {"bin": bin_id, "rows_in": rows_in, "rows_written": record["rows"],
+               "rows_rejected": rejected, "resumed": False, "report": json.dumps(report)}
     row["seconds"] = time.perf_counter() - start
     return pd.DataFrame({k: [v] for k, v in row.items()}).astype(SUMMARY_META.dtypes.to_dict())
 
@@ -241,10 +248,10 @@ def _gene_counts(source: InputSource) -> pd.Series:
     return counts.astype(np.int64)
 
 
-def check_row_counts(rows_in: int, written: int, rejected: int) -> None:
+def check_row_counts(rows_in: int, written: int, rejected: int, where: str = "") -> None:
     """The run's invariant: every row read is written or rejected, exactly once."""
     if rows_in != written + rejected:
-        raise RunFailure(f"row count invariant failed: rows in {rows_in} != written {written} "
+        raise RunFailure(f"{where}row count invariant failed: rows in {rows_in} != written {written} "
                          f"+ rejected {rejected}")
 
 
@@ -557,11 +564,12 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         report = report.merge(EnrichReport(**json.loads(text)))
     rows_in = int(fresh["rows_in"].sum())
     written = int(fresh["rows_written"].sum())
+    rejected = int(fresh["rows_rejected"].sum())
     for record in done.values():
         report = report.merge(EnrichReport(**record["report"]))
-        rows_in += int(record["report"]["rows"])
+        rows_in += int(record.get("rows_in", record["rows"]))
         written += int(record["rows"])
-    rejected = 0  # the validation step (bad rows split off with a reason) adds to this
+        rejected += int(record.get("rows_rejected", 0))
     if pos_counts is not None and rows_in != int(pos_counts.sum()):
         raise RunFailure(f"rows lost or duplicated: {int(pos_counts.sum()):,} positions read but "
                          f"{rows_in:,} reached the partitions")

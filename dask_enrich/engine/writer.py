@@ -203,10 +203,12 @@ def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, run_fingerprint: str,
-               report: dict[str, Any], storage_options: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+               report: dict[str, Any], storage_options: dict[str, Any] | None = None, *,
+               rows_in: int | None = None, rows_rejected: int = 0) -> dict[str, Any]:
     """Write one bin's enriched frame as ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return
-    its record. Runs on the worker; the frame never travels back to the client."""
+    its record (also stored in the file's footer). Runs on the worker; the frame never travels back
+    to the client. ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as
+    bad (kept in the record so that a resumed run can add them up)."""
     fs, root = _fs(out, storage_options)
     if list(frame.columns) != schema.names:
         raise RunFailure(f"bin {bin_id}: enriched columns {list(frame.columns)} do not match the "
@@ -216,7 +218,9 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError, TypeError) as exc:
         raise RunFailure(f"bin {bin_id}: enriched frame does not match the output schema: {exc}") from exc
     record = {"fingerprint": run_fingerprint, "bin": int(bin_id), "file": part_name(bin_id),
-              "rows": int(table.num_rows), "report": report}
+              "rows": int(table.num_rows),
+              "rows_in": int(table.num_rows if rows_in is None else rows_in),
+              "rows_rejected": int(rows_rejected), "report": report}
     table = table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
     options = _writer_options(schema)
     final = f"{root}/{part_name(bin_id)}"
