@@ -1,13 +1,16 @@
 """``run_enrichment``: positions (and/or a track) in, a Parquet dataset of features out, on Dask.
 
 The client reads only small things: the input columns (footers/headers), the rows per gene (one
-pass over ``gene_id``), and one small record per bin at the end. Everything else happens on the
-workers: each input partition gets a bin id from the gene -> bin plan, the rows are shuffled so
-that each bin is exactly one partition (``set_index`` on the bin id with explicit integer
-divisions; positions and track alike), ``map_partitions`` runs the pure core on each bin with an
-explicit ``meta`` (``core.output_meta``), and the writer writes the bin's Parquet file on the worker.
-The manifest, config and plan travel as one small graph key; the genomic cache is opened on each
-worker by path (``genome.cache.load_cached``, once per process), never shipped in the graph.
+pass over ``gene_id``), and one small record per bin at the end. The plan packs genes (in order of
+first appearance) into bins of about ``partition_rows`` rows, never splitting a gene. Everything
+else happens on the workers: the rows reach their bin through the staged exchange (``exchange.py``:
+each input partition is written once, grouped by bin, as an Arrow file under ``OUT/_staging``; each
+bin reads its slices back, memory-mapped), or, with ``exchange_method="p2p"``, through Dask's
+``set_index`` shuffle on the bin id with explicit integer divisions; positions and track go through
+the same plan, so bin i of both is partition i. ``map_partitions`` runs the pure core on each bin
+with an explicit ``meta`` (``core.output_meta``), and the writer writes the bin's Parquet file on the
+worker. The manifest, config and plan travel as one small graph key; the genomic cache is opened on
+each worker by path (``genome.cache.load_cached``, once per process), never shipped in the graph.
 """
 from __future__ import annotations
 
