@@ -11,8 +11,9 @@ a. seed vs core: the seed's per-gene loop (``seed_baseline.py``) against ``dask_
    like for like) and with the real chromosome 1 genomic cache (strictly more work than the seed).
 b. Polars peer vs dask_enrich: the 43 score-derived features, Parquet in, Parquet out, on the same
    generated input: Polars lazy + ``sink_parquet`` (``polars_peer.py``), the dask_enrich engine
-   (``run_enrichment``, 2 workers), and the core streamed file by file in one process. The values
-   of the Polars output are checked against the core's and the engine's on a sample.
+   (``run_enrichment``, 2 workers), and the core streamed file by file in one process, each the
+   faster of two runs (after a warm-up run for Polars). The values
+   of the Polars output are checked against the core's on a sample of 200,000 rows.
 c. scaling: ``run_enrichment`` end to end from 10,000 to 20,000,000 positions (2M with --quick), on
    a fresh LocalCluster of 1 and of 2 single-threaded worker processes per run: wall time,
    throughput, CPU seconds and peak RSS per worker (VmHWM of each worker process), and the
@@ -383,9 +384,9 @@ def bench_polars(src: Path, m: dict[str, Manifest], engine_row: dict[str, Any] |
     stream_out = base / f"stream-{n}"
     shutil.rmtree(stream_out, ignore_errors=True)
     polars_peer.run_polars(src, polars_out, names)  # warm-up of the query (small cost)
-    p_wall, p_cpu = best_of(lambda: polars_peer.run_polars(src, polars_out, names), 1, io=True)
+    p_wall, p_cpu = best_of(lambda: polars_peer.run_polars(src, polars_out, names), 2, io=True)
     check = check_polars(src, polars_out, m["scores"])
-    s_wall, s_cpu = best_of(lambda: core_stream(src, m["scores"], stream_out), 1, io=True)
+    s_wall, s_cpu = best_of(lambda: core_stream(src, m["scores"], stream_out), 2, io=True)
     row = {"positions": n, "features": len(names), "polars_s": p_wall, "polars_cpu_s": p_cpu,
            "polars_output_bytes": polars_out.stat().st_size, "polars_check": check,
            "core_stream_1proc_s": s_wall, "core_stream_1proc_cpu_s": s_cpu,
@@ -818,7 +819,14 @@ def main() -> None:
     polars_n = 2_000_000
     if "polars" not in skip:
         log("b. Polars peer vs dask_enrich")
-        engine_row = run(polars_n, 2) if "scaling" not in skip else None
+        engine_row = None
+        if "scaling" not in skip:
+            engine_row = run(polars_n, 2)
+            if engine_row is not None:  # a second run: the comparison takes the faster of two
+                again = engine_run(data.write_positions(polars_n), m["scores"], 2, floor=False)
+                engine_row["repeat_wall_s"], engine_row["repeat_cpu_s"] = again["wall_s"], again["cpu_s"]
+                if again["wall_s"] < engine_row["wall_s"]:
+                    engine_row = {**engine_row, "wall_s": again["wall_s"], "cpu_s": again["cpu_s"]}
         results["polars"] = bench_polars(data.write_positions(polars_n), m, engine_row)
         p = results["polars"]
         log(f"  Polars {p['polars_s']:.2f} s, core 1 process {p['core_stream_1proc_s']:.2f} s"
