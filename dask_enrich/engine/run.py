@@ -37,7 +37,7 @@ from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, ins
                   read_dask, wanted_columns)
 from ..manifest import Manifest, load_manifest
 from ..selection import Selection, select_mask
-from . import exchange, writer
+from . import exchange, models, writer
 from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, plan_partitions
 
 BIN = "_bin"
@@ -125,6 +125,8 @@ class _Context:
     cache_path: str | None
     done: frozenset[int]
     position_columns: tuple[str, ...]
+    targets: tuple[models.Target, ...] = ()  # the output datasets (one per manifest)
+    score: models.ScoreOptions | None = None  # meta-model scoring
 
 
 # --- worker-side functions ----------------------------------------------------------------------
@@ -183,7 +185,7 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     out.attrs[_REPORT_ATTR] = report.to_dict()
     out.attrs[_ROWS_IN_ATTR] = len(positions)
     out.attrs[_REJECTED_ATTR] = 0  # the validation step (bad rows split off with a reason) sets it
-    return out
+    return models.finish_bin(out, positions, track, ctx)  # scoring; one frame per model
 
 
 def _enrich_positions(positions: pd.DataFrame, track: pd.DataFrame, ctx: _Context,
@@ -216,8 +218,8 @@ def _write_bin(frame: pd.DataFrame, ctx: _Context, partition_info: dict | None =
             raise RunFailure(f"bin {bin_id}: the enrichment report was lost between tasks")
         rows_in = int(frame.attrs.get(_ROWS_IN_ATTR, len(frame)))
         rejected = int(frame.attrs.get(_REJECTED_ATTR, 0))
-        record = writer.write_part(frame, ctx.out, bin_id, ctx.schema, ctx.fingerprint, report,
-                                   ctx.storage_options, rows_in=rows_in, rows_rejected=rejected)
+        record = models.write_part(frame, ctx, bin_id, report, rows_in=rows_in,
+                                   rows_rejected=rejected)
         check_row_counts(rows_in, record["rows"], rejected, f"bin {bin_id}: ")
         row = {"bin": bin_id, "rows_in": rows_in, "rows_written": record["rows"],
                "rows_rejected": rejected, "resumed": False, "report": json.dumps(report)}
@@ -320,6 +322,7 @@ def run_enrichment(
     exchange_method: str = "staged",
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
+    score: models.ScoreOptions | None = None,
 ) -> RunSummary:
     """Enrich ``positions`` (or the uncertain rows of ``track`` when positions is None) with the
     features of ``manifest`` and write a Parquet dataset to ``out``. Returns the run summary.
@@ -341,7 +344,9 @@ def run_enrichment(
         raise ConfigError(f"--partition-rows must be at least 1, not {partition_rows}")
     if exchange_method not in ("staged", "p2p"):
         raise ConfigError(f"exchange must be 'staged' or 'p2p', not {exchange_method!r}")
-    manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    # One target (output dataset) per manifest; the union manifest is what each partition computes.
+    targets, manifest = models.resolve_targets(manifest, out, score, config,
+                                               track_only=positions is None)
 
     # Inputs: resolve files and check columns before anything runs.
     track_only = positions is None
@@ -389,10 +394,10 @@ def run_enrichment(
                 "selection": selection.to_dict() if track_only else None}
     run_record = {"version": __version__, "inputs": inputs, "settings": settings,
                   "manifest_names": list(manifest.names)}
-    run_fingerprint = _fingerprint(run_record)
+    run_record, run_fingerprint, targets = models.fingerprint_targets(targets, run_record, score,
+                                                                      _fingerprint, out)
 
-    writer.precheck_output(out, mode=mode, run_fingerprint=run_fingerprint,
-                           storage_options=storage_options)
+    models.precheck(targets, mode, storage_options)
     own_cluster = None
     own_client = client is None
     if own_client:
@@ -412,7 +417,8 @@ def run_enrichment(
                     track_source, position_columns,
                     track_columns if track_source is not None else None, cache_path, out, mode,
                     partition_rows, storage_options, exchange_method, run_fingerprint, run_record,
-                    progress, say, dashboard, t0, started, run_record_timings)
+                    progress, say, dashboard, t0, started, run_record_timings,
+                    targets=tuple(targets), score=score)
     except EnrichError:
         raise
     except Exception as exc:
@@ -475,7 +481,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
          out: str, mode: writer.Mode, partition_rows: int, storage_options: dict[str, Any] | None,
          exchange_method: str, run_fingerprint: str, run_record: dict[str, Any], progress: Progress | None,
          say: Callable[[str], None], dashboard: str | None, t0: float, started: str,
-         timings: dict[str, float]) -> RunSummary:
+         timings: dict[str, float], targets: tuple[models.Target, ...] = (),
+         score: models.ScoreOptions | None = None) -> RunSummary:
     import dask
     import dask.dataframe as dd
     from distributed import as_completed
@@ -503,14 +510,16 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     meta = output_meta(manifest, input_meta.dtypes.to_dict(), config)
     schema = output_schema(manifest, input_meta.dtypes.to_dict(), config)
     run_record = {**run_record, "plan": plan.summary()}
-    done = writer.prepare_output(out, mode=mode, run_fingerprint=run_fingerprint,
-                                 run_record=run_record, n_bins=plan.n_bins,
-                                 storage_options=storage_options)
+    targets, meta, schema, done = models.prepare(
+        list(targets), score, mode=mode, plan=plan, input_meta=input_meta,
+        track_meta=track_frame._meta if track_frame is not None else None, config=config,
+        storage_options=storage_options)
     exchange.remove_staging(out, storage_options)
     if done:
         say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete")
     ctx = _Context(manifest, config, selection, plan, meta, schema, out, storage_options,
-                   run_fingerprint, cache_path, frozenset(done), position_columns)
+                   run_fingerprint, cache_path, frozenset(done), position_columns,
+                   targets=tuple(targets), score=score)
     ctx_key = dask.delayed(ctx, pure=True, traverse=False)
     staging = exchange.staging_path(out, run_fingerprint)
 
@@ -605,5 +614,5 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         "timings_s": summary.timings,
         "positions_per_second": round(summary.positions_per_second, 1),
     }
-    summary.success_file = writer.write_success(out, success, storage_options)
+    summary.success_file = models.write_successes(targets, success, storage_options)
     return summary
