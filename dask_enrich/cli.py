@@ -56,22 +56,27 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
                         help="show the full traceback of an error")
 
 
-def _add_run(subparsers) -> None:
+def _add_run(subparsers, name: str = "run") -> None:
+    from .engine import models
     from .engine.partition import DEFAULT_PARTITION_ROWS
 
     p = subparsers.add_parser(
-        "run", help="enrich positions with a manifest's features on Dask, write Parquet",
+        name, help="enrich positions with a manifest's features on Dask, write Parquet"
+        if name == "run" else models.SCORE_HELP,
         description="Compute, for each position, the feature vector a meta-model's manifest names;\n"
-                    "partitioned by gene on Dask; written as a Parquet dataset.",
+                    "partitioned by gene on Dask; written as a Parquet dataset."
+        if name == "run" else models.SCORE_DESCRIPTION,
         epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("inputs")
     g.add_argument("--positions", metavar="P",
                    help="positions to enrich (Parquet file/dir/glob or CSV/TSV[.gz], local or URL). "
                         "Omit it to select uncertain positions from --track with --select")
-    g.add_argument("--manifest", metavar="M", required=True,
+    g.add_argument("--manifest", metavar="M", required=True, action="append",
                    help="feature manifest: feature_manifest.csv, train.features.json, a "
                         "one-name-per-line .txt, or a model directory holding one (and optionally "
-                        "feature_stats.json with training medians for --missing impute)")
+                        "feature_stats.json with training medians for --missing impute). Give it "
+                        "several times, or a directory of model directories, to enrich once and "
+                        "write one dataset per model, OUT/<model-name>/")
     g.add_argument("--track", metavar="T",
                    help="full per-nucleotide base-model predictions (same formats): the source of "
                         "context scores (neighbouring nucleotides), and of positions when "
@@ -143,6 +148,7 @@ def _add_run(subparsers) -> None:
                    help="how rows reach their gene partition: 'staged' Arrow files under "
                         "OUT/_staging (default, fastest) or 'p2p' (Dask's shuffle)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    models.add_score_arguments(p, name)
     _add_debug(p)
     p.set_defaults(handler=_cmd_run)
 
@@ -182,14 +188,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     selection = Selection(args.select, args.band_low, args.band_high, args.max_below,
                           args.entropy_above, args.spread_below)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    from .engine.models import score_options
+
+    manifest = args.manifest[0] if len(args.manifest) == 1 else args.manifest
     summary = run_enrichment(
-        args.positions, args.manifest, args.out, track=args.track, cache=args.cache,
+        args.positions, manifest, args.out, track=args.track, cache=args.cache,
         genome=args.genome, annotation=args.annotation, cache_dir=args.cache_dir, config=config,
         selection=selection, mode="resume" if args.resume else "overwrite" if args.overwrite else "new",
         partition_rows=args.partition_rows, scheduler=args.scheduler, workers=args.workers,
         threads_per_worker=args.threads_per_worker, memory_limit=memory_limit,
         exchange_method=args.exchange,
-        progress=None if args.quiet else _progress_printer(sys.stderr), log=log)
+        progress=None if args.quiet else _progress_printer(sys.stderr), log=log,
+        score=score_options(args))
     print("\n".join(summary.lines()))
     return 0
 
@@ -204,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
+    _add_run(subparsers, "score")
     for module_name in PLUGIN_MODULES:
         try:
             module = importlib.import_module(module_name)
