@@ -83,3 +83,9 @@ def test_genes_are_processed_one_by_one_and_concatenated(manifest):
     per_gene = [seed_baseline.SeedEnricher(manifest.names).generate_features_for_uncertain_positions(
         frame[frame["gene_id"] == g], g) for g in frame["gene_id"].unique()]
     pd.testing.assert_frame_equal(out, pd.concat(per_gene, ignore_index=True))
+
+
+def test_verbatim_harmonisation_gives_the_same_frame(manifest):
+    frame = _positions(n_genes=3)
+    pd.testing.assert_frame_equal(seed_baseline.seed_enrich(frame, manifest.names),
+                                  seed_baseline.seed_enrich(frame, manifest.names, verbatim=True))
