@@ -268,7 +268,7 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
 def filter_report(report: Mapping[str, Any], manifest: Manifest) -> dict[str, Any]:
     """An enrichment report (``EnrichReport.to_dict()``) restricted to ``manifest``'s features."""
     names = set(manifest.names)
-    return {"rows": report.get("rows", 0),
+    return {**report,
             "imputed": {k: v for k, v in report.get("imputed", {}).items() if k in names},
             "reasons": {k: v for k, v in report.get("reasons", {}).items() if k in names}}
 
@@ -346,12 +346,22 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
     model = load_model_cached(t.model_dir, score.trust_model, t.manifest)
     if not score.selective:
         return score_partition(frame, model, keep_features=score.keep_features)
-    mask = select_mask(track, ctx.selection)
+    track = track.reset_index(drop=True)
+    mask = np.asarray(select_mask(track, ctx.selection), dtype=bool)
+    if int(mask.sum()) != len(frame):  # uncertain rows split off as bad: not written, not re-scored
+        keep = ~mask
+        rows = np.flatnonzero(mask)
+        kept = pd.MultiIndex.from_arrays([track["gene_id"].to_numpy()[rows],
+                                          track["position"].to_numpy()[rows]]).isin(
+            pd.MultiIndex.from_arrays([positions["gene_id"].to_numpy(),
+                                       positions["position"].to_numpy()]))
+        keep[rows[kept]] = True
+        track, mask = track[keep].reset_index(drop=True), mask[keep]
     meta = model.predict(frame)
     meta.insert(0, "gene_id", frame["gene_id"].to_numpy())
     if ctx.config.coordinates == "genomic":
         meta.insert(1, "position", frame["position"].to_numpy())
-    return selective_scores(track.reset_index(drop=True), mask, meta.reset_index(drop=True))
+    return selective_scores(track, mask, meta.reset_index(drop=True))
 
 
 def finish_bin(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFrame | None,
@@ -370,8 +380,9 @@ def finish_bin(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFr
     if score is not None and score.selective:
         from .run import _ROWS_IN_ATTR
 
-        rows_in = int(enriched.attrs.get(_ROWS_IN_ATTR, len(positions)))
-        out.attrs[_ROWS_IN_ATTR] = rows_in - len(positions) + len(track)
+        uncertain = int(np.asarray(select_mask(track, ctx.selection)).sum())
+        rows_in = int(enriched.attrs.get(_ROWS_IN_ATTR, uncertain))
+        out.attrs[_ROWS_IN_ATTR] = rows_in - uncertain + len(track)  # every track row is in
     return out
 
 
