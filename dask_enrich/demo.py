@@ -35,8 +35,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "dask-enrich"
 
 
-def run_demo(out: str | Path = "dask-enrich-demo", *, workers: int = 2, log=print, progress=None):
-    """Run the demo into ``out`` (replacing an earlier demo output); returns the run summary."""
+def run_demo(out: str | Path = "dask-enrich-demo", *, workers: int = 2, log=print, progress=None,
+             score: bool = False):
+    """Run the demo into ``out`` (replacing an earlier demo output); returns the run summary.
+    ``score``: apply the bundled meta-model in the same pass, in selective mode (every track
+    position once: meta scores where uncertain, base scores elsewhere)."""
+    from .engine.models import ScoreOptions
     from .engine.run import run_enrichment
 
     missing = [p.name for p in (GENOME, ANNOTATION, TRACK, MODEL_DIR) if not p.exists()]
@@ -47,12 +51,17 @@ def run_demo(out: str | Path = "dask-enrich-demo", *, workers: int = 2, log=prin
     return run_enrichment(
         None, MODEL_DIR, str(out), track=str(TRACK), genome=str(GENOME), annotation=str(ANNOTATION),
         cache_dir=str(default_cache_dir()), mode="overwrite", workers=workers, threads_per_worker=1,
-        partition_rows=DEMO_PARTITION_ROWS, progress=progress, log=log)
+        partition_rows=DEMO_PARTITION_ROWS, progress=progress, log=log,
+        score=ScoreOptions(selective=True) if score else None)
 
 
 def preview(out: str | Path, rows: int = 5) -> str:
-    """A few rows and feature columns of the written output."""
+    """A few rows and feature columns of the written output (re-scored rows of a scored demo)."""
     dataset = pq.ParquetDataset(str(out))
+    if "rescored" in dataset.schema.names:
+        frame = dataset.read().to_pandas()
+        frame = frame[frame["rescored"]].head(rows).drop(columns=["chrom"], errors="ignore")
+        return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     table = dataset.read(columns=[c for c in PREVIEW_COLUMNS if c in dataset.schema.names])
     frame = table.slice(0, rows).to_pandas()
     return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
@@ -66,6 +75,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="dask-enrich-demo",
                         help="output directory (default ./dask-enrich-demo; replaced if it exists)")
     parser.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
+    parser.add_argument("--score", action="store_true",
+                        help="apply the bundled meta-model in the same pass: every track position "
+                             "with base and meta scores (meta where uncertain) and a 'rescored' flag")
     parser.set_defaults(handler=_cli_demo)
 
 
@@ -73,9 +85,10 @@ def _cli_demo(args: argparse.Namespace) -> int:
     from .cli import _progress_printer
 
     summary = run_demo(args.out, workers=args.workers, progress=_progress_printer(sys.stderr),
-                       log=lambda message: print(message, file=sys.stderr))
+                       log=lambda message: print(message, file=sys.stderr), score=args.score)
     print("\n".join(summary.lines()))
-    print("\nPreview (first rows, a few of the 124 feature columns):")
+    print("\nPreview (first re-scored positions: base and meta scores):" if args.score else
+          "\nPreview (first rows, a few of the 124 feature columns):")
     print(preview(args.out))
     print(f"\nOutput: {Path(args.out).resolve()}  (one Parquet file per gene partition; "
           f"read it with pandas.read_parquet)")
