@@ -33,7 +33,8 @@ output:
   [chrom or chrom_name, strand], the --keep-columns, then the manifest's features in order.
   OUT/_SUCCESS.json records rows in/written/rejected, imputed features, fingerprints and timings.
 
-exit codes: 0 success, 2 bad input or manifest, 3 bad option or missing features, 4 run failure.
+exit codes: 0 success, 2 bad input or manifest (also usage errors), 3 bad option or missing
+  features, 4 run failure, 5 feature plugin error, 1 unexpected error, 130 interrupted.
 """
 
 
@@ -108,6 +109,11 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="a manifest feature the inputs cannot provide: 'error' stops before any "
                         "work (naming the input that would provide it, the default); 'impute' fills "
                         "it with the training median (else a documented constant) and reports counts")
+    f.add_argument("--on-bad-rows", choices=("error", "quarantine"), default="error",
+                   help="rows that fail the input checks (NaN or out-of-range scores, fractional "
+                        "positions, duplicates, genes absent from the annotation, ...): 'error' "
+                        "fails the run naming the file, reasons and example rows (default); "
+                        "'quarantine' writes them with their reason to OUT/rejected/ and goes on")
     f.add_argument("--coordinates", choices=("genomic", "gene_relative"), default="genomic",
                    help="positions are 1-based genomic coordinates (default) or 0-based offsets from "
                         "the gene's 5' end in transcript orientation (MetaSpliceAI training rows; "
@@ -197,7 +203,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         selection=selection, mode="resume" if args.resume else "overwrite" if args.overwrite else "new",
         partition_rows=args.partition_rows, scheduler=args.scheduler, workers=args.workers,
         threads_per_worker=args.threads_per_worker, memory_limit=memory_limit,
-        exchange_method=args.exchange,
+        exchange_method=args.exchange, on_bad_rows=args.on_bad_rows,
         progress=None if args.quiet else _progress_printer(sys.stderr), log=log,
         score=score_options(args))
     print("\n".join(summary.lines()))

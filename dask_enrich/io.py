@@ -18,6 +18,7 @@ from typing import Any, Iterable, Literal, Sequence
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
@@ -190,16 +191,26 @@ def _csv_dtypes(columns: Sequence[str]) -> dict[str, Any]:
     return dtypes
 
 
-def normalise_frame(frame: pd.DataFrame, label: str = "positions") -> pd.DataFrame:
+def normalise_frame(frame: pd.DataFrame, label: str = "positions", *,
+                    position_dtype: Any = np.int64) -> pd.DataFrame:
     """Canonical dtypes: ids as ``str``, ``position`` int64, scores float64 (pure pandas).
 
     Raises InputError for a position that is missing or not an integer, or a non-numeric score.
+    ``position_dtype=float64`` keeps missing and fractional positions (as float64) for the row
+    checks of :mod:`dask_enrich.validate` to reject with a reason.
     """
     changed: dict[str, pd.Series] = {}
     for column in frame.columns:
         original = values = frame[column]
         if column in _STRING_COLUMNS:
             values = values.astype("str") if values.dtype != "str" else values
+        elif column == "position" and np.dtype(position_dtype) == np.float64:
+            if values.dtype != np.float64:
+                try:
+                    values = pd.Series(pd.to_numeric(values, errors="raise").to_numpy(
+                        dtype=np.float64, na_value=np.nan), index=frame.index, name=column)
+                except (TypeError, ValueError):
+                    raise InputError(f"{label}: column 'position' holds non-numeric values") from None
         elif column == "position" and values.dtype != np.int64:
             try:
                 as_float = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -227,10 +238,11 @@ def normalise_frame(frame: pd.DataFrame, label: str = "positions") -> pd.DataFra
     return frame
 
 
-def _meta_of(source: InputSource, columns: Sequence[str]) -> pd.DataFrame:
+def _meta_of(source: InputSource, columns: Sequence[str], position_dtype: Any = np.int64
+             ) -> pd.DataFrame:
     """The normalised empty frame for these columns (keep-columns typed from the file)."""
     sample = _read_head(source, columns)
-    return normalise_frame(sample.iloc[:0], source.label)
+    return normalise_frame(sample.iloc[:0], source.label, position_dtype=position_dtype)
 
 
 def _read_head(source: InputSource, columns: Sequence[str]) -> pd.DataFrame:
@@ -238,28 +250,145 @@ def _read_head(source: InputSource, columns: Sequence[str]) -> pd.DataFrame:
         fs, stripped = _fs(source.files[0], source.storage_options)
         with fs.open(stripped, "rb") as handle:
             return pq.ParquetFile(handle).schema_arrow.empty_table().select(list(columns)).to_pandas()
-    with fsspec.open(source.files[0], "rb", compression=source.compression,
-                     **(source.storage_options or {})) as handle:
-        return pd.read_csv(handle, sep=source.sep, usecols=list(columns), nrows=100,
+    try:  # the first 100 rows only (pandas would read a whole buffer of a gzip stream)
+        with fsspec.open(source.files[0], "rb", compression=source.compression,
+                         **(source.storage_options or {})) as handle:
+            head = b"".join(line for _, line in zip(range(101), handle))
+        return pd.read_csv(_io.BytesIO(head), sep=source.sep, usecols=list(columns),
                            dtype=_csv_dtypes(columns))
+    except Exception as exc:  # truncated, undecodable or unparseable first rows
+        raise InputError(f"{source.label} file {source.files[0]}: cannot be read "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
 
 
-def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | int | None = "128MiB"):
-    """A Dask DataFrame of ``columns`` of the input, with canonical dtypes."""
+def _raw_position_dtype(source: InputSource) -> Any:
+    """int64 when the input stores positions as integers (Parquet integer column), else float64
+    (CSV, float columns: missing or fractional positions are kept for the row checks)."""
+    if source.format == "parquet" and "position" in source.columns:
+        fs, stripped = _fs(source.files[0], source.storage_options)
+        with fs.open(stripped, "rb") as handle:
+            field = pq.ParquetFile(handle).schema_arrow.field("position")
+        if pa.types.is_integer(field.type):
+            return np.int64
+    return np.float64
+
+
+def _parquet_pieces(source: InputSource, target_bytes: int) -> list[tuple[str, tuple[int, ...] | None]]:
+    """(file, row groups) pieces of about ``target_bytes`` (uncompressed) each, from the footers."""
+    pieces: list[tuple[str, tuple[int, ...] | None]] = []
+    for file in source.files:
+        fs, stripped = _fs(file, source.storage_options)
+        try:
+            with fs.open(stripped, "rb") as handle:
+                metadata = pq.ParquetFile(handle).metadata
+        except Exception as exc:  # unreadable / truncated footer
+            raise InputError(f"{source.label} file {file}: cannot be read "
+                             f"({type(exc).__name__}: {exc})") from None
+        groups: list[int] = []
+        size = 0
+        for i in range(metadata.num_row_groups):
+            groups.append(i)
+            size += metadata.row_group(i).total_byte_size
+            if size >= target_bytes:
+                pieces.append((file, tuple(groups)))
+                groups, size = [], 0
+        if groups or not pieces or pieces[-1][0] != file:
+            pieces.append((file, tuple(groups) if groups else None))
+    return pieces
+
+
+def _csv_pieces(source: InputSource, blocksize: int | None) -> list[tuple[str, int | None, int | None]]:
+    """(file, offset, length) byte blocks (whole files when compressed or ``blocksize`` is None)."""
+    pieces: list[tuple[str, int | None, int | None]] = []
+    for file in source.files:
+        if source.compression or blocksize is None:
+            pieces.append((file, None, None))
+            continue
+        fs, stripped = _fs(file, source.storage_options)
+        size = int(fs.info(stripped).get("size") or 0)
+        pieces += [(file, offset, blocksize) for offset in range(0, max(size, 1), blocksize)]
+    return pieces
+
+
+class _PieceReader:
+    """Reads one piece of an input on a worker; any failure is an InputError naming the file."""
+
+    def __init__(self, source: InputSource, columns: Sequence[str], position_dtype: Any):
+        self.source, self.columns, self.position_dtype = source, list(columns), position_dtype
+
+    def __call__(self, piece: tuple) -> pd.DataFrame:
+        file = piece[0]
+        try:
+            frame = self._read(piece)
+        except InputError as exc:
+            raise InputError(f"{self.source.label} file {file}: {exc}") from None
+        except Exception as exc:  # truncated, corrupt, undecodable, unparseable
+            raise InputError(f"{self.source.label} file {file}: cannot be read "
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
+        try:
+            return normalise_frame(frame, self.source.label, position_dtype=self.position_dtype)
+        except InputError as exc:
+            raise InputError(f"{self.source.label} file {file}: {str(exc).split(': ', 1)[-1]}") from None
+
+    def _read(self, piece: tuple) -> pd.DataFrame:
+        source = self.source
+        if source.format == "parquet":
+            file, groups = piece
+            fs, stripped = _fs(file, source.storage_options)
+            with fs.open(stripped, "rb") as handle:
+                parquet = pq.ParquetFile(handle)
+                table = (parquet.read(columns=self.columns) if groups is None
+                         else parquet.read_row_groups(list(groups), columns=self.columns))
+            return table.to_pandas()
+        file, offset, length = piece
+        dtypes = _csv_dtypes(self.columns)
+        if np.dtype(self.position_dtype) == np.float64 and "position" in self.columns:
+            dtypes["position"] = "float64"
+        with fsspec.open(file, "rb", compression=source.compression,
+                         **(source.storage_options or {})) as handle:
+            if offset is None:
+                data = handle.read()
+            else:
+                from fsspec.utils import read_block
+
+                data = read_block(handle, offset, length, delimiter=b"\n")
+        if offset:  # a block after the first: no header line
+            if not data.strip():
+                return pd.DataFrame({c: pd.Series([], dtype=dtypes.get(c, "str"))
+                                     for c in self.columns})
+            frame = pd.read_csv(_io.BytesIO(data), sep=source.sep, header=None,
+                                names=list(source.columns), usecols=self.columns, dtype=dtypes)
+        else:
+            frame = pd.read_csv(_io.BytesIO(data), sep=source.sep, usecols=self.columns, dtype=dtypes)
+            frame.columns = [str(c).strip() for c in frame.columns]
+        return frame[self.columns]
+
+
+def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | int | None = "128MiB",
+              lenient: bool = False):
+    """A Dask DataFrame of ``columns`` of the input, with canonical dtypes.
+
+    Each partition is one piece of one file (Parquet row groups of about ``blocksize``
+    uncompressed bytes, or a CSV byte block; a compressed CSV file is one piece); a piece that
+    cannot be read or parsed raises InputError naming its file. ``lenient``: keep missing or
+    fractional positions (float64) for the row checks instead of failing the read.
+    """
     import dask.dataframe as dd
+    from dask.utils import parse_bytes
 
     columns = list(columns)
+    position_dtype = _raw_position_dtype(source) if lenient else np.int64
+    meta = _meta_of(source, columns, position_dtype)
+    size = parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize
     if source.format == "parquet":
-        frame = dd.read_parquet(list(source.files), columns=columns,
-                                storage_options=source.storage_options)
+        pieces: list = _parquet_pieces(source, size or (256 << 20))
     else:
-        frame = dd.read_csv(list(source.files), sep=source.sep, usecols=columns,
-                            dtype=_csv_dtypes(columns), compression=source.compression,
-                            blocksize=None if source.compression else blocksize,
-                            storage_options=source.storage_options)
-        frame = frame[columns]
-    meta = _meta_of(source, columns)
-    return frame.map_partitions(normalise_frame, source.label, meta=meta)
+        pieces = _csv_pieces(source, size)
+    import dask
+
+    with dask.config.set({"dataframe.convert-string": False}):  # keep pandas' own "str" dtype
+        return dd.from_map(_PieceReader(source, columns, position_dtype), pieces, meta=meta,
+                           label=f"read-{source.label}", enforce_metadata=False)
 
 
 def read_pandas(source: InputSource | str, columns: Sequence[str] | None = None) -> pd.DataFrame:

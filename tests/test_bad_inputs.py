@@ -2,9 +2,7 @@
 
 Every run goes through the real engine (``dask-enrich run`` in-process, and ``run_enrichment``) on a
 small synthetic world: a 6 kb FASTA (chr1) and a GTF with a plus-strand gene GA (1001..2000), a
-minus-strand gene GB (3001..4000) and a gene GZ on chrZ, which the FASTA lacks. Tests marked
-``needs validate wiring`` fail until ``dask_enrich.validate`` is wired into the engine (see the
-integration plan of issue 7); remove the marks then.
+minus-strand gene GB (3001..4000) and a gene GZ on chrZ, which the FASTA lacks.
 """
 from __future__ import annotations
 
@@ -31,7 +29,6 @@ GENOMIC = [*SCORES, "gene_length", "gc_content"]
 CTX = ["context_score_m2", "context_score_m1", "context_score_p1", "context_score_p2"]
 GENES = {"GA": (1001, 2000, "+"), "GB": (3001, 4000, "-")}
 TIMEOUT = 180
-wiring = pytest.mark.xfail(reason="needs validate wiring", strict=True)
 
 
 # --- the small world -----------------------------------------------------------------------------
@@ -153,7 +150,6 @@ def test_missing_column_with_a_close_name(world, client, tmp_path, capsys):
         assert "positions.parquet" in text and "donor_score" in text and "donor_prob" in text
 
 
-@wiring
 def test_missing_column_known_under_an_alias(world, client, tmp_path, capsys):
     frame = clean_positions().rename(columns={"position": "pos", "gene_id": "gene"})
     path = write(frame, tmp_path)
@@ -162,7 +158,6 @@ def test_missing_column_known_under_an_alias(world, client, tmp_path, capsys):
         assert "'position' (found 'pos'" in text and "'gene_id' (found 'gene'" in text
 
 
-@wiring
 def test_text_in_a_score_column(world, client, tmp_path, capsys):
     frame = clean_positions()
     frame["acceptor_score"] = frame["acceptor_score"].astype(str)
@@ -171,7 +166,6 @@ def test_text_in_a_score_column(world, client, tmp_path, capsys):
         assert "positions.parquet" in text and "column 'acceptor_score' holds text" in text
 
 
-@wiring
 def test_numeric_strand_column(world, client, tmp_path, capsys):
     frame = clean_positions()
     frame["strand"] = np.where(frame["strand"] == "+", 1, -1)
@@ -180,7 +174,6 @@ def test_numeric_strand_column(world, client, tmp_path, capsys):
         assert "positions.parquet" in text and "column 'strand' holds numbers" in text
 
 
-@wiring
 def test_empty_input(world, client, tmp_path, capsys):
     path = write(clean_positions().iloc[:0], tmp_path)
     for text in run_both(capsys, client, tmp_path, path, world["scores"]):
@@ -273,7 +266,6 @@ ROW_CASES = {
 FAST_CASES = {"nan_score", "fractional_position", "duplicate_rows", "chromosome_absent_from_fasta"}
 
 
-@wiring
 @pytest.mark.parametrize("case", [c if c in FAST_CASES else pytest.param(c, marks=pytest.mark.slow)
                                   for c in ROW_CASES])
 def test_bad_rows_fail_the_run_by_default(world, client, tmp_path, capsys, case):
@@ -299,7 +291,6 @@ def all_bad(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return bad, codes
 
 
-@wiring
 def test_quarantine_writes_rejected_rows_with_reasons_and_goes_on(world, client, tmp_path, capsys):
     clean = clean_positions()
     bad, codes = all_bad(clean)
@@ -330,7 +321,6 @@ def test_quarantine_writes_rejected_rows_with_reasons_and_goes_on(world, client,
     pd.testing.assert_frame_equal(written[reference.columns], reference, check_dtype=False)
 
 
-@wiring
 def test_quarantine_through_the_python_api(world, client, tmp_path):
     bad, codes = all_bad(clean_positions())
     summary = api(client, write(bad, tmp_path), world["genomic"], str(tmp_path / "out"),
@@ -339,7 +329,6 @@ def test_quarantine_through_the_python_api(world, client, tmp_path):
     assert summary.rows_in == summary.rows_written + summary.rows_rejected == len(bad)
 
 
-@wiring
 def test_score_sum_far_from_one_is_a_warning_and_the_run_succeeds(world, client, tmp_path, capsys):
     frame = clean_positions()
     frame.loc[[2, 3, 4], ["donor_score", "acceptor_score", "neither_score"]] *= 0.8  # sums 0.8
@@ -371,7 +360,6 @@ def test_a_clean_input_runs_and_records_the_invariant(world, client, tmp_path, c
     assert success["rows"]["in"] == success["rows"]["written"] + success["rows"]["rejected"] == 40
 
 
-@wiring
 def test_quarantine_counts_survive_a_resume(world, client, tmp_path, capsys):
     """Rejected rows of complete bins are counted again from their part records on --resume."""
     bad, codes = all_bad(clean_positions())

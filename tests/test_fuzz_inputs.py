@@ -19,7 +19,7 @@ import pytest
 
 from dask_enrich.engine import writer
 from tests.engine.conftest import client  # noqa: F401  (session LocalCluster fixture)
-from tests.test_bad_inputs import GENES, clean_positions, cli, wiring, world  # noqa: F401
+from tests.test_bad_inputs import GENES, clean_positions, cli, world  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,6 @@ def test_truncated_parquet_fails_cleanly(world, client, tmp_path, capsys, fracti
     assert problems == []
 
 
-@wiring
 def test_byte_flipped_parquet_fails_cleanly_or_writes_only_valid_rows(world, client, tmp_path, capsys):
     clean = source_bytes(tmp_path, "parquet")
     problems = []
@@ -113,7 +112,6 @@ def test_byte_flipped_parquet_fails_cleanly_or_writes_only_valid_rows(world, cli
     assert problems == []
 
 
-@wiring
 @pytest.mark.slow
 def test_many_byte_flipped_parquet_files(world, client, tmp_path, capsys):
     clean = source_bytes(tmp_path, "parquet")
@@ -125,7 +123,6 @@ def test_many_byte_flipped_parquet_files(world, client, tmp_path, capsys):
 
 
 # --- CSV -------------------------------------------------------------------------------------------
-@wiring
 def test_csv_truncated_in_the_middle_of_a_row_fails_cleanly(world, client, tmp_path, capsys):
     data = source_bytes(tmp_path, "csv")
     last = data.rstrip(b"\n").rindex(b"\n") + 1
@@ -151,7 +148,6 @@ def test_csv_with_a_non_utf8_byte_or_a_broken_row_fails_cleanly(world, client, t
     assert problems == []
 
 
-@wiring
 def test_byte_flipped_csv_fails_cleanly_or_writes_only_valid_rows(world, client, tmp_path, capsys):
     clean = source_bytes(tmp_path, "csv")
     problems = []
@@ -160,14 +156,12 @@ def test_byte_flipped_csv_fails_cleanly_or_writes_only_valid_rows(world, client,
     assert problems == []
 
 
-@wiring
 def test_truncated_gzip_csv_fails_cleanly(world, client, tmp_path, capsys):
     data = source_bytes(tmp_path, "csv.gz")
     problems = run_corrupt(capsys, client, world, tmp_path, "positions.csv.gz", truncate(data, 0.6))
     assert problems == []
 
 
-@wiring
 @pytest.mark.slow
 def test_many_byte_flipped_csv_files(world, client, tmp_path, capsys):
     clean = source_bytes(tmp_path, "csv")
@@ -192,7 +186,6 @@ def test_console_script_on_a_truncated_parquet_file_exits_2_without_traceback(tm
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
-@wiring
 def test_console_script_on_a_csv_that_breaks_on_a_worker_exits_2_without_traceback(tmp_path, world):
     """The read fails inside a worker of the CLI's own LocalCluster: still one clean line."""
     path = tmp_path / "positions.csv"

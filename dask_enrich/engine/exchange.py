@@ -93,7 +93,8 @@ def gather_bin(bin_id: int, splits: list[dict[str, Any]], meta: pd.DataFrame, la
         return meta.iloc[:0].copy()
     table = pa.Table.from_batches(batches)
     frame = table.to_pandas(split_blocks=True)
-    return normalise_frame(frame[list(meta.columns)], label)
+    position_dtype = meta["position"].dtype if "position" in meta.columns else np.int64
+    return normalise_frame(frame[list(meta.columns)], label, position_dtype=position_dtype)
 
 
 def staging_path(out: str, fingerprint: str) -> str:

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +37,7 @@ from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, ins
                   read_dask, wanted_columns)
 from ..manifest import Manifest, load_manifest
 from ..selection import Selection, select_mask
-from . import exchange, models, writer
+from . import exchange, rejects, models, writer
 from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, plan_partitions
 
 BIN = "_bin"
@@ -77,6 +77,7 @@ class RunSummary:
     dashboard: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     track_rows: int | None = None
+    warnings: dict[str, Any] = field(default_factory=dict)  # of the row checks (score sums, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +106,7 @@ class RunSummary:
                 out.append(f"  {', '.join(listed)}: {count:,} rows ({reason})")
         else:
             out.append("imputed       none")
+        out += rejects.warning_lines({"warnings": self.warnings})
         out.append(f"summary       {self.success_file}")
         return out
 
@@ -127,6 +129,7 @@ class _Context:
     position_columns: tuple[str, ...]
     targets: tuple[models.Target, ...] = ()  # the output datasets (one per manifest)
     score: models.ScoreOptions | None = None  # meta-model scoring
+    checks: rejects.BinChecks = rejects.BinChecks()  # row checks before enrich (validate)
 
 
 # --- worker-side functions ----------------------------------------------------------------------
@@ -178,13 +181,19 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     track = _sorted_bin(track, ctx.plan) if track is not None else None
     if positions is None:  # track only: the positions are the track's uncertain rows
         positions = track[select_mask(track, ctx.selection)][list(ctx.position_columns)]
-        positions = positions.reset_index(drop=True)
-    else:
-        positions = _sorted_bin(positions, ctx.plan)
+    positions = positions.reset_index(drop=True)
+    if BIN in positions.columns:
+        positions = positions.drop(columns=BIN)
+    rows_in = len(positions)
+    # bad rows split off with a reason (error: the run fails; quarantine: OUT/rejected/)
+    positions, rejected, checks = rejects.check_bin(
+        positions, ctx.checks, bin_id=bin_id, config=ctx.config, genomic=_genomic(ctx), out=ctx.out,
+        fingerprint=ctx.fingerprint, storage_options=ctx.storage_options)
+    positions = _sorted_bin(positions, ctx.plan)
     out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
-    out.attrs[_REPORT_ATTR] = report.to_dict()
-    out.attrs[_ROWS_IN_ATTR] = len(positions)
-    out.attrs[_REJECTED_ATTR] = 0  # the validation step (bad rows split off with a reason) sets it
+    out.attrs[_REPORT_ATTR] = {**report.to_dict(), rejects.CHECKS_KEY: checks}
+    out.attrs[_ROWS_IN_ATTR] = rows_in
+    out.attrs[_REJECTED_ATTR] = rejected
     return models.finish_bin(out, positions, track, ctx)  # scoring; one frame per model
 
 
@@ -322,6 +331,7 @@ def run_enrichment(
     exchange_method: str = "staged",
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
+    on_bad_rows: str = "error",
     score: models.ScoreOptions | None = None,
 ) -> RunSummary:
     """Enrich ``positions`` (or the uncertain rows of ``track`` when positions is None) with the
@@ -330,10 +340,15 @@ def run_enrichment(
     Cluster: ``client`` (an existing ``distributed.Client``), else ``scheduler`` (an address), else
     a LocalCluster of ``workers`` x ``threads_per_worker`` with ``memory_limit`` per worker.
     ``mode``: ``new`` (refuse a non-empty OUT), ``resume`` or ``overwrite``.
+    ``on_bad_rows``: ``error`` (a bad row fails the run, naming the file, reasons and example
+    rows) or ``quarantine`` (bad rows go to ``OUT/rejected/`` with their reason).
     ``exchange_method``: how rows reach their bin: ``staged`` (Arrow files under OUT/_staging, the
     default) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
     """
     say = log or (lambda message: None)
+    # local paths absolute on the client: the workers have other working directories
+    positions, track, out, cache, genome, annotation, cache_dir = map(
+        rejects.absolute, (positions, track, out, cache, genome, annotation, cache_dir))
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if positions is None and track is None:
@@ -342,6 +357,8 @@ def run_enrichment(
         raise ConfigError(f"mode must be new, resume or overwrite, not {mode!r}")
     if partition_rows < 1:
         raise ConfigError(f"--partition-rows must be at least 1, not {partition_rows}")
+    if on_bad_rows not in rejects.ON_BAD_ROWS:
+        raise ConfigError(f"--on-bad-rows must be 'error' or 'quarantine', not {on_bad_rows!r}")
     if exchange_method not in ("staged", "p2p"):
         raise ConfigError(f"exchange must be 'staged' or 'p2p', not {exchange_method!r}")
     # One target (output dataset) per manifest; the union manifest is what each partition computes.
@@ -354,6 +371,7 @@ def run_enrichment(
                                                        storage_options=storage_options)
     track_source = None if track is None else inspect_input(track, label="track",
                                                             storage_options=storage_options)
+    rejects.check_sources(pos_source, track_source)  # names, dtypes (footers / first rows)
     if track_only:
         track_columns = wanted_columns(track_source, POSITION_COLUMNS, config.keep_columns)
         position_columns = tuple(track_columns)
@@ -391,6 +409,7 @@ def run_enrichment(
                 "partition (gzip cannot be split), so a worker holds a whole file at once; "
                 "Parquet or several smaller files keep memory bounded")
     settings = {"config": asdict(config), "partition_rows": partition_rows,
+                "on_bad_rows": on_bad_rows,
                 "selection": selection.to_dict() if track_only else None}
     run_record = {"version": __version__, "inputs": inputs, "settings": settings,
                   "manifest_names": list(manifest.names)}
@@ -459,7 +478,7 @@ def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
                             memory_limit=memory_limit, processes=processes,
-                            dashboard_address=":0", silence_logs=logging.ERROR)
+                            dashboard_address=":0", silence_logs=logging.CRITICAL)
 
 
 def _make_client(scheduler: str | None, workers: int, threads_per_worker: int,
@@ -487,13 +506,14 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     import dask.dataframe as dd
     from distributed import as_completed
 
-    pos_frame = read_dask(pos_source, position_columns) if pos_source else None
+    pos_frame = read_dask(pos_source, position_columns, lenient=True) if pos_source else None
     track_frame = read_dask(track_source, track_columns) if track_source else None
 
     # Plan: rows per gene (positions and track rows alike), packed into bins.
     t = time.perf_counter()
     pos_counts = _gene_counts(pos_source) if pos_frame is not None else None
     track_counts = _gene_counts(track_source) if track_frame is not None else None
+    rejects.check_counts(pos_source, pos_counts, track_source, track_counts)  # empty input
     if pos_counts is None:
         weights = track_counts
     elif track_counts is None:
@@ -520,6 +540,9 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     ctx = _Context(manifest, config, selection, plan, meta, schema, out, storage_options,
                    run_fingerprint, cache_path, frozenset(done), position_columns,
                    targets=tuple(targets), score=score)
+    ctx = replace(ctx, checks=rejects.bin_checks(run_record, manifest, pos_source or track_source,
+                                                 cache_path))
+    rejects.prepare_rejected(out, done, storage_options)
     ctx_key = dask.delayed(ctx, pure=True, traverse=False)
     staging = exchange.staging_path(out, run_fingerprint)
 
@@ -563,7 +586,7 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     if progress:
         progress(0, len(futures))
     for future in as_completed(futures):
-        results.append(future.result())
+        results.append(rejects.result(future, client, plan))  # KilledWorker: names the genes
         if progress:
             progress(len(results), len(futures))
     timings["enrich_and_write"] = time.perf_counter() - t
@@ -572,13 +595,16 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     table = pd.concat(results, ignore_index=True).sort_values("bin")
     fresh = table[~table["resumed"]]
     report = EnrichReport()
+    checks: dict[str, Any] = {}
     for text in fresh["report"]:
-        report = report.merge(EnrichReport(**json.loads(text)))
+        part_report, checks = rejects.pop_checks(json.loads(text), checks)
+        report = report.merge(EnrichReport(**part_report))
     rows_in = int(fresh["rows_in"].sum())
     written = int(fresh["rows_written"].sum())
     rejected = int(fresh["rows_rejected"].sum())
     for record in done.values():
-        report = report.merge(EnrichReport(**record["report"]))
+        part_report, checks = rejects.pop_checks(record["report"], checks)
+        report = report.merge(EnrichReport(**part_report))
         rows_in += int(record.get("rows_in", record["rows"]))
         written += int(record["rows"])
         rejected += int(record.get("rows_rejected", 0))
@@ -595,6 +621,10 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         positions_per_second=rows_in / total if total > 0 else 0.0, fingerprint=run_fingerprint,
         success_file="", dashboard=dashboard, timings={k: round(v, 3) for k, v in timings.items()},
         track_rows=track_rows if pos_source is None else None)
+    rejects.check_outputs_visible(ctx)  # every part file is in OUT (a filesystem shared with the workers)
+    summary.warnings = checks.get("warnings", {})
+    for line in rejects.warning_lines(checks):
+        say(line)
     success = {
         "version": __version__,
         "fingerprint": run_fingerprint,
@@ -613,6 +643,10 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
                      "features": len(manifest.names)},
         "timings_s": summary.timings,
         "positions_per_second": round(summary.positions_per_second, 1),
+        "warnings": checks.get("warnings", {}),
+        "rejected": {"on_bad_rows": ctx.checks.on_bad_rows, "rows": rejected,
+                     "reasons": checks.get("rejected", {}),
+                     **({"dir": rejects.REJECTED_DIR} if rejected else {})},
     }
     summary.success_file = models.write_successes(targets, success, storage_options)
     return summary

@@ -6,8 +6,11 @@ Layout of an output directory::
     OUT/part-00000.parquet   one file per bin, every file with the same pyarrow schema
     OUT/_SUCCESS.json        written last: counts, imputed features, fingerprints, timings
 
-Each part file is written to ``part-NNNNN.parquet.tmp-<random>`` and renamed when complete, so a
-file with the final name is always whole. Its footer metadata (key ``dask_enrich``) records the run
+    OUT/rejected/part-NNNNN.parquet   with --on-bad-rows quarantine: a bin's bad rows and reasons
+
+Each part file is written to ``.part-NNNNN.parquet.tmp-<random>`` and renamed when complete, so a
+file with the final name is always whole, and Parquet readers of OUT (which skip names starting
+with ``.`` or ``_``) never see one being written. Its footer metadata (key ``dask_enrich``) records the run
 fingerprint, the bin, its row count and the bin's EnrichReport, which is what ``--resume`` reads to
 skip complete bins of the same run (and to merge their reports into the final summary).
 """
@@ -226,7 +229,9 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
     table = table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
     options = _writer_options(schema)
     final = f"{root}/{part_name(bin_id)}"
-    tmp = f"{final}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
+    # hidden while incomplete: Parquet dataset readers (pyarrow, pandas, dask) skip names
+    # starting with "." or "_", so a reader never sees a half-written part
+    tmp = f"{root}/.{part_name(bin_id)}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
     try:
         if _is_local(fs):
             pq.write_table(table, tmp, **options)

@@ -50,8 +50,13 @@ def positions_in_genes(genes: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFra
     shuffled order, with random scores and a unique ``row_id``."""
     rng = np.random.default_rng(seed)
     length = (genes["gene_end"] - genes["gene_start"] + 1).to_numpy()
-    pick = rng.choice(len(genes), n, p=length / length.sum())
-    position = genes["gene_start"].to_numpy()[pick] + (rng.random(n) * length[pick]).astype(np.int64)
+    # unique (gene, position) pairs: a repeated pair is a bad row (duplicate_position)
+    draw = 2 * n + 100
+    pick = rng.choice(len(genes), draw, p=length / length.sum())
+    position = genes["gene_start"].to_numpy()[pick] + (rng.random(draw) * length[pick]).astype(np.int64)
+    first = ~pd.DataFrame({"g": pick, "p": position}).duplicated().to_numpy()
+    pick, position = pick[first][:n], position[first][:n]
+    assert len(pick) == n, "too few distinct positions in these genes"
     d, a = rng.random(n) * 0.6, rng.random(n) * 0.3
     frame = pd.DataFrame({
         "gene_id": pd.Series(genes.index.to_numpy()[pick], dtype="str"),

@@ -1,0 +1,322 @@
+"""The engine's input checks and failure diagnoses (validation wired into a run).
+
+* :func:`check_source` runs :func:`dask_enrich.validate.check_columns` on the client from an input's
+  columns and dtypes (Parquet footer, or the first CSV rows), before any heavy work.
+* :func:`check_bin` runs :func:`dask_enrich.validate.split_bad_rows` on one bin on the worker, before
+  ``core.enrich``: with ``--on-bad-rows error`` a bad row fails the run
+  (:func:`dask_enrich.validate.raise_for_bad_rows`); with ``quarantine`` the bad rows (input
+  columns + ``reason`` + ``source``) go to ``OUT/rejected/part-NNNNN.parquet`` (temporary name, then
+  rename, written before the bin's part file, so a complete part always has its rejected file).
+* :func:`check_parts_visible` and :func:`killed_worker_failure` turn two silent or cryptic cluster
+  failures into :class:`~dask_enrich.errors.RunFailure` messages (OUT not shared with the workers;
+  a bin that kills its worker, named by its genes and rows).
+"""
+from __future__ import annotations
+
+import gzip
+import io as _io
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import validate
+from ..config import EnrichConfig
+from ..errors import InputError, RunFailure
+from ..io import InputSource, _fs as _input_fs
+from . import writer
+
+OnBadRows = Literal["error", "quarantine"]
+ON_BAD_ROWS = ("error", "quarantine")
+REJECTED_DIR = "rejected"
+
+
+# --- client side: schema --------------------------------------------------------------------------
+def source_name(source: InputSource) -> str:
+    """The file a message names: the file itself for one-file inputs, else the input path."""
+    return source.files[0] if len(source.files) == 1 else source.path
+
+
+def source_dtypes(source: InputSource) -> dict[str, Any]:
+    """The input's columns and their raw dtypes, read cheaply (Parquet footer of the first file, or
+    the first 100 rows of the first CSV file, types inferred)."""
+    fs, path = _input_fs(source.files[0], source.storage_options)
+    try:
+        if source.format == "parquet":
+            with fs.open(path, "rb") as handle:
+                empty = pq.ParquetFile(handle).schema_arrow.empty_table()
+            return empty.to_pandas().dtypes.to_dict()
+        with fs.open(path, "rb") as raw:
+            handle = gzip.GzipFile(fileobj=raw) if source.compression == "gzip" else raw
+            head = b"".join(line for _, line in zip(range(101), handle))
+        frame = pd.read_csv(_io.BytesIO(head), sep=source.sep, nrows=100)
+        frame.columns = [str(c).strip() for c in frame.columns]
+        return frame.dtypes.to_dict()
+    except Exception as exc:  # unreadable or corrupt: one clean message naming the file
+        raise InputError(f"{source.label} file {source.files[0]}: cannot be read "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def check_source(source: InputSource, kind: str = "positions") -> None:
+    """InputError naming the file and every missing (with a close-name suggestion) or mistyped
+    required column of ``source`` (``kind``: ``positions`` or ``track``)."""
+    validate.check_columns(source_dtypes(source), source=source_name(source), kind=kind)
+
+
+def check_rows_present(rows: int, source: InputSource) -> None:
+    """InputError when the input holds no rows."""
+    validate.check_not_empty(int(rows), source=source_name(source), kind=source.label)
+
+
+# --- worker side: rows ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BinChecks:
+    """What the per-bin row checks need (shipped in the run's context)."""
+
+    on_bad_rows: str = "error"
+    source: str = ""
+    need_sequence: bool = False  # reject genes whose chromosome the FASTA lacks
+
+
+def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config: EnrichConfig,
+              genomic: Any, out: str, fingerprint: str,
+              storage_options: dict[str, Any] | None = None
+              ) -> tuple[pd.DataFrame, int, dict[str, Any]]:
+    """Split the bad rows off one bin: (good rows with int64 positions, rows rejected, info).
+
+    ``info`` is JSON-able: ``{"warnings": {...}, "rejected": {reason code: rows}}``. With
+    ``on_bad_rows == "error"`` a bad row raises InputError (file, reason codes, example rows); with
+    ``quarantine`` the bad rows are written to ``OUT/rejected/part-NNNNN.parquet``.
+    """
+    gene_table = genomic.gene_table if genomic is not None else None
+    has_sequence = bool(checks.need_sequence and gene_table is not None
+                        and getattr(genomic, "has_sequence", False))
+    good, rejected, warnings = validate.split_bad_rows(
+        positions, source=checks.source, gene_table=gene_table,
+        has_sequence_for=True if has_sequence else None, config=config)
+    info: dict[str, Any] = {"warnings": warnings, "rejected": {}}
+    if len(rejected):
+        if checks.on_bad_rows != "quarantine":
+            validate.raise_for_bad_rows(rejected, checks.source)
+        codes = validate.reason_code(rejected[validate.REASON]).value_counts()
+        info["rejected"] = {str(k): int(v) for k, v in codes.items()}
+        write_rejected(rejected, out, bin_id, fingerprint, storage_options)
+    if good["position"].dtype != np.int64:  # every kept position is a whole number
+        good = good.assign(position=good["position"].to_numpy().astype(np.int64))
+    return good, int(len(rejected)), info
+
+
+def write_rejected(rejected: pd.DataFrame, out: str, bin_id: int, fingerprint: str,
+                   storage_options: dict[str, Any] | None = None) -> str:
+    """Write one bin's rejected rows to ``OUT/rejected/part-NNNNN.parquet`` (temporary name, then
+    rename); the footer records the run fingerprint, the bin and the row count. Returns the path."""
+    fs, root = writer._fs(out, storage_options)
+    directory = f"{root}/{REJECTED_DIR}"
+    fs.makedirs(directory, exist_ok=True)
+    table = pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False)
+    record = {"fingerprint": fingerprint, "bin": int(bin_id), "rows": int(table.num_rows)}
+    table = table.replace_schema_metadata({writer.META_KEY: json.dumps(record).encode()})
+    final = f"{directory}/{writer.part_name(bin_id)}"
+    tmp = f"{directory}/.{writer.part_name(bin_id)}{writer.TMP_MARKER}{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, "wb") as handle:
+            pq.write_table(table, handle, compression="snappy")
+        writer._rename(fs, tmp, final)
+    except OSError as exc:
+        try:
+            fs.rm(tmp)
+        except Exception:
+            pass
+        raise RunFailure(f"bin {bin_id}: cannot write {final}: {exc}") from exc
+    return final
+
+
+def prepare_rejected(out: str, done: Mapping[int, Any],
+                     storage_options: dict[str, Any] | None = None) -> None:
+    """Before a (resumed) run: keep the rejected files of complete bins only; delete temporary
+    files and the files of bins that will be redone (they are written again)."""
+    fs, root = writer._fs(out, storage_options)
+    directory = f"{root}/{REJECTED_DIR}"
+    if not fs.exists(directory):
+        return
+    for name in writer._listing(fs, directory):
+        match = writer.PART_PATTERN.match(name)
+        if writer.TMP_MARKER in name or not match or int(match.group(1)) not in done:
+            fs.rm(f"{directory}/{name}")
+
+
+def merge_info(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two bins' check infos together (warnings merged, rejected counts added)."""
+    rejected = dict(a.get("rejected", {}))
+    for code, count in b.get("rejected", {}).items():
+        rejected[code] = int(rejected.get(code, 0)) + int(count)
+    return {"warnings": validate.merge_warnings(a.get("warnings", {}), b.get("warnings", {})),
+            "rejected": rejected}
+
+
+# --- client side: failures ------------------------------------------------------------------------
+def check_parts_visible(out: str, n_bins: int, storage_options: dict[str, Any] | None = None) -> None:
+    """RunFailure when OUT does not hold every part file the workers reported written (the workers
+    wrote to another filesystem than the one the client sees at that path)."""
+    fs, root = writer._fs(out, storage_options)
+    present = set(writer._listing(fs, root)) if fs.exists(root) else set()
+    missing = [writer.part_name(b) for b in range(n_bins) if writer.part_name(b) not in present]
+    if missing:
+        raise RunFailure(
+            f"OUT {out} lacks {len(missing)} of the {n_bins} part file(s) the workers wrote (e.g. "
+            f"{missing[0]}): OUT is not on a filesystem shared with the workers. Give an OUT that the "
+            "client and every worker see at the same path (a shared mount, or a URL such as s3://)")
+
+
+_GATHER_KEY = re.compile(r"^gather-[A-Za-z_]+-(\d+)-")
+
+
+def bin_of_key(key: Any, bin_names: set[str]) -> int | None:
+    """The bin a task key belongs to, or None (an input-partition task, or unknown)."""
+    if isinstance(key, bytes):
+        key = key.decode()
+    if isinstance(key, str):
+        match = _GATHER_KEY.match(key)
+        return int(match.group(1)) if match else None
+    if isinstance(key, tuple) and len(key) >= 2 and isinstance(key[-1], (int, np.integer)):
+        name = str(key[0])
+        if name in bin_names or "_enrich" in name or "_write_bin" in name:
+            return int(key[-1])
+    return None
+
+
+def _bytes(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}"
+        value /= 1024
+    return f"{value:,.0f} TiB"  # pragma: no cover
+
+
+def worker_memory_limits(client: Any) -> list[int]:
+    """The memory limit of each worker the scheduler knows (0 = none), or [] when unknown."""
+    try:
+        workers = client.scheduler_info()["workers"].values()
+        return [int(w.get("memory_limit") or 0) for w in workers]
+    except Exception:
+        return []
+
+
+def killed_worker_failure(exc: BaseException, plan: Any, bin_names: set[str],
+                          memory_limits: list[int]) -> RunFailure:
+    """A RunFailure for a task that killed its worker(s) repeatedly, naming the bin's genes and
+    their rows (the usual cause: one gene too large for a worker's memory)."""
+    key = getattr(exc, "task", None)
+    bin_id = bin_of_key(key, bin_names)
+    limits = [m for m in memory_limits if m > 0]
+    limit = (f"worker memory limit {_bytes(min(limits))}" if limits
+             else "worker memory limit unknown")
+    if bin_id is None or not (0 <= bin_id < plan.n_bins):
+        where = f"task {key!r}"
+    else:
+        in_bin = np.flatnonzero(np.asarray(plan.bins) == bin_id)
+        sizes = np.asarray(plan.sizes)[in_bin]
+        order = in_bin[np.argsort(-sizes, kind="stable")]
+        shown = ", ".join(f"{plan.genes[i]} ({int(plan.sizes[i]):,} rows)" for i in order[:5])
+        more = f" and {len(order) - 5} more" if len(order) > 5 else ""
+        where = (f"partition {bin_id} (gene{'s' if len(order) > 1 else ''} {shown}{more}; "
+                 f"{int(sizes.sum()):,} rows in all)")
+    return RunFailure(
+        f"{where} killed its worker repeatedly; it most likely ran out of memory ({limit}). A gene "
+        "is never split across partitions, so --partition-rows cannot make it smaller: raise "
+        "--memory-limit (or start the workers with more memory), or leave the gene out "
+        f"[{type(exc).__name__}: {exc}]")
+
+
+# --- thin helpers for the engine's call sites ---------------------------------------------------
+def absolute(path: str | None) -> str | None:
+    """A local path made absolute on the client (workers resolve relative paths against their own
+    working directories); URLs and None unchanged."""
+    if path is None:
+        return None
+    text = str(path)
+    if "://" in text and not text.startswith("file://"):
+        return text
+    import os
+
+    if text.startswith("file://"):
+        return "file://" + os.path.abspath(text.removeprefix("file://"))
+    return os.path.abspath(text)
+
+
+def check_sources(pos_source: InputSource | None, track_source: InputSource | None) -> None:
+    """The schema checks of a run's inputs (client side, before any work)."""
+    if pos_source is not None:
+        check_source(pos_source, "positions")
+    if track_source is not None:
+        check_source(track_source, "track")
+
+
+def check_counts(pos_source: InputSource | None, pos_counts: "pd.Series | None",
+                 track_source: InputSource | None, track_counts: "pd.Series | None") -> None:
+    """InputError when the input the positions come from holds no rows."""
+    if pos_source is not None and pos_counts is not None:
+        check_rows_present(int(pos_counts.sum()), pos_source)
+    elif track_source is not None and track_counts is not None:
+        check_rows_present(int(track_counts.sum()), track_source)
+
+
+def bin_checks(run_record: Mapping[str, Any], manifest: Any, source: InputSource | None,
+               cache_path: str | None) -> BinChecks:
+    """The per-bin checks of a run: ``--on-bad-rows`` from the run's settings, the input's name,
+    and whether genes without sequence are rejected (a cache with a genome and a manifest with
+    sequence features)."""
+    from ..features.registry import SEQUENCE
+
+    settings = run_record.get("settings", {}) or {}
+    need_sequence = cache_path is not None and any(
+        SEQUENCE in f.requires for f in getattr(manifest, "features", ()))
+    return BinChecks(on_bad_rows=str(settings.get("on_bad_rows", "error")),
+                     source=source_name(source) if source is not None else "",
+                     need_sequence=bool(need_sequence))
+
+
+CHECKS_KEY = "checks"
+
+
+def pop_checks(report: dict[str, Any], total: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the enrichment report without the bin's check info, ``total`` merged with it)."""
+    report = dict(report)
+    info = report.pop(CHECKS_KEY, None) or {}
+    return report, merge_info(total, info)
+
+
+def output_dirs(ctx: Any) -> list[str]:
+    """The directories a run writes part files to (one per target, else OUT)."""
+    targets = getattr(ctx, "targets", ()) or ()
+    return [t.out for t in targets] or [ctx.out]
+
+
+def check_outputs_visible(ctx: Any) -> None:
+    """:func:`check_parts_visible` for every output directory of the run."""
+    for out in output_dirs(ctx):
+        check_parts_visible(out, ctx.plan.n_bins, ctx.storage_options)
+
+
+def result(future: Any, client: Any, plan: Any) -> Any:
+    """``future.result()``; a KilledWorker becomes a RunFailure naming the bin's genes."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        key = getattr(future, "key", None)
+        names = {str(key[0])} if isinstance(key, tuple) else set()
+        raise killed_worker_failure(exc, plan, names, worker_memory_limits(client)) from exc
+
+
+def warning_lines(checks: Mapping[str, Any]) -> list[str]:
+    """One ``warning: ...`` line per warning of the run's row checks."""
+    return [f"warning: {item.get('message', code)}"
+            for code, item in (checks.get("warnings", {}) or {}).items()]

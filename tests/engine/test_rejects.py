@@ -1,0 +1,159 @@
+"""The engine's validation wiring (engine/rejects.py): rejected files, crash safety of the output,
+resume refusals, OUT not shared with the workers, and the killed-worker message."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from dask_enrich.core import enrich, output_schema
+from dask_enrich.engine import rejects, run as engine_run, writer
+from dask_enrich.engine.partition import plan_partitions
+from dask_enrich.engine.run import run_enrichment
+from dask_enrich.errors import ConfigError, RunFailure
+from dask_enrich.manifest import manifest_from_names
+
+from .conftest import client  # noqa: F401  (session LocalCluster fixture)
+
+MANIFEST = manifest_from_names(["donor_score", "acceptor_score", "splice_probability"], source="t")
+
+
+def _positions(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    d, a = rng.random(n) * 0.5, rng.random(n) * 0.4
+    return pd.DataFrame({"gene_id": pd.Series([f"G{i % 4}" for i in range(n)], dtype="str"),
+                         "position": np.arange(1, n + 1, dtype=np.int64) * 3,
+                         "donor_score": d, "acceptor_score": a, "neither_score": 1 - d - a})
+
+
+# --- rejected files ---------------------------------------------------------------------------------
+def test_rejected_files_are_whole_or_absent_and_resume_keeps_only_complete_bins(tmp_path):
+    out = str(tmp_path / "out")
+    bad = _positions(6).assign(reason="score_missing: x", source="p.parquet")
+    for b in range(3):
+        rejects.write_rejected(bad.iloc[: b + 1], out, b, "F")
+    folder = tmp_path / "out" / rejects.REJECTED_DIR
+    assert sorted(p.name for p in folder.iterdir()) == [writer.part_name(b) for b in range(3)]
+    table = pq.read_table(folder / writer.part_name(2))
+    assert table.num_rows == 3 and json.loads(table.schema.metadata[writer.META_KEY]) == {
+        "fingerprint": "F", "bin": 2, "rows": 3}
+    (folder / f".{writer.part_name(3)}{writer.TMP_MARKER}abc").write_bytes(b"half a file")
+    # a reader of the rejected dataset never sees the hidden temporary file
+    assert len(pd.read_parquet(folder)) == 1 + 2 + 3
+    rejects.prepare_rejected(out, {0: {}, 2: {}})  # bins 0 and 2 complete, bin 1 redone
+    assert sorted(p.name for p in folder.iterdir()) == [writer.part_name(0), writer.part_name(2)]
+
+
+def test_an_interrupted_part_write_leaves_nothing_a_reader_or_resume_takes_as_complete(
+        tmp_path, monkeypatch):
+    out = str(tmp_path / "out")
+    frame = _positions(20)
+    schema = output_schema(MANIFEST, frame.dtypes.to_dict())
+    enriched, report = enrich(frame, MANIFEST)
+    writer.prepare_output(out, mode="new", run_fingerprint="A", run_record={}, n_bins=2)
+    writer.write_part(enriched, out, 0, schema, "A", report.to_dict())
+
+    def crash(table, where, **kwargs):  # half the bytes reach the disk, then the process dies
+        with open(where, "wb") as handle:
+            handle.write(b"PAR1" + b"\0" * 100)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer.pq, "write_table", crash)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write_part(enriched, out, 1, schema, "A", report.to_dict())
+    monkeypatch.undo()
+    names = sorted(os.listdir(out))
+    assert writer.part_name(1) not in names and any(writer.TMP_MARKER in n for n in names)
+    assert [os.path.basename(p) for p in writer.part_files(out)] == [writer.part_name(0)]
+    assert pq.read_table(out).num_rows == 20  # a dataset reader skips the hidden partial file
+    done = writer.prepare_output(out, mode="resume", run_fingerprint="A", run_record={}, n_bins=2)
+    assert sorted(done) == [0]
+    assert sorted(os.listdir(out)) == [writer.RUN_FILE, writer.part_name(0)]
+
+
+# --- resume never mixes outputs of another version, other inputs or other settings ------------------
+def test_resume_refuses_output_of_another_version_inputs_or_row_policy(client, tmp_path, monkeypatch):
+    positions = tmp_path / "positions.parquet"
+    _positions(40).to_parquet(positions, index=False)
+    out = str(tmp_path / "out")
+    names = tmp_path / "m.txt"
+    names.write_text("donor_score\nsplice_probability\n")
+    run_enrichment(str(positions), str(names), out, client=client, partition_rows=10)
+    (tmp_path / "out" / writer.SUCCESS_FILE).unlink()
+    monkeypatch.setattr(engine_run, "__version__", "999.0")
+    with pytest.raises(ConfigError, match="other inputs or settings"):
+        run_enrichment(str(positions), str(names), out, client=client, partition_rows=10,
+                       mode="resume")
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="other inputs or settings"):
+        run_enrichment(str(positions), str(names), out, client=client, partition_rows=10,
+                       mode="resume", on_bad_rows="quarantine")
+    _positions(40, seed=9).to_parquet(positions, index=False)  # same name, other rows
+    with pytest.raises(ConfigError, match="other inputs or settings"):
+        run_enrichment(str(positions), str(names), out, client=client, partition_rows=10,
+                       mode="resume")
+    # nothing of the refused runs was written
+    assert not (tmp_path / "out" / writer.SUCCESS_FILE).exists()
+
+
+def test_unknown_row_policy_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="--on-bad-rows"):
+        run_enrichment(str(tmp_path / "p.parquet"), MANIFEST, str(tmp_path / "o"),
+                       on_bad_rows="ignore")
+
+
+# --- OUT shared with the workers ----------------------------------------------------------------------
+def test_missing_part_files_mean_out_is_not_shared(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / writer.part_name(0)).write_bytes(b"x")
+    with pytest.raises(RunFailure, match="not on a filesystem shared with the workers") as info:
+        rejects.check_parts_visible(str(out), 3)
+    assert "2 of the 3" in str(info.value) and writer.part_name(1) in str(info.value)
+    (out / writer.part_name(1)).write_bytes(b"x")
+    (out / writer.part_name(2)).write_bytes(b"x")
+    rejects.check_parts_visible(str(out), 3)
+
+
+def test_local_paths_become_absolute_urls_do_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert rejects.absolute("out") == str(tmp_path / "out")
+    assert rejects.absolute("file://rel/x") == "file://" + str(tmp_path / "rel" / "x")
+    assert rejects.absolute("s3://bucket/key") == "s3://bucket/key"
+    assert rejects.absolute(None) is None
+
+
+# --- a worker killed by one bin -------------------------------------------------------------------------
+def test_killed_worker_message_names_the_bins_genes_rows_and_memory_limit():
+    sizes = pd.Series({"small1": 5, "BIG": 600_000, "small2": 7, "small3": 3})
+    plan = plan_partitions(sizes, 10, keep_order=True)
+    big_bin = int(plan.bins[list(plan.genes).index("BIG")])
+
+    class Killed(Exception):
+        task = ("_enrich_positions_only-_write_bin-abc", big_bin)
+
+    failure = rejects.killed_worker_failure(Killed("boom"), plan, {"x"}, [450 * 2**20, 0])
+    text = str(failure)
+    assert f"partition {big_bin} (gene BIG (600,000 rows)" in text
+    assert "450 MiB" in text and "--memory-limit" in text and "small1" not in text
+    # the gather task of a bin is named by its key; an input partition's task is not a bin
+    assert rejects.bin_of_key(f"gather-positions-{big_bin}-abcdef12", set()) == big_bin
+    assert rejects.bin_of_key("split-positions-3-abcdef12", set()) is None
+    assert rejects.bin_of_key(("read-positions-abc", 3), set()) is None
+    assert rejects.bin_of_key(("records-abc", 2), {"records-abc"}) == 2
+
+
+def test_killed_worker_in_a_bin_of_several_genes_lists_the_largest_first():
+    sizes = pd.Series({"a": 3, "b": 9, "c": 5})
+    plan = plan_partitions(sizes, 100, keep_order=True)
+
+    class Killed(Exception):
+        task = "gather-positions-0-abcdef12"
+
+    text = str(rejects.killed_worker_failure(Killed("x"), plan, set(), []))
+    assert "genes b (9 rows), c (5 rows), a (3 rows); 17 rows in all" in text
+    assert "memory limit unknown" in text
