@@ -129,13 +129,6 @@ def test_kill_whole_run_then_resume_on_fresh_cluster(cluster_factory, shared_inp
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: relative --out/--cache are sent to the workers as given, so each remote worker "
-    "resolves them against its own working directory: the parts land in <worker cwd>/out and the "
-    "run still reports success with an OUT that holds only _RUN.json/_SUCCESS.json. Needed: "
-    "run_enrichment makes local paths absolute on the client (os.path.abspath of out, cache, "
-    "positions, track) before building the graph, and checks that OUT holds every part file "
-    "before writing _SUCCESS.json (RunFailure naming OUT otherwise: not a shared filesystem)."))
 def test_relative_paths_resolve_on_the_client_not_on_the_workers(process_cluster, shared_inputs,
                                                                  local_reference, tmp_path):
     client_dir = tmp_path / "client"
@@ -155,11 +148,6 @@ BIG_GENE = "AT9G99999_OVERSIZED"
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: a bin whose task kills its worker (memory) ends in distributed's KilledWorker, which "
-    "run_enrichment turns into 'a worker died repeatedly ...' without naming the bin's genes. "
-    "Needed: the RunFailure message names the gene(s) of the failed bin and their row count, e.g. "
-    f"'partition 3 (gene {BIG_GENE}, 600,000 rows) killed its worker ... raise --memory-limit'."))
 def test_worker_out_of_memory_on_one_gene_names_the_gene(cluster_factory, tmp_path):
     """One gene far larger than a worker's memory limit: a clear error naming it, not a hang."""
     # Scores-only inputs (no annotation: the gene need not exist in a genome), one huge gene and a
@@ -182,5 +170,8 @@ def test_worker_out_of_memory_on_one_gene_names_the_gene(cluster_factory, tmp_pa
                                      str(MODEL_DIR), "--missing", "impute", "--out",
                                      str(tmp_path / "out"), "--scheduler", cluster.address,
                                      "--partition-rows", "10000", "--quiet"), timeout=180)
-    assert done.returncode != 0, "an oversized gene cannot be enriched within 450 MiB"
+    assert done.returncode == 4, "an oversized gene cannot be enriched within 450 MiB"
     assert BIG_GENE in done.stderr, done.stderr
+    assert f"{big:,} rows" in done.stderr and "--memory-limit" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "_SUCCESS.json").exists()
