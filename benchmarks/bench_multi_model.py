@@ -4,13 +4,15 @@ Input: generated positions inside the real genes of the whole A. thaliana chromo
 (``benchmarks/data.py``), the genomic cache of the whole chromosome. Models: A is the 124-feature
 3-mer manifest (``/work/shared/data/model-3mer-124``, else the bundled demo model); B is a 124-
 feature 6-mer manifest written here: every built-in non-k-mer feature (scores, context, sequence,
-gene structure) and the 64 6-mers ``6mer_GTxxxx``; A and B share 60 features.
+gene structure) and the 64 6-mers ``6mer_GTxxxx``; A and B share 60 features. Scenario
+``3mer+6mer`` is A and B; scenario ``two tissues`` is A and a second model directory with A's very
+features (another model of the same manifest, e.g. per tissue): all features shared.
 
 One LocalCluster of ``--workers`` x 1 thread serves every run (warm, so cluster start is not part of
 either side). Each repeat times, in turn, run A alone, run B alone and the one-pass run of A and B
 (OUT/<model>/ each), after one untimed warm-up run, and records the wall time and the CPU seconds of the workers and this process
-(robust to other load on the shared machine). Reported: the ratio one pass / (A + B) by wall and by
-CPU time, the best repeat of each side; the outputs of the one pass equal the separate runs' (the
+(robust to other load on the shared machine). Reported per scenario: the ratio one pass / (the two
+separate runs) by wall and by CPU time, from the best repeat of each run; the outputs of the one pass equal the separate runs' (the
 row counts are checked here; tests/engine/test_multi_model.py checks the values).
 
     python benchmarks/bench_multi_model.py [--positions 2000000] [--repeats 2] [--workers 2]
@@ -48,6 +50,16 @@ def six_mer_model(root: Path) -> Path:
     path = root / "model-6mer-gt"
     path.mkdir(parents=True, exist_ok=True)
     (path / "feature_manifest.csv").write_text("feature\n" + "\n".join(names) + "\n")
+    return path
+
+
+def tissue_model(model_a: Path, root: Path) -> Path:
+    """A second model directory with model A's manifest and statistics (another tissue's model)."""
+    path = root / "model-3mer-tissue2"
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("feature_manifest.csv", "train.features.json", "features.txt", "feature_stats.json"):
+        if (model_a / name).is_file():
+            shutil.copy(model_a / name, path / name)
     return path
 
 
@@ -89,6 +101,7 @@ def main() -> None:
     build_cache(chromosome_fasta(), chromosome_gtf(), cache)
     model_a = SHARED_MANIFEST if SHARED_MANIFEST.is_dir() else BUNDLED_MANIFEST
     model_b = six_mer_model(work)
+    model_a2 = tissue_model(model_a, work)
     positions = write_positions(args.positions)
 
     cluster = make_local_cluster(args.workers, 1, memory_limit="6GB")
@@ -106,11 +119,12 @@ def main() -> None:
             a = timed("A alone", positions, model_a, work / "out-a", **common)
             b = timed("B alone", positions, model_b, work / "out-b", **common)
             both = timed("A+B pass", positions, [model_a, model_b], work / "out-ab", **common)
-            if not both["rows"] == a["rows"] == b["rows"] == args.positions:
-                raise SystemExit(f"row counts differ: A {a['rows']}, B {b['rows']}, A+B {both['rows']}")
-            runs.append({"a": a, "b": b, "both": both,
-                         "ratio_wall": round(both["seconds"] / (a["seconds"] + b["seconds"]), 3),
-                         "ratio_cpu": round(both["cpu_seconds"] / (a["cpu_seconds"] + b["cpu_seconds"]), 3)})
+            a2 = timed("A2 alone", positions, model_a2, work / "out-a2", **common)
+            same = timed("A+A2 pass", positions, [model_a, model_a2], work / "out-aa2", **common)
+            rows = {run["rows"] for run in (a, b, both, a2, same)}
+            if rows != {args.positions}:
+                raise SystemExit(f"row counts differ: {rows}")
+            runs.append({"a": a, "b": b, "both": both, "a2": a2, "same": same})
     finally:
         client.close()
         cluster.close()
@@ -118,8 +132,15 @@ def main() -> None:
     def best(key: str, side: str) -> float:
         return min(run[side][key] for run in runs)
 
-    separate_wall = best("seconds", "a") + best("seconds", "b")
-    separate_cpu = best("cpu_seconds", "a") + best("cpu_seconds", "b")
+    scenarios = {}
+    for label, first, second, joint in (("3mer+6mer", "a", "b", "both"), ("two tissues", "a", "a2", "same")):
+        wall = best("seconds", first) + best("seconds", second)
+        cpu = best("cpu_seconds", first) + best("cpu_seconds", second)
+        scenarios[label] = {
+            "separate_wall_s": round(wall, 2), "separate_cpu_s": round(cpu, 2),
+            "one_pass_wall_s": best("seconds", joint), "one_pass_cpu_s": best("cpu_seconds", joint),
+            "ratio_wall": round(best("seconds", joint) / wall, 3),
+            "ratio_cpu": round(best("cpu_seconds", joint) / cpu, 3)}
     result = {
         "benchmark": "bench_multi_model",
         "positions": args.positions,
@@ -129,22 +150,17 @@ def main() -> None:
             (model_a / "feature_manifest.csv").read_text().split()) - 1},
         "model_b": {"path": "6-mer manifest written by this script", "features": len(
             (model_b / "feature_manifest.csv").read_text().split()) - 1},
+        "scenarios": scenarios,
         "repeats": runs,
-        "best_separate_a_plus_b_s": round(separate_wall, 2),
-        "best_one_pass_s": best("seconds", "both"),
-        "ratio_one_pass_over_separate_wall": round(best("seconds", "both") / separate_wall, 3),
-        "ratio_one_pass_over_separate_cpu": round(best("cpu_seconds", "both") / separate_cpu, 3),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_1min_at_end": os.getloadavg()[0]},
     }
     print()
-    print(f"{'':<22}{'wall s':>9}{'cpu s':>9}")
-    print(f"{'A alone (best)':<22}{best('seconds', 'a'):>9.2f}{best('cpu_seconds', 'a'):>9.2f}")
-    print(f"{'B alone (best)':<22}{best('seconds', 'b'):>9.2f}{best('cpu_seconds', 'b'):>9.2f}")
-    print(f"{'A + B separately':<22}{separate_wall:>9.2f}{separate_cpu:>9.2f}")
-    print(f"{'A and B in one pass':<22}{best('seconds', 'both'):>9.2f}{best('cpu_seconds', 'both'):>9.2f}")
-    print(f"ratio one pass / separate: wall {result['ratio_one_pass_over_separate_wall']}, "
-          f"cpu {result['ratio_one_pass_over_separate_cpu']}")
+    print(f"{'scenario':<13}{'separate wall s':>16}{'one pass wall s':>16}{'ratio':>7}"
+          f"{'separate cpu s':>16}{'one pass cpu s':>16}{'ratio':>7}")
+    for label, sc in scenarios.items():
+        print(f"{label:<13}{sc['separate_wall_s']:>16.2f}{sc['one_pass_wall_s']:>16.2f}{sc['ratio_wall']:>7.3f}"
+              f"{sc['separate_cpu_s']:>16.2f}{sc['one_pass_cpu_s']:>16.2f}{sc['ratio_cpu']:>7.3f}")
     RESULTS.mkdir(exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.output}")
