@@ -293,6 +293,20 @@ def measured(cluster: Cluster, fn: Callable[[], Any]) -> tuple[Any, dict[str, An
                     "workers_busy": sum(tasks.values()) / (c.wall * len(after))}
 
 
+def _commit() -> str:
+    """HEAD of the repository (the work tree may hold other sessions' uncommitted edits)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "dask_enrich"], capture_output=True, text=True, timeout=10).stdout
+        return head + (" + uncommitted edits under dask_enrich/" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def engine_available() -> str:
     try:
         from dask_enrich.engine.run import run_enrichment  # noqa: F401
@@ -781,7 +795,7 @@ def main() -> None:
                     "loadavg_at_start": load, "platform": platform.platform()},
         "note": "the machine's cores were shared with other work during the run: wall times are "
                 "noisy, CPU seconds less so; ratios are given for both",
-        "engine": engine_available(), "seed_vs_core": [], "polars": None, "scaling": [],
+        "commit": _commit(), "engine": engine_available(), "seed_vs_core": [], "polars": None, "scaling": [],
         "breakdown": [], "skipped": []}
     log(f"bench_suite: {'quick' if args.quick else 'full'}, budget {budget:.0f} s, "
         f"load average {load[0]:.1f} on {os.cpu_count()} CPUs, engine: {results['engine']}")
