@@ -335,11 +335,12 @@ class _PieceReader:
         if source.format == "parquet":
             file, groups = piece
             fs, stripped = _fs(file, source.storage_options)
-            with fs.open(stripped, "rb") as handle:
+            local = _full(fs, stripped) == stripped  # a local file: pyarrow's own reader
+            with (open(stripped, "rb") if local else fs.open(stripped, "rb")) as handle:
                 parquet = pq.ParquetFile(handle)
                 table = (parquet.read(columns=self.columns) if groups is None
                          else parquet.read_row_groups(list(groups), columns=self.columns))
-            return table.to_pandas()
+            return table.to_pandas(split_blocks=True, self_destruct=True)
         file, offset, length = piece
         dtypes = _csv_dtypes(self.columns)
         if np.dtype(self.position_dtype) == np.float64 and "position" in self.columns:
