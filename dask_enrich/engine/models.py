@@ -351,10 +351,11 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
     if int(mask.sum()) != len(frame):  # uncertain rows split off as bad: not written, not re-scored
         keep = ~mask
         rows = np.flatnonzero(mask)
-        kept = pd.MultiIndex.from_arrays([track["gene_id"].to_numpy()[rows],
-                                          track["position"].to_numpy()[rows]]).isin(
-            pd.MultiIndex.from_arrays([positions["gene_id"].to_numpy(),
-                                       positions["position"].to_numpy()]))
+        keys = pd.MultiIndex.from_arrays([track["gene_id"].to_numpy()[rows],
+                                          track["position"].to_numpy()[rows]])
+        kept = keys.isin(pd.MultiIndex.from_arrays([positions["gene_id"].to_numpy(),
+                                                    positions["position"].to_numpy()]))
+        kept &= ~keys.duplicated(keep="first")  # a repeated row is rejected, its first kept
         keep[rows[kept]] = True
         track, mask = track[keep].reset_index(drop=True), mask[keep]
     meta = model.predict(frame)

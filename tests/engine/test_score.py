@@ -117,3 +117,20 @@ def test_score_refusals(tmp_path):
     with pytest.raises(ConfigError, match="model.json"):
         run_enrichment(str(positions), bare, str(tmp_path / "o"), score=ScoreOptions())
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_selective_quarantine_writes_each_good_track_row_once(client, slice_cache, tmp_path):
+    cache = load_cached(slice_cache)
+    track = full_track(cache.gene_table.iloc[[3, 50]], seed=6)
+    top = np.maximum(track["donor_score"], track["acceptor_score"])
+    uncertain = np.flatnonzero(((top >= 0.02) & (top < 0.80)).to_numpy())
+    track = pd.concat([track, track.iloc[[uncertain[0]]]], ignore_index=True)  # a repeated row
+    track.to_parquet(tmp_path / "track.parquet")
+    summary = run_enrichment(None, MODEL_DIR, str(tmp_path / "out"), track=str(tmp_path / "track.parquet"),
+                             cache=slice_cache, client=client, on_bad_rows="quarantine",
+                             score=ScoreOptions(selective=True))
+    got = _read(tmp_path / "out")
+    assert summary.rows_rejected == 1 and summary.rows_written == len(track) - 1 == len(got)
+    assert summary.rows_in == len(track)
+    assert not got.duplicated(["gene_id", "position"]).any()
+    assert got["rescored"].sum() == len(uncertain)
