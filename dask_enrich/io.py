@@ -313,8 +313,11 @@ def _csv_pieces(source: InputSource, blocksize: int | None) -> list[tuple[str, i
 class _PieceReader:
     """Reads one piece of an input on a worker; any failure is an InputError naming the file."""
 
-    def __init__(self, source: InputSource, columns: Sequence[str], position_dtype: Any):
+    def __init__(self, source: InputSource, columns: Sequence[str], position_dtype: Any,
+                 file_column: str | None = None):
         self.source, self.columns, self.position_dtype = source, list(columns), position_dtype
+        self.file_column = file_column
+        self.file_index = {f: i for i, f in enumerate(source.files)} if file_column else {}
 
     def __call__(self, piece: tuple) -> pd.DataFrame:
         file = piece[0]
@@ -326,9 +329,12 @@ class _PieceReader:
             raise InputError(f"{self.source.label} file {file}: cannot be read "
                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
         try:
-            return normalise_frame(frame, self.source.label, position_dtype=self.position_dtype)
+            frame = normalise_frame(frame, self.source.label, position_dtype=self.position_dtype)
         except InputError as exc:
             raise InputError(f"{self.source.label} file {file}: {str(exc).split(': ', 1)[-1]}") from None
+        if self.file_column:  # which file each row came from (an index into source.files)
+            frame[self.file_column] = np.full(len(frame), self.file_index[file], dtype=np.int32)
+        return frame
 
     def _read(self, piece: tuple) -> pd.DataFrame:
         source = self.source
@@ -366,13 +372,15 @@ class _PieceReader:
 
 
 def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | int | None = "128MiB",
-              lenient: bool = False):
+              lenient: bool = False, file_column: str | None = None):
     """A Dask DataFrame of ``columns`` of the input, with canonical dtypes.
 
     Each partition is one piece of one file (Parquet row groups of about ``blocksize``
     uncompressed bytes, or a CSV byte block; a compressed CSV file is one piece); a piece that
     cannot be read or parsed raises InputError naming its file. ``lenient``: keep missing or
     fractional positions (float64) for the row checks instead of failing the read.
+    ``file_column``: add an int32 column of that name, each row's file (index into
+    ``source.files``), so that row-level messages can name the file.
     """
     import dask.dataframe as dd
     from dask.utils import parse_bytes
@@ -380,6 +388,8 @@ def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | i
     columns = list(columns)
     position_dtype = _raw_position_dtype(source) if lenient else np.int64
     meta = _meta_of(source, columns, position_dtype)
+    if file_column:
+        meta[file_column] = pd.Series([], dtype=np.int32)
     size = parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize
     if source.format == "parquet":
         pieces: list = _parquet_pieces(source, size or (256 << 20))
@@ -388,8 +398,8 @@ def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | i
     import dask
 
     with dask.config.set({"dataframe.convert-string": False}):  # keep pandas' own "str" dtype
-        return dd.from_map(_PieceReader(source, columns, position_dtype), pieces, meta=meta,
-                           label=f"read-{source.label}", enforce_metadata=False)
+        return dd.from_map(_PieceReader(source, columns, position_dtype, file_column), pieces,
+                           meta=meta, label=f"read-{source.label}", enforce_metadata=False)
 
 
 def read_pandas(source: InputSource | str, columns: Sequence[str] | None = None) -> pd.DataFrame:

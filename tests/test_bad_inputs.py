@@ -382,3 +382,25 @@ def test_quarantine_counts_survive_a_resume(world, client, tmp_path, capsys):
     assert again["partitions"]["resumed"] == len(parts) - 1
     assert sorted(p.name for p in (out / "rejected").iterdir()) == rejected_files
     assert sorted(reason_code(pd.read_parquet(out / "rejected")["reason"])) == sorted(codes)
+
+
+def test_bad_rows_of_a_many_file_input_name_their_file(world, client, tmp_path, capsys):
+    """Positions split over three files: the message and the rejected rows name the bad row's file."""
+    frame = clean_positions(60, seed=4)
+    frame.loc[45, "donor_score"] = np.nan  # in the third file
+    folder = tmp_path / "positions"
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(np.arange(60), 3)):
+        frame.iloc[part].to_parquet(folder / f"f{i}.parquet", index=False)
+    out = tmp_path / "out"
+    code, _, err = cli(capsys, client, "--positions", str(folder), "--manifest", world["scores"],
+                       "--out", str(out))
+    message = check_clean_failure(code, err, out)
+    assert "f2.parquet" in message and "f0.parquet" not in message and "score_missing" in message
+    code, stdout, err = cli(capsys, client, "--positions", str(folder), "--manifest",
+                            world["scores"], "--out", str(out), "--overwrite",
+                            "--on-bad-rows", "quarantine")
+    assert code == 0, err
+    rejected = pd.read_parquet(out / "rejected")
+    assert len(rejected) == 1 and rejected["source"].iloc[0] == str(folder / "f2.parquet")
+    assert "_source_file" not in pd.read_parquet(writer.part_files(str(out))[0]).columns

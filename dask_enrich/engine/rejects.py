@@ -33,6 +33,9 @@ from ..io import InputSource, _fs as _input_fs
 from . import writer
 
 OnBadRows = Literal["error", "quarantine"]
+#: The int32 column of each row's input file (index into the input's files), carried from the read
+#: to the row checks when the positions come from several files.
+FILE_COLUMN = "_source_file"
 ON_BAD_ROWS = ("error", "quarantine")
 REJECTED_DIR = "rejected"
 
@@ -82,6 +85,7 @@ class BinChecks:
     on_bad_rows: str = "error"
     source: str = ""
     need_sequence: bool = False  # reject genes whose chromosome the FASTA lacks
+    files: tuple[str, ...] = ()  # the input's files when rows carry FILE_COLUMN (several files)
 
 
 def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config: EnrichConfig,
@@ -94,6 +98,10 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
     ``on_bad_rows == "error"`` a bad row raises InputError (file, reason codes, example rows); with
     ``quarantine`` the bad rows are written to ``OUT/rejected/part-NNNNN.parquet``.
     """
+    file_of_row = None
+    if FILE_COLUMN in positions.columns:
+        file_of_row = positions[FILE_COLUMN].to_numpy()
+        positions = positions.drop(columns=FILE_COLUMN)
     gene_table = genomic.gene_table if genomic is not None else None
     has_sequence = bool(checks.need_sequence and gene_table is not None
                         and getattr(genomic, "has_sequence", False))
@@ -102,8 +110,16 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
         has_sequence_for=True if has_sequence else None, config=config)
     info: dict[str, Any] = {"warnings": warnings, "rejected": {}}
     if len(rejected):
+        source = checks.source
+        if file_of_row is not None and checks.files:  # name the file of each bad row
+            names = np.asarray(checks.files, dtype=object)[
+                file_of_row[positions.index.get_indexer(rejected.index)]]
+            rejected[validate.SOURCE] = pd.Series(names, index=rejected.index, dtype="str")
+            shown = list(dict.fromkeys(names.tolist()))
+            source = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more file(s)"
+                                              if len(shown) > 3 else "")
         if checks.on_bad_rows != "quarantine":
-            validate.raise_for_bad_rows(rejected, checks.source)
+            validate.raise_for_bad_rows(rejected, source)
         codes = validate.reason_code(rejected[validate.REASON]).value_counts()
         info["rejected"] = {str(k): int(v) for k, v in codes.items()}
         write_rejected(rejected, out, bin_id, fingerprint, storage_options)
@@ -279,7 +295,15 @@ def bin_checks(run_record: Mapping[str, Any], manifest: Any, source: InputSource
         SEQUENCE in f.requires for f in getattr(manifest, "features", ()))
     return BinChecks(on_bad_rows=str(settings.get("on_bad_rows", "error")),
                      source=source_name(source) if source is not None else "",
-                     need_sequence=bool(need_sequence))
+                     need_sequence=bool(need_sequence),
+                     files=tuple(source.files) if source is not None and len(source.files) > 1
+                     else ())
+
+
+def read_options(source: InputSource) -> dict[str, Any]:
+    """``read_dask`` options of the positions: lenient positions (checked per row), and each row's
+    file when there are several (so that a bad row's message and reason name its file)."""
+    return {"lenient": True, "file_column": FILE_COLUMN if len(source.files) > 1 else None}
 
 
 CHECKS_KEY = "checks"

@@ -506,7 +506,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     import dask.dataframe as dd
     from distributed import as_completed
 
-    pos_frame = read_dask(pos_source, position_columns, lenient=True) if pos_source else None
+    pos_frame = read_dask(pos_source, position_columns, **rejects.read_options(pos_source)) \
+        if pos_source else None
     track_frame = read_dask(track_source, track_columns) if track_source else None
 
     # Plan: rows per gene (positions and track rows alike), packed into bins.
