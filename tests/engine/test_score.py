@@ -61,6 +61,10 @@ def test_engine_scores_equal_the_models_predict_proba(client, slice_cache, tmp_p
     assert np.allclose(got[["donor_meta", "acceptor_meta", "neither_meta"]].sum(axis=1), 1.0)
     success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
     assert success["model"]["format"] == "xgboost" and len(success["model"]["fingerprint"]) == 64
+    again = run_enrichment(str(tmp_path / "positions.parquet"), MODEL_DIR, str(tmp_path / "out"),
+                           cache=slice_cache, config=KEEP, partition_rows=1_000, client=client,
+                           score=ScoreOptions(), mode="resume")
+    assert again.partitions_resumed == again.partitions == summary.partitions
 
     # --keep-features: the features as well, equal to the core's; another fingerprint than above
     run_enrichment(str(tmp_path / "positions.parquet"), MODEL_DIR, str(tmp_path / "kept"),
