@@ -404,3 +404,59 @@ def test_bad_rows_of_a_many_file_input_name_their_file(world, client, tmp_path, 
     rejected = pd.read_parquet(out / "rejected")
     assert len(rejected) == 1 and rejected["source"].iloc[0] == str(folder / "f2.parquet")
     assert "_source_file" not in pd.read_parquet(writer.part_files(str(out))[0]).columns
+
+
+# --- property: random corruptions through the engine ------------------------------------------------
+CORRUPTIONS = {  # row-local changes that make a clean row bad (each alone is enough)
+    "nan": lambda f, i: f.loc.__setitem__((i, "donor_score"), np.nan),
+    "negative": lambda f, i: f.loc.__setitem__((i, "acceptor_score"), -0.5),
+    "above_one": lambda f, i: f.loc.__setitem__((i, "neither_score"), 2.0),
+    "fraction": lambda f, i: f.loc.__setitem__((i, "position"), f.loc[i, "position"] + 0.5),
+    "strand": lambda f, i: f.loc.__setitem__((i, "strand"), "?"),
+    "outside": lambda f, i: f.loc.__setitem__((i, "position"), 5_500),
+    "unknown_gene": lambda f, i: f.loc.__setitem__((i, "gene_id"), "NOPE"),
+}
+
+
+def test_random_corruptions_keep_the_invariant_and_enrich_the_clean_rows_as_a_clean_run(world, client):
+    """Hypothesis: a clean frame, some rows corrupted (each made bad on purpose) and copies of some
+    clean rows appended; with quarantine, exactly the corrupted rows and the copies are rejected, rows
+    in = written + rejected, and the written rows equal the core's enrichment of the clean rows."""
+    import tempfile
+
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from dask_enrich.genome.cache import GenomicCache
+    from dask_enrich.manifest import load_manifest
+
+    genomic = GenomicCache.open(world["cache"])
+    manifest = load_manifest(world["genomic"])
+
+    @settings(max_examples=6, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(n=st.integers(4, 60), seed=st.integers(0, 2**16), data=st.data())
+    def check(n, seed, data):
+        clean = clean_positions(n, seed=seed)
+        frame = clean.copy()
+        frame["position"] = frame["position"].astype(float)
+        bad = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n // 2))
+        for i in bad:
+            CORRUPTIONS[data.draw(st.sampled_from(sorted(CORRUPTIONS)))](frame, i)
+        good = [i for i in range(n) if i not in set(bad)]
+        copies = data.draw(st.lists(st.sampled_from(good), max_size=5)) if good else []
+        frame = pd.concat([frame, clean.iloc[copies]], ignore_index=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "positions.parquet"
+            frame.to_parquet(path, index=False)
+            summary = api(client, str(path), world["genomic"], str(Path(tmp) / "out"),
+                          cache=world["cache"], on_bad_rows="quarantine")
+            assert summary.rows_in == len(frame) == summary.rows_written + summary.rows_rejected
+            assert summary.rows_rejected == len(bad) + len(copies)
+            parts = writer.part_files(str(Path(tmp) / "out"))
+            written = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        expected = clean.iloc[good].sort_values(["gene_id", "position"]).reset_index(drop=True)
+        reference, _ = enrich(expected, manifest, genomic=genomic)
+        written = written.sort_values(["gene_id", "position"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(written[reference.columns], reference, check_dtype=False)
+
+    check()
