@@ -34,22 +34,11 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 import train_demo_model as demo  # noqa: E402
 
+from dask_enrich.basemodel.sites import topk_accuracy
 from dask_enrich.scoring import load_model, selective_scores  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "bench_meta_accuracy.json"
 FOLDS = 3
-
-
-def topk_accuracy(score: np.ndarray, truth: np.ndarray) -> float:
-    """Fraction of the k highest scores that are true sites, k = number of true sites (ties at the
-    k-th score share the remaining places in proportion)."""
-    k = int(truth.sum())
-    if k == 0:
-        return float("nan")
-    threshold = np.partition(score, len(score) - k)[len(score) - k]
-    above, tied = score > threshold, score == threshold
-    need = k - int(above.sum())
-    return float((truth[above].sum() + need * truth[tied].sum() / tied.sum()) / k)
 
 
 def metrics(scores: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict[str, float]:

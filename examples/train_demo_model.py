@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dask_enrich.basemodel.sites import site_flags, sites_on_scored_nucleotide
 from dask_enrich.config import EnrichConfig
 from dask_enrich.core import enrich
 from dask_enrich.manifest import Manifest, load_manifest
@@ -81,16 +82,9 @@ def uncertain_mask(track: pd.DataFrame, band: tuple[float, float] = BAND) -> np.
 def label_track(track: pd.DataFrame, cache) -> pd.DataFrame:
     """``is_donor``/``is_acceptor`` (annotated sites moved 1 nt into the exon) and ``label``
     (class code; -1 where a nucleotide is annotated as both) for each track row (index kept)."""
-    sites = cache.splice_sites
-    strand = sites["gene_id"].map(cache.gene_table["strand"]).to_numpy()
-    sign = np.where(sites["site_type"].to_numpy() == "donor", -1, 1) * np.where(strand == "+", 1, -1)
-    moved = sites.assign(position=sites["position"].to_numpy() + sign)
-    keys = pd.MultiIndex.from_arrays([track["gene_id"].to_numpy(), track["position"].to_numpy()])
-    out = pd.DataFrame(index=track.index)
-    for site_type in ("donor", "acceptor"):
-        s = moved[moved["site_type"] == site_type]
-        out[f"is_{site_type}"] = keys.isin(pd.MultiIndex.from_arrays([s["gene_id"].to_numpy(),
-                                                                      s["position"].to_numpy()]))
+    sites = sites_on_scored_nucleotide(cache.splice_sites, cache.gene_table["strand"])
+    flags = site_flags(track, sites)
+    out = pd.DataFrame({"is_donor": flags["donor"], "is_acceptor": flags["acceptor"]}, index=track.index)
     label = np.where(out["is_donor"], CLASS_CODE["donor"],
                      np.where(out["is_acceptor"], CLASS_CODE["acceptor"], CLASS_CODE["neither"]))
     out["label"] = np.where(out["is_donor"] & out["is_acceptor"], -1, label)
