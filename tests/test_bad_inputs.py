@@ -126,6 +126,7 @@ def check_clean_failure(code: int, err: str, out_dir: Path, expected_code: int =
     lines = [line for line in err.splitlines() if line.startswith("dask-enrich: error:")]
     assert len(lines) == 1, err
     assert not (out_dir / writer.SUCCESS_FILE).exists()
+    assert not (out_dir / "_staging").exists(), "staged rows of the failed run left behind"
     return lines[0]
 
 

@@ -328,16 +328,39 @@ def check_outputs_visible(ctx: Any) -> None:
         check_parts_visible(out, ctx.plan.n_bins, ctx.storage_options)
 
 
-def result(future: Any, client: Any, plan: Any) -> Any:
-    """``future.result()``; a KilledWorker becomes a RunFailure naming the bin's genes."""
+def result(future: Any, client: Any, plan: Any, futures: Any = (), out: str | None = None,
+           storage_options: dict[str, Any] | None = None) -> Any:
+    """``future.result()``; a KilledWorker becomes a RunFailure naming the bin's genes. On any
+    failure the run's other ``futures`` are cancelled and its staged rows (``OUT/_staging``)
+    deleted, best effort, before the error goes up."""
     from distributed import KilledWorker
 
     try:
         return future.result()
-    except KilledWorker as exc:
-        key = getattr(future, "key", None)
-        names = {str(key[0])} if isinstance(key, tuple) else set()
-        raise killed_worker_failure(exc, plan, names, worker_memory_limits(client)) from exc
+    except BaseException as exc:
+        _abandon(client, futures, out, storage_options)
+        if isinstance(exc, KilledWorker):
+            key = getattr(future, "key", None)
+            names = {str(key[0])} if isinstance(key, tuple) else set()
+            raise killed_worker_failure(exc, plan, names, worker_memory_limits(client)) from exc
+        raise
+
+
+def _abandon(client: Any, futures: Any, out: str | None,
+             storage_options: dict[str, Any] | None) -> None:
+    """Cancel a failed run's remaining tasks and delete its staged rows (errors ignored)."""
+    try:
+        if futures:
+            client.cancel(list(futures))
+    except Exception:
+        pass
+    if out is not None:
+        from . import exchange
+
+        try:
+            exchange.remove_staging(out, storage_options)
+        except Exception:
+            pass
 
 
 def warning_lines(checks: Mapping[str, Any]) -> list[str]:

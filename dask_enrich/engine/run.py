@@ -587,7 +587,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     if progress:
         progress(0, len(futures))
     for future in as_completed(futures):
-        results.append(rejects.result(future, client, plan))  # KilledWorker: names the genes
+        # a KilledWorker names the bin's genes; any failure cancels the rest, drops OUT/_staging
+        results.append(rejects.result(future, client, plan, futures, out, storage_options))
         if progress:
             progress(len(results), len(futures))
     timings["enrich_and_write"] = time.perf_counter() - t
