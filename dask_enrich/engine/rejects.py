@@ -207,6 +207,23 @@ def bin_of_key(key: Any, bin_names: set[str]) -> int | None:
     return None
 
 
+_SPLIT_KEY = re.compile(r"^split-([A-Za-z_]+)-(\d+)-")
+_READ_NAME = re.compile(r"^read-([A-Za-z_]+)-")
+
+
+def input_of_key(key: Any) -> tuple[str, int] | None:
+    """(input label, input partition) of a read or staged-split task key, or None."""
+    if isinstance(key, bytes):
+        key = key.decode()
+    if isinstance(key, str):
+        match = _SPLIT_KEY.match(key)
+        return (match.group(1), int(match.group(2))) if match else None
+    if isinstance(key, tuple) and len(key) >= 2 and isinstance(key[-1], (int, np.integer)):
+        match = _READ_NAME.match(str(key[0]))
+        return (match.group(1), int(key[-1])) if match else None
+    return None
+
+
 def _bytes(value: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -233,7 +250,11 @@ def killed_worker_failure(exc: BaseException, plan: Any, bin_names: set[str],
     limits = [m for m in memory_limits if m > 0]
     limit = (f"worker memory limit {_bytes(min(limits))}" if limits
              else "worker memory limit unknown")
-    if bin_id is None or not (0 <= bin_id < plan.n_bins):
+    input_part = input_of_key(key)
+    if input_part is not None:
+        where = (f"reading partition {input_part[1]} of the {input_part[0]} input (one file or block "
+                 "of it; a gzip CSV file is read whole)")
+    elif bin_id is None or not (0 <= bin_id < plan.n_bins):
         where = f"task {key!r}"
     else:
         in_bin = np.flatnonzero(np.asarray(plan.bins) == bin_id)

@@ -157,3 +157,16 @@ def test_killed_worker_in_a_bin_of_several_genes_lists_the_largest_first():
     text = str(rejects.killed_worker_failure(Killed("x"), plan, set(), []))
     assert "genes b (9 rows), c (5 rows), a (3 rows); 17 rows in all" in text
     assert "memory limit unknown" in text
+
+
+def test_killed_worker_while_reading_names_the_input_partition():
+    plan = plan_partitions(pd.Series({"a": 3}), 100, keep_order=True)
+    for key, label, part in [("split-positions-4-abcdef12", "positions", 4),
+                             (("read-track-0123abcd", 2), "track", 2)]:
+        class Killed(Exception):
+            task = key
+
+        assert rejects.input_of_key(key) == (label, part)
+        text = str(rejects.killed_worker_failure(Killed("x"), plan, set(), [2**30]))
+        assert f"reading partition {part} of the {label} input" in text and "1 GiB" in text
+    assert rejects.input_of_key(("_write_bin-abc", 1)) is None
