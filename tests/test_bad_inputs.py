@@ -322,12 +322,15 @@ def test_quarantine_writes_rejected_rows_with_reasons_and_goes_on(world, client,
     pd.testing.assert_frame_equal(written[reference.columns], reference, check_dtype=False)
 
 
-def test_quarantine_through_the_python_api(world, client, tmp_path):
+@pytest.mark.parametrize("exchange", ["staged", "p2p"])
+def test_quarantine_through_the_python_api(world, client, tmp_path, exchange):
     bad, codes = all_bad(clean_positions())
     summary = api(client, write(bad, tmp_path), world["genomic"], str(tmp_path / "out"),
-                  cache=world["cache"], on_bad_rows="quarantine")
+                  cache=world["cache"], on_bad_rows="quarantine", exchange_method=exchange)
     assert summary.rows_rejected == len(codes) == 12
     assert summary.rows_in == summary.rows_written + summary.rows_rejected == len(bad)
+    rejected = pd.read_parquet(tmp_path / "out" / "rejected")
+    assert sorted(reason_code(rejected["reason"])) == sorted(codes)
 
 
 def test_score_sum_far_from_one_is_a_warning_and_the_run_succeeds(world, client, tmp_path, capsys):
