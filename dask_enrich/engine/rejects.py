@@ -344,9 +344,28 @@ def output_dirs(ctx: Any) -> list[str]:
 
 
 def check_outputs_visible(ctx: Any) -> None:
-    """:func:`check_parts_visible` for every output directory of the run."""
+    """At the end of a run, before ``_SUCCESS.json``: delete the temporary files that writers
+    killed mid-write left behind (their bins were written again elsewhere), then
+    :func:`check_parts_visible` for every output directory of the run."""
     for out in output_dirs(ctx):
+        remove_temporaries(out, ctx.storage_options)
         check_parts_visible(out, ctx.plan.n_bins, ctx.storage_options)
+    remove_temporaries(f"{str(ctx.out).rstrip('/')}/{REJECTED_DIR}", ctx.storage_options)
+
+
+def remove_temporaries(directory: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Delete the files of ``directory`` whose names mark them temporary (errors ignored)."""
+    fs, root = writer._fs(directory, storage_options)
+    try:
+        names = writer._listing(fs, root) if fs.exists(root) else []
+    except Exception:
+        return
+    for name in names:
+        if writer.TMP_MARKER in name:
+            try:
+                fs.rm(f"{root}/{name}")
+            except Exception:
+                pass
 
 
 def result(future: Any, client: Any, plan: Any, futures: Any = (), out: str | None = None,

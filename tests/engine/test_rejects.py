@@ -170,3 +170,24 @@ def test_killed_worker_while_reading_names_the_input_partition():
         text = str(rejects.killed_worker_failure(Killed("x"), plan, set(), [2**30]))
         assert f"reading partition {part} of the {label} input" in text and "1 GiB" in text
     assert rejects.input_of_key(("_write_bin-abc", 1)) is None
+
+
+def test_the_end_of_a_run_removes_temporaries_of_killed_writers_then_checks_every_part(tmp_path):
+    out = tmp_path / "out"
+    (out / rejects.REJECTED_DIR).mkdir(parents=True)
+    for b in range(2):
+        (out / writer.part_name(b)).write_bytes(b"x")
+    stale = [out / f".{writer.part_name(1)}{writer.TMP_MARKER}dead",
+             out / rejects.REJECTED_DIR / f".{writer.part_name(0)}{writer.TMP_MARKER}dead"]
+    for path in stale:
+        path.write_bytes(b"half")
+    plan = plan_partitions(pd.Series({"a": 3, "b": 4}), 3, keep_order=True)
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(out=str(out), plan=plan, storage_options=None, targets=())
+    assert plan.n_bins == 2
+    rejects.check_outputs_visible(ctx)
+    assert not any(path.exists() for path in stale)
+    (out / writer.part_name(1)).unlink()
+    with pytest.raises(RunFailure, match="not on a filesystem shared"):
+        rejects.check_outputs_visible(ctx)
