@@ -133,7 +133,7 @@ def test_exit_codes_of_the_error_classes():
 def test_console_script_local_cluster_and_resume_after_kill(tmp_path):
     """The real command in a subprocess (its own LocalCluster), killed mid-run, then resumed: the
     output equals an uninterrupted run's."""
-    genes = pd.DataFrame({"gene_start": np.arange(40) * 10_000 + 1, "gene_end": np.arange(40) * 10_000 + 5_000},
+    genes = pd.DataFrame({"gene_start": np.arange(40) * 20_000 + 1, "gene_end": np.arange(40) * 20_000 + 15_000},
                          index=pd.Index([f"g{i:02d}" for i in range(40)], name="gene_id"))
     positions_in_genes(genes, 400_000, seed=3).to_parquet(tmp_path / "p.parquet", row_group_size=50_000)
     (tmp_path / "m.txt").write_text("\n".join(SCORES + ["context_max", "donor_signal_strength"]) + "\n")

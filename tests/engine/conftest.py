@@ -50,13 +50,13 @@ def positions_in_genes(genes: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFra
     shuffled order, with random scores and a unique ``row_id``."""
     rng = np.random.default_rng(seed)
     length = (genes["gene_end"] - genes["gene_start"] + 1).to_numpy()
-    # unique (gene, position) pairs: a repeated pair is a bad row (duplicate_position)
-    draw = 2 * n + 100
-    pick = rng.choice(len(genes), draw, p=length / length.sum())
-    position = genes["gene_start"].to_numpy()[pick] + (rng.random(draw) * length[pick]).astype(np.int64)
-    first = ~pd.DataFrame({"g": pick, "p": position}).duplicated().to_numpy()
-    pick, position = pick[first][:n], position[first][:n]
-    assert len(pick) == n, "too few distinct positions in these genes"
+    # unique (gene, position) pairs (a repeated pair is a bad row, duplicate_position): sample
+    # nucleotides of the concatenated gene spans without replacement, then map them to their gene
+    if n > length.sum():
+        raise ValueError(f"{n} distinct positions asked of genes spanning {length.sum()} nt")
+    flat = rng.choice(length.sum(), n, replace=False)
+    pick = np.searchsorted(np.cumsum(length), flat, side="right")
+    position = genes["gene_start"].to_numpy()[pick] + flat - (np.cumsum(length) - length)[pick]
     d, a = rng.random(n) * 0.6, rng.random(n) * 0.3
     frame = pd.DataFrame({
         "gene_id": pd.Series(genes.index.to_numpy()[pick], dtype="str"),
