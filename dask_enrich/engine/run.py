@@ -82,12 +82,18 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def _track_note(self) -> str:
+        if self.track_rows is None:
+            return ""
+        if self.track_rows == self.rows_in:
+            return "  (every track row)"
+        return f"  (selected from {self.track_rows:,} track rows)"
+
     def lines(self) -> list[str]:
         """A one-screen human summary."""
         out = [
             f"output        {self.out}",
-            f"rows in       {self.rows_in:,}" + (f"  (selected from {self.track_rows:,} track rows)"
-                                                  if self.track_rows is not None else ""),
+            f"rows in       {self.rows_in:,}" + self._track_note(),
             f"rows written  {self.rows_written:,}",
             f"rows rejected {self.rows_rejected:,}",
             f"partitions    {self.partitions} ({self.partitions_resumed} resumed)",
