@@ -1,8 +1,9 @@
 """Random access to plain or bgzip FASTA through a samtools-compatible ``.fai`` (and ``.gzi``).
 
 An existing ``.fai``/``.gzi`` is read (and checked against the FASTA before a sequence is first
-used); when absent they are built and written beside the FASTA if that directory is writable, else
-into ``index_dir`` when given, else kept in memory. The ``.fai`` written here is byte-identical to
+used); when absent they are built and written into ``index_dir`` when given (the genomic cache
+passes its own directory, so a build never writes into its inputs' folders), else beside the FASTA
+if that directory is writable, else kept in memory. The ``.fai`` written here is byte-identical to
 the one ``samtools faidx`` writes; the ``.gzi`` uses the ``bgzip -r`` layout (a little-endian uint64
 count, then one (compressed offset, uncompressed offset) pair per BGZF block after the first).
 
@@ -122,8 +123,8 @@ def _writable_dir(directory: Path) -> bool:
 class IndexedFasta:
     """Random access to a plain or bgzip FASTA.
 
-    ``index_dir`` is where missing indexes are written when the FASTA's own directory is not
-    writable (an index already in ``index_dir`` is used too).
+    ``index_dir`` is where missing indexes are written (an index already beside the FASTA or in
+    ``index_dir`` is used); without it they are written beside the FASTA when that is writable.
     """
 
     def __init__(self, path: str | Path, index_dir: str | Path | None = None) -> None:
@@ -153,7 +154,9 @@ class IndexedFasta:
         return out
 
     def _write_index(self, suffix: str, data: bytes) -> Path | None:
-        for candidate in self._candidates(suffix):
+        # a given index_dir comes first: a cache build never writes into its inputs' folders (which
+        # may be an installed package's data or a read-only reference directory)
+        for candidate in reversed(self._candidates(suffix)):
             if _writable_dir(candidate.parent):
                 try:
                     _write_atomic(candidate, data)

@@ -352,3 +352,12 @@ def test_whole_chromosome_cache(chromosome, tmp_path):
         expected = features_of_window(window_string(chrom, int(g.gene_start), int(g.gene_end), g.strand, int(p)), NAMES)
         for name in NAMES:
             assert got[name][r] == pytest.approx(expected[name], abs=1e-12), (gid, p, name)
+
+
+def test_cache_build_writes_fasta_indexes_into_the_cache_not_beside_its_inputs(tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(SLICE_FASTA, inputs / SLICE_FASTA.name)
+    build_cache(inputs / SLICE_FASTA.name, SLICE_GTF, tmp_path / "cache")
+    assert sorted(p.name for p in inputs.iterdir()) == [SLICE_FASTA.name]
+    assert (tmp_path / "cache" / (SLICE_FASTA.name + ".fai")).is_file()
