@@ -588,12 +588,6 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
 
     # 2. Engine, genomic cache and track.
     engine_used = engine
-    if engine == "dask":
-        try:
-            import dask_enrich.engine.run  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - the engine ships with the package
-            say(f"the Dask engine is not importable ({exc}); recomputing in-process")
-            engine_used = "local"
     cache_path = _resolve_cache(cache, genome, annotation, work_dir, say)
     genomic = None
     if cache_path is not None:
@@ -702,27 +696,11 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
 
 def _resolve_cache(cache: str | None, genome: str | None, annotation: str | None,
                    work_dir: str | Path | None, say: Log) -> str | None:
-    if cache is not None and (genome is not None or annotation is not None):
-        raise ConfigError("give either --cache or --genome/--annotation, not both")
-    if cache is not None:
-        if not Path(cache).is_dir():
-            raise InputError(f"genomic cache {cache}: no such directory (build it with "
-                             "`dask-enrich build-cache`)")
-        return str(cache)
-    if genome is None and annotation is None:
-        return None
-    if annotation is None:
-        raise ConfigError("--genome needs --annotation too (the gene spans and strands come from it)")
-    try:
-        from .engine.run import resolve_cache
-    except ImportError:  # pragma: no cover - the engine ships with the package
-        from .genome.cache import build_cache
+    """Like ``run``: --cache as given, or built (or reused) beside the report from
+    --genome/--annotation (.dask-enrich-cache/<inputs key>)."""
+    from .engine.run import resolve_cache
 
-        target = Path(work_dir or ".") / "genomic_cache"
-        build_cache(genome, annotation, target)
-        return str(target)
-    # like `run`: the cache lives beside the output directory (.dask-enrich-cache/<inputs key>)
-    return resolve_cache(None, genome, annotation, str(Path(work_dir or "skew_report")), log=say)
+    return resolve_cache(cache, genome, annotation, str(Path(work_dir or "skew_report")), log=say)
 
 
 # --- command line --------------------------------------------------------------------------------
