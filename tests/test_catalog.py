@@ -29,3 +29,11 @@ def test_check_manifest_groups_needs(model_dir, capsys):
     assert args.handler(args) == 0
     out = capsys.readouterr().out
     assert "124 features" in out and "64 k-mers" in out and "--track" in out
+
+
+def test_docs_feature_catalogue_is_current():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "features.md"
+    assert catalog.features_markdown() in docs.read_text(), (
+        "docs/features.md is stale: regenerate it with `dask-enrich features --markdown`")
