@@ -212,8 +212,11 @@ def impute_value(manifest: Manifest, name: str) -> float | int:
 
 
 def _impute(values: np.ndarray, mask: np.ndarray, manifest: Manifest, name: str) -> np.ndarray:
-    out = np.array(values, dtype=manifest.feature(name).dtype, copy=True)
-    out[mask] = impute_value(manifest, name)
+    dtype, fill = manifest.feature(name).dtype, impute_value(manifest, name)
+    if mask.all():  # a whole input missing (no genome, no track...): no copy of the placeholders
+        return np.full(len(mask), fill, dtype=dtype)
+    out = np.array(values, dtype=dtype, copy=True)
+    out[mask] = fill
     return out
 
 
