@@ -85,6 +85,9 @@ class BinChecks:
     on_bad_rows: str = "error"
     source: str = ""
     need_sequence: bool = False  # reject genes whose chromosome the FASTA lacks
+    #: check rows against the annotation (gene present, position inside its span): only when a
+    #: feature reads the gene's annotation, sequence or neighbours, or positions are gene-relative
+    need_annotation: bool = True
     files: tuple[str, ...] = ()  # the input's files when rows carry FILE_COLUMN (several files)
 
 
@@ -102,7 +105,8 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
     if FILE_COLUMN in positions.columns:
         file_of_row = positions[FILE_COLUMN].to_numpy()
         positions = positions.drop(columns=FILE_COLUMN)
-    gene_table = genomic.gene_table if genomic is not None else None
+    use_annotation = checks.need_annotation or config.coordinates == "gene_relative"
+    gene_table = genomic.gene_table if genomic is not None and use_annotation else None
     has_sequence = bool(checks.need_sequence and gene_table is not None
                         and getattr(genomic, "has_sequence", False))
     good, rejected, warnings = validate.split_bad_rows(
@@ -307,16 +311,18 @@ def check_counts(pos_source: InputSource | None, pos_counts: "pd.Series | None",
 def bin_checks(run_record: Mapping[str, Any], manifest: Any, source: InputSource | None,
                cache_path: str | None) -> BinChecks:
     """The per-bin checks of a run: ``--on-bad-rows`` from the run's settings, the input's name,
-    and whether genes without sequence are rejected (a cache with a genome and a manifest with
-    sequence features)."""
-    from ..features.registry import SEQUENCE
+    whether genes without sequence are rejected (a cache with a genome and a manifest with
+    sequence features), and whether rows are checked against the annotation at all (not for a
+    manifest of score-only features, which never read it)."""
+    from ..features.registry import ANNOTATION, CONTEXT, SEQUENCE
 
     settings = run_record.get("settings", {}) or {}
-    need_sequence = cache_path is not None and any(
-        SEQUENCE in f.requires for f in getattr(manifest, "features", ()))
+    features = getattr(manifest, "features", ())
+    need_sequence = cache_path is not None and any(SEQUENCE in f.requires for f in features)
+    need_annotation = any(f.requires & {ANNOTATION, SEQUENCE, CONTEXT} for f in features)
     return BinChecks(on_bad_rows=str(settings.get("on_bad_rows", "error")),
                      source=source_name(source) if source is not None else "",
-                     need_sequence=bool(need_sequence),
+                     need_sequence=bool(need_sequence), need_annotation=need_annotation,
                      files=tuple(source.files) if source is not None and len(source.files) > 1
                      else ())
 

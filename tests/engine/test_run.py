@@ -16,7 +16,7 @@ from dask_enrich.config import EnrichConfig
 from dask_enrich.core import enrich, output_schema
 from dask_enrich.engine import exchange, run_enrichment, writer
 from dask_enrich.engine.run import check_row_counts
-from dask_enrich.errors import ConfigError, MissingFeatureError, RunFailure
+from dask_enrich.errors import ConfigError, InputError, MissingFeatureError, RunFailure
 from dask_enrich.features.registry import SCORES, lookup
 from dask_enrich.genome.cache import load_cached
 from dask_enrich.manifest import load_manifest, manifest_from_names
@@ -245,3 +245,20 @@ def test_whole_chromosome_124_features_match_the_core(client, tmp_path_factory):
     reference, report = enrich(positions, load_manifest(MODEL_DIR), genomic=cache, config=KEEP)
     _assert_same_rows(root / "out", reference)
     assert summary.rows_written == 300_000 and summary.imputed == report.imputed == {}
+
+
+def test_annotation_checks_apply_only_when_a_feature_reads_the_annotation(client, slice_cache, tmp_path):
+    """Genes absent from the annotation: a score-only manifest enriches them; one that reads the
+    annotation refuses them (bad rows, named)."""
+    cache = load_cached(slice_cache)
+    positions = positions_in_genes(cache.gene_table.iloc[:5], 200, seed=6)
+    positions.loc[:9, "gene_id"] = "NOT_IN_GTF"
+    positions.to_parquet(tmp_path / "p.parquet")
+    scores_only = manifest_from_names(["donor_score", "splice_probability"])
+    summary = run_enrichment(str(tmp_path / "p.parquet"), scores_only, str(tmp_path / "a"),
+                             cache=slice_cache, client=client)
+    assert summary.rows_written == 200 and summary.rows_rejected == 0
+    with_gene = manifest_from_names(["donor_score", "gene_length"])
+    with pytest.raises(InputError, match="gene_not_in_annotation"):
+        run_enrichment(str(tmp_path / "p.parquet"), with_gene, str(tmp_path / "b"),
+                       cache=slice_cache, client=client)
