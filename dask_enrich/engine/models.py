@@ -20,7 +20,6 @@ Client side: :func:`resolve_targets`, :func:`fingerprint_targets`, :func:`preche
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -346,18 +345,8 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
     model = load_model_cached(t.model_dir, score.trust_model, t.manifest)
     if not score.selective:
         return score_partition(frame, model, keep_features=score.keep_features)
-    track = track.reset_index(drop=True)
+    track = track.reset_index(drop=True)  # the bin's checked track rows (run._enrich_bin)
     mask = np.asarray(select_mask(track, ctx.selection), dtype=bool)
-    if int(mask.sum()) != len(frame):  # uncertain rows split off as bad: not written, not re-scored
-        keep = ~mask
-        rows = np.flatnonzero(mask)
-        keys = pd.MultiIndex.from_arrays([track["gene_id"].to_numpy()[rows],
-                                          track["position"].to_numpy()[rows]])
-        kept = keys.isin(pd.MultiIndex.from_arrays([positions["gene_id"].to_numpy(),
-                                                    positions["position"].to_numpy()]))
-        kept &= ~keys.duplicated(keep="first")  # a repeated row is rejected, its first kept
-        keep[rows[kept]] = True
-        track, mask = track[keep].reset_index(drop=True), mask[keep]
     meta = model.predict(frame)
     meta.insert(0, "gene_id", frame["gene_id"].to_numpy())
     if ctx.config.coordinates == "genomic":
@@ -369,21 +358,14 @@ def finish_bin(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFr
                ctx: Any) -> pd.DataFrame:
     """The frame the write step receives for one bin: the enriched frame itself (one target, no
     scoring: today's path), the target's scored or selective frame, or the targets' frames
-    :func:`combine`d. The engine's attrs (report, row counts) are kept; in selective mode the
-    bin's rows in are its track rows (each is written)."""
+    :func:`combine`d. The engine's attrs (report, row counts) are kept."""
     targets = getattr(ctx, "targets", ())
     score = getattr(ctx, "score", None)
     if not targets or (len(targets) == 1 and score is None and targets[0].overrides is None):
         return enriched
     frames = [_target_frame(enriched, positions, track, t, ctx) for t in targets]
     out = frames[0] if len(frames) == 1 else combine(frames)
-    out.attrs = dict(enriched.attrs)
-    if score is not None and score.selective:
-        from .run import _ROWS_IN_ATTR
-
-        uncertain = int(np.asarray(select_mask(track, ctx.selection)).sum())
-        rows_in = int(enriched.attrs.get(_ROWS_IN_ATTR, uncertain))
-        out.attrs[_ROWS_IN_ATTR] = rows_in - uncertain + len(track)  # every track row is in
+    out.attrs = dict(enriched.attrs)  # in selective mode rows in = the bin's track rows
     return out
 
 

@@ -35,7 +35,7 @@ from ..errors import ConfigError, EnrichError, InputError, RunFailure
 from ..features.registry import parse_kmer
 from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, inspect_input,
                   read_dask, wanted_columns)
-from ..manifest import Manifest, load_manifest
+from ..manifest import Manifest
 from ..selection import Selection, select_mask
 from . import exchange, rejects, models, writer
 from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, plan_partitions
@@ -185,16 +185,20 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     if bin_id in ctx.done:
         return ctx.meta.copy()
     track = _sorted_bin(track, ctx.plan) if track is not None else None
+    selective = positions is None and ctx.score is not None and ctx.score.selective
+    if selective:  # every track row is written (base or meta scores) or rejected: check them all
+        track = track.drop(columns=BIN, errors="ignore").reset_index(drop=True)
+        rows_in = len(track)
+        track, rejected, checks = _check_rows(track, ctx, bin_id)
     if positions is None:  # track only: the positions are the track's uncertain rows
         positions = track[select_mask(track, ctx.selection)][list(ctx.position_columns)]
     positions = positions.reset_index(drop=True)
     if BIN in positions.columns:
         positions = positions.drop(columns=BIN)
-    rows_in = len(positions)
-    # bad rows split off with a reason (error: the run fails; quarantine: OUT/rejected/)
-    positions, rejected, checks = rejects.check_bin(
-        positions, ctx.checks, bin_id=bin_id, config=ctx.config, genomic=_genomic(ctx), out=ctx.out,
-        fingerprint=ctx.fingerprint, storage_options=ctx.storage_options)
+    if not selective:
+        rows_in = len(positions)
+        # bad rows split off with a reason (error: the run fails; quarantine: OUT/rejected/)
+        positions, rejected, checks = _check_rows(positions, ctx, bin_id)
     positions = _sorted_bin(positions, ctx.plan)
     out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
     out.attrs[_REPORT_ATTR] = {**report.to_dict(), rejects.CHECKS_KEY: checks}
@@ -211,6 +215,13 @@ def _enrich_positions(positions: pd.DataFrame, track: pd.DataFrame, ctx: _Contex
 def _enrich_positions_only(positions: pd.DataFrame, ctx: _Context,
                            partition_info: dict | None = None) -> pd.DataFrame:
     return _enrich_bin(positions, None, ctx, partition_info)
+
+
+def _check_rows(rows: pd.DataFrame, ctx: _Context, bin_id: int
+                ) -> tuple[pd.DataFrame, int, dict[str, Any]]:
+    return rejects.check_bin(rows, ctx.checks, bin_id=bin_id, config=ctx.config, genomic=_genomic(ctx),
+                             out=ctx.out, fingerprint=ctx.fingerprint,
+                             storage_options=ctx.storage_options)
 
 
 def _enrich_track_only(track: pd.DataFrame, ctx: _Context, partition_info: dict | None = None

@@ -138,3 +138,27 @@ def test_selective_quarantine_writes_each_good_track_row_once(client, slice_cach
     assert summary.rows_in == len(track)
     assert not got.duplicated(["gene_id", "position"]).any()
     assert got["rescored"].sum() == len(uncertain)
+
+
+def test_selective_mode_checks_every_track_row_not_only_the_uncertain_ones(client, slice_cache, tmp_path):
+    cache = load_cached(slice_cache)
+    track = full_track(cache.gene_table.iloc[[3, 50]], seed=7)
+    top = np.maximum(track["donor_score"], track["acceptor_score"]).to_numpy()
+    # a confident nucleotide whose neighbours (+-2) are confident too: no uncertain row needs its
+    # score as context, so rejecting it leaves every uncertain row's context complete
+    calm = np.convolve((top < 0.02) | (top >= 0.80), np.ones(5), mode="same") == 5
+    confident = np.flatnonzero(calm)
+    assert len(confident) >= 2
+    bad = track.iloc[[confident[0]]].assign(donor_score=1.5)         # not uncertain, but invalid
+    track = track.drop(index=track.index[confident[0]])
+    track = pd.concat([track, bad, track.iloc[[confident[1]]]], ignore_index=True)  # + a repeat
+    track.to_parquet(tmp_path / "track.parquet")
+    summary = run_enrichment(None, MODEL_DIR, str(tmp_path / "out"), track=str(tmp_path / "track.parquet"),
+                             cache=slice_cache, client=client, on_bad_rows="quarantine",
+                             score=ScoreOptions(selective=True))
+    got = _read(tmp_path / "out")
+    assert summary.rows_in == len(track) and summary.rows_rejected == 2
+    assert summary.rows_written == len(got) == len(track) - 2
+    assert not got.duplicated(["gene_id", "position"]).any()
+    reasons = pd.read_parquet(tmp_path / "out" / "rejected")["reason"].str.split(":").str[0]
+    assert sorted(reasons) == ["duplicate_position", "score_above_one"]
