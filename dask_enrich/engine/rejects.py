@@ -17,7 +17,6 @@ import gzip
 import io as _io
 import json
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -142,19 +141,7 @@ def write_rejected(rejected: pd.DataFrame, out: str, bin_id: int, fingerprint: s
     table = pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False)
     record = {"fingerprint": fingerprint, "bin": int(bin_id), "rows": int(table.num_rows)}
     table = table.replace_schema_metadata({writer.META_KEY: json.dumps(record).encode()})
-    final = f"{directory}/{writer.part_name(bin_id)}"
-    tmp = f"{directory}/.{writer.part_name(bin_id)}{writer.TMP_MARKER}{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open(tmp, "wb") as handle:
-            pq.write_table(table, handle, compression="snappy")
-        writer._rename(fs, tmp, final)
-    except OSError as exc:
-        try:
-            fs.rm(tmp)
-        except Exception:
-            pass
-        raise RunFailure(f"bin {bin_id}: cannot write {final}: {exc}") from exc
-    return final
+    return writer.write_table_atomic(fs, table, directory, bin_id, compression="snappy")
 
 
 def prepare_rejected(out: str, done: Mapping[int, Any],

@@ -207,6 +207,28 @@ def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, **options: Any) -> str:
+    """Write ``table`` as ``directory/part-NNNNN.parquet``: under a hidden temporary name first
+    (Parquet dataset readers skip names starting with "."), renamed when complete, so a reader or
+    ``--resume`` never takes a half-written file as a part. Returns the final path."""
+    final = f"{directory}/{part_name(bin_id)}"
+    tmp = f"{directory}/.{part_name(bin_id)}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
+    try:
+        if _is_local(fs):
+            pq.write_table(table, tmp, **options)
+        else:
+            with fs.open(tmp, "wb") as handle:
+                pq.write_table(table, handle, **options)
+        _rename(fs, tmp, final)
+    except OSError as exc:
+        try:
+            fs.rm(tmp)
+        except Exception:
+            pass
+        raise RunFailure(f"bin {bin_id}: cannot write {final}: {exc}") from exc
+    return final
+
+
 def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, run_fingerprint: str,
                report: dict[str, Any], storage_options: dict[str, Any] | None = None, *,
                rows_in: int | None = None, rows_rejected: int = 0) -> dict[str, Any]:
@@ -227,24 +249,7 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
               "rows_in": int(table.num_rows if rows_in is None else rows_in),
               "rows_rejected": int(rows_rejected), "report": report}
     table = table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
-    options = _writer_options(schema)
-    final = f"{root}/{part_name(bin_id)}"
-    # hidden while incomplete: Parquet dataset readers (pyarrow, pandas, dask) skip names
-    # starting with "." or "_", so a reader never sees a half-written part
-    tmp = f"{root}/.{part_name(bin_id)}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
-    try:
-        if _is_local(fs):
-            pq.write_table(table, tmp, **options)
-        else:
-            with fs.open(tmp, "wb") as handle:
-                pq.write_table(table, handle, **options)
-        _rename(fs, tmp, final)
-    except OSError as exc:
-        try:
-            fs.rm(tmp)
-        except Exception:
-            pass
-        raise RunFailure(f"bin {bin_id}: cannot write {final}: {exc}") from exc
+    write_table_atomic(fs, table, root, bin_id, **_writer_options(schema))
     return record
 
 
