@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import EnrichConfig
-import numpy as np
-
 from .core import enrich, impute_value
 from .errors import InputError
-from .features import registry
 from .manifest import Manifest, find_manifest, load_manifest
 
 log = logging.getLogger("dask_enrich")
@@ -86,11 +84,13 @@ class OptimizedInferenceEnricher:
             imputed = dict(report.imputed)
         else:
             result, imputed = pd.DataFrame(index=frame.index), {}
-        for name in self.manifest.names:
-            if name not in computed:  # switched off by an include_* setting
-                dtype = self.manifest.feature(name).dtype
-                result[name] = np.full(len(result), impute_value(self.manifest, name), dtype=dtype)
-                imputed[name] = len(result)
+        switched_off = {  # groups switched off by an include_* setting: filled, not computed
+            name: np.full(len(result), impute_value(self.manifest, name),
+                          dtype=self.manifest.feature(name).dtype)
+            for name in self.manifest.names if name not in computed}
+        if switched_off:
+            result = pd.concat([result, pd.DataFrame(switched_off, index=result.index)], axis=1)
+            imputed.update({name: len(result) for name in switched_off})
         if imputed:
             log.warning("gene %s: imputed %d feature(s) for %d rows: %s", gene_id,
                         len(imputed), len(frame), ", ".join(imputed))

@@ -118,7 +118,7 @@ tr.bad td{background:#fdecea} .muted{color:#666} .facts td:first-child{color:#55
 .hist{display:inline-block;vertical-align:top;margin:0 18px 12px 0}
 """
 
-_JS = """
+_JS = r"""
 document.querySelectorAll('table.sortable th').forEach(function (th, col) {
   th.addEventListener('click', function () {
     var body = th.closest('table').tBodies[0], rows = Array.from(body.rows);
