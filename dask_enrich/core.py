@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 REQUIRED_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score", "neither_score")
 CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in registry.CONTEXT_OFFSETS)
-GENOMIC_FEATURES = tuple(f.name for f in registry.builtin_features() if f.group == "genomic")
 
 
 @dataclass

@@ -19,7 +19,6 @@ from dask_enrich.core import enrich
 from dask_enrich.engine import writer
 from dask_enrich.engine.run import run_enrichment
 from dask_enrich.errors import InputError, ManifestError
-from dask_enrich.manifest import manifest_from_names
 from dask_enrich.validate import reason_code
 from tests.engine.conftest import client  # noqa: F401  (session LocalCluster fixture)
 

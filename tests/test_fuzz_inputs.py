@@ -7,7 +7,6 @@ positions inside their annotated gene) and ``_SUCCESS.json`` must record rows in
 """
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 import sys

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import (ENV, assert_same_output, enrich_command, kill, part_paths, read_output,
-                       run_args, run_enrich, start, stop, wait_for_parts)
+from .conftest import (assert_same_output, enrich_command, kill, part_paths, read_output, run_args,
+                       run_enrich, start, stop, wait_for_parts)
 
 pytestmark = pytest.mark.distributed
 

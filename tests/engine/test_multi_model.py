@@ -14,7 +14,7 @@ import pytest
 from dask_enrich.cli import main
 from dask_enrich.config import EnrichConfig
 from dask_enrich.engine import run_enrichment, writer
-from dask_enrich.engine.models import ScoreOptions, expand_manifests
+from dask_enrich.engine.models import expand_manifests
 from dask_enrich.errors import ConfigError
 from dask_enrich.genome.cache import load_cached
 

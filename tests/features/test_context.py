@@ -1,6 +1,5 @@
 """Context neighbours come from the track's nucleotides, in transcript orientation."""
 import numpy as np
-import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
