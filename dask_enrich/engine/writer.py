@@ -97,12 +97,12 @@ def _listing(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     return [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
 
 
-def precheck_output(out: str, *, mode: Mode, run_fingerprint: str,
-                    storage_options: dict[str, Any] | None = None) -> None:
-    """The refusals of :func:`prepare_output`, checked cheaply before any cluster starts."""
-    fs, root = _fs(out, storage_options)
+def _refuse(out: str, fs: fsspec.AbstractFileSystem, root: str, mode: Mode, run_fingerprint: str,
+            run_record: dict[str, Any] | None, storage_options: dict[str, Any] | None) -> list[str]:
+    """The refusals shared by :func:`precheck_output` and :func:`prepare_output`; returns OUT's
+    entries ([] when it does not exist)."""
     if not fs.exists(root):
-        return
+        return []
     if not fs.isdir(root):
         raise ConfigError(f"output {out} exists and is not a directory")
     entries = _listing(fs, root)
@@ -115,8 +115,19 @@ def precheck_output(out: str, *, mode: Mode, run_fingerprint: str,
             raise ConfigError(f"cannot resume into {out}: it holds no {RUN_FILE} (not an output of "
                               "dask-enrich); use --overwrite to replace it")
         if previous.get("fingerprint") != run_fingerprint:
+            detail = ""
+            if run_record is not None:  # say which settings or inputs changed
+                detail = f" ({', '.join(_changed_keys(previous, run_record)) or 'fingerprint differs'})"
             raise ConfigError(f"cannot resume into {out}: it was written by a run with other inputs or "
-                              "settings; use --overwrite")
+                              f"settings{detail}; use --overwrite")
+    return entries
+
+
+def precheck_output(out: str, *, mode: Mode, run_fingerprint: str,
+                    storage_options: dict[str, Any] | None = None) -> None:
+    """The refusals of :func:`prepare_output`, checked cheaply before any cluster starts."""
+    fs, root = _fs(out, storage_options)
+    _refuse(out, fs, root, mode, run_fingerprint, None, storage_options)
 
 
 def prepare_output(out: str, *, mode: Mode, run_fingerprint: str, run_record: dict[str, Any],
@@ -129,26 +140,12 @@ def prepare_output(out: str, *, mode: Mode, run_fingerprint: str, run_record: di
     foreign parts and the previous ``_SUCCESS.json``; refuse a directory of another run.
     """
     fs, root = _fs(out, storage_options)
-    exists = fs.exists(root)
-    if exists and not fs.isdir(root):
-        raise ConfigError(f"output {out} exists and is not a directory")
-    entries = _listing(fs, root) if exists else []
+    entries = _refuse(out, fs, root, mode, run_fingerprint, run_record, storage_options)
     done: dict[int, dict[str, Any]] = {}
-    if entries and mode == "new":
-        raise ConfigError(f"output directory {out} is not empty: use --resume to continue the run "
-                          "that wrote it, or --overwrite to replace it")
     if entries and mode == "overwrite":
         fs.rm(root, recursive=True)
         entries = []
     if entries and mode == "resume":
-        previous = read_json(out, RUN_FILE, storage_options)
-        if previous is None:
-            raise ConfigError(f"cannot resume into {out}: it holds no {RUN_FILE} (not an output of "
-                              "dask-enrich); use --overwrite to replace it")
-        if previous.get("fingerprint") != run_fingerprint:
-            changed = _changed_keys(previous, run_record)
-            raise ConfigError(f"cannot resume into {out}: it was written by a run with other inputs or "
-                              f"settings ({', '.join(changed) or 'fingerprint differs'}); use --overwrite")
         for name in entries:
             path = f"{root}/{name}"
             match = PART_PATTERN.match(name)
