@@ -73,10 +73,11 @@ def agreement(out: str | Path) -> pd.DataFrame:
     """Top-k agreement with the annotated sites, base vs meta-where-uncertain scores, over the
     demo genes the meta-model did not train on (listed in its model.json)."""
     from .basemodel.sites import site_flags, sites_on_scored_nucleotide, topk_accuracy
-    from .genome.cache import open_or_build
+    from .genome.cache import load_cached
 
     scored = pd.read_parquet(str(out), filters=[("gene_id", "in", _held_out())])
-    cache = open_or_build(None, GENOME, ANNOTATION, root=default_cache_dir())  # the run's own cache
+    run = json.loads((Path(out) / "_SUCCESS.json").read_text())
+    cache = load_cached(run["inputs"]["cache"]["path"])  # the run's own genomic cache
     sites = sites_on_scored_nucleotide(cache.splice_sites, cache.gene_table["strand"])
     flags = site_flags(scored, sites)
     rows = []

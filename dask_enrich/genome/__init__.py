@@ -5,7 +5,6 @@ from .cache import (
     gene_relative_to_genomic,
     genomic_to_gene_relative,
     load_cached,
-    open_or_build,
     register_cli,
 )
 from .fasta import IndexedFasta, reverse_complement
@@ -13,7 +12,7 @@ from .gtf import GENOMIC_FEATURES, Annotation, encode_chrom, read_gtf
 
 __all__ = [
     "Annotation", "GENOMIC_FEATURES", "GenomicCache", "IndexedFasta", "build_cache", "encode_chrom",
-    "gene_relative_to_genomic", "genomic_to_gene_relative", "load_cached", "open_or_build", "read_gtf",
+    "gene_relative_to_genomic", "genomic_to_gene_relative", "load_cached", "read_gtf",
     "register_cli",
     "reverse_complement",
 ]

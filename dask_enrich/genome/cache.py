@@ -431,34 +431,6 @@ def load_cached(path: str | Path) -> GenomicCache:
 load_cached.cache_clear = _open_cached.cache_clear  # type: ignore[attr-defined]
 
 
-def default_cache_root() -> Path:
-    """Where caches built on first use go: $DASK_ENRICH_CACHE_DIR, else ~/.cache/dask_enrich."""
-    env = os.environ.get("DASK_ENRICH_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "dask_enrich"
-
-
-def open_or_build(cache: str | Path | None, genome: str | Path | None, annotation: str | Path | None, *,
-                  root: str | Path | None = None, progress: Progress | None = None,
-                  chrom_aliases: dict[str, str] | None = None) -> GenomicCache | None:
-    """The genomic cache of a run: ``--cache DIR`` alone opens it; ``--annotation`` (with or without
-    ``--genome``) builds or reuses one, in ``--cache DIR`` when given, else in
-    ``root/<fingerprint prefix>`` (``root`` defaults to :func:`default_cache_root`). Nothing given:
-    None. ``--genome`` without ``--annotation`` is a ConfigError (sequence windows need gene spans)."""
-    from ..errors import ConfigError
-
-    if annotation is None:
-        if genome is not None:
-            raise ConfigError("--genome needs --annotation (the windows are cut from the annotated gene spans)")
-        return None if cache is None else GenomicCache.open(cache)
-    if cache is None:
-        for path in (annotation, genome):
-            if path is not None and not Path(path).is_file():
-                raise InputError(f"input file not found: {path}")
-        fingerprint, _ = inputs_fingerprint(genome, annotation, chrom_aliases)
-        cache = (Path(root) if root is not None else default_cache_root()) / fingerprint[:16]
-    return build_cache(genome, annotation, cache, progress=progress, chrom_aliases=chrom_aliases)
-
-
 # --- command line --------------------------------------------------------------------------------
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``build-cache`` subcommand (sets ``handler`` to a function returning an exit code)."""

@@ -258,26 +258,6 @@ def test_genes_at_the_chromosome_ends(tmp_path, slice_chrom):
     assert got["sequence_length"].tolist() == [250, 251, 400, 400, 251, 251, 400, 250, 150, 150, 150]
 
 
-def test_open_or_build(tmp_path):
-    from dask_enrich.errors import ConfigError
-    from dask_enrich.genome.cache import open_or_build
-
-    fasta = link_into(tmp_path / "fa", SLICE_FASTA)
-    assert open_or_build(None, None, None) is None
-    with pytest.raises(ConfigError, match="--annotation"):
-        open_or_build(None, fasta, None)
-    built = open_or_build(None, fasta, SLICE_GTF, root=tmp_path / "root")
-    assert built.path.parent == tmp_path / "root" and built.path.name == built.fingerprint[:16]
-    again = open_or_build(None, fasta, SLICE_GTF, root=tmp_path / "root")
-    assert again.path == built.path and again.fingerprint == built.fingerprint
-    opened = open_or_build(built.path, None, None)
-    assert opened.fingerprint == built.fingerprint and opened.has_sequence
-    explicit = open_or_build(tmp_path / "mine", None, SLICE_GTF)
-    assert explicit.path == tmp_path / "mine" and not explicit.has_sequence
-    with pytest.raises(InputError, match="not a genomic cache"):
-        open_or_build(tmp_path / "empty", None, None)
-
-
 def test_build_cache_subcommand(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="dask-enrich")
     sub = parser.add_subparsers(dest="command")
