@@ -150,9 +150,11 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help=f"target rows per partition (positions plus their genes' track rows; default "
                         f"{DEFAULT_PARTITION_ROWS:,}). Genes are never split: small genes are packed "
                         "together, a larger gene gets a partition of its own")
-    c.add_argument("--exchange", choices=("staged", "p2p"), default="staged",
-                   help="how rows reach their gene partition: 'staged' Arrow files under "
-                        "OUT/_staging (default, fastest) or 'p2p' (Dask's shuffle)")
+    c.add_argument("--exchange", choices=("auto", "staged", "p2p"), default="auto",
+                   help="how rows reach their gene partition: 'auto' (default: no exchange when "
+                        "the input is grouped by gene, i.e. each gene's rows in one file or row "
+                        "group, else 'staged'), 'staged' Arrow files under OUT/_staging, or 'p2p' "
+                        "(Dask's shuffle)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     models.add_score_arguments(p, name)
     _add_debug(p)

@@ -19,9 +19,10 @@ from ..errors import ConfigError
 DEFAULT_PARTITION_ROWS = 200_000
 
 
-def pack_next_fit(sizes: np.ndarray, target: int) -> np.ndarray:
+def pack_next_fit(sizes: np.ndarray, target: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Bin id of each item, packing items in order: a bin takes consecutive items while their sum
-    stays <= ``target``; an item larger than ``target`` is alone. Bins are numbered 0, 1, ..."""
+    stays <= ``target``; an item larger than ``target`` is alone. Bins are numbered 0, 1, ...
+    With ``groups`` (a label per item, equal labels consecutive), a bin never spans two groups."""
     sizes = np.asarray(sizes, dtype=np.int64)
     if target < 1:
         raise ConfigError(f"partition rows must be at least 1, not {target}")
@@ -31,13 +32,19 @@ def pack_next_fit(sizes: np.ndarray, target: int) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     inclusive = np.cumsum(sizes)
+    if groups is None:
+        group_ends = np.array([n], dtype=np.int64)
+    else:
+        groups = np.asarray(groups)
+        group_ends = np.append(np.flatnonzero(groups[1:] != groups[:-1]) + 1, n)
     starts = []
     start = 0
     while start < n:  # one iteration per bin
         starts.append(start)
         before = inclusive[start - 1] if start else 0
         end = int(np.searchsorted(inclusive, before + target, side="right"))
-        start = max(end, start + 1)
+        group_end = int(group_ends[np.searchsorted(group_ends, start, side="right")])
+        start = min(max(end, start + 1), group_end)
     starts_arr = np.asarray(starts, dtype=np.int64)
     lengths = np.diff(np.append(starts_arr, n))
     return np.repeat(np.arange(len(starts_arr), dtype=np.int64), lengths)
@@ -51,6 +58,20 @@ class PartitionPlan:
     sizes: np.ndarray  # rows per gene (int64), the packing weight
     bins: np.ndarray  # bin id per gene (int64), non-decreasing
     target_rows: int
+    #: input partition holding all rows of each bin, when the input is grouped by gene (each gene's
+    #: rows in one input partition); such bins are enriched where they are read, with no exchange
+    bin_parts: np.ndarray | None = None
+
+    @property
+    def follows_input(self) -> bool:
+        """Whether every bin lies within one input partition (see ``bin_parts``)."""
+        return self.bin_parts is not None
+
+    def bins_of_part(self, part: int) -> np.ndarray:
+        """The bins read from input partition ``part`` (only when :attr:`follows_input`)."""
+        if self.bin_parts is None:
+            raise ValueError("this plan's bins do not follow the input partitions")
+        return np.flatnonzero(self.bin_parts == part)
 
     @property
     def n_bins(self) -> int:
@@ -79,16 +100,19 @@ class PartitionPlan:
         rows = self.bin_rows
         return {"bins": self.n_bins, "genes": len(self.genes), "target_rows": self.target_rows,
                 "rows": int(self.sizes.sum()), "max_bin_rows": int(rows.max()) if len(rows) else 0,
-                "largest_gene_rows": int(self.sizes.max()) if len(self.sizes) else 0}
+                "largest_gene_rows": int(self.sizes.max()) if len(self.sizes) else 0,
+                "follows_input": self.follows_input}
 
 
 def plan_partitions(gene_sizes: pd.Series, target_rows: int = DEFAULT_PARTITION_ROWS, *,
-                    keep_order: bool = False) -> PartitionPlan:
+                    keep_order: bool = False, gene_parts: pd.Series | None = None) -> PartitionPlan:
     """The plan for genes with these sizes (a Series: gene id -> rows).
 
     Genes are packed in sorted id order, or, with ``keep_order``, in the order given (the engine
     passes the order of first appearance in the input, so that input already grouped by gene maps
-    to bins without reordering rows).
+    to bins without reordering rows). ``gene_parts`` (gene id -> the one input partition holding
+    all its rows, given in the same order as ``gene_sizes``) keeps each bin within one input
+    partition and records it in ``bin_parts``; it implies ``keep_order``.
     """
     if target_rows < 1:
         raise ConfigError(f"--partition-rows must be at least 1, not {target_rows}")
@@ -96,6 +120,16 @@ def plan_partitions(gene_sizes: pd.Series, target_rows: int = DEFAULT_PARTITION_
         raise ValueError("gene ids must not be missing")
     if not gene_sizes.index.is_unique:
         gene_sizes = gene_sizes.groupby(level=0, sort=False).sum()
+    if gene_parts is not None:
+        parts = gene_parts.reindex(gene_sizes.index).to_numpy()
+        if pd.isna(parts).any() or (len(parts) > 1 and bool((np.diff(parts.astype(np.int64)) < 0).any())):
+            raise ValueError("gene_parts must give each gene's input partition, in partition order")
+        parts = parts.astype(np.int64)
+        sizes = gene_sizes.to_numpy(dtype=np.int64)
+        bins = pack_next_fit(sizes, target_rows, groups=parts)
+        first = np.flatnonzero(np.diff(bins, prepend=-1)) if len(bins) else np.zeros(0, np.int64)
+        return PartitionPlan(pd.Index(gene_sizes.index.astype("str"), dtype="str"), sizes, bins,
+                             int(target_rows), bin_parts=parts[first])
     ordered = gene_sizes if keep_order else gene_sizes.sort_index()
     sizes = ordered.to_numpy(dtype=np.int64)
     return PartitionPlan(pd.Index(ordered.index.astype("str"), dtype="str"), sizes,

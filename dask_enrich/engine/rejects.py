@@ -215,6 +215,32 @@ def input_of_key(key: Any) -> tuple[str, int] | None:
     return None
 
 
+def _genes_of_bins(plan: Any, bins: Any) -> str:
+    """'(genes A (n rows), ...; N rows in all)': the largest genes of these bins first."""
+    in_bins = np.flatnonzero(np.isin(np.asarray(plan.bins), np.asarray(bins)))
+    sizes = np.asarray(plan.sizes)[in_bins]
+    order = in_bins[np.argsort(-sizes, kind="stable")]
+    shown = ", ".join(f"{plan.genes[i]} ({int(plan.sizes[i]):,} rows)" for i in order[:5])
+    more = f" and {len(order) - 5} more" if len(order) > 5 else ""
+    return f"(gene{'s' if len(order) > 1 else ''} {shown}{more}; {int(sizes.sum()):,} rows in all)"
+
+
+_LOCAL_KEY = re.compile(r"^enrich-write-([A-Za-z_]+)-(\d+)-")
+
+
+def local_part_key(label: str, part: int, fingerprint: str) -> str:
+    """The key of the task that enriches and writes the bins of one input partition."""
+    return f"enrich-write-{label}-{part}-{fingerprint[:8]}"
+
+
+def local_part_of_key(key: Any) -> tuple[str, int] | None:
+    """(input label, input partition) of an enrich-where-read task key (see local_part_key)."""
+    if isinstance(key, bytes):
+        key = key.decode()
+    match = _LOCAL_KEY.match(key) if isinstance(key, str) else None
+    return (match.group(1), int(match.group(2))) if match else None
+
+
 def _bytes(value: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -242,19 +268,19 @@ def killed_worker_failure(exc: BaseException, plan: Any, bin_names: set[str],
     limit = (f"worker memory limit {_bytes(min(limits))}" if limits
              else "worker memory limit unknown")
     input_part = input_of_key(key)
-    if input_part is not None:
+    local_part = local_part_of_key(key)
+    if local_part is not None and getattr(plan, "follows_input", False):
+        bins = plan.bins_of_part(local_part[1])
+        where = (f"input partition {local_part[1]} of the {local_part[0]} (enriched where read) with "
+                 f"partition{'s' if len(bins) > 1 else ''} {', '.join(map(str, bins))} ")
+        where += _genes_of_bins(plan, bins)
+    elif input_part is not None:
         where = (f"reading partition {input_part[1]} of the {input_part[0]} input (one file or block "
                  "of it; a gzip CSV file is read whole)")
     elif bin_id is None or not (0 <= bin_id < plan.n_bins):
         where = f"task {key!r}"
     else:
-        in_bin = np.flatnonzero(np.asarray(plan.bins) == bin_id)
-        sizes = np.asarray(plan.sizes)[in_bin]
-        order = in_bin[np.argsort(-sizes, kind="stable")]
-        shown = ", ".join(f"{plan.genes[i]} ({int(plan.sizes[i]):,} rows)" for i in order[:5])
-        more = f" and {len(order) - 5} more" if len(order) > 5 else ""
-        where = (f"partition {bin_id} (gene{'s' if len(order) > 1 else ''} {shown}{more}; "
-                 f"{int(sizes.sum()):,} rows in all)")
+        where = f"partition {bin_id} " + _genes_of_bins(plan, [bin_id])
     return RunFailure(
         f"{where} killed its worker repeatedly; it most likely ran out of memory ({limit}). A gene "
         "is never split across partitions, so --partition-rows cannot make it smaller: raise "

@@ -3,7 +3,10 @@
 The client reads only small things: the input columns (footers/headers), the rows per gene (one
 pass over ``gene_id``), and one small record per bin at the end. The plan packs genes (in order of
 first appearance) into bins of about ``partition_rows`` rows, never splitting a gene. Everything
-else happens on the workers: the rows reach their bin through the staged exchange (``exchange.py``:
+else happens on the workers. When the input is grouped by gene (every gene's rows in one input
+partition, as a per-gene or per-chromosome writer leaves them), bins are packed within input
+partitions and one task per input partition reads it, enriches each of its bins and writes each
+bin's file: no rows move between tasks. Otherwise the rows reach their bin through the staged exchange (``exchange.py``:
 each input partition is written once, grouped by bin, as an Arrow file under ``OUT/_staging``; each
 bin reads its slices back, memory-mapped), or, with ``exchange_method="p2p"``, through Dask's
 ``set_index`` shuffle on the bin id with explicit integer divisions; positions and track go through
@@ -253,30 +256,60 @@ def _write_bin(frame: pd.DataFrame, ctx: _Context, partition_info: dict | None =
     return pd.DataFrame({k: [v] for k, v in row.items()}).astype(SUMMARY_META.dtypes.to_dict())
 
 
+def _enrich_write_part(frame: pd.DataFrame, part: int, ctx: _Context, track_only: bool
+                       ) -> pd.DataFrame:
+    """Enrich and write every bin of one input partition where it was read (input grouped by gene,
+    ``plan.follows_input``): no exchange, one bin in memory at a time beside the partition.
+    Returns the bins' records (bins already complete are left out)."""
+    bins = ctx.plan.bin_of(frame["gene_id"])
+    if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # genes not contiguous: group rows
+        order = np.argsort(bins, kind="stable")
+        frame, bins = frame.take(order), bins[order]
+    records = [SUMMARY_META]
+    for bin_id in ctx.plan.bins_of_part(part):  # one iteration per bin
+        if bin_id in ctx.done:
+            continue
+        start, end = np.searchsorted(bins, [bin_id, bin_id + 1])
+        rows = frame.iloc[start:end]
+        info = {"number": int(bin_id)}
+        enriched = (_enrich_bin(None, rows, ctx, info) if track_only
+                    else _enrich_bin(rows, None, ctx, info))
+        records.append(_write_bin(enriched, ctx, info))
+    return pd.concat(records, ignore_index=True)
+
+
 # --- client side ---------------------------------------------------------------------------------
 def _fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _count_genes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows per gene id of one partition, in order of first appearance (missing ids included)."""
+def _count_genes(frame: pd.DataFrame, partition_info: dict | None = None) -> pd.DataFrame:
+    """Rows per gene id of one partition, in order of first appearance (missing ids included),
+    with the partition's number."""
     codes, uniques = pd.factorize(frame["gene_id"], use_na_sentinel=False)
     counts = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
-    return pd.DataFrame({"gene_id": pd.Series(uniques, dtype="str"), "rows": counts})
+    part = partition_info["number"] if partition_info else -1
+    return pd.DataFrame({"gene_id": pd.Series(uniques, dtype="str"), "rows": counts,
+                         "part": np.full(len(uniques), part, dtype=np.int64)})
 
 
-def _gene_counts(source: InputSource) -> pd.Series:
+def _gene_counts(source: InputSource) -> tuple[pd.Series, pd.Series | None]:
     """Rows per gene id, in order of first appearance in the input, from one pass over the
-    ``gene_id`` column only."""
+    ``gene_id`` column only; and, when the input is grouped by gene (every gene's rows in one input
+    partition), the input partition of each gene (else None)."""
     genes = read_dask(source, ["gene_id"])
-    meta = pd.DataFrame({"gene_id": pd.Series([], dtype="str"), "rows": pd.Series([], dtype="int64")})
+    meta = pd.DataFrame({"gene_id": pd.Series([], dtype="str"), "rows": pd.Series([], dtype="int64"),
+                         "part": pd.Series([], dtype="int64")})
     per_part = genes.map_partitions(_count_genes, meta=meta).compute()
     counts = per_part.groupby("gene_id", sort=False, dropna=False)["rows"].sum()
     if counts.index.hasnans:
         missing = int(counts[counts.index.isna()].sum())
         raise InputError(f"{source.label} {source.path}: {missing} row(s) have no gene_id")
     counts.index = pd.Index(counts.index, dtype="str")
-    return counts.astype(np.int64)
+    gene_parts = None
+    if len(counts) == len(per_part) and (per_part["part"] >= 0).all():  # no gene in two partitions
+        gene_parts = pd.Series(per_part["part"].to_numpy(), index=counts.index)
+    return counts.astype(np.int64), gene_parts
 
 
 def check_row_counts(rows_in: int, written: int, rejected: int, where: str = "") -> None:
@@ -345,7 +378,7 @@ def run_enrichment(
     memory_limit: str | int | None = "auto",
     processes: bool = True,
     storage_options: dict[str, Any] | None = None,
-    exchange_method: str = "staged",
+    exchange_method: str = "auto",
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     on_bad_rows: str = "error",
@@ -359,8 +392,10 @@ def run_enrichment(
     ``mode``: ``new`` (refuse a non-empty OUT), ``resume`` or ``overwrite``.
     ``on_bad_rows``: ``error`` (a bad row fails the run, naming the file, reasons and example
     rows) or ``quarantine`` (bad rows go to ``OUT/rejected/`` with their reason).
-    ``exchange_method``: how rows reach their bin: ``staged`` (Arrow files under OUT/_staging, the
-    default) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
+    ``exchange_method``: how rows reach their bin: ``auto`` (the default: when one input is grouped
+    by gene, i.e. every gene's rows lie in one input partition, each bin is enriched and written
+    where it is read, with no exchange; otherwise ``staged``), ``staged`` (Arrow files under
+    OUT/_staging) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
     """
     say = log or (lambda message: None)
     # local paths absolute on the client: the workers have other working directories
@@ -376,8 +411,8 @@ def run_enrichment(
         raise ConfigError(f"--partition-rows must be at least 1, not {partition_rows}")
     if on_bad_rows not in rejects.ON_BAD_ROWS:
         raise ConfigError(f"--on-bad-rows must be 'error' or 'quarantine', not {on_bad_rows!r}")
-    if exchange_method not in ("staged", "p2p"):
-        raise ConfigError(f"exchange must be 'staged' or 'p2p', not {exchange_method!r}")
+    if exchange_method not in ("auto", "staged", "p2p"):
+        raise ConfigError(f"exchange must be 'auto', 'staged' or 'p2p', not {exchange_method!r}")
     # One target (output dataset) per manifest; the union manifest is what each partition computes.
     targets, manifest = models.resolve_targets(manifest, out, score, config,
                                                track_only=positions is None)
@@ -427,7 +462,9 @@ def run_enrichment(
                 "Parquet or several smaller files keep memory bounded")
     settings = {"config": asdict(config), "partition_rows": partition_rows,
                 "on_bad_rows": on_bad_rows,
-                "selection": selection.to_dict() if track_only else None}
+                "selection": selection.to_dict() if track_only else None,
+                # the plan differs (bins within input partitions when grouped): resume needs the same
+                "bins": "within input partitions if grouped" if exchange_method == "auto" else "packed"}
     run_record = {"version": __version__, "inputs": inputs, "settings": settings,
                   "manifest_names": list(manifest.names)}
     run_record, run_fingerprint, targets = models.fingerprint_targets(targets, run_record, score,
@@ -529,8 +566,9 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
 
     # Plan: rows per gene (positions and track rows alike), packed into bins.
     t = time.perf_counter()
-    pos_counts = _gene_counts(pos_source) if pos_frame is not None else None
-    track_counts = _gene_counts(track_source) if track_frame is not None else None
+    pos_counts, pos_parts = _gene_counts(pos_source) if pos_frame is not None else (None, None)
+    track_counts, track_parts = (_gene_counts(track_source) if track_frame is not None
+                                 else (None, None))
     rejects.check_counts(pos_source, pos_counts, track_source, track_counts)  # empty input
     if pos_counts is None:
         weights = track_counts
@@ -538,10 +576,17 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         weights = pos_counts
     else:  # genes of the positions, weighted by all the rows their partition will hold
         weights = pos_counts + track_counts.reindex(pos_counts.index).fillna(0).astype(np.int64)
-    plan = plan_partitions(weights.astype(np.int64), partition_rows, keep_order=True)
+    # One input grouped by gene (each gene's rows in one input partition, as written by a per-gene
+    # or per-chromosome writer): each bin is enriched where it is read, with no exchange at all.
+    gene_parts = pos_parts if track_frame is None else track_parts if pos_frame is None else None
+    if exchange_method != "auto" or len(weights) == 0:
+        gene_parts = None
+    plan = plan_partitions(weights.astype(np.int64), partition_rows, keep_order=True,
+                           gene_parts=gene_parts)
     timings["plan"] = time.perf_counter() - t
     track_rows = int(track_counts.sum()) if track_counts is not None else None
-    say(f"plan: {plan.n_bins} partition(s) of <= {partition_rows:,} rows for {len(plan.genes):,} genes")
+    say(f"plan: {plan.n_bins} partition(s) of <= {partition_rows:,} rows for {len(plan.genes):,} genes"
+        + (" (input grouped by gene: each enriched where it is read)" if plan.follows_input else ""))
 
     input_meta = (pos_frame._meta if pos_frame is not None
                   else track_frame._meta[list(position_columns)])
@@ -582,36 +627,48 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         return dd.from_delayed(bins, meta=frame._meta, divisions=divisions, verify_meta=False)
 
     plan_key = dask.delayed(plan, pure=True, traverse=False)
-    if pos_frame is not None and track_frame is not None:
-        enriched = dd.map_partitions(_enrich_positions, by_bin(pos_frame, "positions"),
-                                     by_bin(track_frame, "track"), ctx_key, meta=meta,
-                                     align_dataframes=False, enforce_metadata=False)
-    elif pos_frame is not None:
-        enriched = by_bin(pos_frame, "positions").map_partitions(
-            _enrich_positions_only, ctx_key, meta=meta, enforce_metadata=False)
-    else:
-        enriched = by_bin(track_frame, "track").map_partitions(
-            _enrich_track_only, ctx_key, meta=meta, enforce_metadata=False)
-    records = enriched.map_partitions(_write_bin, ctx_key, meta=SUMMARY_META)
+    if plan.follows_input:
+        frame, label = (track_frame, "track") if pos_frame is None else (pos_frame, "positions")
+        process = dask.delayed(_enrich_write_part, pure=True)
+        record_parts = [process(part, p, ctx_key, pos_frame is None,
+                                dask_key_name=rejects.local_part_key(label, p, run_fingerprint))
+                        for p, part in enumerate(frame.to_delayed())
+                        if not set(plan.bins_of_part(p).tolist()) <= set(done)]
+    else:  # the exchange regroups the rows by bin; one task per bin enriches, one writes
+        if pos_frame is not None and track_frame is not None:
+            enriched = dd.map_partitions(_enrich_positions, by_bin(pos_frame, "positions"),
+                                         by_bin(track_frame, "track"), ctx_key, meta=meta,
+                                         align_dataframes=False, enforce_metadata=False)
+        elif pos_frame is not None:
+            enriched = by_bin(pos_frame, "positions").map_partitions(
+                _enrich_positions_only, ctx_key, meta=meta, enforce_metadata=False)
+        else:
+            enriched = by_bin(track_frame, "track").map_partitions(
+                _enrich_track_only, ctx_key, meta=meta, enforce_metadata=False)
+        record_parts = enriched.map_partitions(_write_bin, ctx_key, meta=SUMMARY_META).to_delayed()
 
     inputs = (pos_frame.npartitions if pos_frame is not None else 0) + (
         track_frame.npartitions if track_frame is not None else 0)
     say(f"enriching: {inputs} input partition(s) -> {plan.n_bins} gene partition(s)"
         + (f" ({len(done)} already complete)" if done else ""))
     t = time.perf_counter()
-    futures = client.compute(records.to_delayed())
+    futures = client.compute(record_parts)
     results: list[pd.DataFrame] = []
+    # progress in bins: a task enriching where it reads finishes all bins of its input partition
+    bins_total = plan.n_bins - len(done) if plan.follows_input else len(futures)
+    bins_finished = 0
     if progress:
-        progress(0, len(futures))
+        progress(0, bins_total)
     for future in as_completed(futures):
         # a KilledWorker names the bin's genes; any failure cancels the rest, drops OUT/_staging
         results.append(rejects.result(future, client, plan, futures, out, storage_options))
+        bins_finished += len(results[-1])
         if progress:
-            progress(len(results), len(futures))
+            progress(bins_finished, bins_total)
     timings["enrich_and_write"] = time.perf_counter() - t
     exchange.remove_staging(out, storage_options)
 
-    table = pd.concat(results, ignore_index=True).sort_values("bin")
+    table = pd.concat([SUMMARY_META, *results], ignore_index=True).sort_values("bin")
     fresh = table[~table["resumed"]]
     report = EnrichReport()
     checks: dict[str, Any] = {}

@@ -11,11 +11,13 @@ from dask_enrich.engine.partition import PartitionPlan, pack_next_fit, plan_part
 from dask_enrich.errors import ConfigError
 
 
-def _slow_next_fit(sizes: list[int], target: int) -> list[int]:
-    """Reference: walk the genes one by one, open a new bin when the next one does not fit."""
+def _slow_next_fit(sizes: list[int], target: int, groups: list[int] | None = None) -> list[int]:
+    """Reference: walk the genes one by one, open a new bin when the next one does not fit (or,
+    with groups, belongs to another group than the one before)."""
     bins, current, total = [], -1, 0
-    for size in sizes:
-        if current < 0 or total + size > target:
+    groups = groups if groups is not None else [0] * len(sizes)
+    for i, size in enumerate(sizes):
+        if current < 0 or total + size > target or groups[i] != groups[i - 1]:
             current, total = current + 1, 0
         bins.append(current)
         total += size
@@ -84,3 +86,32 @@ def test_empty_plan_has_one_bin_and_bad_target():
     assert isinstance(plan, PartitionPlan) and plan.n_bins == 1 and plan.divisions == (0, 0)
     with pytest.raises(ConfigError):
         plan_partitions(pd.Series({"a": 1}), 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(gene_sizes.flatmap(lambda sizes: st.tuples(
+    st.just(sizes), st.lists(st.integers(0, 3), min_size=len(sizes), max_size=len(sizes)))),
+    st.integers(1, 3000))
+def test_pack_with_groups_never_spans_a_group(sizes_and_steps, target):
+    """Bins follow the input partitions: the reference walk, a new bin at each group change."""
+    sizes, steps = sizes_and_steps
+    groups = np.cumsum(steps).tolist()  # non-decreasing partition numbers, gaps allowed
+    bins = pack_next_fit(np.array(sizes, dtype=np.int64), target, groups=np.array(groups))
+    assert bins.tolist() == _slow_next_fit(sizes, target, groups)
+    for b in set(bins.tolist()):
+        assert len({g for g, x in zip(groups, bins.tolist()) if x == b}) == 1
+
+
+def test_plan_following_the_input_partitions():
+    sizes = pd.Series({"a": 4, "b": 4, "c": 4, "d": 3, "e": 9})
+    parts = pd.Series({"a": 0, "b": 0, "c": 1, "d": 1, "e": 3})
+    plan = plan_partitions(sizes, 10, gene_parts=parts)
+    assert plan.genes.tolist() == ["a", "b", "c", "d", "e"]  # input order, not sorted
+    assert plan.bins.tolist() == [0, 0, 1, 1, 2]  # b+c would fit in 10 but are in two partitions
+    assert plan.bin_parts.tolist() == [0, 1, 3]
+    assert plan.bins_of_part(1).tolist() == [1] and plan.bins_of_part(2).tolist() == []
+    assert plan.summary()["follows_input"] and not plan_partitions(sizes, 10).follows_input
+    with pytest.raises(ValueError, match="partition order"):
+        plan_partitions(sizes, 10, gene_parts=parts[::-1].reset_index(drop=True).set_axis(parts.index))
+    with pytest.raises(ValueError, match="bins do not follow"):
+        plan_partitions(sizes, 10).bins_of_part(0)

