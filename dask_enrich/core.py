@@ -293,29 +293,30 @@ class PartitionInputs:
         """(minus, known): strand of each row from the positions, else the annotation, else the
         track; a conflict between sources is an InputError."""
         n = len(self.frame)
-        sources: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, strand, known)
+        sources: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, minus, known)
         if "strand" in self.frame.columns:
-            s = self.frame["strand"].astype(str).to_numpy()
-            sources.append(("positions", s, np.isin(s, ["+", "-"])))
+            sources.append(("positions", *_minus_known(self.frame["strand"])))
         if self.genomic is not None:
-            s = np.where(self.in_annotation, self.gene_column("strand").astype(str), "")
-            sources.append(("annotation", s, self.in_annotation))
+            minus, known = _minus_known(self.genomic.gene_table["strand"])
+            at = np.where(self.in_annotation, self.gene_row, 0)
+            sources.append(("annotation", minus[at] & self.in_annotation,
+                            known[at] & self.in_annotation))
         if self.track is not None and "strand" in self.track.columns:
             per_gene = self.track.drop_duplicates("gene_id").set_index("gene_id")["strand"]
-            s = per_gene.reindex(self.gene_uniques).astype(str).to_numpy()[self.gene_codes]
-            sources.append(("track", s, np.isin(s, ["+", "-"])))
-        strand = np.full(n, "", dtype=object)
+            minus, known = _minus_known(per_gene.reindex(self.gene_uniques))
+            sources.append(("track", minus[self.gene_codes], known[self.gene_codes]))
+        minus = np.zeros(n, dtype=bool)
         known = np.zeros(n, dtype=bool)
-        for name, s, ok in sources:
-            clash = known & ok & (strand != s)
+        for name, source_minus, ok in sources:
+            clash = known & ok & (minus != source_minus)
             if clash.any():
                 gene = self.frame["gene_id"].to_numpy()[np.flatnonzero(clash)[0]]
                 raise InputError(f"strand conflict for gene {gene}: the {name} disagree with an "
                                  f"earlier source ({int(clash.sum())} rows)")
             take = ok & ~known
-            strand[take] = s[take]
+            minus[take] = source_minus[take]
             known |= ok
-        return strand == "-", known
+        return minus, known
 
     # --- context ----------------------------------------------------------------------------------
     def context(self) -> tuple[tuple[np.ndarray, ...] | None, np.ndarray | None, str]:
@@ -323,7 +324,7 @@ class PartitionInputs:
         frame = self.frame
         if all(c in frame.columns for c in CONTEXT_COLUMNS):
             values = tuple(_float_column(frame, c) for c in CONTEXT_COLUMNS)
-            missing = np.isnan(np.column_stack(values)).any(axis=1)
+            missing = _any_nan(values)
             return values, missing, "context_score_* value missing (NaN) in the positions"
         if self.track is None:
             return None, np.ones(len(frame), dtype=bool), f"needs {INPUT_HINTS[CONTEXT]}"
@@ -339,7 +340,7 @@ class PartitionInputs:
             track_codes, track_pos,
             _float_column(track, "donor_score")[keep], _float_column(track, "acceptor_score")[keep],
         )
-        missing = np.isnan(np.column_stack(values)).any(axis=1) | ~self.strand_known
+        missing = _any_nan(values) | ~self.strand_known
         reason = ("an in-gene neighbour nucleotide is absent from the track, or the strand is "
                   "unknown")
         return values, missing, reason
@@ -444,6 +445,24 @@ class PartitionInputs:
         if need == ANNOTATION:
             return self.genomic is not None
         return True
+
+
+def _any_nan(columns: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Rows where any of these equal-length float columns is NaN (no stacked copy)."""
+    missing = np.isnan(columns[0])
+    for column in columns[1:]:
+        missing |= np.isnan(column)
+    return missing
+
+
+def _minus_known(strand: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(minus, known) per row of a strand column: '-' and either of '+'/'-' (one pass over the
+    values, the string tests on its few distinct values)."""
+    codes, uniques = pd.factorize(strand)
+    text = np.asarray(uniques, dtype=object).astype(str)
+    minus = np.append(text == "-", False)[codes]  # code -1 (missing) -> the appended False
+    known = np.append((text == "-") | (text == "+"), False)[codes]
+    return minus, known
 
 
 def _float_column(frame: pd.DataFrame, name: str) -> np.ndarray:

@@ -199,14 +199,29 @@ def _show(values: Any) -> np.ndarray:
     return values.map(lambda v: repr(v) if isinstance(v, str) else str(v)).to_numpy(dtype=object)
 
 
+def _in_unit_interval(values: np.ndarray, text: np.ndarray, *, may_be_missing: bool) -> bool:
+    """Every value in [0, 1] (or NaN from an empty field, where ``may_be_missing``)."""
+    inside = (values >= 0) & (values <= 1)
+    if inside.all():
+        return True
+    return bool((inside | (np.isnan(values) & ~text & may_be_missing)).all())
+
+
 class _Reasons:
     """The first reason of each row, filled in check order (vectorised over the frame; the reason
     strings are built only for the rows that get them)."""
 
     def __init__(self, frame: pd.DataFrame):
         self.frame = frame
-        self.reason = np.full(len(frame), None, dtype=object)
+        self._reason: np.ndarray | None = None  # made at the first bad row
         self._ok = np.ones(len(frame), dtype=bool)
+
+    @property
+    def reason(self) -> np.ndarray:
+        """The reason of each row (None where the row is good)."""
+        if self._reason is None:
+            self._reason = np.full(len(self._ok), None, dtype=object)
+        return self._reason
 
     @property
     def ok(self) -> np.ndarray:
@@ -306,9 +321,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     parsed = {c: _as_float(frame[c]) for c in score_columns}
     with np.errstate(invalid="ignore"):
         # one cheap test per column first; the reasons are worked out only when something is bad
-        suspect = [c for c in score_columns if not (
-            (parsed[c][0] >= 0) & (parsed[c][0] <= 1)
-            | (np.isnan(parsed[c][0]) & ~parsed[c][1] & (c not in SCORE_COLUMNS))).all()]
+        suspect = [c for c in score_columns
+                   if not _in_unit_interval(*parsed[c], may_be_missing=c not in SCORE_COLUMNS)]
         for code, test in (
             ("score_not_numeric", lambda v, text, base: text),
             ("score_missing", lambda v, text, base: base & np.isnan(v) & ~text),
@@ -418,7 +432,7 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
 
     bad = ~rows.ok
     good = frame[~bad] if bad.any() else frame
-    rejected = frame[bad].copy()
+    rejected = frame[bad] if bad.any() else frame.iloc[:0].copy()
     rejected[REASON] = pd.Series(rows.reason[bad], index=rejected.index, dtype="str")
     rejected[SOURCE] = pd.Series(str(source), index=rejected.index, dtype="str")
     assert len(good) + len(rejected) == n

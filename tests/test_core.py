@@ -200,3 +200,16 @@ def test_schema_and_dtypes_are_stable_whatever_the_partition(n_rows, with_strand
     table = pa.Table.from_pandas(out, schema=schema, preserve_index=False)  # no lossy cast needed
     assert table.schema.remove_metadata().equals(schema)
     assert table.num_rows == n_rows
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["+", "-", ".", "", None]), max_size=40),
+       st.sampled_from(["str", "object", "category"]))
+def test_strand_flags_match_a_row_by_row_reading(strands, dtype):
+    """minus / known from a strand column, whatever its dtype, equal reading each row."""
+    from dask_enrich.core import _minus_known
+
+    minus, known = _minus_known(pd.Series(strands, dtype=dtype))
+    assert minus.tolist() == [s == "-" for s in strands]
+    assert known.tolist() == [s in ("+", "-") for s in strands]
+    assert minus.dtype == known.dtype == np.bool_

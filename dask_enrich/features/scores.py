@@ -56,6 +56,23 @@ class ScoreKernel:
         return self.context
 
     @cached_property
+    def log_d(self) -> np.ndarray:
+        return np.log(self.d + EPS)
+
+    @cached_property
+    def log_a(self) -> np.ndarray:
+        return np.log(self.a + EPS)
+
+    @cached_property
+    def log_n(self) -> np.ndarray:
+        return np.log(self.n + EPS)
+
+    @cached_property
+    def near_context(self) -> np.ndarray:
+        """0.1 m2 + 0.2 m1: the start of both weighted contexts (same order of operations)."""
+        return 0.1 * self.m2 + 0.2 * self.m1
+
+    @cached_property
     def mean4(self) -> np.ndarray:
         return (self.m2 + self.m1 + self.p1 + self.p2) / 4.0
 
@@ -85,7 +102,20 @@ class ScoreKernel:
 
 
 def _entropy(k: ScoreKernel) -> np.ndarray:
-    return -(k.d * np.log(k.d + EPS) + k.a * np.log(k.a + EPS) + k.n * np.log(k.n + EPS))
+    """-(d log(d+eps) + a log(a+eps) + n log(n+eps)), summed in place in that order."""
+    out = k.d * k.log_d
+    out += k.a * k.log_a
+    out += k.n * k.log_n
+    return np.negative(out, out=out)
+
+
+def _weighted_context(k: ScoreKernel, s: np.ndarray) -> np.ndarray:
+    """0.1 m2 + 0.2 m1 + 0.4 s + 0.2 p1 + 0.1 p2, added left to right in place."""
+    out = 0.4 * s
+    np.add(k.near_context, out, out=out)
+    out += 0.2 * k.p1
+    out += 0.1 * k.p2
+    return out
 
 
 _FORMULAS: dict[str, Callable[[ScoreKernel], np.ndarray]] = {
@@ -96,8 +126,8 @@ _FORMULAS: dict[str, Callable[[ScoreKernel], np.ndarray]] = {
     "splice_probability": lambda k: (k.d + k.a) / (k.d + k.a + k.n + EPS),
     "donor_acceptor_diff": lambda k: (k.d - k.a) / (k.max_da + EPS),
     "splice_neither_diff": lambda k: (k.max_da - k.n) / (np.maximum(k.max_da, k.n) + EPS),
-    "donor_acceptor_logodds": lambda k: np.log(k.d + EPS) - np.log(k.a + EPS),
-    "splice_neither_logodds": lambda k: np.log(k.d + k.a + EPS) - np.log(k.n + EPS),
+    "donor_acceptor_logodds": lambda k: k.log_d - k.log_a,
+    "splice_neither_logodds": lambda k: np.log(k.d + k.a + EPS) - k.log_n,
     "probability_entropy": _entropy,
     "context_score_m2": lambda k: k.m2,
     "context_score_m1": lambda k: k.m1,
@@ -126,7 +156,7 @@ def _per_type(kind: str) -> dict[str, Callable[[ScoreKernel], np.ndarray]]:
         "is_local_peak": lambda k: ((s(k) > k.m1) & (s(k) > k.p1) & (s(k) > PEAK_MIN_SCORE)).astype(
             np.int64
         ),
-        "weighted_context": lambda k: 0.1 * k.m2 + 0.2 * k.m1 + 0.4 * s(k) + 0.2 * k.p1 + 0.1 * k.p2,
+        "weighted_context": lambda k: _weighted_context(k, s(k)),
         "peak_height_ratio": lambda k: s(k) / (k.mean4 + EPS),
         "second_derivative": lambda k: (s(k) - k.m1) - (k.p1 - s(k)),
         "signal_strength": lambda k: s(k) - k.mean4,
