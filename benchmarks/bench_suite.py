@@ -20,9 +20,11 @@ c. scaling: ``run_enrichment`` end to end from 10,000 to 20,000,000 positions (2
    read+write floor on the same cluster (each input file read and an output-sized Parquet file of
    the same schema written, nothing computed). One run with the full manifest and the real genome.
 d. where the time goes: the engine's own steps run serially in one process on the largest input
-   (plan, read, the staged exchange's split and gather, the core's score features, its
-   sequence/k-mer/genomic features, the part writer), for the score-derived manifest at the
-   largest size and for the full manifest (real genome) at up to 2M positions.
+   (plan, read, partition, row checks, the core's score features, its sequence/k-mer/genomic
+   features, the part writer), for the score-derived manifest at the largest size and for the full
+   manifest (real genome) at up to 2M positions; the inputs are grouped by gene, so each bin is
+   enriched where it is read, and the staged exchange that ungrouped input would pay is timed
+   beside it.
 
 Inputs come from ``data.py`` (real Arabidopsis chr1 genes, dense uncertain positions, Parquet).
 Results: ``benchmarks/results/suite.json`` and ``suite.md`` (``suite-quick.*`` with --quick) and
@@ -243,13 +245,15 @@ def _floor_file(file: str, out: str, schema: pa.Schema) -> int:
 
 
 class Cluster:
-    """A fresh LocalCluster of ``workers`` single-threaded worker processes."""
+    """A fresh LocalCluster of ``workers`` single-threaded worker processes: the engine's own
+    (``make_local_cluster``, what ``dask-enrich run`` starts, with its worker malloc settings)."""
 
     def __init__(self, workers: int):
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=":0", silence_logs=logging.ERROR)
+        from dask_enrich.engine import make_local_cluster
+
+        self.cluster = make_local_cluster(workers, 1, memory_limit="auto")
         self.client = Client(self.cluster)
         self.client.run(_warm_worker)
 
@@ -429,10 +433,17 @@ def bench_polars(src: Path, m: dict[str, Manifest], engine_row: dict[str, Any] |
 
 # --- d. where the time goes ----------------------------------------------------------------------
 def breakdown(src: Path, m: dict[str, Manifest], kind: str, cache: Path | None) -> dict[str, Any]:
-    """The engine's steps, serially in this process, timed one by one (wall and CPU)."""
-    from dask_enrich.engine import exchange, writer
+    """The engine's steps for input grouped by gene (each bin enriched where it is read), serially
+    in this process, timed one by one (wall and CPU), with the engine's own functions: the plan
+    (rows per gene of each input partition), read, partition (each partition's rows split into its
+    bins, in plan order), row checks, score features, sequence/k-mer/genomic features, write. The
+    staged exchange that input not grouped by gene would go through is timed on the same input
+    too, outside the total."""
+    from dask_enrich.engine import exchange, rejects, writer
     from dask_enrich.engine.partition import DEFAULT_PARTITION_ROWS, plan_partitions
-    from dask_enrich.io import normalise_frame
+    from dask_enrich.engine.run import _count_genes, _sorted_bin
+    from dask_enrich.io import (POSITION_COLUMNS, _parquet_pieces, _PieceReader, _raw_position_dtype,
+                                inspect_input, wanted_columns)
 
     n = int((src / "_DONE").read_text())
     genomic = None
@@ -440,66 +451,97 @@ def breakdown(src: Path, m: dict[str, Manifest], kind: str, cache: Path | None) 
         from dask_enrich.genome.cache import load_cached
 
         genomic = load_cached(cache)
-    stages = {s: [0.0, 0.0] for s in ("read", "partition", "score features", "sequence features",
-                                      "write")}
+    stages = {s: [0.0, 0.0] for s in ("plan", "read", "partition", "row checks", "score features",
+                                      "sequence features", "write")}
 
     def add(stage: str, c: Clock) -> None:
         stages[stage][0] += c.wall
         stages[stage][1] += c.cpu
 
-    files = parquet_files(src)
+    source = inspect_input(str(src), label="positions")
+    # as the engine reads the positions (read_dask with rejects.read_options: lenient positions,
+    # each row's file)
+    reader = _PieceReader(source, wanted_columns(source, POSITION_COLUMNS, ()),
+                          _raw_position_dtype(source), rejects.read_options(source)["file_column"])
+    pieces = _parquet_pieces(source, 128 << 20)
+    checks = rejects.bin_checks({"settings": {}}, m[kind], source, str(cache) if genomic else None)
     work = data.data_dir() / f"breakdown-{kind}-{n}"
     shutil.rmtree(work, ignore_errors=True)
     (work / "out").mkdir(parents=True)
-    dtypes = input_dtypes(src)
-    schema = output_schema(m[kind], dtypes)
-    meta = normalise_frame(pq.read_schema(files[0]).empty_table().to_pandas())
+    schema = output_schema(m[kind], input_dtypes(src))
     settle()
-    with Clock() as c:  # the plan: one pass over gene_id, as the engine does
-        counts = pd.concat([pq.read_table(f, columns=["gene_id"]).to_pandas()["gene_id"]
-                            for f in files]).value_counts()
-        plan = plan_partitions(counts.astype(np.int64), DEFAULT_PARTITION_ROWS)
-    add("partition", c)
-    splits = []
-    for i, file in enumerate(files):
+    with Clock() as c:  # the plan: rows per gene of each partition (the gene_id column only)
+        gene_reader = _PieceReader(source, ["gene_id"], np.int64)
+        counts = pd.concat([_count_genes(gene_reader(piece), {"number": i})
+                            for i, piece in enumerate(pieces)], ignore_index=True)
+        if counts["gene_id"].duplicated().any():
+            raise RuntimeError("benchmark input is not grouped by gene")
+        by_gene = counts.set_index("gene_id")
+        plan = plan_partitions(by_gene["rows"], DEFAULT_PARTITION_ROWS, gene_parts=by_gene["part"])
+    add("plan", c)
+    score_names = [x for x in m[kind].names if x in SCORE_FEATURES]
+    other_names = [x for x in m[kind].names if x not in SCORE_FEATURES]
+    for i, piece in enumerate(pieces):
         with Clock() as c:
-            frame = normalise_frame(pq.read_table(file).to_pandas())
+            frame = reader(piece)
         add("read", c)
+        with Clock() as c:
+            bins = plan.bin_of(frame["gene_id"])
+            bounds = np.searchsorted(bins, np.append(plan.bins_of_part(i), plan.bins_of_part(i)[-1] + 1))
+        add("partition", c)
+        for b, start, end in zip(plan.bins_of_part(i), bounds[:-1], bounds[1:]):
+            with Clock() as c:
+                rows, _, _ = rejects.check_bin(frame.iloc[start:end].reset_index(drop=True), checks,
+                                               bin_id=int(b), config=EnrichConfig(), genomic=genomic,
+                                               out=str(work), fingerprint="benchmark",
+                                               storage_options=None)
+            add("row checks", c)
+            with Clock() as c:
+                part = _sorted_bin(rows, plan)
+            add("partition", c)
+            with Clock() as c:
+                scored, report = enrich(part, manifest_from_names(score_names))
+            add("score features", c)
+            if other_names:
+                with Clock() as c:
+                    extra, _ = enrich(part, manifest_from_names(other_names), genomic=genomic)
+                add("sequence features", c)
+                if "chrom_name" in schema.names and "chrom" in scored.columns:
+                    scored = scored.rename(columns={"chrom": "chrom_name"})
+                scored = pd.concat([scored, extra[other_names]], axis=1)[list(schema.names)]
+            with Clock() as c:
+                writer.write_part(scored, str(work / "out"), int(b), schema, "benchmark",
+                                  report.to_dict())
+            add("write", c)
+            del part, scored
+        del frame
+    out_bytes = dir_bytes(work / "out")
+    shutil.rmtree(work / "out", ignore_errors=True)
+    # what input not grouped by gene pays on top: the staged exchange (each partition split by bin
+    # into an Arrow file, then each bin gathered and put in plan order), on partitions read before
+    settle()
+    exchange_s = [0.0, 0.0]  # wall, CPU
+    splits = []
+    for i, piece in enumerate(pieces):
+        frame = reader(piece)
         with Clock() as c:
             splits.append(exchange.split_part(frame, i, "positions", plan, frozenset(),
                                               str(work / "staging")))
-        add("partition", c)
-        del frame
-    score_names = [x for x in m[kind].names if x in SCORE_FEATURES]
-    other_names = [x for x in m[kind].names if x not in SCORE_FEATURES]
-    for b in range(plan.n_bins):
-        with Clock() as c:
-            part = exchange.gather_bin(b, splits, meta, "positions")
-            codes, _ = pd.factorize(part["gene_id"], sort=True)
-            part = part.take(np.lexsort((part["position"].to_numpy(), codes))).reset_index(drop=True)
-        add("partition", c)
-        with Clock() as c:
-            scored, report = enrich(part, manifest_from_names(score_names))
-        add("score features", c)
-        if other_names:
-            with Clock() as c:
-                extra, _ = enrich(part, manifest_from_names(other_names), genomic=genomic)
-            add("sequence features", c)
-            if "chrom_name" in schema.names and "chrom" in scored.columns:
-                scored = scored.rename(columns={"chrom": "chrom_name"})
-            scored = pd.concat([scored, extra[other_names]], axis=1)[list(schema.names)]
-        with Clock() as c:
-            writer.write_part(scored, str(work / "out"), b, schema, "benchmark", report.to_dict())
-        add("write", c)
-        del part, scored
-    out_bytes = dir_bytes(work / "out")
+        exchange_s = [exchange_s[0] + c.wall, exchange_s[1] + c.cpu]
+    meta = frame.iloc[:0]
+    del frame
+    with Clock() as c:
+        for b in range(plan.n_bins):
+            _sorted_bin(exchange.gather_bin(b, splits, meta, "positions"), plan)
+    exchange_s = [exchange_s[0] + c.wall, exchange_s[1] + c.cpu]
     shutil.rmtree(work, ignore_errors=True)
     total_wall = sum(v[0] for v in stages.values())
     total_cpu = sum(v[1] for v in stages.values())
     return {"positions": n, "manifest": kind, "features": len(m[kind]), "bins": plan.n_bins,
             "output_bytes": out_bytes, "total_s": total_wall, "total_cpu_s": total_cpu,
             "stages": {k: {"s": v[0], "cpu_s": v[1], "share_cpu": v[1] / total_cpu}
-                       for k, v in stages.items()}}
+                       for k, v in stages.items()},
+            "staged_exchange_if_ungrouped": {"s": exchange_s[0], "cpu_s": exchange_s[1]}}
 
 
 # --- plots ---------------------------------------------------------------------------------------
@@ -635,6 +677,10 @@ def print_tables(r: dict[str, Any]) -> None:
             print(f"{stage:>20s} {v['s']:8.2f} s wall {v['cpu_s']:8.2f} s CPU "
                   f"{100 * v['share_cpu']:5.1f}%")
         print(f"{'total':>20s} {b['total_s']:8.2f} s wall {b['total_cpu_s']:8.2f} s CPU")
+        x = b.get("staged_exchange_if_ungrouped")
+        if x:
+            print(f"{'(+ exchange if the input were not grouped by gene)':>20s} {x['s']:8.2f} s wall "
+                  f"{x['cpu_s']:8.2f} s CPU")
         e = b.get("engine_2w")
         if e:
             print(f"{'(engine, 2 workers)':>20s} {e['wall_s']:8.2f} s wall {e['cpu_s']:8.2f} s CPU")
@@ -711,6 +757,10 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [f"| {k} | {v['s']:.2f} | {v['cpu_s']:.2f} | {100 * v['share_cpu']:.0f}% |"
                   for k, v in b["stages"].items()]
         lines.append(f"| total (serial) | {b['total_s']:.2f} | {b['total_cpu_s']:.2f} | |")
+        x = b.get("staged_exchange_if_ungrouped")
+        if x:
+            lines.append(f"| (not in the total) staged exchange, paid by input not grouped by gene | "
+                         f"{x['s']:.2f} | {x['cpu_s']:.2f} | |")
         e = b.get("engine_2w")
         if e:
             lines.append(f"| engine end to end, 2 workers | {e['wall_s']:.2f} | {e['cpu_s']:.2f} | |")
