@@ -4,10 +4,11 @@ The client reads only small things: the input columns (footers/headers), the row
 pass over ``gene_id``), and one small record per bin at the end. The plan packs genes (in order of
 first appearance) into bins of about ``partition_rows`` rows, never splitting a gene. Everything
 else happens on the workers. When the input is grouped by gene (every gene's rows in one input
-partition, as a per-gene or per-chromosome writer leaves them), bins are packed within input
-partitions and one task per input partition reads it, enriches each of its bins and writes each
-bin's file: no rows move between tasks. Otherwise the rows reach their bin through the staged exchange (``exchange.py``:
-each input partition is written once, grouped by bin, as an Arrow file under ``OUT/_staging``; each
+partition, as a per-gene or per-chromosome writer leaves them, in partitions not much smaller
+than the target), bins are packed within input partitions and one task per input partition reads
+it, enriches each of its bins and writes each bin's file: no rows move between tasks. Otherwise
+the rows reach their bin through the staged exchange (``exchange.py``: each input partition is
+written once, grouped by bin, as an Arrow file under ``OUT/_staging``; each
 bin reads its slices back, memory-mapped), or, with ``exchange_method="p2p"``, through Dask's
 ``set_index`` shuffle on the bin id with explicit integer divisions; positions and track go through
 the same plan, so bin i of both is partition i. ``map_partitions`` runs the pure core on each bin
@@ -44,6 +45,9 @@ from . import exchange, rejects, models, writer
 from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, plan_partitions
 
 BIN = "_bin"
+#: Input grouped by gene is enriched where it is read when that gives at most this many times the
+#: bins of packing genes across the input partitions (else small partitions go through the exchange)
+LOCAL_BINS_FACTOR = 1.5
 Progress = Callable[[int, int], None]
 
 #: The small per-bin record the write step returns (the only data that reaches the client).
@@ -394,7 +398,9 @@ def run_enrichment(
     rows) or ``quarantine`` (bad rows go to ``OUT/rejected/`` with their reason).
     ``exchange_method``: how rows reach their bin: ``auto`` (the default: when one input is grouped
     by gene, i.e. every gene's rows lie in one input partition, each bin is enriched and written
-    where it is read, with no exchange; otherwise ``staged``), ``staged`` (Arrow files under
+    where it is read, with no exchange, unless that would make more than
+    :data:`LOCAL_BINS_FACTOR` times the bins of packing across partitions; otherwise ``staged``),
+    ``staged`` (Arrow files under
     OUT/_staging) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
     """
     say = log or (lambda message: None)
@@ -576,13 +582,15 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         weights = pos_counts
     else:  # genes of the positions, weighted by all the rows their partition will hold
         weights = pos_counts + track_counts.reindex(pos_counts.index).fillna(0).astype(np.int64)
+    plan = plan_partitions(weights.astype(np.int64), partition_rows, keep_order=True)
     # One input grouped by gene (each gene's rows in one input partition, as written by a per-gene
-    # or per-chromosome writer): each bin is enriched where it is read, with no exchange at all.
+    # or per-chromosome writer): each bin is enriched where it is read, with no exchange at all,
+    # unless the input partitions are so small that small genes would no longer be packed together
     gene_parts = pos_parts if track_frame is None else track_parts if pos_frame is None else None
-    if exchange_method != "auto" or len(weights) == 0:
-        gene_parts = None
-    plan = plan_partitions(weights.astype(np.int64), partition_rows, keep_order=True,
-                           gene_parts=gene_parts)
+    if exchange_method == "auto" and gene_parts is not None and len(weights):
+        where_read = plan_partitions(weights.astype(np.int64), partition_rows, gene_parts=gene_parts)
+        if where_read.n_bins <= LOCAL_BINS_FACTOR * plan.n_bins + 1:
+            plan = where_read
     timings["plan"] = time.perf_counter() - t
     track_rows = int(track_counts.sum()) if track_counts is not None else None
     say(f"plan: {plan.n_bins} partition(s) of <= {partition_rows:,} rows for {len(plan.genes):,} genes"

@@ -275,6 +275,19 @@ def test_a_gene_split_across_input_files_goes_through_the_exchange(client, tmp_p
     _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
 
 
+def test_one_file_per_gene_still_packs_small_genes_together(client, tmp_path):
+    """Grouped input in many small partitions (one file per gene): enriching where read would give
+    one tiny bin per file, so the genes go through the exchange and are packed to the target."""
+    positions = positions_in_genes(_toy_genes(24), 2_400, seed=15)
+    _write_grouped(positions, tmp_path / "in", files=24)
+    summary = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
+                             partition_rows=800, client=client)
+    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
+    assert not success["partitions"]["plan"]["follows_input"]
+    assert summary.partitions <= 5  # 2,400 rows in bins of <= 800 rows (a large gene may be alone)
+    _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
+
+
 def test_resume_of_a_run_enriched_where_read(client, tmp_path):
     """Resume redoes only the missing bins of one input file; other files are not even read."""
     positions = positions_in_genes(_toy_genes(30), 3_000, seed=14)
