@@ -144,10 +144,12 @@ def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | 
     reasons: dict[str, str] = {}
 
     def add(values: Mapping[str, np.ndarray], absent: np.ndarray | None, reason: str) -> None:
-        columns.update(values)
         if absent is not None and absent.any():
             for name in values:
                 missing_rows[name], reasons[name] = absent, reason
+        else:  # an empty partition: nothing to impute, the placeholders become empty columns
+            values = {k: np.zeros(len(frame)) if v is UNAVAILABLE else v for k, v in values.items()}
+        columns.update(values)
 
     by_kind: dict[str, list[str]] = defaultdict(list)
     for feature in manifest.features:
@@ -173,7 +175,8 @@ def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | 
 
     report = EnrichReport(rows=len(frame))
     if missing_rows:
-        counts = {n: int(m.sum()) for n, m in missing_rows.items()}
+        count_of_mask = {id(m): int(m.sum()) for m in missing_rows.values()}  # masks are shared
+        counts = {n: count_of_mask[id(m)] for n, m in missing_rows.items()}
         if config.missing == "error":
             raise MissingFeatureError(_missing_message(reasons, counts))
         for name, mask in missing_rows.items():
@@ -181,6 +184,11 @@ def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | 
             report.imputed[name] = counts[name]
             report.reasons[name] = reasons[name]
     return _assemble(frame, manifest, columns, inputs, config), report
+
+
+#: The placeholder of a feature whose input is absent for every row: no array is made for it;
+#: the missing-value policy refuses it or fills the whole column.
+UNAVAILABLE = None
 
 
 def _kind(feature: registry.Feature) -> str:
@@ -210,9 +218,10 @@ def impute_value(manifest: Manifest, name: str) -> float | int:
     return round(fill) if feature.is_integer else fill
 
 
-def _impute(values: np.ndarray, mask: np.ndarray, manifest: Manifest, name: str) -> np.ndarray:
+def _impute(values: np.ndarray | None, mask: np.ndarray, manifest: Manifest, name: str
+            ) -> np.ndarray:
     dtype, fill = manifest.feature(name).dtype, impute_value(manifest, name)
-    if mask.all():  # a whole input missing (no genome, no track...): no copy of the placeholders
+    if values is UNAVAILABLE or mask.all():  # a whole input missing (no genome, no track...)
         return np.full(len(mask), fill, dtype=dtype)
     out = np.array(values, dtype=dtype, copy=True)
     out[mask] = fill
@@ -362,15 +371,15 @@ class PartitionInputs:
     # --- annotation -------------------------------------------------------------------------------
     def gene_features(self, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
         if self.genomic is None:
-            return ({n: np.zeros(len(self.frame)) for n in names},
-                    np.ones(len(self.frame), dtype=bool), f"needs {INPUT_HINTS[ANNOTATION]}")
+            return dict.fromkeys(names, UNAVAILABLE), np.ones(len(self.frame), dtype=bool), \
+                f"needs {INPUT_HINTS[ANNOTATION]}"
         values = {n: self.gene_column(n) for n in names}
         return values, ~self.in_annotation, "gene absent from the annotation"
 
     # --- sequence ---------------------------------------------------------------------------------
     def sequence_features(self, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
         n = len(self.frame)
-        empty = {name: np.zeros(n) for name in names}
+        empty = dict.fromkeys(names, UNAVAILABLE)
         if self.genomic is None or getattr(self.genomic, "bases", None) is None:
             return empty, np.ones(n, dtype=bool), f"needs {INPUT_HINTS[SEQUENCE]}"
         from .features.sequence import sequence_features, window_bounds
@@ -403,8 +412,8 @@ class PartitionInputs:
         n = len(self.frame)
         unavailable = [need for need in sorted(first.requires) if not self._has(need)]
         if unavailable:
-            return ({name: np.zeros(n, dtype=manifest.feature(name).dtype) for name in names},
-                    np.ones(n, dtype=bool), f"needs {INPUT_HINTS[unavailable[0]]}")
+            return dict.fromkeys(names, UNAVAILABLE), np.ones(n, dtype=bool), \
+                f"needs {INPUT_HINTS[unavailable[0]]}"
         where = f"feature plugin {first.plugin!r}"
         try:
             result = first.kernel(self, list(names))
