@@ -7,8 +7,9 @@ bundled demo model) with the genomic cache of the whole chromosome (real gene ta
 counts over the real sequence). Every size runs on a fresh LocalCluster of ``--workers`` processes x
 1 thread; the cluster start is timed apart.
 
-Reported per size: positions/s end to end (``run_enrichment``: the plan pass, the staged exchange,
-the enrichment, the Parquet writes and ``_SUCCESS.json``), the phase timings, and each worker
+Reported per size: positions/s end to end (``run_enrichment``: the plan pass, the enrichment
+where each input file is read (the input is grouped by gene, so no exchange), the Parquet writes
+and ``_SUCCESS.json``), the phase timings, and each worker
 process's peak RSS, sampled every 0.1 s from this process with psutil during the run (plus its RSS
 before the run, to show the growth). Targets (issue 4): >= 500,000 positions/s on 2 cores; per-worker
 peak memory flat with input size.

@@ -371,18 +371,13 @@ class _PieceReader:
         return frame[self.columns]
 
 
-def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | int | None = "128MiB",
-              lenient: bool = False, file_column: str | None = None):
-    """A Dask DataFrame of ``columns`` of the input, with canonical dtypes.
-
-    Each partition is one piece of one file (Parquet row groups of about ``blocksize``
-    uncompressed bytes, or a CSV byte block; a compressed CSV file is one piece); a piece that
-    cannot be read or parsed raises InputError naming its file. ``lenient``: keep missing or
-    fractional positions (float64) for the row checks instead of failing the read.
-    ``file_column``: add an int32 column of that name, each row's file (index into
-    ``source.files``), so that row-level messages can name the file.
-    """
-    import dask.dataframe as dd
+def input_pieces(source: InputSource, columns: Sequence[str], *,
+                 blocksize: str | int | None = "128MiB", lenient: bool = False,
+                 file_column: str | None = None) -> tuple["_PieceReader", list, pd.DataFrame]:
+    """(reader, pieces, meta): the pieces of the input (Parquet row groups of about ``blocksize``
+    uncompressed bytes, or CSV byte blocks; a compressed CSV file is one piece), the callable that
+    reads one piece as a frame of ``columns`` with canonical dtypes, and the empty frame of that
+    schema. Options as in :func:`read_dask`."""
     from dask.utils import parse_bytes
 
     columns = list(columns)
@@ -395,11 +390,28 @@ def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | i
         pieces: list = _parquet_pieces(source, size or (256 << 20))
     else:
         pieces = _csv_pieces(source, size)
-    import dask
+    return _PieceReader(source, columns, position_dtype, file_column), pieces, meta
 
+
+def read_dask(source: InputSource, columns: Sequence[str], *, blocksize: str | int | None = "128MiB",
+              lenient: bool = False, file_column: str | None = None):
+    """A Dask DataFrame of ``columns`` of the input, with canonical dtypes.
+
+    Each partition is one piece of one file (Parquet row groups of about ``blocksize``
+    uncompressed bytes, or a CSV byte block; a compressed CSV file is one piece); a piece that
+    cannot be read or parsed raises InputError naming its file. ``lenient``: keep missing or
+    fractional positions (float64) for the row checks instead of failing the read.
+    ``file_column``: add an int32 column of that name, each row's file (index into
+    ``source.files``), so that row-level messages can name the file.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    reader, pieces, meta = input_pieces(source, columns, blocksize=blocksize, lenient=lenient,
+                                        file_column=file_column)
     with dask.config.set({"dataframe.convert-string": False}):  # keep pandas' own "str" dtype
-        return dd.from_map(_PieceReader(source, columns, position_dtype, file_column), pieces,
-                           meta=meta, label=f"read-{source.label}", enforce_metadata=False)
+        return dd.from_map(reader, pieces, meta=meta, label=f"read-{source.label}",
+                           enforce_metadata=False)
 
 
 def read_pandas(source: InputSource | str, columns: Sequence[str] | None = None) -> pd.DataFrame:

@@ -37,8 +37,8 @@ from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
 from ..errors import ConfigError, EnrichError, InputError, RunFailure
 from ..features.registry import parse_kmer
-from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, inspect_input,
-                  read_dask, wanted_columns)
+from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, input_pieces,
+                  inspect_input, read_dask, wanted_columns)
 from ..manifest import Manifest
 from ..selection import Selection, select_mask
 from . import exchange, rejects, models, writer
@@ -260,11 +260,13 @@ def _write_bin(frame: pd.DataFrame, ctx: _Context, partition_info: dict | None =
     return pd.DataFrame({k: [v] for k, v in row.items()}).astype(SUMMARY_META.dtypes.to_dict())
 
 
-def _enrich_write_part(frame: pd.DataFrame, part: int, ctx: _Context, track_only: bool
-                       ) -> pd.DataFrame:
-    """Enrich and write every bin of one input partition where it was read (input grouped by gene,
-    ``plan.follows_input``): no exchange, one bin in memory at a time beside the partition.
-    Returns the bins' records (bins already complete are left out)."""
+def _enrich_write_part(read: Callable[[Any], pd.DataFrame], piece: Any, part: int, ctx: _Context,
+                       track_only: bool) -> pd.DataFrame:
+    """Read one input partition, then enrich and write each of its bins (input grouped by gene,
+    ``plan.follows_input``): no exchange, and one task, so the partition is in memory only while
+    its own bins are worked on, one bin at a time. Returns the bins' records (bins already complete
+    are left out)."""
+    frame = read(piece)
     bins = ctx.plan.bin_of(frame["gene_id"])
     if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # genes not contiguous: group rows
         order = np.argsort(bins, kind="stable")
@@ -635,12 +637,16 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         return dd.from_delayed(bins, meta=frame._meta, divisions=divisions, verify_meta=False)
 
     plan_key = dask.delayed(plan, pure=True, traverse=False)
-    if plan.follows_input:
-        frame, label = (track_frame, "track") if pos_frame is None else (pos_frame, "positions")
+    if plan.follows_input:  # the same pieces as the plan's pass over gene_id, read inside the task
+        reader, pieces, _ = (input_pieces(track_source, track_columns) if pos_frame is None else
+                             input_pieces(pos_source, position_columns,
+                                          **rejects.read_options(pos_source)))
+        label = "track" if pos_frame is None else "positions"
         process = dask.delayed(_enrich_write_part, pure=True)
-        record_parts = [process(part, p, ctx_key, pos_frame is None,
+        reader_key = dask.delayed(reader, pure=True, traverse=False)
+        record_parts = [process(reader_key, piece, p, ctx_key, pos_frame is None,
                                 dask_key_name=rejects.local_part_key(label, p, run_fingerprint))
-                        for p, part in enumerate(frame.to_delayed())
+                        for p, piece in enumerate(pieces)
                         if not set(plan.bins_of_part(p).tolist()) <= set(done)]
     else:  # the exchange regroups the rows by bin; one task per bin enriches, one writes
         if pos_frame is not None and track_frame is not None:
