@@ -463,3 +463,61 @@ def test_random_corruptions_keep_the_invariant_and_enrich_the_clean_rows_as_a_cl
         pd.testing.assert_frame_equal(written[reference.columns], reference, check_dtype=False)
 
     check()
+
+
+# --- a track read for context ----------------------------------------------------------------------
+def context_world(tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Positions in GA without context columns, and a per-nucleotide track over GA; the track's
+    rows at the first position's neighbours +1 and -2 are made bad (donor score 1.7, and missing)."""
+    rng = np.random.default_rng(5)
+    nt = np.arange(1001, 2001)
+    d, a = rng.random(len(nt)) * 0.5, rng.random(len(nt)) * 0.4
+    track = pd.DataFrame({"gene_id": "GA", "position": nt, "strand": "+", "donor_score": d,
+                          "acceptor_score": a, "neither_score": 1 - d - a})
+    positions = track[track["position"].isin([1100, 1500, 1800])].reset_index(drop=True)
+    track.loc[track["position"] == 1101, "donor_score"] = 1.7
+    track.loc[track["position"] == 1098, "acceptor_score"] = np.nan
+    return positions, track
+
+
+def test_bad_rows_of_a_context_track_fail_the_run_naming_the_track(world, client, tmp_path, capsys):
+    positions, track = context_world(tmp_path)
+    manifest = tmp_path / "ctx.txt"
+    manifest.write_text("donor_score\ncontext_score_p1\ncontext_max\n")
+    track_path = write(track, tmp_path, "track.parquet")
+    message, error = run_both(capsys, client, tmp_path, write(positions, tmp_path), str(manifest),
+                              "--track", track_path, "--cache", world["cache"],
+                              api_kwargs={"track": track_path, "cache": world["cache"]})
+    for text in (message, error):
+        assert "track.parquet" in text and "score_above_one" in text and "score_missing" in text
+
+
+def test_quarantined_track_rows_are_set_aside_and_never_used_as_context(world, client, tmp_path,
+                                                                        capsys):
+    positions, track = context_world(tmp_path)
+    manifest = tmp_path / "ctx.txt"
+    manifest.write_text("donor_score\ncontext_score_p1\ncontext_score_m2\ncontext_max\n")
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, client, "--positions", write(positions, tmp_path),
+                            "--manifest", str(manifest), "--track", write(track, tmp_path, "t.parquet"),
+                            "--cache", world["cache"], "--out", str(out),
+                            "--on-bad-rows", "quarantine", "--missing", "impute")
+    assert code == 0, err
+    assert "track rows rejected 2" in stdout and "rows rejected 0" in stdout
+    success = json.loads((out / writer.SUCCESS_FILE).read_text())
+    assert success["rows"] == {"in": 3, "written": 3, "rejected": 0, "track": 1000}
+    assert success["rejected"]["track_rows"] == 2
+    assert success["rejected"]["track_reasons"] == {"score_above_one": 1, "score_missing": 1}
+    set_aside = pd.read_parquet(out / "rejected-track")
+    assert sorted(set_aside["position"]) == [1098, 1101]
+    assert (set_aside["source"].str.endswith("t.parquet")).all()
+    # the first position's +1 and -2 context come from the imputed value, not from the bad rows
+    written = pd.concat(pd.read_parquet(f) for f in writer.part_files(str(out)))
+    first = written[written["position"] == 1100].iloc[0]
+    assert first["context_score_p1"] != 1.7 and not np.isnan(first["context_score_m2"])
+    assert success["imputed"] == {"context_score_p1": 1, "context_score_m2": 1, "context_max": 1}
+    # another position's context is its neighbour's score in the track of its larger score
+    second = written[written["position"] == 1500].iloc[0]
+    t = track.set_index("position")
+    kind = "donor_score" if t.loc[1500, "donor_score"] >= t.loc[1500, "acceptor_score"] else "acceptor_score"
+    assert second["context_score_p1"] == t.loc[1501, kind]

@@ -37,6 +37,8 @@ OnBadRows = Literal["error", "quarantine"]
 FILE_COLUMN = "_source_file"
 ON_BAD_ROWS = ("error", "quarantine")
 REJECTED_DIR = "rejected"
+#: Bad rows of a track read for context (``--on-bad-rows quarantine``), one file per bin.
+TRACK_REJECTED_DIR = "rejected-track"
 
 
 # --- client side: schema --------------------------------------------------------------------------
@@ -92,13 +94,13 @@ class BinChecks:
 
 def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config: EnrichConfig,
               genomic: Any, out: str, fingerprint: str,
-              storage_options: dict[str, Any] | None = None
+              storage_options: dict[str, Any] | None = None, rejected_dir: str = REJECTED_DIR
               ) -> tuple[pd.DataFrame, int, dict[str, Any]]:
     """Split the bad rows off one bin: (good rows with int64 positions, rows rejected, info).
 
     ``info`` is JSON-able: ``{"warnings": {...}, "rejected": {reason code: rows}}``. With
     ``on_bad_rows == "error"`` a bad row raises InputError (file, reason codes, example rows); with
-    ``quarantine`` the bad rows are written to ``OUT/rejected/part-NNNNN.parquet``.
+    ``quarantine`` the bad rows are written to ``OUT/<rejected_dir>/part-NNNNN.parquet``.
     """
     file_of_row = None
     if FILE_COLUMN in positions.columns:
@@ -125,18 +127,19 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
             validate.raise_for_bad_rows(rejected, source)
         codes = validate.reason_code(rejected[validate.REASON]).value_counts()
         info["rejected"] = {str(k): int(v) for k, v in codes.items()}
-        write_rejected(rejected, out, bin_id, fingerprint, storage_options)
+        write_rejected(rejected, out, bin_id, fingerprint, storage_options, rejected_dir)
     if good["position"].dtype != np.int64:  # every kept position is a whole number
         good = good.assign(position=good["position"].to_numpy().astype(np.int64))
     return good, int(len(rejected)), info
 
 
 def write_rejected(rejected: pd.DataFrame, out: str, bin_id: int, fingerprint: str,
-                   storage_options: dict[str, Any] | None = None) -> str:
+                   storage_options: dict[str, Any] | None = None,
+                   rejected_dir: str = REJECTED_DIR) -> str:
     """Write one bin's rejected rows to ``OUT/rejected/part-NNNNN.parquet`` (temporary name, then
     rename); the footer records the run fingerprint, the bin and the row count. Returns the path."""
     fs, root = writer._fs(out, storage_options)
-    directory = f"{root}/{REJECTED_DIR}"
+    directory = f"{root}/{rejected_dir}"
     fs.makedirs(directory, exist_ok=True)
     table = pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False)
     record = {"fingerprint": fingerprint, "bin": int(bin_id), "rows": int(table.num_rows)}
@@ -149,22 +152,53 @@ def prepare_rejected(out: str, done: Mapping[int, Any],
     """Before a (resumed) run: keep the rejected files of complete bins only; delete temporary
     files and the files of bins that will be redone (they are written again)."""
     fs, root = writer._fs(out, storage_options)
-    directory = f"{root}/{REJECTED_DIR}"
-    if not fs.exists(directory):
-        return
-    for name in writer._listing(fs, directory):
-        match = writer.PART_PATTERN.match(name)
-        if writer.TMP_MARKER in name or not match or int(match.group(1)) not in done:
-            fs.rm(f"{directory}/{name}")
+    for directory in (f"{root}/{REJECTED_DIR}", f"{root}/{TRACK_REJECTED_DIR}"):
+        if not fs.exists(directory):
+            continue
+        for name in writer._listing(fs, directory):
+            match = writer.PART_PATTERN.match(name)
+            if writer.TMP_MARKER in name or not match or int(match.group(1)) not in done:
+                fs.rm(f"{directory}/{name}")
 
 
 def merge_info(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Two bins' check infos together (warnings merged, rejected counts added)."""
-    rejected = dict(a.get("rejected", {}))
-    for code, count in b.get("rejected", {}).items():
-        rejected[code] = int(rejected.get(code, 0)) + int(count)
-    return {"warnings": validate.merge_warnings(a.get("warnings", {}), b.get("warnings", {})),
-            "rejected": rejected}
+    """Two bins' check infos together (warnings merged, rejected counts added, of the rows and of
+    the track's rows)."""
+    merged = {"warnings": validate.merge_warnings(a.get("warnings", {}), b.get("warnings", {}))}
+    for key in ("rejected", TRACK_REJECTED_KEY):
+        counts = dict(a.get(key, {}))
+        for code, count in b.get(key, {}).items():
+            counts[code] = int(counts.get(code, 0)) + int(count)
+        if counts or key == "rejected":
+            merged[key] = counts
+    return merged
+
+
+TRACK_REJECTED_KEY = "track_rejected"
+
+
+def track_checks(run_record: Mapping[str, Any], source: InputSource | None) -> BinChecks:
+    """The row checks of a track read for context: values only (gene id, position, scores, strand,
+    repeats); its rows outside a gene's span are never read, so the annotation is not checked."""
+    if source is None:
+        return BinChecks()
+    settings = run_record.get("settings", {}) or {}
+    return BinChecks(on_bad_rows=str(settings.get("on_bad_rows", "error")),
+                     source=source_name(source), need_annotation=False,
+                     files=tuple(source.files) if len(source.files) > 1 else ())
+
+
+def with_track_info(info: Mapping[str, Any], track_info: Mapping[str, Any]) -> dict[str, Any]:
+    """A bin's check info with that of its track's rows: rejected counts under
+    ``track_rejected``, warnings under ``track_<code>`` with messages that say so."""
+    if not track_info:
+        return dict(info)
+    warnings = {f"track_{code}": {**item, "message": f"{item.get('message', code)} (track rows)"}
+                for code, item in track_info.get("warnings", {}).items()}
+    merged = merge_info(info, {"warnings": warnings})
+    if track_info.get("rejected"):
+        merged[TRACK_REJECTED_KEY] = dict(track_info["rejected"])
+    return merged
 
 
 # --- client side: failures ------------------------------------------------------------------------
@@ -369,7 +403,8 @@ def check_outputs_visible(ctx: Any) -> None:
     for out in output_dirs(ctx):
         remove_temporaries(out, ctx.storage_options)
         check_parts_visible(out, ctx.plan.n_bins, ctx.storage_options)
-    remove_temporaries(f"{str(ctx.out).rstrip('/')}/{REJECTED_DIR}", ctx.storage_options)
+    for directory in (REJECTED_DIR, TRACK_REJECTED_DIR):
+        remove_temporaries(f"{str(ctx.out).rstrip('/')}/{directory}", ctx.storage_options)
 
 
 def remove_temporaries(directory: str, storage_options: dict[str, Any] | None = None) -> None:

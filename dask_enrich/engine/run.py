@@ -85,6 +85,7 @@ class RunSummary:
     timings: dict[str, float] = field(default_factory=dict)
     track_rows: int | None = None
     warnings: dict[str, Any] = field(default_factory=dict)  # of the row checks (score sums, ...)
+    track_rows_rejected: int = 0  # bad rows of a track read for context (quarantined)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +104,8 @@ class RunSummary:
             f"rows in       {self.rows_in:,}" + self._track_note(),
             f"rows written  {self.rows_written:,}",
             f"rows rejected {self.rows_rejected:,}",
+            *([f"track rows rejected {self.track_rows_rejected:,} (in {rejects.TRACK_REJECTED_DIR}/)"]
+              if self.track_rows_rejected else []),
             f"partitions    {self.partitions} ({self.partitions_resumed} resumed)",
             f"time          {self.seconds:.1f} s  ({self.positions_per_second:,.0f} positions/s)",
         ]
@@ -143,6 +146,7 @@ class _Context:
     targets: tuple[models.Target, ...] = ()  # the output datasets (one per manifest)
     score: models.ScoreOptions | None = None  # meta-model scoring
     checks: rejects.BinChecks = rejects.BinChecks()  # row checks before enrich (validate)
+    track_checks: rejects.BinChecks = rejects.BinChecks()  # of track rows read for context
 
 
 # --- worker-side functions ----------------------------------------------------------------------
@@ -191,12 +195,19 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     bin_id = partition_info["number"] if partition_info else -1
     if bin_id in ctx.done:
         return ctx.meta.copy()
-    track = _sorted_bin(track, ctx.plan) if track is not None else None
     selective = positions is None and ctx.score is not None and ctx.score.selective
-    if selective:  # every track row is written (base or meta scores) or rejected: check them all
+    track_info: dict[str, Any] = {}
+    if track is not None:
         track = track.drop(columns=BIN, errors="ignore").reset_index(drop=True)
+    if selective:  # every track row is written (base or meta scores) or rejected: check them all
         rows_in = len(track)
         track, rejected, checks = _check_rows(track, ctx, bin_id)
+    elif track is not None:  # the track's rows give context: bad ones are refused or set aside
+        track, _, track_info = rejects.check_bin(
+            track, ctx.track_checks, bin_id=bin_id, config=ctx.config, genomic=None, out=ctx.out,
+            fingerprint=ctx.fingerprint, storage_options=ctx.storage_options,
+            rejected_dir=rejects.TRACK_REJECTED_DIR)
+    track = _sorted_bin(track, ctx.plan) if track is not None else None
     if positions is None:  # track only: the positions are the track's uncertain rows
         positions = track[select_mask(track, ctx.selection)][list(ctx.position_columns)]
     positions = positions.reset_index(drop=True)
@@ -208,6 +219,7 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
         positions, rejected, checks = _check_rows(positions, ctx, bin_id)
     positions = _sorted_bin(positions, ctx.plan)
     out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
+    checks = rejects.with_track_info(checks, track_info)
     out.attrs[_REPORT_ATTR] = {**report.to_dict(), rejects.CHECKS_KEY: checks}
     out.attrs[_ROWS_IN_ATTR] = rows_in
     out.attrs[_REJECTED_ATTR] = rejected
@@ -570,7 +582,9 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
 
     pos_frame = read_dask(pos_source, position_columns, **rejects.read_options(pos_source)) \
         if pos_source else None
-    track_frame = read_dask(track_source, track_columns) if track_source else None
+    # a track read for the context of given positions is checked row by row too: read leniently
+    track_options = rejects.read_options(track_source) if track_source and pos_source else {}
+    track_frame = read_dask(track_source, track_columns, **track_options) if track_source else None
 
     # Plan: rows per gene (positions and track rows alike), packed into bins.
     t = time.perf_counter()
@@ -614,7 +628,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
                    run_fingerprint, cache_path, frozenset(done), position_columns,
                    targets=tuple(targets), score=score)
     ctx = replace(ctx, checks=rejects.bin_checks(run_record, manifest, pos_source or track_source,
-                                                 cache_path))
+                                                 cache_path),
+                  track_checks=rejects.track_checks(run_record, track_source))
     rejects.prepare_rejected(out, done, storage_options)
     ctx_key = dask.delayed(ctx, pure=True, traverse=False)
     staging = exchange.staging_path(out, run_fingerprint)
@@ -638,7 +653,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
 
     plan_key = dask.delayed(plan, pure=True, traverse=False)
     if plan.follows_input:  # the same pieces as the plan's pass over gene_id, read inside the task
-        reader, pieces, _ = (input_pieces(track_source, track_columns) if pos_frame is None else
+        reader, pieces, _ = (input_pieces(track_source, track_columns, **track_options)
+                             if pos_frame is None else
                              input_pieces(pos_source, position_columns,
                                           **rejects.read_options(pos_source)))
         label = "track" if pos_frame is None else "positions"
@@ -713,6 +729,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         track_rows=track_rows if pos_source is None else None)
     rejects.check_outputs_visible(ctx)  # every part file is in OUT (a filesystem shared with the workers)
     summary.warnings = checks.get("warnings", {})
+    track_rejected = checks.get(rejects.TRACK_REJECTED_KEY, {})
+    summary.track_rows_rejected = int(sum(track_rejected.values()))
     for line in rejects.warning_lines(checks):
         say(line)
     success = {
@@ -736,7 +754,9 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         "warnings": checks.get("warnings", {}),
         "rejected": {"on_bad_rows": ctx.checks.on_bad_rows, "rows": rejected,
                      "reasons": checks.get("rejected", {}),
-                     **({"dir": rejects.REJECTED_DIR} if rejected else {})},
+                     **({"dir": rejects.REJECTED_DIR} if rejected else {}),
+                     **({"track_rows": summary.track_rows_rejected, "track_reasons": track_rejected,
+                         "track_dir": rejects.TRACK_REJECTED_DIR} if track_rejected else {})},
     }
     summary.success_file = models.write_successes(targets, success, storage_options)
     return summary

@@ -7,6 +7,7 @@ Layout of an output directory::
     OUT/_SUCCESS.json        written last: counts, imputed features, fingerprints, timings
 
     OUT/rejected/part-NNNNN.parquet   with --on-bad-rows quarantine: a bin's bad rows and reasons
+    OUT/rejected-track/part-NNNNN.parquet   the same for the rows of a track read for context
 
 Each part file is written to ``.part-NNNNN.parquet.tmp-<random>`` and renamed when complete, so a
 file with the final name is always whole, and Parquet readers of OUT (which skip names starting
