@@ -53,7 +53,7 @@ import threading
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -485,19 +485,24 @@ def scored_schema(enriched_schema: pa.Schema, model: MetaModel, *, keep_features
     return pa.schema(fields + [pa.field(c, pa.float64()) for c in META_COLUMNS])
 
 
-def selective_schema(track_schema: pa.Schema) -> pa.Schema:
+def _selective_ids(columns: Any, keep_columns: Sequence[str]) -> list[str]:
+    """The identifying columns of selective output present in ``columns``, then ``keep_columns``."""
+    ids = [c for c in ("gene_id", "chrom", "strand", "position") if c in columns]
+    return ids + [c for c in keep_columns if c not in ids]
+
+
+def selective_schema(track_schema: pa.Schema, keep_columns: Sequence[str] = ()) -> pa.Schema:
     """The pyarrow schema of :func:`selective_scores` output for a track with this schema."""
-    names = set(track_schema.names)
-    fields = [track_schema.field(c) for c in ("gene_id", "chrom", "strand", "position") if c in names]
+    fields = [track_schema.field(c) for c in _selective_ids(track_schema.names, keep_columns)]
     for base, out in zip(BASE_COLUMNS, META_COLUMNS):
         fields += [track_schema.field(base), pa.field(out, pa.float64())]
     return pa.schema(fields + [pa.field(RESCORED, pa.bool_())])
 
 
-def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.DataFrame
-                     ) -> pd.DataFrame:
-    """Every row of ``track_part`` once, in order (index kept): its identifying columns, the base
-    scores, ``donor_meta``/``acceptor_meta``/``neither_meta`` (float64: the meta-model's scores where
+def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.DataFrame,
+                     keep_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Every row of ``track_part`` once, in order (index kept): its identifying columns (and
+    ``keep_columns``), the base scores, ``donor_meta``/``acceptor_meta``/``neither_meta`` (float64: the meta-model's scores where
     ``uncertain_mask``, the base scores elsewhere) and ``rescored`` (= the mask).
 
     ``meta`` has one row per uncertain row, in track order (e.g. ``MetaModel.predict`` of the
@@ -509,15 +514,16 @@ def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.Dat
     if len(meta) != int(mask.sum()):
         raise InputError(f"{len(meta)} meta-score rows for {int(mask.sum())} uncertain positions")
     absent = [c for c in (*META_COLUMNS, ) if c not in meta.columns]
-    absent += [c for c in ("gene_id", "position", *BASE_COLUMNS) if c not in track_part.columns]
+    absent += [c for c in ("gene_id", "position", *BASE_COLUMNS, *keep_columns)
+               if c not in track_part.columns]
     if absent:
         raise InputError(f"selective scoring lacks column(s) {', '.join(absent)}")
     for key in ("gene_id", "position"):
         if key in meta.columns and not np.array_equal(
                 meta[key].to_numpy(), track_part[key].to_numpy()[mask]):
             raise InputError(f"meta-score rows do not line up with the uncertain track rows ({key} differs)")
-    ids = [c for c in ("gene_id", "chrom", "strand", "position") if c in track_part.columns]
-    data: dict[str, Any] = {c: track_part[c].array for c in ids}
+    data: dict[str, Any] = {c: track_part[c].array
+                            for c in _selective_ids(track_part.columns, keep_columns)}
     for base, out in zip(BASE_COLUMNS, META_COLUMNS):
         data[base] = track_part[base].array
         merged = track_part[base].to_numpy(dtype=np.float64, na_value=np.nan).copy()
@@ -527,10 +533,10 @@ def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.Dat
     return pd.DataFrame(data, index=track_part.index, copy=False)
 
 
-def selective_meta(track_dtypes: Mapping[str, Any]) -> pd.DataFrame:
+def selective_meta(track_dtypes: Mapping[str, Any], keep_columns: Sequence[str] = ()) -> pd.DataFrame:
     """The empty frame (Dask ``meta``) of :func:`selective_scores` for a track with these dtypes."""
-    ids = [c for c in ("gene_id", "chrom", "strand", "position") if c in track_dtypes]
-    cols = {c: pd.Series([], dtype=track_dtypes[c]) for c in ids}
+    cols = {c: pd.Series([], dtype=track_dtypes[c])
+            for c in _selective_ids(track_dtypes, keep_columns)}
     for base, out in zip(BASE_COLUMNS, META_COLUMNS):
         cols[base] = pd.Series([], dtype=track_dtypes[base])
         cols[out] = pd.Series([], dtype=np.float64)

@@ -226,7 +226,8 @@ def _target_layout(t: Target, score: ScoreOptions | None, input_dtypes: Mapping[
     if score.selective:
         dtypes = track_meta.dtypes.to_dict()
         track_schema = pa.schema([pa.field(c, _arrow_type(d)) for c, d in dtypes.items()])
-        return selective_meta(dtypes), selective_schema(track_schema)
+        return (selective_meta(dtypes, config.keep_columns),
+                selective_schema(track_schema, config.keep_columns))
     model = SimpleNamespace(manifest=t.manifest)  # the layout needs only the feature names
     return (scored_meta(meta, model, keep_features=score.keep_features),
             scored_schema(schema, model, keep_features=score.keep_features))
@@ -351,7 +352,7 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
     meta.insert(0, "gene_id", frame["gene_id"].to_numpy())
     if ctx.config.coordinates == "genomic":
         meta.insert(1, "position", frame["position"].to_numpy())
-    return selective_scores(track, mask, meta.reset_index(drop=True))
+    return selective_scores(track, mask, meta.reset_index(drop=True), ctx.config.keep_columns)
 
 
 def finish_bin(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFrame | None,

@@ -109,6 +109,24 @@ def test_selective_mode_covers_every_track_position_once(client, slice_cache, tm
                                    rtol=1e-6, atol=1e-7)
 
 
+def test_selective_mode_keeps_the_columns_asked_for(client, slice_cache, tmp_path):
+    """--keep-columns in selective mode: each track row's own value, next to its scores."""
+    cache = load_cached(slice_cache)
+    track = full_track(cache.gene_table.iloc[::80], seed=6)
+    track["row_id"] = np.arange(len(track), dtype=np.int64)
+    track.to_parquet(tmp_path / "track.parquet", row_group_size=4_000)
+    run_enrichment(None, MODEL_DIR, str(tmp_path / "out"), track=str(tmp_path / "track.parquet"),
+                   cache=slice_cache, partition_rows=3_000, client=client, config=KEEP,
+                   score=ScoreOptions(selective=True))
+    got = _read(tmp_path / "out")
+    assert list(got.columns[:3]) == ["gene_id", "position", "row_id"]
+    got = got.sort_values("row_id").reset_index(drop=True)
+    np.testing.assert_array_equal(got["row_id"], np.arange(len(track)))
+    np.testing.assert_array_equal(got["position"], track["position"])
+    for f in writer.part_files(str(tmp_path / "out")):  # the declared schema has the column too
+        assert pd.read_parquet(f).dtypes["row_id"] == np.int64
+
+
 def test_score_refusals(tmp_path):
     positions = tmp_path / "p.parquet"
     pd.DataFrame({"gene_id": ["g"], "position": [1], "donor_score": [0.5], "acceptor_score": [0.1],
