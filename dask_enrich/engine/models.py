@@ -72,6 +72,8 @@ class Target:
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     meta: pd.DataFrame | None = field(default=None, compare=False, repr=False)
     schema: pa.Schema | None = field(default=None, compare=False, repr=False)
+    #: OUT of a run with one dataset per model (this target writes OUT/<name>/), else None
+    run_out: str | None = None
 
 
 # --- client side ---------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def resolve_targets(manifest: Any, out: str, score: ScoreOptions | None, config:
         if score is not None:
             model_dir, info = _check_model(item, m, score)
         targets.append(Target(m.name, m, target_out, model_dir, info,
-                              _overrides(m, union, config)))
+                              _overrides(m, union, config), run_out=str(out) if multi else None))
     return targets, union
 
 
@@ -242,6 +244,11 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
     and the partitions complete in every target (resume), with their reports merged."""
     dtypes = input_meta.dtypes.to_dict()
     ready, done_each = [], []
+    run_out = _run_out(targets)
+    if run_out is not None:  # several models: the run's own _SUCCESS.json is stale from here on
+        fs, root = writer._fs(run_out, storage_options)
+        if fs.exists(f"{root}/{writer.SUCCESS_FILE}"):
+            fs.rm(f"{root}/{writer.SUCCESS_FILE}")
     for t in targets:
         meta, schema = _target_layout(t, score, dtypes, track_meta, config)
         record = {**t.record, "plan": plan.summary()}
@@ -290,7 +297,21 @@ def write_successes(targets: Sequence[Target], success: dict[str, Any],
         if t.model_info is not None:
             data["model"] = t.model_info
         paths.append(writer.write_success(t.out, data, storage_options))
+    run_out = _run_out(targets)
+    if run_out is not None:  # several models: OUT/_SUCCESS.json last, pointing at each model's
+        keep = ("version", "started", "finished", "rows", "partitions", "inputs", "settings",
+                "timings_s", "positions_per_second", "warnings", "rejected")
+        data = {k: success[k] for k in keep if k in success}
+        data["partitions"] = {k: v for k, v in data.get("partitions", {}).items() if k != "files"}
+        data["models"] = {t.name: {"dir": t.name, "fingerprint": t.fingerprint,
+                                   "features": len(t.manifest.names)} for t in targets}
+        paths.append(writer.write_success(run_out, data, storage_options))
     return paths[0] if len(paths) == 1 else ", ".join(paths)
+
+
+def _run_out(targets: Sequence[Target]) -> str | None:
+    """OUT of a run with one dataset per model (OUT/<model-name>/), else None."""
+    return targets[0].run_out if targets else None
 
 
 # --- worker side ---------------------------------------------------------------------------------

@@ -70,7 +70,15 @@ def test_two_models_in_one_pass_equal_two_separate_runs(client, slice_cache, tmp
                              str(tmp_path / "both"), **common)
     run_enrichment(str(tmp_path / "positions.parquet"), MODEL_DIR, str(tmp_path / "one"), **common)
     run_enrichment(str(tmp_path / "positions.parquet"), small, str(tmp_path / "two"), **common)
-    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["demo_model", "small6"]
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == [
+        writer.SUCCESS_FILE, "demo_model", "small6"]
+    # OUT/_SUCCESS.json, written last, names each model's dataset and the run's counts
+    top = json.loads((tmp_path / "both" / writer.SUCCESS_FILE).read_text())
+    assert sorted(top["models"]) == ["demo_model", "small6"]
+    for name, model in top["models"].items():
+        own = json.loads((tmp_path / "both" / model["dir"] / writer.SUCCESS_FILE).read_text())
+        assert model["fingerprint"] == own["fingerprint"] and own["manifest"]["name"] == name
+    assert top["rows"] == {"in": len(positions), "written": len(positions), "rejected": 0}
     assert summary.rows_written == len(positions) and summary.partitions > 3
     _assert_same_dataset(tmp_path / "both" / "demo_model", tmp_path / "one")
     _assert_same_dataset(tmp_path / "both" / "small6", tmp_path / "two")
@@ -95,11 +103,13 @@ def test_two_models_in_one_pass_equal_two_separate_runs(client, slice_cache, tmp
     np.testing.assert_array_equal(known["gene_length"], known_mine["gene_length"])
     np.testing.assert_array_equal(known["3mer_GTA"], known_mine["3mer_GTA"])
 
-    # --resume of the whole pass keeps every complete partition
+    # --resume of the whole pass keeps every complete partition (and rewrites OUT/_SUCCESS.json)
+    (tmp_path / "both" / writer.SUCCESS_FILE).write_text('{"stale": true}')
     again = run_enrichment(str(tmp_path / "positions.parquet"), [MODEL_DIR, small],
                            str(tmp_path / "both"), mode="resume", **common)
     assert again.partitions_resumed == again.partitions
     _assert_same_dataset(tmp_path / "both" / "small6", tmp_path / "two")
+    assert "models" in json.loads((tmp_path / "both" / writer.SUCCESS_FILE).read_text())
 
 
 def test_scoring_two_models_and_a_directory_of_models_from_the_cli(client, slice_cache, tmp_path):
