@@ -153,9 +153,9 @@ def _add_run(subparsers, name: str = "run") -> None:
     c.add_argument("--exchange", choices=("auto", "staged", "p2p"), default="auto",
                    help="how rows reach their gene partition: 'auto' (default: no exchange when "
                         "the input is grouped by gene, i.e. each gene's rows in one file or row "
-                        "group, and its files are not much smaller than --partition-rows; else "
-                        "'staged'), 'staged' Arrow files under OUT/_staging, or 'p2p' (Dask's "
-                        "shuffle)")
+                        "group, its files are not much smaller than --partition-rows, and there "
+                        "are at least as many as worker threads; else 'staged'), 'staged' Arrow "
+                        "files under OUT/_staging, or 'p2p' (Dask's shuffle)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     models.add_score_arguments(p, name)
     _add_debug(p)

@@ -413,7 +413,8 @@ def run_enrichment(
     ``exchange_method``: how rows reach their bin: ``auto`` (the default: when one input is grouped
     by gene, i.e. every gene's rows lie in one input partition, each bin is enriched and written
     where it is read, with no exchange, unless that would make more than
-    :data:`LOCAL_BINS_FACTOR` times the bins of packing across partitions; otherwise ``staged``),
+    :data:`LOCAL_BINS_FACTOR` times the bins of packing across partitions or there are fewer input
+    partitions than the cluster's threads (and bins); otherwise ``staged``),
     ``staged`` (Arrow files under
     OUT/_staging) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
     """
@@ -602,10 +603,14 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     # One input grouped by gene (each gene's rows in one input partition, as written by a per-gene
     # or per-chromosome writer): each bin is enriched where it is read, with no exchange at all,
     # unless the input partitions are so small that small genes would no longer be packed together
+    # or the input partitions are too few to keep the cluster's threads busy (one task each)
     gene_parts = pos_parts if track_frame is None else track_parts if pos_frame is None else None
     if exchange_method == "auto" and gene_parts is not None and len(weights):
         where_read = plan_partitions(weights.astype(np.int64), partition_rows, gene_parts=gene_parts)
-        if where_read.n_bins <= LOCAL_BINS_FACTOR * plan.n_bins + 1:
+        threads = sum(client.nthreads().values())  # 0 while an adaptive cluster has no worker
+        parts = len(np.unique(where_read.bin_parts))
+        if (where_read.n_bins <= LOCAL_BINS_FACTOR * plan.n_bins + 1
+                and parts >= min(threads, plan.n_bins)):
             plan = where_read
     timings["plan"] = time.perf_counter() - t
     track_rows = int(track_counts.sum()) if track_counts is not None else None

@@ -288,6 +288,19 @@ def test_one_file_per_gene_still_packs_small_genes_together(client, tmp_path):
     _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
 
 
+def test_one_grouped_file_with_many_bins_uses_every_worker(client, tmp_path):
+    """One input partition would be one task: with more bins than that and 2 workers, the rows go
+    through the exchange so that the bins are enriched in parallel."""
+    positions = positions_in_genes(_toy_genes(30), 3_000, seed=16)
+    _write_grouped(positions, tmp_path / "in", files=1)
+    summary = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
+                             partition_rows=400, client=client)
+    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
+    assert sum(client.nthreads().values()) == 2 and summary.partitions > 2
+    assert not success["partitions"]["plan"]["follows_input"]
+    _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
+
+
 def test_resume_of_a_run_enriched_where_read(client, tmp_path):
     """Resume redoes only the missing bins of one input file; other files are not even read."""
     positions = positions_in_genes(_toy_genes(30), 3_000, seed=14)
