@@ -58,14 +58,29 @@ def _wait_for_staging(out: Path, proc, timeout: float = 120.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("when", ["first-part", pytest.param("staging", marks=pytest.mark.slow)])
+def _grouped_by_gene(inputs: dict[str, Path], directory: Path, files: int = 4) -> dict[str, Path]:
+    """The same positions rewritten grouped by gene (each gene's rows in one of ``files`` files)."""
+    directory.mkdir()
+    frame = pd.concat(pq.read_table(p).to_pandas() for p in sorted(inputs["positions"].glob("*.parquet")))
+    for i, chunk in enumerate(np.array_split(np.sort(frame["gene_id"].unique()), files)):
+        frame[frame["gene_id"].isin(chunk)].to_parquet(directory / f"part-{i}.parquet", index=False)
+    return {**inputs, "positions": directory}
+
+
+@pytest.mark.parametrize("when", ["first-part", "first-part-grouped",
+                                  pytest.param("staging", marks=pytest.mark.slow)])
 def test_worker_sigkill_mid_run_still_completes_identically(process_cluster, shared_inputs,
                                                            local_reference, tmp_path, when):
     """SIGKILL one worker (nanny and worker process) when the first part file appears (results
-    of finished tasks are lost with it), or as soon as the exchange has staged its first rows."""
+    of finished tasks are lost with it), or as soon as the exchange has staged its first rows.
+    ``first-part-grouped``: input grouped by gene, each file enriched where it is read by one task
+    that writes several parts; the killed worker's file is redone elsewhere (parts it had written
+    are written again, whole)."""
+    grouped = when == "first-part-grouped"
+    inputs = _grouped_by_gene(shared_inputs, tmp_path / "grouped") if grouped else shared_inputs
     out = tmp_path / "out"
     log = tmp_path / "client.log"
-    client = start(run_args(shared_inputs, out, "--scheduler", process_cluster.address,
+    client = start(run_args(inputs, out, "--scheduler", process_cluster.address,
                             "--partition-rows", PARTITION_ROWS), log, cwd=tmp_path)
     try:
         if when == "staging":
@@ -77,44 +92,13 @@ def test_worker_sigkill_mid_run_still_completes_identically(process_cluster, sha
         stop(client)
     assert returncode == 0, f"{log.read_text()[-3000:]}\n{process_cluster.logs()}"
     record = success(out)
+    assert record["partitions"]["plan"]["follows_input"] == grouped
     assert len(parts_at_kill) < record["partitions"]["count"], "the kill came after the run's end"
     assert process_cluster.workers[0].poll() is not None  # really gone
     assert_same_output(out, local_reference)
     assert record["rows"]["in"] == record["rows"]["written"] == n_input_rows(shared_inputs)
-    assert not list(out.glob("*.tmp-*")), "temporary files left behind"
-    assert not (out / "_staging").exists(), "staged rows left behind"
-
-
-def test_worker_sigkill_while_enriching_where_read_still_completes_identically(
-        process_cluster, shared_inputs, local_reference, tmp_path):
-    """Input grouped by gene (each gene in one file): one task per file writes several parts. A
-    worker SIGKILLed after the first part appears: its file is redone elsewhere (parts it already
-    wrote are written again, whole), and the rows equal the reference run's."""
-    grouped = tmp_path / "grouped"
-    grouped.mkdir()
-    frame = pd.concat(pq.read_table(p).to_pandas() for p in sorted(shared_inputs["positions"].glob("*.parquet")))
-    genes = np.sort(frame["gene_id"].unique())
-    for i, chunk in enumerate(np.array_split(genes, 4)):
-        frame[frame["gene_id"].isin(chunk)].to_parquet(grouped / f"part-{i}.parquet", index=False)
-    inputs = {**shared_inputs, "positions": grouped}
-    out = tmp_path / "out"
-    log = tmp_path / "client.log"
-    client = start(run_args(inputs, out, "--scheduler", process_cluster.address,
-                            "--partition-rows", PARTITION_ROWS), log, cwd=tmp_path)
-    try:
-        parts_at_kill = wait_for_parts(out, client, 1)
-        process_cluster.kill_worker(0)
-        returncode = client.wait(180)
-    finally:
-        stop(client)
-    assert returncode == 0, f"{log.read_text()[-3000:]}\n{process_cluster.logs()}"
-    record = success(out)
-    assert record["partitions"]["plan"]["follows_input"]
-    assert len(parts_at_kill) < record["partitions"]["count"], "the kill came after the run's end"
-    assert process_cluster.workers[0].poll() is not None
-    assert_same_output(out, local_reference)
-    assert record["rows"]["in"] == record["rows"]["written"] == n_input_rows(shared_inputs)
     assert not list(out.glob("*.tmp-*")) and not list(out.glob(".*tmp*")), "temporary files left"
+    assert not (out / "_staging").exists(), "staged rows left behind"
 
 
 def _snapshot(paths: list[Path]) -> dict[str, tuple[int, int, int]]:
