@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -260,17 +261,36 @@ class PartitionInputs:
         self.d = _float_column(frame, "donor_score")
         self.a = _float_column(frame, "acceptor_score")
         self.n = _float_column(frame, "neither_score")
-        gene_ids = frame["gene_id"].astype(str)
-        self.gene_codes, self.gene_uniques = pd.factorize(gene_ids)
-        if genomic is not None:
-            self.gene_row = genomic.gene_table.index.get_indexer(self.gene_uniques)[self.gene_codes]
-        else:
-            self.gene_row = np.full(len(frame), -1, dtype=np.int64)
-        self.in_annotation = self.gene_row >= 0
         self.positions = self._genomic_positions(frame["position"].to_numpy())
         self.minus, self.strand_known = self._strands()
 
-    # --- identity ---------------------------------------------------------------------------------
+    # --- identity (worked out on first use: score-only manifests need none of it) -----------------
+    @cached_property
+    def _factorised_genes(self) -> tuple[np.ndarray, pd.Index]:
+        codes, uniques = pd.factorize(self.frame["gene_id"].astype(str))
+        return codes, pd.Index(uniques)
+
+    @property
+    def gene_codes(self) -> np.ndarray:
+        """Code of each row's gene id (an index into :attr:`gene_uniques`)."""
+        return self._factorised_genes[0]
+
+    @property
+    def gene_uniques(self) -> pd.Index:
+        """The distinct gene ids, in order of first appearance."""
+        return self._factorised_genes[1]
+
+    @cached_property
+    def gene_row(self) -> np.ndarray:
+        """Row of each position's gene in the gene table (-1: absent, or no annotation)."""
+        if self.genomic is None:
+            return np.full(len(self.frame), -1, dtype=np.int64)
+        return self.genomic.gene_table.index.get_indexer(self.gene_uniques)[self.gene_codes]
+
+    @cached_property
+    def in_annotation(self) -> np.ndarray:
+        return self.gene_row >= 0
+
     def gene_column(self, name: str) -> np.ndarray:
         """Column ``name`` of the gene table for each row (meaningless where ``~in_annotation``)."""
         values = self.genomic.gene_table[name].to_numpy()
