@@ -609,8 +609,13 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         where_read = plan_partitions(weights.astype(np.int64), partition_rows, gene_parts=gene_parts)
         threads = sum(client.nthreads().values())  # 0 while an adaptive cluster has no worker
         parts = len(np.unique(where_read.bin_parts))
-        if (where_read.n_bins <= LOCAL_BINS_FACTOR * plan.n_bins + 1
-                and parts >= min(threads, plan.n_bins)):
+        if where_read.n_bins > LOCAL_BINS_FACTOR * plan.n_bins + 1:
+            say(f"input grouped by gene, but in partitions much smaller than --partition-rows "
+                f"({where_read.n_bins:,} bins where read, {plan.n_bins:,} packed): exchanging rows")
+        elif parts < min(threads, plan.n_bins):
+            say(f"input grouped by gene, but in {parts} partition(s) for {threads} worker thread(s): "
+                "exchanging rows so that every worker gets bins")
+        else:
             plan = where_read
     timings["plan"] = time.perf_counter() - t
     track_rows = int(track_counts.sum()) if track_counts is not None else None

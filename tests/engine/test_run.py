@@ -280,10 +280,12 @@ def test_one_file_per_gene_still_packs_small_genes_together(client, tmp_path):
     one tiny bin per file, so the genes go through the exchange and are packed to the target."""
     positions = positions_in_genes(_toy_genes(24), 2_400, seed=15)
     _write_grouped(positions, tmp_path / "in", files=24)
+    said: list[str] = []
     summary = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
-                             partition_rows=800, client=client)
+                             partition_rows=800, client=client, log=said.append)
     success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
     assert not success["partitions"]["plan"]["follows_input"]
+    assert any("much smaller than --partition-rows" in line for line in said), said
     assert summary.partitions <= 5  # 2,400 rows in bins of <= 800 rows (a large gene may be alone)
     _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
 
@@ -293,10 +295,12 @@ def test_one_grouped_file_with_many_bins_uses_every_worker(client, tmp_path):
     through the exchange so that the bins are enriched in parallel."""
     positions = positions_in_genes(_toy_genes(30), 3_000, seed=16)
     _write_grouped(positions, tmp_path / "in", files=1)
+    said: list[str] = []
     summary = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
-                             partition_rows=400, client=client)
+                             partition_rows=400, client=client, log=said.append)
     success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
     assert sum(client.nthreads().values()) == 2 and summary.partitions > 2
+    assert any("1 partition(s) for 2 worker thread(s)" in line for line in said), said
     assert not success["partitions"]["plan"]["follows_input"]
     _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
 
