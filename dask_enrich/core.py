@@ -180,8 +180,11 @@ def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | 
         counts = {n: count_of_mask[id(m)] for n, m in missing_rows.items()}
         if config.missing == "error":
             raise MissingFeatureError(_missing_message(reasons, counts))
+        whole = [n for n in missing_rows if counts[n] == len(frame)]  # every row filled
+        columns.update(_constant_columns(whole, len(frame), manifest))
         for name, mask in missing_rows.items():
-            columns[name] = _impute(columns[name], mask, manifest, name)
+            if counts[name] < len(frame):
+                columns[name] = _impute(columns[name], mask, manifest, name)
             report.imputed[name] = counts[name]
             report.reasons[name] = reasons[name]
     return _assemble(frame, manifest, columns, inputs, config), report
@@ -219,13 +222,27 @@ def impute_value(manifest: Manifest, name: str) -> float | int:
     return round(fill) if feature.is_integer else fill
 
 
-def _impute(values: np.ndarray | None, mask: np.ndarray, manifest: Manifest, name: str
-            ) -> np.ndarray:
-    dtype, fill = manifest.feature(name).dtype, impute_value(manifest, name)
-    if values is UNAVAILABLE or mask.all():  # a whole input missing (no genome, no track...)
-        return np.full(len(mask), fill, dtype=dtype)
-    out = np.array(values, dtype=dtype, copy=True)
-    out[mask] = fill
+def _impute(values: np.ndarray, mask: np.ndarray, manifest: Manifest, name: str) -> np.ndarray:
+    """``values`` with the rows of ``mask`` set to the feature's fill value (a new array)."""
+    out = np.array(values, dtype=manifest.feature(name).dtype, copy=True)
+    out[mask] = impute_value(manifest, name)
+    return out
+
+
+def _constant_columns(names: list[str], n: int, manifest: Manifest) -> dict[str, np.ndarray]:
+    """Each feature of ``names`` filled with its fill value on all ``n`` rows (a whole input
+    missing: no genome, no track...). The columns of one dtype are the rows of one 2-D array:
+    one large allocation (huge pages where the system gives them) instead of one per column,
+    about twice as fast to fill for a manifest's dozens of k-mers."""
+    out: dict[str, np.ndarray] = {}
+    by_dtype: dict[np.dtype, list[str]] = defaultdict(list)
+    for name in names:
+        by_dtype[np.dtype(manifest.feature(name).dtype)].append(name)
+    for dtype, group in by_dtype.items():
+        block = np.empty((len(group), n), dtype=dtype)
+        for row, name in zip(block, group):  # one iteration per feature
+            row.fill(impute_value(manifest, name))
+            out[name] = row
     return out
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from dask_enrich.config import EnrichConfig
 from dask_enrich.core import enrich, output_meta, output_schema, check_inputs
 from dask_enrich.errors import InputError, MissingFeatureError
+from dask_enrich.features import registry
 from dask_enrich.features.scores import SCORE_FEATURES
 from dask_enrich.manifest import load_manifest, manifest_from_names
 
@@ -213,3 +214,29 @@ def test_strand_flags_match_a_row_by_row_reading(strands, dtype):
     assert minus.tolist() == [s == "-" for s in strands]
     assert known.tolist() == [s in ("+", "-") for s in strands]
     assert minus.dtype == known.dtype == np.bool_
+
+
+def test_features_missing_for_every_row_are_filled_and_independent():
+    """Without genome, annotation or track, the 124 manifest's genomic and k-mer features are the
+    fill value on every row (the training median, or the documented constant), each column its
+    own: writing into one leaves the others as they were."""
+    from dask_enrich.core import impute_value
+
+    m = load_manifest_124()
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet([1, 1, 1], 50)
+    frame = pd.DataFrame({"gene_id": pd.Series(["g"] * 50, dtype="str"),
+                          "position": np.arange(50, dtype=np.int64) + 1, "donor_score": p[:, 0],
+                          "acceptor_score": p[:, 1], "neither_score": p[:, 2]})
+    out, report = enrich(frame, m, config=EnrichConfig(missing="impute"))
+    whole = [n for n, count in report.imputed.items() if count == 50]
+    kmers = [n for n in whole if n[0].isdigit()]
+    assert len(kmers) == 64 and "gene_length" in whole
+    for name in whole:
+        want = np.full(50, impute_value(m, name), dtype=registry.lookup(name).dtype)
+        np.testing.assert_array_equal(out[name].to_numpy(), want)
+        assert out[name].dtype == want.dtype
+    before = out[kmers[1]].to_numpy().copy()
+    out.loc[0, kmers[0]] = 12345
+    np.testing.assert_array_equal(out[kmers[1]].to_numpy(), before)
+    assert out.loc[0, kmers[0]] == 12345
