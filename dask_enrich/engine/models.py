@@ -244,7 +244,7 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
     and the partitions complete in every target (resume), with their reports merged."""
     dtypes = input_meta.dtypes.to_dict()
     ready, done_each = [], []
-    run_out = _run_out(targets)
+    run_out = targets[0].run_out  # several models: OUT, else None
     if run_out is not None:  # several models: the run's own _SUCCESS.json is stale from here on
         fs, root = writer._fs(run_out, storage_options)
         if fs.exists(f"{root}/{writer.SUCCESS_FILE}"):
@@ -297,7 +297,7 @@ def write_successes(targets: Sequence[Target], success: dict[str, Any],
         if t.model_info is not None:
             data["model"] = t.model_info
         paths.append(writer.write_success(t.out, data, storage_options))
-    run_out = _run_out(targets)
+    run_out = targets[0].run_out  # several models: OUT, else None
     if run_out is not None:  # several models: OUT/_SUCCESS.json last, pointing at each model's
         keep = ("version", "started", "finished", "rows", "partitions", "inputs", "settings",
                 "timings_s", "positions_per_second", "warnings", "rejected")
@@ -309,9 +309,6 @@ def write_successes(targets: Sequence[Target], success: dict[str, Any],
     return paths[0] if len(paths) == 1 else ", ".join(paths)
 
 
-def _run_out(targets: Sequence[Target]) -> str | None:
-    """OUT of a run with one dataset per model (OUT/<model-name>/), else None."""
-    return targets[0].run_out if targets else None
 
 
 # --- worker side ---------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ ON_BAD_ROWS = ("error", "quarantine")
 REJECTED_DIR = "rejected"
 #: Bad rows of a track read for context (``--on-bad-rows quarantine``), one file per bin.
 TRACK_REJECTED_DIR = "rejected-track"
+#: The key of a bin's check info that counts its track's rejected rows by reason.
+TRACK_REJECTED_KEY = "track_rejected"
 
 
 # --- client side: schema --------------------------------------------------------------------------
@@ -172,9 +174,6 @@ def merge_info(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         if counts or key == "rejected":
             merged[key] = counts
     return merged
-
-
-TRACK_REJECTED_KEY = "track_rejected"
 
 
 def track_checks(run_record: Mapping[str, Any], source: InputSource | None) -> BinChecks:

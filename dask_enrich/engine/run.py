@@ -168,19 +168,13 @@ def _sorted_bin(frame: pd.DataFrame, plan: PartitionPlan) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     if BIN in frame.columns:
         frame = frame.drop(columns=BIN)
-    if len(frame) < 2:
-        return frame
     if _in_plan_order(frame, plan):
         return frame
     codes, uniques = pd.factorize(frame["gene_id"])
     rank = plan.genes.get_indexer(pd.Index(uniques, dtype=plan.genes.dtype))
     rank = np.where(rank < 0, len(plan.genes) + np.arange(len(uniques)), rank)  # genes outside
-    gene_rank = rank[codes]
     position = frame["position"].to_numpy(np.int64)
-    same_gene = gene_rank[1:] == gene_rank[:-1]
-    if bool(((gene_rank[1:] > gene_rank[:-1]) | (same_gene & (position[1:] >= position[:-1]))).all()):
-        return frame
-    return frame.take(np.lexsort((position, gene_rank))).reset_index(drop=True)
+    return frame.take(np.lexsort((position, rank[codes]))).reset_index(drop=True)
 
 
 def _in_plan_order(frame: pd.DataFrame, plan: PartitionPlan) -> bool:
