@@ -103,20 +103,24 @@ def test_truncated_parquet_fails_cleanly(world, client, tmp_path, capsys, fracti
     assert problems == []
 
 
-def test_byte_flipped_parquet_fails_cleanly_or_writes_only_valid_rows(world, client, tmp_path, capsys):
-    clean = source_bytes(tmp_path, "parquet")
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_byte_flipped_input_fails_cleanly_or_writes_only_valid_rows(world, client, tmp_path, capsys,
+                                                                    kind):
+    clean = source_bytes(tmp_path, kind)
     problems = []
     for seed in range(3):
-        problems += run_corrupt(capsys, client, world, tmp_path, f"p{seed}.parquet", flip(clean, seed))
+        problems += run_corrupt(capsys, client, world, tmp_path, f"{kind[0]}{seed}.{kind}",
+                                flip(clean, seed))
     assert problems == []
 
 
 @pytest.mark.slow
-def test_many_byte_flipped_parquet_files(world, client, tmp_path, capsys):
-    clean = source_bytes(tmp_path, "parquet")
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_many_byte_flipped_input_files(world, client, tmp_path, capsys, kind):
+    clean = source_bytes(tmp_path, kind)
     problems = []
     for seed in range(100, 140):
-        problems += run_corrupt(capsys, client, world, tmp_path, f"p{seed}.parquet",
+        problems += run_corrupt(capsys, client, world, tmp_path, f"{kind[0]}{seed}.{kind}",
                                 flip(clean, seed, count=1 + seed % 4))
     assert problems == []
 
@@ -147,27 +151,9 @@ def test_csv_with_a_non_utf8_byte_or_a_broken_row_fails_cleanly(world, client, t
     assert problems == []
 
 
-def test_byte_flipped_csv_fails_cleanly_or_writes_only_valid_rows(world, client, tmp_path, capsys):
-    clean = source_bytes(tmp_path, "csv")
-    problems = []
-    for seed in range(3):
-        problems += run_corrupt(capsys, client, world, tmp_path, f"c{seed}.csv", flip(clean, seed))
-    assert problems == []
-
-
 def test_truncated_gzip_csv_fails_cleanly(world, client, tmp_path, capsys):
     data = source_bytes(tmp_path, "csv.gz")
     problems = run_corrupt(capsys, client, world, tmp_path, "positions.csv.gz", truncate(data, 0.6))
-    assert problems == []
-
-
-@pytest.mark.slow
-def test_many_byte_flipped_csv_files(world, client, tmp_path, capsys):
-    clean = source_bytes(tmp_path, "csv")
-    problems = []
-    for seed in range(100, 140):
-        problems += run_corrupt(capsys, client, world, tmp_path, f"c{seed}.csv",
-                                flip(clean, seed, count=1 + seed % 4))
     assert problems == []
 
 

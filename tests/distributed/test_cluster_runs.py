@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tests.engine.conftest import follows_input, write_grouped
+
 from .conftest import (assert_same_output, enrich_command, kill, part_paths, read_output, run_args,
                        run_enrich, start, stop, wait_for_parts)
 
@@ -60,10 +62,8 @@ def _wait_for_staging(out: Path, proc, timeout: float = 120.0) -> None:
 
 def _grouped_by_gene(inputs: dict[str, Path], directory: Path, files: int = 4) -> dict[str, Path]:
     """The same positions rewritten grouped by gene (each gene's rows in one of ``files`` files)."""
-    directory.mkdir()
     frame = pd.concat(pq.read_table(p).to_pandas() for p in sorted(inputs["positions"].glob("*.parquet")))
-    for i, chunk in enumerate(np.array_split(np.sort(frame["gene_id"].unique()), files)):
-        frame[frame["gene_id"].isin(chunk)].to_parquet(directory / f"part-{i}.parquet", index=False)
+    write_grouped(frame, directory, files)
     return {**inputs, "positions": directory}
 
 
@@ -92,7 +92,7 @@ def test_worker_sigkill_mid_run_still_completes_identically(process_cluster, sha
         stop(client)
     assert returncode == 0, f"{log.read_text()[-3000:]}\n{process_cluster.logs()}"
     record = success(out)
-    assert record["partitions"]["plan"]["follows_input"] == grouped
+    assert follows_input(out) == grouped
     assert len(parts_at_kill) < record["partitions"]["count"], "the kill came after the run's end"
     assert process_cluster.workers[0].poll() is not None  # really gone
     assert_same_output(out, local_reference)

@@ -81,3 +81,27 @@ def full_track(genes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     a = rng.random(n) ** 4 * (1 - d)
     return pd.DataFrame({"gene_id": pd.Series(gene, dtype="str"), "position": position.astype(np.int64),
                          "donor_score": d, "acceptor_score": a, "neither_score": 1.0 - d - a})
+
+
+def write_grouped(frame: pd.DataFrame, directory: Path, files: int, *, shuffle: bool = False
+                  ) -> list[set[str]]:
+    """Write ``frame`` as ``files`` Parquet files, each holding whole genes (with ``shuffle``, rows
+    in random order inside a file, so a file's genes are not contiguous); returns each file's genes."""
+    directory.mkdir()
+    groups = []
+    for i, genes in enumerate(np.array_split(frame["gene_id"].unique(), files)):
+        rows = frame[frame["gene_id"].isin(genes)]
+        if shuffle:
+            rows = rows.sample(frac=1.0, random_state=i)
+        rows.to_parquet(directory / f"part-{i}.parquet", index=False)
+        groups.append(set(genes))
+    return groups
+
+
+def follows_input(out: Path) -> bool:
+    """Whether the run that wrote ``out`` enriched each bin where it was read (its _SUCCESS.json)."""
+    import json
+
+    from dask_enrich.engine import writer
+
+    return json.loads((Path(out) / writer.SUCCESS_FILE).read_text())["partitions"]["plan"]["follows_input"]

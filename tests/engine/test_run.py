@@ -22,7 +22,7 @@ from dask_enrich.genome.cache import load_cached
 from dask_enrich.manifest import load_manifest, manifest_from_names
 from dask_enrich.selection import Selection, select_uncertain
 
-from .conftest import MODEL_DIR, full_track, positions_in_genes
+from .conftest import MODEL_DIR, follows_input, full_track, positions_in_genes, write_grouped
 
 KEEP = EnrichConfig(keep_columns=("row_id",))
 SCORES_AND_CONTEXT = manifest_from_names([
@@ -223,24 +223,11 @@ def test_gene_grouped_input_keeps_its_order_and_shuffled_input_gets_it(client, t
     assert pd.concat(_parts(tmp_path / "b"))["row_id"].tolist() == list(range(len(grouped)))
 
 
-def _write_grouped(positions: pd.DataFrame, directory: Path, files: int) -> list[set[str]]:
-    """Write the positions as ``files`` Parquet files, each holding whole genes (rows shuffled
-    inside a file, so a file's genes are not contiguous); return the genes of each file."""
-    genes = positions["gene_id"].unique()
-    directory.mkdir()
-    groups = []
-    for i, chunk in enumerate(np.array_split(genes, files)):
-        rows = positions[positions["gene_id"].isin(chunk)].sample(frac=1.0, random_state=i)
-        rows.to_parquet(directory / f"part{i}.parquet")
-        groups.append(set(chunk))
-    return groups
-
-
 def test_input_grouped_by_gene_is_enriched_where_read(client, tmp_path, monkeypatch):
     """Each gene in one input file: no exchange (nothing staged), every bin within one file, and the
     same rows and values as the staged exchange and as the core on the whole input."""
     positions = positions_in_genes(_toy_genes(40), 4_000, seed=12)
-    groups = _write_grouped(positions, tmp_path / "in", files=4)
+    groups = write_grouped(positions, tmp_path / "in", files=4, shuffle=True)
 
     def no_staging(*args, **kwargs):  # pickled by value to the workers: any staged split fails
         raise AssertionError("rows were staged")
@@ -250,16 +237,14 @@ def test_input_grouped_by_gene_is_enriched_where_read(client, tmp_path, monkeypa
                              config=KEEP, partition_rows=300, client=client)
     reference, _ = enrich(positions, SCORES_ONLY, config=KEEP)
     _assert_same_rows(tmp_path / "auto", reference)
-    success = json.loads((tmp_path / "auto" / writer.SUCCESS_FILE).read_text())
-    assert success["partitions"]["plan"]["follows_input"] and summary.partitions > 8
+    assert follows_input(tmp_path / "auto") and summary.partitions > 8
     for part in _parts(tmp_path / "auto"):  # a bin never mixes genes of two files
         assert sum(bool(set(part["gene_id"]) & g) for g in groups) == 1
         assert len(part) <= 300 or part["gene_id"].nunique() == 1
     monkeypatch.undo()
     run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "staged"), config=KEEP,
                    partition_rows=300, client=client, exchange_method="staged")
-    success = json.loads((tmp_path / "staged" / writer.SUCCESS_FILE).read_text())
-    assert not success["partitions"]["plan"]["follows_input"]
+    assert not follows_input(tmp_path / "staged")
     _assert_same_rows(tmp_path / "staged", reference)
 
 
@@ -270,45 +255,36 @@ def test_a_gene_split_across_input_files_goes_through_the_exchange(client, tmp_p
     positions.iloc[500:].to_parquet(tmp_path / "in" / "b.parquet")
     run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
                    partition_rows=300, client=client)
-    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
-    assert not success["partitions"]["plan"]["follows_input"]
+    assert not follows_input(tmp_path / "out")
     _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
 
 
-def test_one_file_per_gene_still_packs_small_genes_together(client, tmp_path):
-    """Grouped input in many small partitions (one file per gene): enriching where read would give
-    one tiny bin per file, so the genes go through the exchange and are packed to the target."""
-    positions = positions_in_genes(_toy_genes(24), 2_400, seed=15)
-    _write_grouped(positions, tmp_path / "in", files=24)
+@pytest.mark.parametrize("genes, seed, files, partition_rows, why, bins", [
+    # one file per gene: enriching where read would give one tiny bin per file, so the genes go
+    # through the exchange and are packed to the target (2,400 rows in bins of <= 800: a large
+    # gene may be alone)
+    (24, 15, 24, 800, "much smaller than --partition-rows", range(1, 6)),
+    # one file: one task; with more bins than that and 2 workers, the rows go through the
+    # exchange so that the bins are enriched in parallel
+    (30, 16, 1, 400, "1 partition(s) for 2 worker thread(s)", range(3, 1000)),
+])
+def test_grouped_input_goes_through_the_exchange_when_where_read_would_not_pay(
+        client, tmp_path, genes, seed, files, partition_rows, why, bins):
+    positions = positions_in_genes(_toy_genes(genes), 100 * genes, seed=seed)
+    write_grouped(positions, tmp_path / "in", files=files, shuffle=True)
     said: list[str] = []
     summary = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
-                             partition_rows=800, client=client, log=said.append)
-    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
-    assert not success["partitions"]["plan"]["follows_input"]
-    assert any("much smaller than --partition-rows" in line for line in said), said
-    assert summary.partitions <= 5  # 2,400 rows in bins of <= 800 rows (a large gene may be alone)
-    _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
-
-
-def test_one_grouped_file_with_many_bins_uses_every_worker(client, tmp_path):
-    """One input partition would be one task: with more bins than that and 2 workers, the rows go
-    through the exchange so that the bins are enriched in parallel."""
-    positions = positions_in_genes(_toy_genes(30), 3_000, seed=16)
-    _write_grouped(positions, tmp_path / "in", files=1)
-    said: list[str] = []
-    summary = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
-                             partition_rows=400, client=client, log=said.append)
-    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
-    assert sum(client.nthreads().values()) == 2 and summary.partitions > 2
-    assert any("1 partition(s) for 2 worker thread(s)" in line for line in said), said
-    assert not success["partitions"]["plan"]["follows_input"]
+                             partition_rows=partition_rows, client=client, log=said.append)
+    assert sum(client.nthreads().values()) == 2 and summary.partitions in bins
+    assert any(why in line for line in said), said
+    assert not follows_input(tmp_path / "out")
     _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
 
 
 def test_resume_of_a_run_enriched_where_read(client, tmp_path):
-    """Resume redoes only the missing bins of one input file; other files are not even read."""
+    """Resume of a run enriched where read redoes only the missing bin: the same files."""
     positions = positions_in_genes(_toy_genes(30), 3_000, seed=14)
-    _write_grouped(positions, tmp_path / "in", files=3)
+    write_grouped(positions, tmp_path / "in", files=3, shuffle=True)
     kwargs = dict(config=KEEP, partition_rows=400, client=client)
     full = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "full"), **kwargs)
     shutil.copytree(tmp_path / "full", tmp_path / "crashed")

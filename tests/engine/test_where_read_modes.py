@@ -3,7 +3,6 @@ mode that reaches the engine's per-bin step: meta-model scoring, several models 
 selective re-scoring of a full track."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,27 +15,15 @@ from dask_enrich.engine import run_enrichment, writer
 from dask_enrich.engine.models import ScoreOptions
 from dask_enrich.genome.cache import load_cached
 
-from .conftest import MODEL_DIR, full_track, positions_in_genes
+from .conftest import MODEL_DIR, follows_input, full_track, positions_in_genes, write_grouped
 
 pytest.importorskip("xgboost")
 KEEP = EnrichConfig(keep_columns=("row_id",))
 
 
-def _grouped(frame: pd.DataFrame, directory: Path, files: int = 3) -> str:
-    """``frame`` as ``files`` Parquet files, each holding whole genes."""
-    directory.mkdir()
-    for i, genes in enumerate(np.array_split(frame["gene_id"].unique(), files)):
-        frame[frame["gene_id"].isin(genes)].to_parquet(directory / f"part-{i}.parquet", index=False)
-    return str(directory)
-
-
 def _rows(out: Path) -> pd.DataFrame:
     frame = pd.concat(pd.read_parquet(f) for f in writer.part_files(str(out)))
     return frame.sort_values(["gene_id", "position"], kind="stable").reset_index(drop=True)
-
-
-def _follows_input(out: Path) -> bool:
-    return json.loads((out / writer.SUCCESS_FILE).read_text())["partitions"]["plan"]["follows_input"]
 
 
 @pytest.mark.parametrize("mode", ["score", "two_models", "selective"])
@@ -46,13 +33,15 @@ def test_enriched_where_read_equals_the_exchange(client, slice_cache, tmp_path, 
     if mode == "selective":
         track = full_track(cache.gene_table.iloc[::40], seed=9)
         track["row_id"] = np.arange(len(track), dtype=np.int64)
-        source, positions = _grouped(track, tmp_path / "in"), None
+        write_grouped(track, tmp_path / "in", files=3)
+        source, positions = str(tmp_path / "in"), None
         kwargs.update(track=source, config=KEEP, score=ScoreOptions(selective=True))
         manifest, datasets = MODEL_DIR, [""]
     else:
         frame = positions_in_genes(cache.gene_table, 4_000, seed=10)
         frame = frame.drop_duplicates(["gene_id", "position"]).reset_index(drop=True)
-        positions = _grouped(frame, tmp_path / "in")
+        write_grouped(frame, tmp_path / "in", files=3)
+        positions = str(tmp_path / "in")
         if mode == "score":
             kwargs.update(config=KEEP, score=ScoreOptions(keep_features=True))
             manifest, datasets = MODEL_DIR, [""]
@@ -65,7 +54,7 @@ def test_enriched_where_read_equals_the_exchange(client, slice_cache, tmp_path, 
     run_enrichment(positions, manifest, str(tmp_path / "staged"), exchange_method="staged", **kwargs)
     for name in datasets:
         auto, staged = tmp_path / "auto" / name, tmp_path / "staged" / name
-        assert _follows_input(auto) and not _follows_input(staged)
+        assert follows_input(auto) and not follows_input(staged)
         got, want = _rows(auto), _rows(staged)
         assert len(got) > 1_000
         pd.testing.assert_frame_equal(got, want, check_exact=True)
