@@ -154,8 +154,8 @@ for _name, _dtype, _doc in [
     ("median_exon_length", FLOAT, "median exon length of the representative transcript"),
     ("total_exon_length", INT, "spliced length of the representative transcript"),
     ("total_intron_length", INT, "transcript_length - total_exon_length of the representative transcript"),
-    ("n_splice_sites", INT, "unique annotated donor positions + unique acceptor positions, all transcripts"),
-    ("num_overlaps", INT, "other genes whose span overlaps this gene's span, either strand"),
+    ("n_splice_sites", INT, "distinct annotated splice-site positions over all transcripts, donors and acceptors pooled; -1 for a gene with none"),
+    ("num_overlaps", INT, "2 x other same-strand genes overlapping this gene's span (both with a gene line and >= 2 exon lines), else 0"),
     ("chrom", INT, "encoded chromosome: 1-22, X=23, Y=24, MT/M=25, other=100 ('chr' prefix ignored)"),
 ]:
     _declare(_name, "genomic", _dtype, {ANNOTATION}, _doc)

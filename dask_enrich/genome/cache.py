@@ -38,7 +38,7 @@ from ..features.sequence import check_names, sequence_features, window_bounds
 from .fasta import IndexedFasta
 from .gtf import GENOMIC_FEATURES, read_gtf
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: n_splice_sites and num_overlaps as training computes them
 CACHE_FILES = ("genes.parquet", "splice_sites.parquet", "exons.parquet")
 BASES_FILE = "bases.npy"
 META_FILE = "cache.json"

@@ -12,13 +12,21 @@ Documented rules (see also ``FEATURES.md``):
   largest exon end of the transcript); identical duplicate exon lines of a transcript count once.
 * Representative transcript = the longest by spliced length (sum of exon lengths); ties go to the
   lexicographically smallest ``transcript_id``.
-* ``n_splice_sites`` = unique donor positions + unique acceptor positions over all transcripts of the
-  gene. Plus strand: donor = exon_end + 1 of every exon but the last, acceptor = exon_start - 1 of
-  every exon but the first; minus strand: donor = exon_start - 1 of every exon but the lowest,
-  acceptor = exon_end + 1 of every exon but the highest. Single-exon transcripts contribute none.
-* ``num_overlaps`` counts the other genes of the same seqname whose span overlaps this gene's span
-  (either strand), among every gene of the file that has a span (also genes that are left out of
-  the gene table because they have no exons).
+* ``n_splice_sites`` = the number of distinct positions among the gene's donor and acceptor sites over
+  all its transcripts, donors and acceptors pooled (a position that is a donor of one transcript
+  and an acceptor of another counts once), and **-1** for a gene with no site at all, as
+  MetaSpliceAI's training code writes it. Plus strand: donor = exon_end + 1 of every exon but the
+  last, acceptor = exon_start - 1 of every exon but the first; minus strand: donor = exon_start - 1
+  of every exon but the lowest, acceptor = exon_end + 1 of every exon but the highest.
+  Single-exon transcripts contribute none.
+* ``num_overlaps`` follows MetaSpliceAI's overlap table: 2 x the number of other genes on the same
+  seqname and the **same strand** whose gene-line span overlaps this gene's (inclusive
+  coordinates), where both genes are *eligible*: a ``gene`` line (one, not conflicting) and at
+  least 2 ``exon`` lines in the file over all their transcripts. Each pair is listed in both
+  directions there and counted from both columns, hence the factor 2. 0 for a gene with no such
+  partner or that is itself not eligible (no gene line, a single exon line). Eligible partners
+  include genes left out of the gene table for other reasons (mixed seqname/strand, shared
+  transcript ids): they are genes of the file all the same.
 * ``chrom`` follows the spec's encoding (1-22, X=23, Y=24, M/MT=25, anything else 100, a ``chr``
   prefix ignored). RefSeq accessions such as ``NC_003070.9`` are *not* mapped to chromosome numbers
   (nothing in a GTF line says reliably which chromosome an accession is) and encode as 100; pass
@@ -231,6 +239,14 @@ def _build(path: Path, frame: pd.DataFrame, skipped: np.ndarray,
     mixed = per_gene.index[(per_gene["n_seq"].to_numpy() > 1) | (per_gene["n_strand"].to_numpy() > 1)]
     report["genes_mixed_seqname_or_strand"] = sorted(set(mixed.tolist()) - set(conflicting.tolist()))
     left_out = pd.Index(mixed).union(pd.Index(conflicting)).union(pd.Index(sharing))
+    # --- num_overlaps among the eligible genes (one gene line, >= 2 exon lines; see module doc) ---
+    exon_lines = frame.loc[frame["feature"].to_numpy() == "exon", "gene_id"].value_counts()
+    eligible = gene_lines[~gene_lines["gene_id"].isin(conflicting).to_numpy()]
+    eligible = eligible[exon_lines.reindex(eligible["gene_id"].to_numpy(), fill_value=0).to_numpy() >= 2]
+    partners = _count_overlaps(eligible["seqname"].to_numpy(), eligible["strand"].to_numpy(),
+                               eligible["start"].to_numpy(), eligible["end"].to_numpy())
+    overlaps_of = pd.Series(2 * partners, index=eligible["gene_id"].to_numpy())
+
     gene_lines = gene_lines[~gene_lines["gene_id"].isin(left_out).to_numpy()]
     exons = exons[~exons["gene_id"].isin(left_out).to_numpy()]
 
@@ -242,15 +258,15 @@ def _build(path: Path, frame: pd.DataFrame, skipped: np.ndarray,
     no_exons = spans.index[~spans.index.isin(exon_span.index)]
     report["genes_without_exons"] = sorted(no_exons.tolist())
 
-    overlaps = _count_overlaps(spans["seqname"].to_numpy(), spans["start"].to_numpy(), spans["end"].to_numpy())
-    spans["num_overlaps"] = overlaps
+    spans["num_overlaps"] = overlaps_of.reindex(spans.index.to_numpy(), fill_value=0).to_numpy(np.int64)
 
     exons = exons[["gene_id", "transcript_id", "seqname", "strand", "start", "end"]]
     exons = exons.sort_values(["gene_id", "transcript_id", "start", "end"], kind="stable").reset_index(drop=True)
     genes = _gene_features(exons, spans, chrom_aliases)
     sites = splice_sites(exons)
-    n_sites = sites.groupby("gene_id", sort=False).size()
-    genes["n_splice_sites"] = n_sites.reindex(genes["gene_id"].to_numpy(), fill_value=0).to_numpy(np.int64)
+    # distinct positions, donors and acceptors pooled; -1 where the gene has none (training's fill)
+    n_sites = sites.drop_duplicates(["gene_id", "position"]).groupby("gene_id", sort=False).size()
+    genes["n_splice_sites"] = n_sites.reindex(genes["gene_id"].to_numpy(), fill_value=-1).to_numpy(np.int64)
     genes = genes[["gene_id", "seqname", "strand", *GENOMIC_FEATURES]]
     genes = genes.sort_values(["seqname", "gene_start", "gene_id"], kind="stable").reset_index(drop=True)
     for name in GENOMIC_FEATURES:
@@ -264,11 +280,11 @@ def _build(path: Path, frame: pd.DataFrame, skipped: np.ndarray,
     return Annotation(str(path), genes, exons, sites, report)
 
 
-def _count_overlaps(seqname: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Per span, the number of other spans on the same seqname that overlap it (sorted + searchsorted)."""
+def _count_overlaps(seqname: np.ndarray, strand: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Per span, the number of other spans on the same seqname and strand that overlap it (inclusive)."""
     out = np.zeros(len(start), dtype=np.int64)
-    codes, uniques = pd.factorize(seqname)
-    for c in range(len(uniques)):  # loop over chromosomes only
+    codes, uniques = pd.factorize(pd.Series(seqname, dtype=object) + "\x00" + pd.Series(strand, dtype=object))
+    for c in range(len(uniques)):  # loop over (chromosome, strand) pairs only
         idx = np.flatnonzero(codes == c)
         s, e = start[idx], end[idx]
         ss, es = np.sort(s), np.sort(e)

@@ -1,7 +1,6 @@
 """Slow, independent, plain-Python references for the genome tests (no numpy/pandas, no package code)."""
 from __future__ import annotations
 
-import bisect
 import gzip
 import math
 import re
@@ -52,6 +51,7 @@ def reference_genes(path) -> tuple[dict[str, dict], set[tuple[str, int, str]]]:
     opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
     gene_line: dict[str, tuple] = {}
     exons: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    exon_lines: Counter = Counter()
     info: dict[str, tuple] = {}
     with opener(path, "rt") as fh:
         for line in fh:
@@ -63,7 +63,11 @@ def reference_genes(path) -> tuple[dict[str, dict], set[tuple[str, int, str]]]:
                 gene_line[gid] = (f[0], f[6], int(f[3]), int(f[4]))
             elif f[2] == "exon":
                 exons[gid][_attr(f[8], "transcript_id")].add((int(f[3]), int(f[4])))
+                exon_lines[gid] += 1
                 info[gid] = (f[0], f[6])
+    # overlap partners (MetaSpliceAI's overlap table): a gene line and >= 2 exon lines, same strand
+    eligible = {g: v for g, v in gene_line.items() if exon_lines[g] >= 2}
+    partners = _overlap_counts(eligible)
     spans = {}
     for gid, (seq, strand, s, e) in gene_line.items():
         spans[gid] = (seq, s, e)
@@ -94,7 +98,7 @@ def reference_genes(path) -> tuple[dict[str, dict], set[tuple[str, int, str]]]:
         lengths = [e - s + 1 for s, e in ex]
         _, gs, ge = spans[gid]
         tx_start, tx_end = ex[0][0], max(e for _, e in ex)
-        overlaps = _overlaps(spans, gid)
+        overlaps = 2 * partners[gid] if gid in eligible else 0
         genes[gid] = {
             "seqname": seq, "strand": strand,
             "gene_start": gs, "gene_end": ge, "gene_length": ge - gs + 1,
@@ -105,28 +109,27 @@ def reference_genes(path) -> tuple[dict[str, dict], set[tuple[str, int, str]]]:
             "total_intron_length": (tx_end - tx_start + 1) - sum(lengths),
             "num_overlaps": overlaps, "chrom": encode_chrom(seq),
         }
-    per = Counter(s[0] for s in sites)
+    per = Counter(g for g, _ in {(g, pos) for g, pos, _ in sites})  # positions, donors + acceptors pooled
     for gid in genes:
-        genes[gid]["n_splice_sites"] = per.get(gid, 0)
+        genes[gid]["n_splice_sites"] = per.get(gid, -1)
     return genes, sites
 
 
-_SORTED: dict[int, tuple] = {}
-
-
-def _overlaps(spans: dict, gid: str) -> int:
-    """Other spans on the same seqname overlapping gid's span (bisect on starts, then check each)."""
-    key = id(spans)
-    if key not in _SORTED:
-        items = sorted((s, e, seq, g) for g, (seq, s, e) in spans.items())
-        longest = max(e - s for s, e, _, _ in items)
-        _SORTED.clear()
-        _SORTED[key] = ([s for s, _, _, _ in items], items, longest)
-    starts, items, longest = _SORTED[key]
-    seq, gs, ge = spans[gid]
-    lo = bisect.bisect_left(starts, gs - longest)
-    hi = bisect.bisect_right(starts, ge)
-    return sum(1 for s, e, oseq, g in items[lo:hi] if g != gid and oseq == seq and s <= ge and e >= gs)
+def _overlap_counts(gene_lines: dict) -> Counter:
+    """Per gene, the other genes on its seqname and strand whose span overlaps its span (a sweep)."""
+    counts: Counter = Counter()
+    by_key: dict[tuple, list] = defaultdict(list)
+    for g, (seq, strand, s, e) in gene_lines.items():
+        by_key[(seq, strand)].append((s, e, g))
+    for spans in by_key.values():
+        spans.sort()
+        for i, (s, e, g) in enumerate(spans):
+            for s2, e2, g2 in spans[i + 1:]:  # later starts; stop once they begin past this end
+                if s2 > e:
+                    break
+                counts[g] += 1
+                counts[g2] += 1
+    return counts
 
 
 def window_string(chrom_seq: str, gene_start: int, gene_end: int, strand: str, position: int,

@@ -15,6 +15,7 @@ import pytest
 from dask_enrich.errors import InputError
 from dask_enrich.features.registry import lookup
 from dask_enrich.genome.cache import (
+    CACHE_FORMAT_VERSION,
     GenomicCache,
     build_cache,
     gene_relative_to_genomic,
@@ -180,8 +181,26 @@ def test_fingerprint_reuse_and_rebuild(tmp_path):
     assert len(rebuilt.bases) == len(first.bases) - 2269
     assert load_cached(out) is not opened and load_cached(out).fingerprint == rebuilt.fingerprint
     meta = json.loads((out / "cache.json").read_text())
-    assert meta["fingerprint"] == rebuilt.fingerprint and meta["format_version"] == 1
+    assert meta["fingerprint"] == rebuilt.fingerprint and meta["format_version"] == CACHE_FORMAT_VERSION == 2
     assert not [p for p in out.iterdir() if p.name.startswith(".build")]
+
+
+def test_cache_of_an_older_format_is_rebuilt(tmp_path):
+    """A cache written before n_splice_sites/num_overlaps followed training (format 1) is rebuilt."""
+    fasta = link_into(tmp_path / "fa", SLICE_FASTA)
+    out = tmp_path / "cache"
+    build_cache(fasta, SLICE_GTF, out)
+    meta = json.loads((out / "cache.json").read_text())
+    genes = pd.read_parquet(out / "genes.parquet")
+    genes["n_splice_sites"] = genes["n_splice_sites"].clip(lower=0)  # what format 1 stored
+    genes.to_parquet(out / "genes.parquet")
+    meta["format_version"] = 1
+    (out / "cache.json").write_text(json.dumps(meta))
+    messages: list[str] = []
+    rebuilt = build_cache(fasta, SLICE_GTF, out, progress=messages.append)
+    assert not any("reusing" in m for m in messages)
+    assert (rebuilt.gene_table["n_splice_sites"] == -1).sum() > 0
+    assert json.loads((out / "cache.json").read_text())["format_version"] == CACHE_FORMAT_VERSION
 
 
 def test_interrupted_build_is_not_reused(tmp_path, monkeypatch):

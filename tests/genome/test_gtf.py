@@ -49,8 +49,10 @@ def test_slice_covers_the_edge_cases(slice_annotation):
     assert set(genes["strand"]) == {"+", "-"}
     assert (genes["num_overlaps"] > 0).sum() >= 2
     assert (genes["num_exons"] == 1).sum() >= 10
-    single = genes[genes["num_exons"] == 1]
-    assert (single["n_splice_sites"] == 0).all() or (single["n_splice_sites"] >= 0).all()
+    # genes with no splice site in any transcript get -1 (training's fill), never 0
+    no_site = genes.index.difference(pd.Index(slice_annotation.splice_sites["gene_id"]))
+    assert len(no_site) >= 10 and (genes.loc[no_site, "n_splice_sites"] == -1).all()
+    assert (genes["n_splice_sites"] != 0).all()
     # AT1G01010 is the first gene (3631..5899, +, 6 exons), by hand from the GTF lines
     first = genes.loc["AT1G01010"]
     assert (first["gene_start"], first["gene_end"], first["num_exons"], first["total_exon_length"]) == (3631, 5899, 6, 1688)
@@ -114,16 +116,67 @@ def test_gencode_flavour_by_hand(tmp_path):
     gx = genes.loc["GX"]  # minus strand, no gene line: span from exons; exons given out of order
     assert (gx["gene_start"], gx["gene_end"], gx["num_exons"], gx["total_intron_length"]) == (10, 60, 2, 29)
     assert gx["median_exon_length"] == 11.0 and gx["chrom"] == 23
-    assert gx["num_overlaps"] == 1 and genes.loc["GX2", "num_overlaps"] == 1
+    # no gene lines for GX/GX2: not eligible for MetaSpliceAI's overlap table although they overlap
+    assert gx["num_overlaps"] == 0 and genes.loc["GX2", "num_overlaps"] == 0
     sites = ann.splice_sites
     gx_sites = set(zip(sites.loc[sites.gene_id == "GX", "position"], sites.loc[sites.gene_id == "GX", "site_type"]))
     assert gx_sites == {(49, "donor"), (21, "acceptor")}
-    assert genes.loc["GM", "chrom"] == 25 and genes.loc["GM", "num_overlaps"] == 1  # NOEXON overlaps it
+    # GM has one exon line, its neighbour NOEXON none and the other strand: neither is eligible
+    assert genes.loc["GM", "chrom"] == 25 and genes.loc["GM", "num_overlaps"] == 0
+    assert genes.loc["GM", "n_splice_sites"] == -1  # single exon: no site (training's -1)
     assert "NOEXON" not in genes.index and ann.report["genes_without_exons"] == ["NOEXON"]
     assert genes.loc["UNQ1", "chrom"] == 7 and genes.loc["UNQ1", "gene_length"] == 10  # unquoted values
     # T3 "first exon" by hand to check the two tied transcripts lost on length, not on order
     ann2 = read_gtf(path)
     assert ann2.genes.equals(ann.genes)
+
+
+# Hand-made GTF for the training-parity rules of n_splice_sites and num_overlaps (FEATURES.md).
+PARITY = """\
+chr2\tt\tgene\t100\t1000\t.\t+\t.\tgene_id "A";
+chr2\tt\texon\t100\t200\t.\t+\t.\tgene_id "A"; transcript_id "A1";
+chr2\tt\texon\t400\t500\t.\t+\t.\tgene_id "A"; transcript_id "A1";
+chr2\tt\texon\t100\t398\t.\t+\t.\tgene_id "A"; transcript_id "A2";
+chr2\tt\texon\t600\t700\t.\t+\t.\tgene_id "A"; transcript_id "A2";
+chr2\tt\tgene\t800\t2000\t.\t+\t.\tgene_id "B";
+chr2\tt\texon\t800\t900\t.\t+\t.\tgene_id "B"; transcript_id "B1";
+chr2\tt\texon\t1500\t2000\t.\t+\t.\tgene_id "B"; transcript_id "B1";
+chr2\tt\tgene\t900\t1200\t.\t-\t.\tgene_id "C";
+chr2\tt\texon\t900\t950\t.\t-\t.\tgene_id "C"; transcript_id "C1";
+chr2\tt\texon\t1100\t1200\t.\t-\t.\tgene_id "C"; transcript_id "C1";
+chr2\tt\texon\t950\t990\t.\t+\t.\tgene_id "D"; transcript_id "D1";
+chr2\tt\texon\t1300\t1400\t.\t+\t.\tgene_id "D"; transcript_id "D1";
+chr2\tt\tgene\t1900\t2500\t.\t+\t.\tgene_id "E";
+chr2\tt\texon\t1900\t2500\t.\t+\t.\tgene_id "E"; transcript_id "E1";
+chr2\tt\tgene\t1950\t2100\t.\t+\t.\tgene_id "F";
+chr2\tt\texon\t1950\t2000\t.\t+\t.\tgene_id "F"; transcript_id "F1";
+chr2\tt\texon\t2050\t2100\t.\t+\t.\tgene_id "F"; transcript_id "F2";
+chr2\tt\tgene\t1150\t1160\t.\t-\t.\tgene_id "G";
+chr2\tt\texon\t1150\t1152\t.\t-\t.\tgene_id "G"; transcript_id "G1";
+chr2\tt\texon\t1158\t1160\t.\t-\t.\tgene_id "G"; transcript_id "G1";
+"""
+
+
+def test_training_parity_of_sites_and_overlaps(tmp_path):
+    """n_splice_sites and num_overlaps as MetaSpliceAI's training code computes them, by hand.
+
+    A (+) and B (+) overlap: 2 each from that pair; B also overlaps F (two one-exon transcripts:
+    2 exon lines, eligible), so 4. C (-) overlaps A, B and D but on the other strand; only G (-)
+    counts: 2. D has no gene line and E a single exon line: neither is eligible (0), and neither
+    counts as a partner of A/B. A's position 399 is an acceptor of A1 and a donor of A2: counted
+    once (201, 399, 599 -> 3; the old unique-donors + unique-acceptors rule gave 4).
+    """
+    path = tmp_path / "parity.gtf"
+    path.write_text(PARITY)
+    ann = read_gtf(path)
+    genes = ann.genes.set_index("gene_id")
+    assert genes["num_overlaps"].to_dict() == {"A": 2, "B": 4, "C": 2, "D": 0, "E": 0, "F": 2, "G": 2}
+    assert genes["n_splice_sites"].to_dict() == {"A": 3, "B": 2, "C": 2, "D": 2, "E": -1, "F": -1, "G": 2}
+    sites = ann.splice_sites
+    a = sites[sites["gene_id"] == "A"]
+    assert set(zip(a["position"], a["site_type"])) == {(201, "donor"), (399, "acceptor"), (399, "donor"),
+                                                       (599, "acceptor")}
+    assert genes.loc["F", "num_exons"] == 1  # its representative transcript has one exon
 
 
 def test_tie_goes_to_smallest_transcript_id(tmp_path):
@@ -206,5 +259,13 @@ def test_whole_chromosome_matches_reference(chromosome):
     sites = ann.splice_sites
     assert set(zip(sites["gene_id"], sites["position"].astype(int), sites["site_type"])) == ref_sites
     assert len(ann.report["genes_without_exons"]) == 7
+    # Training-parity figures of chr1 (9694 genes): 3343 genes have no splice site and get -1 (they
+    # had 0 under the old rule); 288 genes have an overlap partner in MetaSpliceAI's sense (2930 had
+    # one on either strand among all spans before, 592 on the same strand without the gene-line and
+    # two-exon-line eligibility), each counted twice: only 2 (one partner) and 4 (two) occur.
+    genes = ann.genes
+    assert len(genes) == 9694 and (genes["n_splice_sites"] == -1).sum() == 3343
+    assert (genes["num_overlaps"] > 0).sum() == 288
+    assert genes["num_overlaps"].value_counts().to_dict() == {0: 9406, 2: 282, 4: 6}
     assert seconds < 15, seconds
     assert np.all(ann.genes["gene_length"] > 0)
