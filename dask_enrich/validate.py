@@ -56,6 +56,7 @@ REASONS: dict[str, str] = {
     "strand_invalid": "strand is not '+' or '-'",
     "gene_not_in_annotation": "the gene is absent from the annotation",
     "strand_mismatch": "the row's strand differs from the annotation's",
+    "chromosome_mismatch": "the row's chrom differs from the annotation's chromosome for the gene",
     "position_outside_gene": "the position is outside the gene's span",
     "chromosome_not_in_genome": "the gene's chromosome is absent from the genome FASTA",
     "duplicate_position": "a repeat of an earlier (gene_id, position) row (the first is kept)",
@@ -252,6 +253,34 @@ class _Reasons:
         return lambda take: column + "=" + _show(self.values(column, take))
 
 
+def sequence_name_key(names: pd.Index) -> pd.Index:
+    """Names compared as one chromosome: a ``chr`` prefix ignored, case folded, ``M`` = ``MT``."""
+    key = names.astype(str).str.replace(r"^(?i:chr)", "", regex=True).str.upper()
+    return key.where(key != "M", "MT")
+
+
+def _check_chromosome(rows: "_Reasons", chrom: pd.Series, seqname: pd.Series, found: np.ndarray,
+                      at: np.ndarray, gene_text: "_Lazy") -> None:
+    """Reject rows whose ``chrom`` names another chromosome than the annotation has for the gene
+    (a missing ``chrom`` is not a disagreement: the annotation's is used)."""
+    codes, uniques = pd.factorize(chrom, use_na_sentinel=True)
+    if len(uniques) == 0:
+        return
+    row_keys = sequence_name_key(pd.Index(np.asarray(uniques, dtype=object)))
+    gene_keys = sequence_name_key(pd.Index(seqname.to_numpy(dtype=object)))
+    # both sides as codes in one space: the rows' uniques, then the annotation's other names
+    space = row_keys.append(gene_keys.difference(row_keys)).unique()
+    row_code = np.where(codes >= 0, space.get_indexer(row_keys)[np.maximum(codes, 0)], -1)
+    gene_code = space.get_indexer(gene_keys)[at]
+    bad = found & (row_code >= 0) & (row_code != gene_code)
+    if bad.any():
+        row_names = np.asarray(uniques, dtype=object)[np.maximum(codes, 0)]
+        gene_names = seqname.to_numpy(dtype=object)[at]
+        rows.add(bad, "chromosome_mismatch",
+                 lambda take: [f"chrom={r!r} but the annotation has {g!r} for gene {gene}"
+                               for r, g, gene in zip(row_names[take], gene_names[take], gene_text[take])])
+
+
 def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame | None = None,
                    has_sequence_for: bool | Collection[str] | None = None,
                    config: EnrichConfig = EnrichConfig(), sum_tolerance: float = SUM_TOLERANCE,
@@ -355,6 +384,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
                                    f"{'-' if g else '+'!r} for gene {gene}"
                                    for r, g, gene in zip(row_minus[take], gene_minus[take],
                                                          gene_text[take])])
+        if "chrom" in frame.columns and "seqname" in gene_table.columns and len(gene_table):
+            _check_chromosome(rows, frame["chrom"], gene_table["seqname"], found, at, gene_text)
         if len(gene_table):
             start = gene_table["gene_start"].to_numpy(dtype=np.int64)[at]
             end = gene_table["gene_end"].to_numpy(dtype=np.int64)[at]

@@ -521,3 +521,27 @@ def test_quarantined_track_rows_are_set_aside_and_never_used_as_context(world, c
     t = track.set_index("position")
     kind = "donor_score" if t.loc[1500, "donor_score"] >= t.loc[1500, "acceptor_score"] else "acceptor_score"
     assert second["context_score_p1"] == t.loc[1501, kind]
+
+
+# --- chromosome disagreeing with the annotation (issue 15) ----------------------------------------
+def test_chromosome_mismatch_is_a_bad_row(world, client, tmp_path, capsys):
+    """A row whose chrom names another chromosome than the annotation's for its gene: by default the
+    run fails naming the file, the row and both chromosomes; with quarantine that row is rejected
+    with its reason and the rest written (rows in = written + rejected). 'chr1' vs '1' agree."""
+    frame = clean_positions().assign(chrom="chr1")
+    frame.loc[2, "chrom"] = "1"  # the same chromosome under Ensembl naming: not a bad row
+    frame.loc[5, "chrom"] = "chr2"
+    path = write(frame, tmp_path)
+    bad_row = f"gene_id={frame.loc[5, 'gene_id']} position={frame.loc[5, 'position']}"
+    for text in run_both(capsys, client, tmp_path, path, world["genomic"], "--cache", world["cache"],
+                         api_kwargs={"cache": world["cache"]}):
+        assert "positions.parquet" in text and "chromosome_mismatch" in text and bad_row in text
+        assert "chrom='chr2' but the annotation has 'chr1'" in text
+    summary = api(client, path, world["genomic"], str(tmp_path / "out_q"), cache=world["cache"],
+                  on_bad_rows="quarantine")
+    assert summary.rows_in == len(frame) == summary.rows_written + summary.rows_rejected
+    assert summary.rows_rejected == 1
+    rejected = pd.concat(pd.read_parquet(p) for p in (tmp_path / "out_q").rglob("*.parquet")
+                         if "rejected" in str(p.relative_to(tmp_path / "out_q")))
+    assert reason_code(rejected["reason"]).tolist() == ["chromosome_mismatch"]
+    assert rejected["position"].tolist() == [frame.loc[5, "position"]]

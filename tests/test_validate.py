@@ -297,6 +297,24 @@ def test_strand_disagreeing_with_the_annotation():
         "strand_mismatch: strand='+' but the annotation has '-' for gene G2"]
 
 
+def test_chromosome_disagreeing_with_the_annotation():
+    """A row naming another chromosome than the annotation's for its gene is a bad row (naming
+    the reason, the gene, both chromosomes); 'chr' prefixes and M/MT are one name, a missing
+    chrom is no disagreement."""
+    frame = positions(gene_id=["G1"] * 4, position=[150, 160, 170, 180],
+                      donor_score=[0.1] * 4, acceptor_score=[0.1] * 4, neither_score=[0.8] * 4,
+                      chrom=["chr1", "1", "chr2", None])
+    good, rejected, _ = split_bad_rows(frame, source=SRC, gene_table=gene_table())
+    assert good.index.tolist() == [0, 1, 3]
+    assert rejected["reason"].tolist() == [
+        "chromosome_mismatch: chrom='chr2' but the annotation has 'chr1' for gene G1"]
+    with pytest.raises(InputError) as info:
+        raise_for_bad_rows(rejected, SRC)
+    message = str(info.value)
+    assert SRC in message and "chromosome_mismatch" in message and "gene_id=G1 position=170" in message
+    assert "chrom='chr2' but the annotation has 'chr1'" in message
+
+
 def test_chromosome_absent_from_the_fasta():
     frame = positions(gene_id=["G1", "G3", "G2"], position=[150, 1050, 320])
     # without the genome check (annotation-only runs) G3 is fine
@@ -393,6 +411,15 @@ def test_error_path_lists_each_reason_with_count_and_at_most_three_examples():
 
 # --- properties ------------------------------------------------------------------------------------
 GENES = {"G1": (101, 200, "+", 0), "G2": (301, 350, "-", 100), "G3": (1001, 1100, "+", -1)}
+SEQNAMES = {"G1": "chr1", "G2": "chr1", "G3": "chrZ"}
+
+
+def same_chromosome(a: str, b: str) -> bool:
+    """The rule, literally: a 'chr' prefix and case ignored, M and MT one name."""
+    def key(name):
+        name = name[3:] if name.lower().startswith("chr") else name
+        return {"M": "MT"}.get(name.upper(), name.upper())
+    return key(a) == key(b)
 
 
 def reference_reason(row, seen, *, annotation, genome, coordinates="genomic", tol=0.05):
@@ -427,6 +454,8 @@ def reference_reason(row, seen, *, annotation, genome, coordinates="genomic", to
         start, end, strand, offset = GENES[gene]
         if "strand" in row and row["strand"] != strand:
             return "strand_mismatch"
+        if isinstance(row.get("chrom"), str) and not same_chromosome(row["chrom"], SEQNAMES[gene]):
+            return "chromosome_mismatch"
         lo, hi = (0, end - start) if coordinates == "gene_relative" else (start, end)
         if not lo <= pos <= hi:
             return "position_outside_gene"
@@ -442,7 +471,8 @@ def table_of(genes):
     return pd.DataFrame({"gene_start": [g[0] for g in genes.values()],
                          "gene_end": [g[1] for g in genes.values()],
                          "strand": [g[2] for g in genes.values()],
-                         "seq_offset": [g[3] for g in genes.values()]},
+                         "seq_offset": [g[3] for g in genes.values()],
+                         "seqname": [SEQNAMES[g] for g in genes]},
                         index=pd.Index(list(genes), name="gene_id"))
 
 
@@ -453,16 +483,20 @@ row_strategy = st.fixed_dictionaries({
     "donor_score": score, "acceptor_score": score, "neither_score": score,
     "context_score_m1": score,
     "strand": st.sampled_from(["+", "-", ".", None]),
+    "chrom": st.sampled_from(["chr1", "1", "CHR1", "chrZ", "Z", "chr2", "M", None]),
 })
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(row_strategy, max_size=40), annotation=st.booleans(), genome=st.booleans(),
-       relative=st.booleans(), with_strand=st.booleans(), presorted=st.booleans())
+       relative=st.booleans(), with_strand=st.booleans(), presorted=st.booleans(),
+       with_chrom=st.booleans())
 def test_random_rows_match_the_row_by_row_reference(rows, annotation, genome, relative, with_strand,
-                                                    presorted):
+                                                    presorted, with_chrom):
     frame = pd.DataFrame(rows, columns=["gene_id", "position", "donor_score", "acceptor_score",
-                                        "neither_score", "context_score_m1", "strand"])
+                                        "neither_score", "context_score_m1", "strand", "chrom"])
+    if not with_chrom:
+        frame = frame.drop(columns="chrom")
     if presorted:  # as the engine hands bins over: sorted by (gene_id, position)
         frame = frame.sort_values(["gene_id", "position"], kind="stable")
     if not with_strand:
