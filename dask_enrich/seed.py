@@ -14,10 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import EnrichConfig
+from .config import ContextTrackRule, EnrichConfig
 from .core import enrich, impute_value
 from .errors import InputError
+from .features.registry import CONTEXT
+from .io import OPTIONAL_COLUMNS, TRACK_COLUMNS, check_columns, inspect_input, normalise_frame, read_pandas
 from .manifest import Manifest, find_manifest, load_manifest
+from .validate import raise_for_bad_rows, split_bad_rows
+
+#: A per-nucleotide base-model track: a frame, or a Parquet/CSV path (file, directory or glob).
+Track = pd.DataFrame | str | Path
 
 log = logging.getLogger("dask_enrich")
 
@@ -37,6 +43,10 @@ class InferenceFeatureConfig:
     cache_dir: a genomic cache written by ``dask-enrich build-cache`` (used when ``use_cache``);
     without it, genomic, sequence and k-mer features are imputed. A feature group switched off with
     ``include_*=False`` is not computed and is imputed (and reported) instead.
+    track: the full per-nucleotide base-model track (gene_id, position, donor/acceptor/neither
+    scores, optional strand), a frame or a path; the context features of positions without
+    ``context_score_*`` columns are then taken from neighbouring nucleotides as the engine does
+    (``context_track`` picks the donor/acceptor track per row). Without one they are imputed.
     """
 
     use_cache: bool = True
@@ -47,6 +57,45 @@ class InferenceFeatureConfig:
     include_kmer_features: bool = True
     include_context_features: bool = True
     missing: str = "impute"
+    track: Track | None = None
+    context_track: ContextTrackRule = "larger"
+
+
+class _GeneTrack:
+    """A track's rows grouped by gene (sorted once), checked as the engine checks a context track."""
+
+    def __init__(self, track: Track):
+        if isinstance(track, pd.DataFrame):
+            self.kind, self.name = "track", "(DataFrame)"
+            absent = [c for c in ("position", *TRACK_COLUMNS[2:]) if c not in track.columns]
+            if absent:
+                raise InputError(f"track (DataFrame): missing required column(s) {', '.join(absent)}")
+            frame = normalise_frame(track, "track", position_dtype=np.float64)
+        else:
+            source = inspect_input(str(track), label="track")
+            check_columns(source, TRACK_COLUMNS)
+            self.kind, self.name = "track file", str(track)
+            columns = [c for c in (*TRACK_COLUMNS, *OPTIONAL_COLUMNS[:3]) if source.has(c)]
+            frame = read_pandas(source, columns)
+        self.frame = frame  # sorted lazily: a frame without gene_id is one gene's track
+        self._bounds: tuple[pd.Index, np.ndarray] | None = None
+
+    def rows_of(self, gene_id: str) -> pd.DataFrame:
+        """The gene's track rows (every row when the track has no gene_id column), checked."""
+        if "gene_id" not in self.frame.columns:
+            rows = self.frame.assign(gene_id=gene_id)
+        else:
+            if self._bounds is None:
+                self.frame = self.frame.sort_values("gene_id", kind="stable", ignore_index=True)
+                genes = self.frame["gene_id"].to_numpy(dtype=object)
+                starts = np.flatnonzero(np.r_[True, genes[1:] != genes[:-1]])
+                self._bounds = pd.Index(genes[starts]), np.r_[starts, len(genes)]
+            uniques, bounds = self._bounds
+            i = uniques.get_indexer([gene_id])[0]
+            rows = self.frame.iloc[bounds[i]:bounds[i + 1]] if i >= 0 else self.frame.iloc[:0]
+        good, rejected, _ = split_bad_rows(rows, source=self.name)
+        raise_for_bad_rows(rejected, self.name, kind=self.kind, hint="Fix the track's rows.")
+        return good.assign(position=good["position"].to_numpy().astype(np.int64))
 
 
 class OptimizedInferenceEnricher:
@@ -56,6 +105,7 @@ class OptimizedInferenceEnricher:
         self.config = config or InferenceFeatureConfig()
         self.manifest: Manifest | None = None
         self._genomic: Any = None
+        self._track: tuple[Track, _GeneTrack] | None = None  # the last track seen, grouped by gene
 
     def load_feature_manifest(self, path: str | Path) -> list[str]:
         """Load the manifest (file or model directory); returns the feature names in order."""
@@ -65,9 +115,12 @@ class OptimizedInferenceEnricher:
         return list(self.manifest.names)
 
     def generate_features_for_uncertain_positions(
-        self, positions_df: pd.DataFrame, gene_id: str, model_path: str | Path | None = None
+        self, positions_df: pd.DataFrame, gene_id: str, model_path: str | Path | None = None,
+        *, track: Track | None = None,
     ) -> pd.DataFrame:
-        """Exactly the manifest's columns, in order, one row per input row (same index)."""
+        """Exactly the manifest's columns, in order, one row per input row (same index).
+
+        track: the base-model track for context (this call's; else ``config.track``)."""
         if self.manifest is None:
             if model_path is None:
                 raise InputError("no manifest loaded: call load_feature_manifest() or pass model_path")
@@ -80,7 +133,9 @@ class OptimizedInferenceEnricher:
             manifest = Manifest(computed, self.manifest.source, self.manifest.name,
                                 self.manifest.stats)
             result, report = enrich(frame, manifest, genomic=self._genomic_cache(),
-                                    config=EnrichConfig(missing=self.config.missing))
+                                    track=self._track_rows(track, gene_id, manifest),
+                                    config=EnrichConfig(missing=self.config.missing,
+                                                        context_track=self.config.context_track))
             imputed = dict(report.imputed)
         else:
             result, imputed = pd.DataFrame(index=frame.index), {}
@@ -100,6 +155,14 @@ class OptimizedInferenceEnricher:
         off = set().union(*(groups for switch, groups in _SWITCHED_GROUPS.items()
                             if not getattr(self.config, switch)))
         return tuple(n for n in self.manifest.names if self.manifest.feature(n).group not in off)
+
+    def _track_rows(self, track: Track | None, gene_id: str, manifest: Manifest) -> pd.DataFrame | None:
+        track = self.config.track if track is None else track
+        if track is None or not any(CONTEXT in f.requires for f in manifest.features):
+            return None
+        if self._track is None or self._track[0] is not track:
+            self._track = (track, _GeneTrack(track))
+        return self._track[1].rows_of(gene_id)
 
     def _genomic_cache(self) -> Any:
         if self._genomic is None and self.config.use_cache and self.config.cache_dir:

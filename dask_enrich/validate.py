@@ -525,16 +525,20 @@ def _show_position(value: Any) -> str:
     return str(value)
 
 
-def raise_for_bad_rows(rejected: pd.DataFrame, source: str) -> None:
+QUARANTINE_HINT = ("Fix the input, or run with --on-bad-rows quarantine to write these rows to "
+                   "OUT/rejected/ with their reason and go on.")
+
+
+def raise_for_bad_rows(rejected: pd.DataFrame, source: str, *, kind: str = "positions file",
+                       hint: str = QUARANTINE_HINT) -> None:
     """The ``--on-bad-rows error`` path: when ``rejected`` has rows, raise one InputError naming the
     file and, per reason, the row count and up to 3 example rows (gene_id, position, value)."""
     if len(rejected) == 0:
         return
-    lines = [f"positions file {source}: {len(rejected):,} bad row(s)"]
+    lines = [f"{kind} {source}: {len(rejected):,} bad row(s)"]
     for code, item in summarise_rejected(rejected).items():
         shown = "; ".join(f"gene_id={e['gene_id']} position={e['position']} "
                           f"({e['reason'].split(': ', 1)[-1]})" for e in item["examples"])
         lines.append(f"  {code} ({REASONS.get(code, code)}): {item['count']:,} row(s), e.g. {shown}")
-    lines.append("Fix the input, or run with --on-bad-rows quarantine to write these rows to "
-                 "OUT/rejected/ with their reason and go on.")
+    lines.append(hint)
     raise InputError("\n".join(lines))

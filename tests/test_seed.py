@@ -1,5 +1,6 @@
 """The seed-compatible API: same names and call shapes, training formulas, impute by default."""
 import json
+from pathlib import Path
 import logging
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import dask_enrich
 from dask_enrich.errors import InputError
 
+from .engine.conftest import slice_cache  # noqa: F401  (the slice genomic cache)
 from .features.test_scores import reference_row
 
 
@@ -66,3 +68,74 @@ def test_needs_a_manifest(gene_positions):
     with pytest.raises(InputError, match="no manifest"):
         dask_enrich.OptimizedInferenceEnricher().generate_features_for_uncertain_positions(
             gene_positions, "G")
+
+
+# --- a track for context (issue 15) ----------------------------------------------------------------
+DEMO_TRACK = Path(dask_enrich.__file__).parent / "data" / "demo_track.parquet"
+
+
+def _uncertain_rows(track: pd.DataFrame, gene: str) -> pd.DataFrame:
+    """Positions of one gene as the seed's callers pass them: no gene_id, no context columns."""
+    rows = track[track["gene_id"] == gene]
+    picked = rows[(rows["donor_score"] > 0.01) | (rows["acceptor_score"] > 0.01)]
+    picked = pd.concat([picked, rows.iloc[[0, 1, len(rows) // 2, -2, -1]]])  # gene ends: zeros
+    return picked.drop(columns=["gene_id"]).set_index(np.arange(len(picked))[::-1] * 2 + 1)
+
+
+@pytest.mark.parametrize("given", ["config_frame", "call_path", "call_gene_frame"])
+def test_with_a_track_context_equals_enrich(given, model_dir, slice_cache, caplog):
+    """With a track (in the config or per call; a frame or a path; the whole track or just the
+    gene's rows) the seed API computes the context features from neighbouring nucleotides and
+    equals ``enrich()`` with the same track, row for row; nothing is imputed, no warning."""
+    track = pd.read_parquet(DEMO_TRACK)
+    gene = "AT1G01020"  # minus strand: the offsets run against the genomic coordinates
+    positions = _uncertain_rows(track, gene)
+    assert len(positions) > 20
+    config, call = {}, {}
+    if given == "config_frame":
+        config["track"] = track
+    elif given == "call_path":
+        call["track"] = str(DEMO_TRACK)
+    else:
+        call["track"] = track[track["gene_id"] == gene].drop(columns="gene_id")
+    enricher = dask_enrich.create_optimized_enricher(verbose=False, cache_dir=slice_cache, **config)
+    enricher.load_feature_manifest(model_dir)
+    with caplog.at_level(logging.WARNING, logger="dask_enrich"):
+        out = enricher.generate_features_for_uncertain_positions(positions, gene, **call)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    from dask_enrich.genome.cache import GenomicCache
+
+    expected, report = dask_enrich.enrich(positions.assign(gene_id=gene), dask_enrich.load_manifest(model_dir),
+                                          genomic=GenomicCache.open(slice_cache), track=track,
+                                          config=dask_enrich.EnrichConfig(missing="error"))
+    assert not report.imputed
+    pd.testing.assert_frame_equal(out, expected[list(out.columns)])
+    # the context really came from the track: a gene-end row has a zero outside the gene
+    assert (out["context_score_m1"] > 0).any() and out.index.equals(positions.index)
+
+
+def test_without_a_track_context_is_imputed_with_one_warning(model_dir, slice_cache, caplog):
+    positions = _uncertain_rows(pd.read_parquet(DEMO_TRACK), "AT1G01020")
+    enricher = dask_enrich.create_optimized_enricher(verbose=False, cache_dir=slice_cache)
+    enricher.load_feature_manifest(model_dir)
+    with caplog.at_level(logging.WARNING, logger="dask_enrich"):
+        out = enricher.generate_features_for_uncertain_positions(positions, "AT1G01020")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "context_score_m1" in warnings[0] and "gc_content" not in warnings[0]
+    assert out["context_score_m1"].nunique() == 1
+
+
+def test_a_bad_track_row_is_refused_naming_the_track(model_dir, tmp_path):
+    track = pd.read_parquet(DEMO_TRACK)
+    positions = _uncertain_rows(track, "AT1G01020")
+    bad = track.copy()
+    bad.loc[bad.index[bad["gene_id"] == "AT1G01020"][3], "donor_score"] = 1.5
+    path = tmp_path / "track.parquet"
+    bad.to_parquet(path)
+    enricher = dask_enrich.create_optimized_enricher(verbose=False, track=str(path))
+    enricher.load_feature_manifest(model_dir)
+    with pytest.raises(InputError, match=r"track file /.*track.parquet: 1 bad row(?s:.*)score_above_one(?s:.*)Fix the track"):
+        enricher.generate_features_for_uncertain_positions(positions, "AT1G01020")
+    with pytest.raises(InputError, match="missing required column.*acceptor_score"):
+        enricher.generate_features_for_uncertain_positions(
+            positions, "AT1G01020", track=track.drop(columns="acceptor_score"))
