@@ -1,8 +1,9 @@
 """The enrichment core: positions in, the manifest's feature matrix out (pandas/numpy, no Dask).
 
 ``enrich`` computes every feature the manifest names from what the run was given (scores, context
-columns or a track, the genomic cache), applies the missing-value policy, and returns the frame with
-identifying columns first and the features in manifest order. Row i of the output is row i of the
+columns or a track, the genomic cache) in one loop over their kernels (as the registry binds them),
+applies the missing-value policy, and returns the frame with identifying columns first and the
+features in manifest order. Row i of the output is row i of the
 input. The Dask engine calls it once per gene-partition; the seed-compatible API wraps it.
 """
 from __future__ import annotations
@@ -21,7 +22,6 @@ from .errors import InputError, MissingFeatureError, PluginError
 from .features import registry
 from .features.context import choose_track, context_from_track
 from .features.registry import ANNOTATION, CONTEXT, INPUT_HINTS, SEQUENCE
-from .features.scores import score_features
 from .manifest import Manifest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,36 +143,15 @@ def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | 
     columns: dict[str, np.ndarray] = {}
     missing_rows: dict[str, np.ndarray] = {}
     reasons: dict[str, str] = {}
-
-    def add(values: Mapping[str, np.ndarray], absent: np.ndarray | None, reason: str) -> None:
-        if absent is not None and absent.any():
-            for name in values:
-                missing_rows[name], reasons[name] = absent, reason
-        else:  # an empty partition: nothing to impute, the placeholders become empty columns
-            values = {k: np.zeros(len(frame)) if v is UNAVAILABLE else v for k, v in values.items()}
-        columns.update(values)
-
-    by_kind: dict[str, list[str]] = defaultdict(list)
-    for feature in manifest.features:
-        by_kind[_kind(feature)].append(feature.name)
-    by_kind["context"] = [n for n in by_kind["scores"] if CONTEXT in manifest.feature(n).requires]
-
-    if by_kind["scores"]:  # probability, context, per-type and cross-type features
-        context, absent, reason = None, None, ""
-        if by_kind["context"]:
-            context, absent, reason = inputs.context()
-            if context is None:  # no source at all: every row is missing (policy below)
-                context = (np.zeros(len(frame)),) * 4
-            elif absent.any():  # placeholders only; those rows are imputed or refused below
-                context = tuple(np.where(absent, 0.0, c) for c in context)
-        columns.update(score_features(by_kind["scores"], inputs.d, inputs.a, inputs.n, context))
-        add({n: columns[n] for n in by_kind["context"]}, absent, reason)
-    if by_kind["genomic"]:
-        add(*inputs.gene_features(by_kind["genomic"]))
-    if by_kind["sequence"]:
-        add(*inputs.sequence_features(by_kind["sequence"]))
-    for plugin_names in _group_by_kernel(manifest, by_kind["plugin"]):
-        add(*inputs.plugin_features(manifest, plugin_names))
+    for kernel_names in _group_by_kernel(manifest):  # the one loop: each kernel once per partition
+        for computed in _run_kernel(inputs, manifest, kernel_names):
+            if computed.missing is not None and computed.missing.any():
+                for name in computed.columns:
+                    missing_rows[name], reasons[name] = computed.missing, computed.reason
+                columns.update(computed.columns)
+            else:  # an empty partition: nothing to impute, the placeholders become empty columns
+                columns.update({k: np.zeros(len(frame)) if v is UNAVAILABLE else v
+                                for k, v in computed.columns.items()})
 
     report = EnrichReport(rows=len(frame))
     if missing_rows:
@@ -195,22 +174,73 @@ def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | 
 UNAVAILABLE = None
 
 
-def _kind(feature: registry.Feature) -> str:
-    """Which part of the core computes a feature (score-derived ones needing context are also
-    listed under ``context``, see enrich)."""
-    if feature.kernel is not None:
-        return "plugin"
-    if feature.group in ("sequence", "kmer", "genomic"):
-        return "genomic" if feature.group == "genomic" else "sequence"
-    return "scores"
-
-
-def _group_by_kernel(manifest: Manifest, names: list[str]) -> list[list[str]]:
-    """Plugin feature names grouped so that each kernel is called once per partition."""
+def _group_by_kernel(manifest: Manifest) -> list[list[str]]:
+    """The manifest's names grouped by kernel (in manifest order): each kernel is called once."""
     groups: dict[int, list[str]] = {}
-    for name in names:
-        groups.setdefault(id(manifest.feature(name).kernel), []).append(name)
+    for feature in manifest.features:
+        groups.setdefault(id(feature.kernel), []).append(feature.name)
     return list(groups.values())
+
+
+def _run_kernel(inputs: "PartitionInputs", manifest: Manifest, names: list[str]
+                ) -> list[registry.Computed]:
+    """One kernel's columns for ``names``: names whose inputs the run lacks are missing for every
+    row (no array is made; the policy refuses or fills them), the kernel computes the rest."""
+    n = len(inputs.frame)
+    ready: list[str] = []
+    lacking: dict[str, list[str]] = defaultdict(list)  # hint -> names
+    for name in names:
+        unavailable = [need for need in sorted(manifest.feature(name).requires) if not inputs.has(need)]
+        if unavailable:
+            lacking[f"needs {INPUT_HINTS[unavailable[0]]}"].append(name)
+        else:
+            ready.append(name)
+    out = [registry.Computed(dict.fromkeys(group, UNAVAILABLE), np.ones(n, dtype=bool), hint)
+           for hint, group in lacking.items()]
+    if ready:
+        first = manifest.feature(ready[0])
+        if first.plugin is None:
+            out.append(first.kernel(inputs, ready))
+        else:
+            out.append(_plugin_columns(inputs, manifest, ready))
+    return out
+
+
+def _plugin_columns(inputs: "PartitionInputs", manifest: Manifest, names: list[str]) -> registry.Computed:
+    """Call one plugin kernel for its requested names and check what it returns."""
+    first = manifest.feature(names[0])
+    n = len(inputs.frame)
+    where = f"feature plugin {first.plugin!r}"
+    try:
+        result = first.kernel(inputs, list(names))
+    except Exception as exc:
+        raise PluginError(f"{where} failed computing {', '.join(names)}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(result, Mapping):
+        if len(names) != 1:
+            raise PluginError(f"{where} must return a mapping name -> column for {names}")
+        result = {names[0]: result}
+    values: dict[str, np.ndarray] = {}
+    absent = np.zeros(n, dtype=bool)
+    for name in names:
+        if name not in result:
+            raise PluginError(f"{where} returned no column for feature {name!r}")
+        column = result[name]
+        mask = np.ma.getmaskarray(column) if np.ma.isMaskedArray(column) else None
+        column = np.asarray(np.ma.getdata(column))
+        declared = manifest.feature(name).dtype
+        if column.shape != (n,):
+            raise PluginError(f"{where} returned {column.shape[0] if column.ndim else 0} values "
+                              f"for feature {name!r}, the partition has {n} rows")
+        if column.dtype != declared:
+            raise PluginError(f"{where} returned dtype {column.dtype} for feature {name!r}, "
+                              f"declared {declared}")
+        if mask is None and column.dtype.kind == "f":
+            mask = np.isnan(column)
+        if mask is not None:
+            absent |= mask
+        values[name] = column
+    return registry.Computed(values, absent, f"the feature plugin {first.plugin!r} could not compute it")
 
 
 def impute_value(manifest: Manifest, name: str) -> float | int:
@@ -405,85 +435,8 @@ class PartitionInputs:
             end = np.where(self.in_annotation, self.gene_column("gene_end"), end)
         return start, end
 
-    # --- annotation -------------------------------------------------------------------------------
-    def gene_features(self, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
-        if self.genomic is None:
-            return dict.fromkeys(names, UNAVAILABLE), np.ones(len(self.frame), dtype=bool), \
-                f"needs {INPUT_HINTS[ANNOTATION]}"
-        values = {n: self.gene_column(n) for n in names}
-        return values, ~self.in_annotation, "gene absent from the annotation"
-
-    # --- sequence ---------------------------------------------------------------------------------
-    def sequence_features(self, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
-        n = len(self.frame)
-        empty = dict.fromkeys(names, UNAVAILABLE)
-        if self.genomic is None or getattr(self.genomic, "bases", None) is None:
-            return empty, np.ones(n, dtype=bool), f"needs {INPUT_HINTS[SEQUENCE]}"
-        from .features.sequence import sequence_features, window_bounds
-
-        offset = np.where(self.in_annotation, self.gene_column("seq_offset"), -1)
-        start, end = self.gene_column("gene_start"), self.gene_column("gene_end")
-        valid = (self.in_annotation & (offset >= 0) & self.strand_known
-                 & (self.positions >= start) & (self.positions <= end))
-        reason = ("gene absent from the annotation, its chromosome absent from the genome, or the "
-                  "position outside the gene span")
-        if not valid.any():
-            return empty, ~valid, reason
-        lo, hi = window_bounds(self.positions[valid], start[valid], end[valid], self.minus[valid],
-                               self.config.sequence_flank)
-        computed = sequence_features(self.genomic.bases, lo + offset[valid], hi + offset[valid],
-                                     self.minus[valid], names)
-        out = {}
-        for name in names:
-            column = np.zeros(n, dtype=registry.lookup(name).dtype)
-            column[valid] = computed[name]
-            out[name] = column
-        return out, ~valid, reason
-
-
-    # --- plugins ----------------------------------------------------------------------------------
-    def plugin_features(self, manifest: Manifest, names: list[str]
-                        ) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
-        """Call one plugin kernel for its requested names and check what it returns."""
-        first = manifest.feature(names[0])
-        n = len(self.frame)
-        unavailable = [need for need in sorted(first.requires) if not self._has(need)]
-        if unavailable:
-            return dict.fromkeys(names, UNAVAILABLE), np.ones(n, dtype=bool), \
-                f"needs {INPUT_HINTS[unavailable[0]]}"
-        where = f"feature plugin {first.plugin!r}"
-        try:
-            result = first.kernel(self, list(names))
-        except Exception as exc:
-            raise PluginError(f"{where} failed computing {', '.join(names)}: "
-                              f"{type(exc).__name__}: {exc}") from exc
-        if not isinstance(result, Mapping):
-            if len(names) != 1:
-                raise PluginError(f"{where} must return a mapping name -> column for {names}")
-            result = {names[0]: result}
-        values: dict[str, np.ndarray] = {}
-        absent = np.zeros(n, dtype=bool)
-        for name in names:
-            if name not in result:
-                raise PluginError(f"{where} returned no column for feature {name!r}")
-            column = result[name]
-            mask = np.ma.getmaskarray(column) if np.ma.isMaskedArray(column) else None
-            column = np.asarray(np.ma.getdata(column))
-            declared = manifest.feature(name).dtype
-            if column.shape != (n,):
-                raise PluginError(f"{where} returned {column.shape[0] if column.ndim else 0} values "
-                                  f"for feature {name!r}, the partition has {n} rows")
-            if column.dtype != declared:
-                raise PluginError(f"{where} returned dtype {column.dtype} for feature {name!r}, "
-                                  f"declared {declared}")
-            if mask is None and column.dtype.kind == "f":
-                mask = np.isnan(column)
-            if mask is not None:
-                absent |= mask
-            values[name] = column
-        return values, absent, f"the feature plugin {first.plugin!r} could not compute it"
-
-    def _has(self, need: str) -> bool:
+    def has(self, need: str) -> bool:
+        """Whether the run gave the input kind ``need`` (a ``registry`` input name)."""
         if need == CONTEXT:
             return self.track is not None or all(c in self.frame.columns for c in CONTEXT_COLUMNS)
         if need == SEQUENCE:

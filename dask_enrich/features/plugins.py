@@ -22,21 +22,15 @@ changes. Plugin features take part in manifests, output schemas, the policy and
 """
 from __future__ import annotations
 
-import re
-from importlib.metadata import entry_points
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..errors import ConfigError
 from . import registry
-from .registry import Feature
+from .registry import ENTRY_POINT_GROUP, Feature, load_entry_points, lookup_plugin, plugin_features
 
-ENTRY_POINT_GROUP = "dask_enrich.features"
-
-_EXACT: dict[str, Feature] = {}
-_PATTERNS: list[tuple[re.Pattern[str], Feature]] = []
-_entry_points_loaded = False
+__all__ = ["ENTRY_POINT_GROUP", "feature", "load_entry_points", "lookup_plugin", "plugin_features",
+           "register_feature", "unregister"]
 
 
 def register_feature(name: str | None = None, *, pattern: str | None = None, kernel: Callable[..., Any],
@@ -50,14 +44,9 @@ def register_feature(name: str | None = None, *, pattern: str | None = None, ker
     unknown = set(requires) - {registry.SCORES, registry.CONTEXT, registry.SEQUENCE, registry.ANNOTATION}
     if unknown:
         raise ValueError(f"plugin feature {label!r}: unknown inputs {sorted(unknown)}")
-    if name is not None and (registry.is_builtin(name) or name in _EXACT):
-        raise ValueError(f"plugin feature {name!r}: that name is already declared")
     template = Feature(label, group, np.dtype(dtype), frozenset(requires), doc, impute_constant,
                        kernel=kernel, plugin=plugin or getattr(kernel, "__module__", "plugin"))
-    if name is not None:
-        _EXACT[name] = template
-    else:
-        _PATTERNS.append((re.compile(pattern), template))
+    registry.register_plugin(template, pattern)
     return template
 
 
@@ -72,43 +61,4 @@ def feature(name: str | None = None, **declaration: Any) -> Callable[[Callable[.
 
 def unregister(label: str) -> None:
     """Forget a plugin feature (by name or pattern); for tests and notebooks."""
-    _EXACT.pop(label, None)
-    _PATTERNS[:] = [(p, f) for p, f in _PATTERNS if f.name != label]
-
-
-def lookup_plugin(name: str) -> Feature | None:
-    """The plugin feature called ``name``, loading installed entry points on first use."""
-    load_entry_points()
-    if name in _EXACT:
-        return _EXACT[name]
-    for compiled, template in _PATTERNS:
-        if compiled.fullmatch(name) and not registry.is_builtin(name):
-            return Feature(name, template.group, template.dtype, template.requires, template.doc,
-                           template.impute_constant, kernel=template.kernel, plugin=template.plugin)
-    return None
-
-
-def plugin_features() -> Iterator[Feature]:
-    """Every declared plugin feature (patterns as their pattern), for listings and docs."""
-    load_entry_points()
-    yield from _EXACT.values()
-    yield from (template for _, template in _PATTERNS)
-
-
-def load_entry_points() -> list[str]:
-    """Import every installed ``dask_enrich.features`` plugin once; returns their names."""
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return []
-    _entry_points_loaded = True
-    loaded = []
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            target = entry.load()
-            if callable(target):
-                target()
-        except Exception as exc:
-            raise ConfigError(f"feature plugin {entry.name!r} ({entry.value}) failed to load: "
-                              f"{type(exc).__name__}: {exc}") from exc
-        loaded.append(entry.name)
-    return loaded
+    registry.unregister_plugin(label)

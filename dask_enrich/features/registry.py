@@ -1,8 +1,18 @@
-"""The feature registry: every feature is declared here once.
+"""The feature registry: every feature is declared once, with the kernel that computes it.
 
-Each :class:`Feature` carries its name, group, dtype, the inputs it needs and a one-line doc. The
-manifest checks, the output schema (pandas dtypes, the Dask ``meta`` and the pyarrow schema), the
-missing-value policy and the docs (``dask-enrich features``) are all derived from this module.
+Each :class:`Feature` carries its name, group, dtype, the inputs it needs, a one-line doc and its
+kernel. The built-in features are declared by their kernel modules (:mod:`.scores`,
+:mod:`.sequence`, :mod:`.genomic`, imported by the package in the spec's order); plugin features
+through :mod:`.plugins`, into the tables of this module. The manifest checks, the output schema
+(pandas dtypes, the Dask ``meta`` and the pyarrow schema), the missing-value policy, the core's
+one loop over kernels and the docs (``dask-enrich features``) are all derived from here.
+
+The kernel protocol, for every feature: ``kernel(inputs, names)`` gets the partition's
+:class:`dask_enrich.core.PartitionInputs` and the names it is asked for (all declared with that
+kernel), and returns their columns. Built-in kernels return a :class:`Computed` (columns, the rows
+they could not compute and why); a plugin kernel returns one column or a ``{name: column}``
+mapping (missing rows as NaN or masked entries), which the core checks. A kernel is only called
+for names whose inputs the run has; the others are missing for every row.
 
 k-mer features are not listed one by one: any name matching ``^(\\d+)mer_([ACGTN]+)$`` whose
 k-mer has length k is a k-mer count feature, for any k and mixed k in one manifest.
@@ -11,11 +21,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from ..errors import ConfigError
 
 # The inputs a feature can need. ``scores`` always come with the positions.
 SCORES = "scores"  # donor_score, acceptor_score, neither_score of the row
@@ -35,6 +48,8 @@ INT = np.dtype("int64")
 COUNT = np.dtype("int32")
 
 KMER_PATTERN = re.compile(r"^(\d+)mer_([ACGTN]+)$")
+#: The context neighbours: column suffix -> offset in transcript orientation.
+CONTEXT_OFFSETS = {"m2": -2, "m1": -1, "p1": 1, "p2": 2}
 
 
 @dataclass(frozen=True)
@@ -48,9 +63,9 @@ class Feature:
     doc: str
     #: Documented fill value of the ``impute`` policy when no training median is known.
     impute_constant: float = 0.0
-    #: For plugin features: the vectorised kernel ``kernel(inputs, names) -> {name: column}`` (see
-    #: :mod:`dask_enrich.features.plugins`) and the plugin's name, used in error messages.
+    #: The vectorised kernel ``kernel(inputs, names)`` (see the module doc).
     kernel: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    #: For plugin features: the plugin's name, used in error messages (None: built-in).
     plugin: str | None = None
 
     @property
@@ -58,107 +73,42 @@ class Feature:
         return self.dtype.kind in "iu"
 
 
+@dataclass
+class Computed:
+    """What a built-in kernel returns: the columns it was asked for, the rows it could not compute
+    (None: every row computed) and why (for the report and the ``error`` policy's message)."""
+
+    columns: dict[str, np.ndarray]
+    missing: np.ndarray | None = None
+    reason: str = ""
+
+
+Kernel = Callable[[Any, list[str]], Any]
+
 _REGISTRY: dict[str, Feature] = {}
+#: Built-in pattern features (k-mers): (name -> Feature or None) tried in order.
+_BUILTIN_PATTERNS: list[Callable[[str], Feature | None]] = []
+#: Plugin features by exact name, and plugin pattern templates.
+_PLUGINS: dict[str, Feature] = {}
+_PLUGIN_PATTERNS: list[tuple[re.Pattern[str], Feature]] = []
+ENTRY_POINT_GROUP = "dask_enrich.features"
+_entry_points_loaded = False
 
 
-def _declare(name: str, group: str, dtype: np.dtype, requires: Iterable[str], doc: str) -> None:
+def declare(name: str, group: str, dtype: Any, requires: Iterable[str], doc: str, kernel: Kernel,
+            impute_constant: float = 0.0) -> Feature:
+    """Declare the built-in feature ``name`` with its kernel (once: a second declaration raises)."""
     if name in _REGISTRY:
         raise ValueError(f"feature {name!r} declared twice")
-    _REGISTRY[name] = Feature(name, group, np.dtype(dtype), frozenset(requires), doc)
+    feature = Feature(name, group, np.dtype(dtype), frozenset(requires), doc, impute_constant,
+                      kernel=kernel)
+    _REGISTRY[name] = feature
+    return feature
 
 
-# --- Base scores (3) -----------------------------------------------------------------------------
-for _t in ("donor", "acceptor", "neither"):
-    _declare(f"{_t}_score", "base", FLOAT, {SCORES}, f"base-model {_t} score of the position")
-
-# --- Probability features (7) --------------------------------------------------------------------
-for _name, _doc in [
-    ("relative_donor_probability", "d / (d + a + eps)"),
-    ("splice_probability", "(d + a) / (d + a + n + eps)"),
-    ("donor_acceptor_diff", "(d - a) / (max(d, a) + eps)"),
-    ("splice_neither_diff", "(max(d, a) - n) / (max(d, a, n) + eps)"),
-    ("donor_acceptor_logodds", "ln(d + eps) - ln(a + eps)"),
-    ("splice_neither_logodds", "ln(d + a + eps) - ln(n + eps)"),
-    ("probability_entropy", "-sum of p * ln(p + eps) over p in (d, a, n), not renormalised"),
-]:
-    _declare(_name, "probability", FLOAT, {SCORES}, _doc)
-
-# --- Context scores (4) and their summaries (3) -------------------------------------------------
-CONTEXT_OFFSETS = {"m2": -2, "m1": -1, "p1": 1, "p2": 2}
-for _suffix, _offset in CONTEXT_OFFSETS.items():
-    _declare(
-        f"context_score_{_suffix}",
-        "context",
-        FLOAT,
-        {CONTEXT},
-        f"base score of the nucleotide at offset {_offset:+d} in transcript orientation (0 outside the gene)",
-    )
-for _name, _doc in [
-    ("context_neighbor_mean", "mean of the four context scores"),
-    ("context_asymmetry", "(m1 + m2) - (p1 + p2)"),
-    ("context_max", "max of the four context scores"),
-]:
-    _declare(_name, "context", FLOAT, {CONTEXT}, _doc)
-
-# --- Per-type features (11 for donor, 11 for acceptor) -------------------------------------------
-PER_TYPE_DOCS = {
-    "diff_m1": "s - m1",
-    "diff_m2": "s - m2",
-    "diff_p1": "s - p1",
-    "diff_p2": "s - p2",
-    "surge_ratio": "s / (m1 + p1 + eps)",
-    "is_local_peak": "1 if s > m1 and s > p1 and s > 1e-3 else 0",
-    "weighted_context": "0.1*m2 + 0.2*m1 + 0.4*s + 0.2*p1 + 0.1*p2",
-    "peak_height_ratio": "s / (mean4 + eps)",
-    "second_derivative": "(s - m1) - (p1 - s)",
-    "signal_strength": "s - mean4 (signed)",
-    "context_diff_ratio": "s / (max4 + eps)",
-}
-for _t in ("donor", "acceptor"):
-    for _suffix, _doc in PER_TYPE_DOCS.items():
-        _declare(
-            f"{_t}_{_suffix}",
-            f"{_t}_context",
-            INT if _suffix == "is_local_peak" else FLOAT,
-            {SCORES, CONTEXT},
-            f"{_doc}, with s = {_t}_score",
-        )
-
-# --- Cross-type features (4) ---------------------------------------------------------------------
-for _name, _requires, _doc in [
-    ("donor_acceptor_peak_ratio", {SCORES, CONTEXT},
-     "donor_peak_height_ratio / (acceptor_peak_height_ratio + eps)"),
-    ("type_signal_difference", {SCORES, CONTEXT},
-     "donor_signal_strength - acceptor_signal_strength"),
-    ("score_difference_ratio", {SCORES}, "(d - a) / (d + a + eps)"),
-    ("signal_strength_ratio", {SCORES, CONTEXT},
-     "donor_signal_strength / (acceptor_signal_strength + eps)"),
-]:
-    _declare(_name, "cross_type", FLOAT, _requires, _doc)
-
-# --- Sequence features (3); k-mers are pattern features, see kmer_feature() ----------------------
-_declare("gc_content", "sequence", FLOAT, {SEQUENCE}, "(G + C) / window length, window of +-250 nt in transcript orientation")
-_declare("sequence_length", "sequence", INT, {SEQUENCE}, "window length (500 unless clipped at a gene end)")
-_declare("sequence_complexity", "sequence", FLOAT, {SEQUENCE}, "Shannon entropy (bits) of the window's character composition")
-
-# --- Genomic features (14) -----------------------------------------------------------------------
-for _name, _dtype, _doc in [
-    ("gene_start", INT, "gene start (1-based; GTF gene line, else smallest exon start)"),
-    ("gene_end", INT, "gene end (GTF gene line, else largest exon end)"),
-    ("gene_length", INT, "gene_end - gene_start + 1"),
-    ("tx_start", INT, "start of the representative transcript (longest spliced length)"),
-    ("tx_end", INT, "end of the representative transcript"),
-    ("transcript_length", INT, "tx_end - tx_start + 1 of the representative transcript"),
-    ("num_exons", INT, "exons of the representative transcript"),
-    ("avg_exon_length", FLOAT, "mean exon length of the representative transcript"),
-    ("median_exon_length", FLOAT, "median exon length of the representative transcript"),
-    ("total_exon_length", INT, "spliced length of the representative transcript"),
-    ("total_intron_length", INT, "transcript_length - total_exon_length of the representative transcript"),
-    ("n_splice_sites", INT, "distinct annotated splice-site positions over all transcripts, donors and acceptors pooled; -1 for a gene with none"),
-    ("num_overlaps", INT, "2 x other same-strand genes overlapping this gene's span (both with a gene line and >= 2 exon lines), else 0"),
-    ("chrom", INT, "encoded chromosome: 1-22, X=23, Y=24, MT/M=25, other=100 ('chr' prefix ignored)"),
-]:
-    _declare(_name, "genomic", _dtype, {ANNOTATION}, _doc)
+def declare_pattern(factory: Callable[[str], Feature | None]) -> None:
+    """Declare a built-in family of features by name pattern (``factory(name)`` -> Feature or None)."""
+    _BUILTIN_PATTERNS.append(factory)
 
 
 def parse_kmer(name: str) -> tuple[int, str] | None:
@@ -169,29 +119,18 @@ def parse_kmer(name: str) -> tuple[int, str] | None:
     return len(match.group(2)), match.group(2)
 
 
-def kmer_feature(name: str) -> Feature | None:
-    """The k-mer count feature called ``name`` (``{k}mer_{KMER}``), or None if it is not one."""
-    parsed = parse_kmer(name)
-    if parsed is None:
-        return None
-    k, kmer = parsed
-    return Feature(
-        name,
-        "kmer",
-        COUNT,
-        frozenset({SEQUENCE}),
-        f"count of overlapping {kmer} in the window (k={k}, raw count, strand-specific)",
-    )
+def _builtin(name: str) -> Feature | None:
+    found = _REGISTRY.get(name)
+    for factory in _BUILTIN_PATTERNS:
+        if found is not None:
+            break
+        found = factory(name)
+    return found
 
 
 def lookup(name: str) -> Feature | None:
     """The feature called ``name`` (built-in, k-mer or plugin), or None when nobody declares it."""
-    found = _REGISTRY.get(name) or kmer_feature(name)
-    if found is not None:
-        return found
-    from . import plugins  # plugins import this module; imported late to keep the order one-way
-
-    return plugins.lookup_plugin(name)
+    return _builtin(name) or lookup_plugin(name)
 
 
 def builtin_features() -> Iterator[Feature]:
@@ -201,7 +140,62 @@ def builtin_features() -> Iterator[Feature]:
 
 def is_builtin(name: str) -> bool:
     """True for the spec's features and k-mers, False for plugin features."""
-    return name in _REGISTRY or kmer_feature(name) is not None
+    return _builtin(name) is not None
+
+
+# --- Plugin tables (declared through :mod:`dask_enrich.features.plugins`) -----------------------
+def register_plugin(feature: Feature, pattern: str | None = None) -> None:
+    """Add a plugin feature (a template for every name matching ``pattern`` when given)."""
+    if pattern is None:
+        if is_builtin(feature.name) or feature.name in _PLUGINS:
+            raise ValueError(f"plugin feature {feature.name!r}: that name is already declared")
+        _PLUGINS[feature.name] = feature
+    else:
+        _PLUGIN_PATTERNS.append((re.compile(pattern), feature))
+
+
+def unregister_plugin(label: str) -> None:
+    """Forget a plugin feature (by name or pattern)."""
+    _PLUGINS.pop(label, None)
+    _PLUGIN_PATTERNS[:] = [(p, f) for p, f in _PLUGIN_PATTERNS if f.name != label]
+
+
+def lookup_plugin(name: str) -> Feature | None:
+    """The plugin feature called ``name``, loading installed entry points on first use."""
+    load_entry_points()
+    if name in _PLUGINS:
+        return _PLUGINS[name]
+    for compiled, template in _PLUGIN_PATTERNS:
+        if compiled.fullmatch(name) and not is_builtin(name):
+            return Feature(name, template.group, template.dtype, template.requires, template.doc,
+                           template.impute_constant, kernel=template.kernel, plugin=template.plugin)
+    return None
+
+
+def plugin_features() -> Iterator[Feature]:
+    """Every declared plugin feature (patterns as their pattern), for listings and docs."""
+    load_entry_points()
+    yield from _PLUGINS.values()
+    yield from (template for _, template in _PLUGIN_PATTERNS)
+
+
+def load_entry_points() -> list[str]:
+    """Import every installed ``dask_enrich.features`` plugin once; returns their names."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return []
+    _entry_points_loaded = True
+    loaded = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = entry.load()
+            if callable(target):
+                target()
+        except Exception as exc:
+            raise ConfigError(f"feature plugin {entry.name!r} ({entry.value}) failed to load: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        loaded.append(entry.name)
+    return loaded
 
 
 # --- Schema derivation ---------------------------------------------------------------------------

@@ -33,9 +33,9 @@ from collections import defaultdict
 import numpy as np
 
 from ..errors import InputError
-from .registry import lookup, parse_kmer
+from .registry import COUNT, FLOAT, INT, SEQUENCE, Computed, Feature, builtin_features, declare, \
+    declare_pattern, lookup, parse_kmer
 
-SEQUENCE_NAMES = ("gc_content", "sequence_length", "sequence_complexity")
 #: Longest supported k (3 bits per base in an int64 code).
 MAX_K = 21
 
@@ -328,3 +328,52 @@ def _count_kmers(base_codes: np.ndarray, glo: np.ndarray, ghi: np.ndarray, minus
         for rows, counts in counter:
             result[:, rows] = counts if identity else counts[col]  # (the only copy of the counts)
     return {x: result[i] for i, x in enumerate(kmers)}
+
+
+# --- Declarations and the kernel ----------------------------------------------------------------
+def sequence_kernel(inputs, names: list[str]) -> Computed:
+    """Sequence features and k-mer counts of each row's window, from the genomic cache's bases;
+    rows whose gene, chromosome or position cannot be placed are missing."""
+    n = len(inputs.frame)
+    offset = np.where(inputs.in_annotation, inputs.gene_column("seq_offset"), -1)
+    start, end = inputs.gene_column("gene_start"), inputs.gene_column("gene_end")
+    valid = (inputs.in_annotation & (offset >= 0) & inputs.strand_known
+             & (inputs.positions >= start) & (inputs.positions <= end))
+    reason = ("gene absent from the annotation, its chromosome absent from the genome, or the "
+              "position outside the gene span")
+    if not valid.any():
+        return Computed(dict.fromkeys(names), ~valid, reason)
+    lo, hi = window_bounds(inputs.positions[valid], start[valid], end[valid], inputs.minus[valid],
+                           inputs.config.sequence_flank)
+    computed = sequence_features(inputs.genomic.bases, lo + offset[valid], hi + offset[valid],
+                                 inputs.minus[valid], names)
+    out = {}
+    for name in names:
+        column = np.zeros(n, dtype=lookup(name).dtype)
+        column[valid] = computed[name]
+        out[name] = column
+    return Computed(out, ~valid, reason)
+
+
+declare("gc_content", "sequence", FLOAT, {SEQUENCE},
+        "(G + C) / window length, window of +-250 nt in transcript orientation", sequence_kernel)
+declare("sequence_length", "sequence", INT, {SEQUENCE},
+        "window length (500 unless clipped at a gene end)", sequence_kernel)
+declare("sequence_complexity", "sequence", FLOAT, {SEQUENCE},
+        "Shannon entropy (bits) of the window's character composition", sequence_kernel)
+#: The named sequence features (k-mers are a pattern, see :func:`kmer_feature`).
+SEQUENCE_NAMES = tuple(f.name for f in builtin_features() if f.kernel is sequence_kernel)
+
+
+def kmer_feature(name: str) -> Feature | None:
+    """The k-mer count feature called ``name`` (``{k}mer_{KMER}``), or None if it is not one."""
+    parsed = parse_kmer(name)
+    if parsed is None:
+        return None
+    k, kmer = parsed
+    return Feature(name, "kmer", COUNT, frozenset({SEQUENCE}),
+                   f"count of overlapping {kmer} in the window (k={k}, raw count, strand-specific)",
+                   kernel=sequence_kernel)
+
+
+declare_pattern(kmer_feature)

@@ -52,15 +52,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import InputError
+from ..features.genomic import GENOMIC_FEATURES  # the 14, in the spec's order (the registry's)
 from ..features.registry import lookup
 
 GTF_COLUMNS = ["seqname", "source", "feature", "start", "end", "score", "strand", "frame", "attributes"]
-#: The 14 genomic features of the spec, in the spec's order (names and dtypes from the registry).
-GENOMIC_FEATURES = [
-    "gene_start", "gene_end", "gene_length", "tx_start", "tx_end", "transcript_length", "num_exons",
-    "avg_exon_length", "median_exon_length", "total_exon_length", "total_intron_length",
-    "n_splice_sites", "num_overlaps", "chrom",
-]
 _GENE_ID_RE = r'(?:^|;)\s*gene_id\s+"?(?P<v>[^";]*)"?'
 _TX_ID_RE = r'(?:^|;)\s*transcript_id\s+"?(?P<v>[^";]*)"?'
 _MAX_LINES_IN_MESSAGE = 5

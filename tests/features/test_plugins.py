@@ -9,7 +9,7 @@ import pytest
 from dask_enrich.config import EnrichConfig
 from dask_enrich.core import enrich, output_meta, output_schema
 from dask_enrich.errors import ManifestError, MissingFeatureError, PluginError
-from dask_enrich.features import plugins
+from dask_enrich.features import plugins, registry
 from dask_enrich.features.registry import ANNOTATION, SCORES
 from dask_enrich.manifest import manifest_from_names
 
@@ -107,7 +107,7 @@ def test_entry_point_plugin_is_found_without_code_changes(tmp_path, frame, monke
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-features\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[dask_enrich.features]\nacme = acme_features:register\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)  # the plugin tables live there
     try:
         out, _ = enrich(frame, manifest_from_names(["acme_log_donor"]))
         np.testing.assert_allclose(out.acme_log_donor, np.log1p([0.2, 0.6, 0.1]))
