@@ -148,20 +148,20 @@ def predict_base(
 ) -> pd.DataFrame:
     """Predict SpliceAI scores for every nucleotide of each gene's span; write a Parquet track.
 
-    genome: FASTA path (plain or bgzip). annotation: a GTF path or an already parsed
+    genome: FASTA path (plain or bgzip). annotation: a GTF, GFF3 or SpliceAI gene table path or an already parsed
     :class:`dask_enrich.genome.gtf.Annotation`. genes: gene ids (None = every gene).
     out: the Parquet file to write (written under a temporary name, then renamed).
     client: a ``distributed.Client``; when None a LocalCluster with ``n_workers`` single-threaded
     worker processes (default: CPU count) is started and closed. One task per gene.
     Returns the per-gene summary (:data:`SUMMARY_COLUMNS`).
     """
-    from ..genome.gtf import read_gtf
+    from ..genome.annotation import read_annotation
 
     genome = Path(genome)
     if not genome.is_file():
         raise InputError(f"genome FASTA not found: {genome}")
     if isinstance(annotation, (str, Path)):
-        annotation = read_gtf(annotation)
+        annotation = read_annotation(annotation)
     table = select_genes(annotation, genes)
     if len(table) == 0:
         raise InputError("the annotation has no genes to predict")
@@ -277,7 +277,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--genome", required=True, metavar="FASTA", help="genome FASTA (plain or bgzip)")
-    p.add_argument("--annotation", required=True, metavar="GTF", help="gene annotation GTF (plain or gzip)")
+    p.add_argument("--annotation", required=True, metavar="FILE",
+                   help="gene annotation: GTF, GFF3 or SpliceAI gene table, plain or gzip")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--genes", metavar="ID[,ID...]", help="comma-separated gene ids")
     which.add_argument("--genes-file", metavar="FILE", help="file with one gene id per line ('#' comments)")

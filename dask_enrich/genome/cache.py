@@ -36,7 +36,8 @@ from ..errors import EnrichError, InputError
 from ..features.registry import lookup
 from ..features.sequence import check_names, sequence_features, window_bounds
 from .fasta import IndexedFasta
-from .gtf import GENOMIC_FEATURES, read_gtf
+from .annotation import read_annotation
+from .gtf import GENOMIC_FEATURES
 
 CACHE_FORMAT_VERSION = 1
 CACHE_FILES = ("genes.parquet", "splice_sites.parquet", "exons.parquet")
@@ -65,9 +66,11 @@ def _file_sha256(path: str, size: int, mtime_ns: int, chunk: int = 1 << 22) -> s
 
 
 def inputs_fingerprint(genome: str | Path | None, annotation: str | Path,
-                       chrom_aliases: dict[str, str] | None = None) -> tuple[str, dict]:
+                       chrom_aliases: dict[str, str] | None = None, gene_key: str | None = None
+                       ) -> tuple[str, dict]:
     """(fingerprint, details) of a cache's inputs: content hashes plus the cache format version
-    (and the chromosome aliases, when given, since they change the encoded ``chrom``)."""
+    (and, when given, the chromosome aliases, since they change the encoded ``chrom``, and the
+    gene key, since it changes the gene ids)."""
     details = {
         "format_version": CACHE_FORMAT_VERSION,
         "annotation_sha256": file_sha256(annotation),
@@ -75,6 +78,8 @@ def inputs_fingerprint(genome: str | Path | None, annotation: str | Path,
     }
     if chrom_aliases:
         details["chrom_aliases"] = dict(sorted(chrom_aliases.items()))
+    if gene_key:
+        details["gene_key"] = gene_key
     text = json.dumps(details, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest(), details
 
@@ -323,9 +328,12 @@ def _locked(directory: Path, exclusive: bool):
 
 
 def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Path, *,
-                progress: Progress | None = None, chrom_aliases: dict[str, str] | None = None) -> GenomicCache:
+                progress: Progress | None = None, chrom_aliases: dict[str, str] | None = None,
+                gene_key: str | None = None) -> GenomicCache:
     """Build (or reuse, when the inputs' fingerprint matches) the genomic cache in ``out``.
 
+    The annotation is a GTF, GFF3 or SpliceAI gene table (:func:`read_annotation`); ``gene_key``
+    names the attribute whose values are the gene ids (default: gene_id / the GFF3 gene ID).
     Concurrent builders of the same directory serialise on a lock file; the second one reuses the
     first one's cache. ``chrom_aliases`` maps seqnames to chromosome names for the ``chrom`` encoding.
     """
@@ -336,7 +344,7 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
         raise InputError(f"annotation file not found: {annotation}")
     if genome is not None and not Path(genome).is_file():
         raise InputError(f"genome FASTA not found: {genome}")
-    fingerprint, details = inputs_fingerprint(genome, annotation, chrom_aliases)
+    fingerprint, details = inputs_fingerprint(genome, annotation, chrom_aliases, gene_key)
     meta = _read_meta(out) if out.is_dir() else None
     if meta is not None and meta["fingerprint"] == fingerprint:
         say(f"reusing the genomic cache in {out} (same inputs)")
@@ -347,13 +355,13 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
         if meta is not None and meta["fingerprint"] == fingerprint:  # built meanwhile by another process
             say(f"reusing the genomic cache in {out} (same inputs)")
         else:
-            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases)
+            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases, gene_key)
     load_cached.cache_clear()
     return GenomicCache.open(out)
 
 
 def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict, say: Progress,
-           chrom_aliases: dict[str, str] | None) -> None:
+           chrom_aliases: dict[str, str] | None, gene_key: str | None = None) -> None:
     if (out / META_FILE).exists():
         say(f"inputs changed: rebuilding the genomic cache in {out}")
         (out / META_FILE).unlink()
@@ -364,7 +372,7 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
     work.mkdir()
     try:
         say(f"parsing {annotation}")
-        ann = read_gtf(annotation, chrom_aliases=chrom_aliases)
+        ann = read_annotation(annotation, chrom_aliases=chrom_aliases, gene_key=gene_key)
         genes = ann.genes
         report = dict(ann.report)
         files = list(CACHE_FILES)

@@ -195,7 +195,7 @@ def test_interrupted_build_is_not_reused(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cache_mod, "read_gtf", boom)
+    monkeypatch.setattr(cache_mod, "read_annotation", boom)
     with pytest.raises(RuntimeError):
         build_cache(fasta, gtf2, out)
     assert not (out / "cache.json").exists()  # the old cache is invalidated, not half-replaced
