@@ -27,7 +27,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -35,9 +35,10 @@ import pandas as pd
 from ..errors import EnrichError, InputError
 from ..features.registry import lookup
 from ..features.sequence import check_names, sequence_features, window_bounds
-from .fasta import IndexedFasta
+from .fasta import IndexedFasta, is_plain_gzip, stream_fasta
 from .annotation import read_annotation
 from .gtf import GENOMIC_FEATURES
+from .seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
 CACHE_FORMAT_VERSION = 1
 CACHE_FILES = ("genes.parquet", "splice_sites.parquet", "exons.parquet")
@@ -66,11 +67,11 @@ def _file_sha256(path: str, size: int, mtime_ns: int, chunk: int = 1 << 22) -> s
 
 
 def inputs_fingerprint(genome: str | Path | None, annotation: str | Path,
-                       chrom_aliases: dict[str, str] | None = None, gene_key: str | None = None
-                       ) -> tuple[str, dict]:
+                       chrom_aliases: dict[str, str] | None = None, gene_key: str | None = None,
+                       seq_aliases: dict[str, str] | None = None) -> tuple[str, dict]:
     """(fingerprint, details) of a cache's inputs: content hashes plus the cache format version
-    (and, when given, the chromosome aliases, since they change the encoded ``chrom``, and the
-    gene key, since it changes the gene ids)."""
+    (and, when given, the chromosome aliases, since they change the encoded ``chrom``, the gene
+    key, since it changes the gene ids, and the sequence aliases)."""
     details = {
         "format_version": CACHE_FORMAT_VERSION,
         "annotation_sha256": file_sha256(annotation),
@@ -80,6 +81,8 @@ def inputs_fingerprint(genome: str | Path | None, annotation: str | Path,
         details["chrom_aliases"] = dict(sorted(chrom_aliases.items()))
     if gene_key:
         details["gene_key"] = gene_key
+    if seq_aliases:
+        details["seq_aliases"] = dict(sorted(seq_aliases.items()))
     text = json.dumps(details, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest(), details
 
@@ -268,41 +271,104 @@ def _read_meta(path: Path) -> dict | None:
     return meta
 
 
-def _gene_bases(fasta: IndexedFasta, genes: pd.DataFrame, out_path: Path, progress: Progress) -> tuple[np.ndarray, dict]:
-    """Write every gene's forward span to ``out_path`` (.npy); returns (seq_offset, report)."""
+Records = Callable[[Callable[[str], bool]], Iterator[tuple[str, int, Callable[[], np.ndarray]]]]
+
+
+def _indexed_records(fasta: IndexedFasta) -> Records:
+    """The sequences of an indexed FASTA: (name, length, fetch) in file order, fetched on demand."""
+    def records(want: Callable[[str], bool]):
+        for name in fasta.names:
+            length = fasta.length(name)
+            yield name, length, functools.partial(fasta.fetch, name, 1, length)
+    return records
+
+
+def _streamed_records(path: Path) -> Records:
+    """The sequences of a FASTA read once from start to end (plain gzip): only wanted ones are kept."""
+    def records(want: Callable[[str], bool]):
+        for name, length, seq in stream_fasta(path, want):
+            yield name, length, (lambda seq=seq: seq)
+    return records
+
+
+def _copy_spans(src: np.ndarray, src_offset: np.ndarray, dst: np.ndarray, dst_offset: np.ndarray,
+                span: np.ndarray, rows: np.ndarray) -> None:
+    """dst[dst_offset[g]:+span[g]] = src[src_offset[g]:+span[g]] for genes ``rows``, ~8 MB at a time."""
+    for part in np.array_split(rows, max(1, int(span[rows].sum() // (8 << 20)) + 1)):
+        if len(part) == 0:
+            continue
+        lens = span[part]
+        within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+        idx = np.repeat(src_offset[part], lens) + within
+        first = int(dst_offset[part[0]])
+        dst[first:first + len(idx)] = src[idx]
+
+
+def _gene_bases(records: Records, genes: pd.DataFrame, names: SeqNames, out_path: Path,
+                progress: Progress) -> tuple[np.ndarray, dict]:
+    """Write every gene's forward span to ``out_path`` (.npy) in one pass over the genome's
+    sequences; returns (seq_offset, report). Each gene's bases are written where they go if every
+    gene gets its sequence; genes that get none (sequence absent, ambiguous name, gene beyond the
+    sequence's end) are squeezed out afterwards, so the layout never depends on the FASTA's order."""
     start = genes["gene_start"].to_numpy()
     end = genes["gene_end"].to_numpy()
-    seqname = genes["seqname"].to_numpy()
-    lengths = {name: fasta.length(name) for name in fasta.names}
-    has_seq = np.array([s in lengths for s in seqname], dtype=bool) if len(seqname) else np.zeros(0, bool)
-    chrom_len = np.array([lengths.get(s, 0) for s in seqname], dtype=np.int64)
+    seqname = genes["seqname"].to_numpy().astype(str)
+    span_all = (end - start + 1).astype(np.int64)
+    tentative = np.concatenate([[0], np.cumsum(span_all)[:-1]]).astype(np.int64)
+    rows_of = {name: np.flatnonzero(seqname == name) for name in pd.unique(seqname)}  # per chromosome
+    bases = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(int(span_all.sum()),))
+    lengths: dict[str, int] = {}
+    written: dict[str, tuple[int, str]] = {}  # annotation name -> (priority, genome name) written
+
+    def better(genome_name: str) -> list[tuple[str, int]]:
+        return [(a, prio) for a, prio in names.serves(genome_name) if prio < written.get(a, (9, ""))[0]]
+
+    for gname, length, fetch in records(lambda name: bool(better(name))):
+        lengths[gname] = length
+        targets = better(gname)
+        if not targets:
+            continue
+        chrom = None
+        for a, prio in targets:
+            rows = rows_of[a][end[rows_of[a]] <= length]
+            written[a] = (prio, gname)
+            if len(rows) == 0:
+                continue
+            if chrom is None:
+                chrom = fetch()
+            progress(f"reading {gname} ({length:,} nt, {len(rows)} genes"
+                     f"{'' if a == gname else f' annotated on {a}'})")
+            _copy_spans(chrom, start - 1, bases, tentative, span_all, rows)
+        del chrom
+    mapping, report = names.resolve(lengths)
+    target = np.array([mapping.get(s, "") for s in seqname], dtype=object)
+    has_seq = target != ""
+    chrom_len = np.array([lengths.get(t, 0) for t in target], dtype=np.int64)
     beyond = has_seq & (end > chrom_len)
     ok = has_seq & ~beyond
-    span = np.where(ok, end - start + 1, 0)
-    offset = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
-    total = int(span.sum())
-    report = {
+    assert all(written[a][1] == g for a, g in mapping.items() if a in rows_of), "cache: stale bases"
+    report.update({
         "genes_on_missing_sequences": genes["gene_id"].to_numpy()[~has_seq].tolist(),
         "missing_sequences": sorted(set(seqname[~has_seq].tolist())),
         "genes_beyond_sequence_end": genes["gene_id"].to_numpy()[beyond].tolist(),
-    }
-    bases = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(total,))
-    for name in pd.unique(seqname[ok]):  # loop over chromosomes only
-        rows = np.flatnonzero(ok & (seqname == name))
-        progress(f"reading {name} ({lengths[name]:,} nt, {len(rows)} genes)")
-        chrom = fasta.fetch(name, 1, lengths[name])
-        # genes of one seqname are consecutive in the table, so their spans are contiguous in bases
-        for part in np.array_split(rows, max(1, int(span[rows].sum() // (8 << 20)) + 1)):
-            if len(part) == 0:
-                continue
-            lens = span[part]
-            within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-            src = np.repeat(start[part] - 1, lens) + within
-            first = int(offset[part[0]])
-            bases[first:first + len(src)] = chrom[src]
-        del chrom
-    bases.flush()
-    del bases
+    })
+    if len(genes) and not ok.any():
+        bases.flush()
+        del bases
+        raise InputError("no annotated gene's sequence is in the genome: "
+                         + describe_mismatch(seqname, lengths))
+    if ok.all():
+        bases.flush()
+        del bases
+        return tentative, report
+    span = np.where(ok, span_all, 0)
+    offset = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
+    squeezed = out_path.with_name(out_path.name + ".squeezed.npy")
+    dst = np.lib.format.open_memmap(squeezed, mode="w+", dtype=np.uint8, shape=(int(span.sum()),))
+    _copy_spans(bases, tentative, dst, offset, span_all, np.flatnonzero(ok))
+    dst.flush()
+    del dst, bases
+    os.replace(squeezed, out_path)
     return np.where(ok, offset, -1), report
 
 
@@ -329,11 +395,15 @@ def _locked(directory: Path, exclusive: bool):
 
 def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Path, *,
                 progress: Progress | None = None, chrom_aliases: dict[str, str] | None = None,
-                gene_key: str | None = None) -> GenomicCache:
+                gene_key: str | None = None, seq_aliases: str | Path | dict[str, str] | None = None
+                ) -> GenomicCache:
     """Build (or reuse, when the inputs' fingerprint matches) the genomic cache in ``out``.
 
     The annotation is a GTF, GFF3 or SpliceAI gene table (:func:`read_annotation`); ``gene_key``
     names the attribute whose values are the gene ids (default: gene_id / the GFF3 gene ID).
+    The genome is a plain, bgzip or plain-gzip FASTA (a plain-gzip one is read once from start to
+    end). Its sequence names are matched to the annotation's (:mod:`.seqnames`; ``seq_aliases``: a
+    ``--seq-aliases`` file or a dict, annotation name -> genome name).
     Concurrent builders of the same directory serialise on a lock file; the second one reuses the
     first one's cache. ``chrom_aliases`` maps seqnames to chromosome names for the ``chrom`` encoding.
     """
@@ -344,7 +414,9 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
         raise InputError(f"annotation file not found: {annotation}")
     if genome is not None and not Path(genome).is_file():
         raise InputError(f"genome FASTA not found: {genome}")
-    fingerprint, details = inputs_fingerprint(genome, annotation, chrom_aliases, gene_key)
+    if seq_aliases is not None and not isinstance(seq_aliases, dict):
+        seq_aliases = read_seq_aliases(seq_aliases)
+    fingerprint, details = inputs_fingerprint(genome, annotation, chrom_aliases, gene_key, seq_aliases)
     meta = _read_meta(out) if out.is_dir() else None
     if meta is not None and meta["fingerprint"] == fingerprint:
         say(f"reusing the genomic cache in {out} (same inputs)")
@@ -355,13 +427,14 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
         if meta is not None and meta["fingerprint"] == fingerprint:  # built meanwhile by another process
             say(f"reusing the genomic cache in {out} (same inputs)")
         else:
-            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases, gene_key)
+            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases, gene_key, seq_aliases)
     load_cached.cache_clear()
     return GenomicCache.open(out)
 
 
 def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict, say: Progress,
-           chrom_aliases: dict[str, str] | None, gene_key: str | None = None) -> None:
+           chrom_aliases: dict[str, str] | None, gene_key: str | None = None,
+           seq_aliases: dict[str, str] | None = None) -> None:
     if (out / META_FILE).exists():
         say(f"inputs changed: rebuilding the genomic cache in {out}")
         (out / META_FILE).unlink()
@@ -377,10 +450,17 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
         report = dict(ann.report)
         files = list(CACHE_FILES)
         if genome is not None:
-            say(f"indexing {genome}")
-            fasta = IndexedFasta(genome, index_dir=out)
-            seq_offset, seq_report = _gene_bases(fasta, genes, work / BASES_FILE, say)
+            if is_plain_gzip(genome):
+                say(f"reading {genome} once from start to end (plain gzip, not bgzip: no index needed)")
+                records = _streamed_records(Path(genome))
+            else:
+                say(f"indexing {genome}")
+                records = _indexed_records(IndexedFasta(genome, index_dir=out))
+            names = SeqNames(sorted(set(genes["seqname"].astype(str))), seq_aliases or {})
+            seq_offset, seq_report = _gene_bases(records, genes, names, work / BASES_FILE, say)
             report.update(seq_report)
+            for a, g in seq_report["seq_names_mapped"].items():
+                say(f"sequence {a} of the annotation is {g} in the genome")
             files.append(BASES_FILE)
             bases_length = int(np.load(work / BASES_FILE, mmap_mode="r").shape[0])
         else:
@@ -440,26 +520,46 @@ load_cached.cache_clear = _open_cached.cache_clear  # type: ignore[attr-defined]
 
 
 # --- command line --------------------------------------------------------------------------------
+ANNOTATION_HELP = ("gene annotation: GTF (GENCODE, Ensembl, RefSeq), GFF3 (GENCODE, Ensembl, NCBI, "
+                   "TAIR) or a SpliceAI gene table (grch37.txt/grch38.txt), plain or gzip; the format "
+                   "is read from the content")
+GENOME_HELP = "reference genome FASTA: plain, bgzip or plain gzip (read once into the cache)"
+
+
+def add_reference_arguments(group) -> None:
+    """``--gene-key`` and ``--seq-aliases``: the options of every command that reads an annotation."""
+    group.add_argument("--gene-key", metavar="ATTRIBUTE", default=None,
+                       help="annotation attribute whose values the positions' gene_id are (e.g. "
+                            "gene_name, locus_tag, Name, gene); default gene_id (GFF3: gene_id, else the "
+                            "gene's ID without gene-/gene:; SpliceAI tables: #NAME)")
+    group.add_argument("--seq-aliases", metavar="FILE", default=None,
+                       help="two tab-separated columns per line: a sequence name of the annotation, "
+                            "the genome's name for it; for names the automatic matching (chr prefix, "
+                            "chrM/MT) does not find")
+
+
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``build-cache`` subcommand (sets ``handler`` to a function returning an exit code)."""
     parser = subparsers.add_parser(
         "build-cache",
-        help="build the genomic cache (gene table, splice sites, gene sequences) from a GTF and a FASTA",
+        help="build the genomic cache (gene table, splice sites, gene sequences) from an annotation and a FASTA",
         description=(
-            "Parse the annotation (GTF, plain or gzip) into the per-gene table of genomic features and "
-            "the annotated splice sites, index the genome (plain or bgzip FASTA; a missing .fai/.gzi is "
-            "built), and store everything under --out, keyed by a fingerprint of the inputs. Running it "
-            "again with the same inputs reuses the cache; changed inputs rebuild it. Without --genome the "
-            "cache holds the annotation only (no sequence features)."),
+            "Parse the annotation (GTF, GFF3 or SpliceAI gene table, plain or gzip) into the per-gene "
+            "table of genomic features and the annotated splice sites, read the genome (plain or bgzip "
+            "FASTA through a .fai/.gzi, built when missing; plain gzip once from start to end), match "
+            "its sequence names to the annotation's, and store everything under --out, keyed by a "
+            "fingerprint of the inputs. Running it again with the same inputs reuses the cache; "
+            "changed inputs rebuild it. Without --genome the cache holds the annotation only (no "
+            "sequence features)."),
     )
     parser.add_argument("--genome", metavar="FASTA", default=None,
-                        help="reference genome, plain or bgzip FASTA (needed for gc_content, k-mers, ...)")
-    parser.add_argument("--annotation", metavar="GTF", required=True,
-                        help="gene annotation, GTF (GENCODE, Ensembl or RefSeq flavour), plain or .gz")
+                        help=GENOME_HELP + " (needed for gc_content, k-mers, ...)")
+    parser.add_argument("--annotation", metavar="FILE", required=True, help=ANNOTATION_HELP)
     parser.add_argument("--out", metavar="DIR", required=True, help="cache directory (created if needed)")
     parser.add_argument("--chrom-alias", metavar="SEQNAME=CHROM", action="append", default=[],
                         help="encode SEQNAME as chromosome CHROM in the 'chrom' feature (repeatable), e.g. "
                              "NC_003070.9=1; without it RefSeq accessions encode as 100 ('other')")
+    add_reference_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
     parser.set_defaults(handler=_cli_build_cache)
     return parser
@@ -478,17 +578,26 @@ def _cli_build_cache(args: argparse.Namespace) -> int:
         aliases[name] = chrom
     try:
         cache = build_cache(args.genome, args.annotation, args.out, progress=progress,
-                            chrom_aliases=aliases or None)
+                            chrom_aliases=aliases or None, gene_key=args.gene_key,
+                            seq_aliases=args.seq_aliases)
     except EnrichError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     report = cache.report
     print(f"genomic cache {cache.path}: {len(cache.gene_table)} genes, fingerprint {cache.fingerprint[:12]}")
+    mapped = report.get("seq_names_mapped") or {}
+    if mapped:
+        shown = ", ".join(f"{a} -> {g}" for a, g in list(mapped.items())[:10])
+        print(f"  sequence names matched (annotation -> genome): {shown}{', ...' if len(mapped) > 10 else ''}")
     for key in ("genes_without_exons", "genes_mixed_seqname_or_strand", "genes_with_conflicting_gene_lines",
-                "genes_sharing_transcript_ids", "genes_on_missing_sequences", "genes_beyond_sequence_end"):
+                "genes_sharing_transcript_ids", "genes_without_key", "genes_with_two_keys", "genes_sharing_key",
+                "genes_with_only_gene_level_exons", "seq_names_ambiguous", "seq_aliases_unused",
+                "genes_on_missing_sequences", "genes_beyond_sequence_end"):
         items = report.get(key) or []
         if items:
             print(f"  {key.replace('_', ' ')}: {len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})")
+    if report.get("gene_level_exons_ignored"):
+        print(f"  gene-level exons ignored (beside the transcripts' own): {report['gene_level_exons_ignored']}")
     if report.get("missing_sequences"):
         print(f"  sequences named in the annotation but absent from the genome: {report['missing_sequences']}")
     return 0
