@@ -145,6 +145,8 @@ def predict_base(
     weights: str | Path | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     compression: str = "zstd",
+    gene_key: str | None = None,
+    seq_aliases: str | Path | dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Predict SpliceAI scores for every nucleotide of each gene's span; write a Parquet track.
 
@@ -153,23 +155,32 @@ def predict_base(
     out: the Parquet file to write (written under a temporary name, then renamed).
     client: a ``distributed.Client``; when None a LocalCluster with ``n_workers`` single-threaded
     worker processes (default: CPU count) is started and closed. One task per gene.
+    gene_key: the annotation attribute that ``genes`` name (as ``build-cache --gene-key``);
+    seq_aliases: annotation -> genome sequence names (a ``--seq-aliases`` file or a dict), beside the
+    automatic matching of ``chr`` prefixes and chrM/MT.
     Returns the per-gene summary (:data:`SUMMARY_COLUMNS`).
     """
     from ..genome.annotation import read_annotation
+    from ..genome.seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
     genome = Path(genome)
     if not genome.is_file():
         raise InputError(f"genome FASTA not found: {genome}")
     if isinstance(annotation, (str, Path)):
-        annotation = read_annotation(annotation)
+        annotation = read_annotation(annotation, gene_key=gene_key)
     table = select_genes(annotation, genes)
     if len(table) == 0:
         raise InputError("the annotation has no genes to predict")
     fasta = _open_fasta(str(genome))  # checks seqnames and spans before any work is sent out
-    absent = sorted(set(table["seqname"]) - set(fasta.names))
+    if seq_aliases is not None and not isinstance(seq_aliases, dict):
+        seq_aliases = read_seq_aliases(seq_aliases)
+    mapping, _ = SeqNames(sorted(set(table["seqname"].astype(str))), seq_aliases or {}).resolve(fasta.names)
+    absent = sorted(set(table["seqname"].astype(str)) - set(mapping))
     if absent:
-        raise InputError(f"{genome}: no sequence named {', '.join(map(repr, absent[:5]))} (used by the annotation)")
-    lengths = table["seqname"].astype(str).map({n: fasta.length(n) for n in set(table["seqname"])})
+        raise InputError(f"{genome}: no sequence for {', '.join(map(repr, absent[:5]))} (used by the "
+                         f"annotation): {describe_mismatch(absent, fasta.names)}")
+    table = table.assign(genome_seqname=table["seqname"].astype(str).map(mapping))
+    lengths = table["genome_seqname"].map({n: fasta.length(n) for n in set(table["genome_seqname"])})
     beyond = table[(table["gene_end"].to_numpy() > lengths.to_numpy()) | (table["gene_start"].to_numpy() < 1)]
     if len(beyond):
         raise InputError(
@@ -205,7 +216,7 @@ def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | Non
     futures = client.map(
         functools.partial(predict_one, weights=weights, chunk_size=chunk_size),
         [genome] * len(table),
-        table["seqname"].astype(str).tolist(),
+        table["genome_seqname"].astype(str).tolist(),
         table["strand"].astype(str).tolist(),
         table["gene_start"].astype(np.int64).tolist(),
         table["gene_end"].astype(np.int64).tolist(),
@@ -288,6 +299,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--weights", metavar="DIR", help="folder with spliceai1..5.h5 (default: the installed "
                    "spliceai package)")
+    from ..genome.cache import add_reference_arguments
+
+    add_reference_arguments(p)
     p.set_defaults(handler=run_cli)
     return p
 
@@ -325,7 +339,8 @@ def run_cli(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             summary = predict_base(args.genome, args.annotation, genes, args.out, client=client,
-                                   n_workers=args.workers, weights=args.weights)
+                                   n_workers=args.workers, weights=args.weights,
+                                   gene_key=args.gene_key, seq_aliases=args.seq_aliases)
         finally:
             if client is not None:
                 client.close()

@@ -9,8 +9,10 @@ Gene keys (``gene_key``): the gene table's ``gene_id`` is, by default, GTF ``gen
 ``gene_id``, else the gene's ``ID`` without ``gene-``/``gene:``; the gene table's ``#NAME``. With
 ``gene_key=ATTRIBUTE`` (GTF and GFF3: ``gene_name``, ``locus_tag``, ``Name``, ``gene``, ...) the key
 is that attribute of the gene (GFF3: of its gene line; GTF: of any of its lines). Genes without the
-attribute, with two values of it, or sharing a value with another gene are left out and listed in
-the report (``genes_without_key``, ``genes_with_two_keys``, ``genes_sharing_key``), never merged.
+attribute, with two values of it, or sharing a value with another gene are left out of the gene
+table and listed in the report (``genes_without_key``, ``genes_with_two_keys``,
+``genes_sharing_key``), never merged; they still count as neighbours (``num_overlaps``), so every
+gene's features are the same whichever key names it.
 """
 from __future__ import annotations
 
@@ -23,10 +25,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .geneids import KEY_ATTRIBUTES
 from .gtf import Annotation, _build, gtf_frame
 
 Format = Literal["gtf", "gff3", "genetable"]
 _SNIFF_BYTES = 1 << 20
+#: Prefix of the gene ids :func:`rekey` gives genes it leaves out (never a real key).
+UNKEYED = "\x00unkeyed:"
 _GTF_ATTR = re.compile(r'^\s*[A-Za-z_][\w.]*\s+("[^"]*"|[^\s;=]+)\s*(;|$)')
 _GFF3_ATTR = re.compile(r"^\s*[^\s;=]+=[^;]*(;|$)")
 
@@ -101,19 +106,39 @@ def rekey(path: Path, frame: pd.DataFrame, attribute: str) -> tuple[pd.DataFrame
               "genes_with_two_keys": sorted(map(str, two)),
               "genes_sharing_key": sorted(map(str, shared))}
     new = pd.Series(gid).map(mapping).to_numpy(dtype=object)
-    keep = pd.notna(new)
-    frame = frame[keep].drop(columns="key").copy()
-    frame["gene_id"] = new[keep].astype(str)
+    # genes without a usable key stay in the computation (they still overlap other genes: the
+    # features of the keyed genes must not depend on the key) under a reserved id, dropped after
+    lost = pd.isna(new)
+    new[lost] = UNKEYED + gid[lost].astype(str)
+    frame = frame.drop(columns="key").copy()
+    frame["gene_id"] = new.astype(str)
     return frame, report
+
+
+def _drop_unkeyed(ann: Annotation) -> Annotation:
+    """``ann`` without the genes :func:`rekey` kept under a reserved id (report lists cleaned)."""
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[~frame["gene_id"].str.startswith(UNKEYED)].reset_index(drop=True)
+
+    ann.genes, ann.exons, ann.splice_sites = keep(ann.genes), keep(ann.exons), keep(ann.splice_sites)
+    for name, value in ann.report.items():
+        if isinstance(value, list) and value and isinstance(value[0], str):
+            ann.report[name] = [v for v in value if not v.startswith(UNKEYED)]
+    ann.report.update(n_genes=int(len(ann.genes)), n_transcripts=int(ann.exons["transcript_id"].nunique()),
+                      n_exons=int(len(ann.exons)))
+    return ann
 
 
 def read_annotation(path: str | Path, *, chrom_aliases: dict[str, str] | None = None,
                     gene_key: str | None = None) -> Annotation:
     """Parse a GTF, GFF3 or SpliceAI gene table (plain or gzip, detected from the content) into an
-    :class:`Annotation`; ``gene_key`` chooses the attribute whose values are the gene ids."""
+    :class:`Annotation`; ``gene_key`` chooses the attribute whose values are the gene ids. The
+    annotation's ``alternative_keys`` holds, per gene, the other attributes of
+    :data:`~dask_enrich.genome.geneids.KEY_ATTRIBUTES` it has (for the hint when ids do not match)."""
     path = Path(path)
     kind = detect_format(path)
     report: dict = {"format": kind}
+    alternatives = tuple(a for a in KEY_ATTRIBUTES if a != gene_key)
     if kind == "genetable":
         from .genetable import genetable_frame
 
@@ -125,13 +150,21 @@ def read_annotation(path: str | Path, *, chrom_aliases: dict[str, str] | None = 
     elif kind == "gff3":
         from .gff3 import gff3_frame
 
-        frame, skipped, gff_report = gff3_frame(path, gene_key)
+        frame, skipped, gff_report = gff3_frame(path, gene_key, alternatives)
         report.update(gff_report)
     else:
-        frame, skipped = gtf_frame(path, gene_key)
+        frame, skipped = gtf_frame(path, gene_key, alternatives)
     if gene_key is not None:
         frame, key_report = rekey(path, frame, gene_key)
         report.update(key_report)
+    alt_columns = [c for c in frame.columns if c.startswith("alt:")]
+    alt = frame[["gene_id", *alt_columns]].replace("", np.nan).groupby("gene_id", sort=False).first()
+    frame = frame.drop(columns=alt_columns)
     ann = _build(path, frame, skipped, chrom_aliases)
     ann.report = {**report, **ann.report}
+    if gene_key is not None:
+        ann = _drop_unkeyed(ann)
+    alt = alt.reindex(ann.genes["gene_id"].to_numpy())
+    alt.columns = [c.removeprefix("alt:") for c in alt.columns]
+    ann.alternative_keys = alt.dropna(axis=1, how="all")
     return ann

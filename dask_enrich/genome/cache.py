@@ -7,6 +7,8 @@ Layout of a cache directory::
     genes.parquet       one row per gene: gene_id, seqname, strand, the 14 genomic features, seq_offset
     splice_sites.parquet  gene_id, position, site_type
     exons.parquet       gene_id, transcript_id, seqname, strand, start, end
+    gene_keys.parquet   gene_id and other attributes of the gene that could be its key (gene_name,
+                        Name, gene, locus_tag: those the annotation has; for the --gene-key hint)
     bases.npy           uint8: every gene's forward-strand span gene_start..gene_end, upper-cased,
                         concatenated in gene-table order (absent for an annotation-only cache)
 
@@ -25,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -43,6 +45,7 @@ from .seqnames import SeqNames, describe_mismatch, read_seq_aliases
 CACHE_FORMAT_VERSION = 1
 CACHE_FILES = ("genes.parquet", "splice_sites.parquet", "exons.parquet")
 BASES_FILE = "bases.npy"
+KEYS_FILE = "gene_keys.parquet"
 META_FILE = "cache.json"
 
 Progress = Callable[[str], None]
@@ -135,10 +138,26 @@ class GenomicCache:
     report: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
+    gene_aliases: tuple[tuple[str, str], ...] = ()
+
     def __reduce__(self):
-        """Pickle as (path, fingerprint): a Dask worker reopens the cache from disk, once per process
-        (:func:`load_cached`), instead of receiving the gene table and bases over the network."""
-        return (_reopen, (str(self.path), self.fingerprint))
+        """Pickle as (path, fingerprint[, aliases]): a Dask worker reopens the cache from disk, once
+        per process (:func:`load_cached`), instead of receiving the gene table and bases."""
+        return (_reopen, (str(self.path), self.fingerprint, self.gene_aliases))
+
+    def with_gene_aliases(self, aliases: tuple[tuple[str, str], ...]) -> "GenomicCache":
+        """This cache with extra gene-table rows: ``(alias, gene_id)`` pairs, each alias (an id of the
+        positions, e.g. versionless) a copy of its gene's row; every lookup by id then finds it."""
+        if not aliases:
+            return self
+        return _aliased(str(self.path), self.fingerprint, tuple(aliases))
+
+    @property
+    def alternative_keys(self) -> pd.DataFrame:
+        """Per gene (index gene_id), its other attributes that could be a key (may have no column)."""
+        if (self.path / KEYS_FILE).is_file():
+            return pd.read_parquet(self.path / KEYS_FILE).set_index("gene_id")
+        return pd.DataFrame(index=self.gene_table.index)
 
     @property
     def has_sequence(self) -> bool:
@@ -470,10 +489,14 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
         genes.to_parquet(work / "genes.parquet", index=False)
         ann.splice_sites.to_parquet(work / "splice_sites.parquet", index=False)
         ann.exons.to_parquet(work / "exons.parquet", index=False)
+        if ann.alternative_keys is not None and len(ann.alternative_keys.columns):
+            ann.alternative_keys.rename_axis("gene_id").reset_index().to_parquet(work / KEYS_FILE, index=False)
+            files.append(KEYS_FILE)
         for name in files:
             os.replace(work / name, out / name)
-        if genome is None and (out / BASES_FILE).exists():
-            (out / BASES_FILE).unlink()
+        for name in (BASES_FILE, KEYS_FILE):  # none of an earlier build's files may stay
+            if name not in files and (out / name).exists():
+                (out / name).unlink()
         meta = {
             **details,
             "fingerprint": fingerprint,
@@ -500,11 +523,23 @@ def _open_cached(resolved: str, fingerprint: str) -> GenomicCache:
     return GenomicCache.open(resolved)
 
 
-def _reopen(path: str, fingerprint: str) -> GenomicCache:
+def _reopen(path: str, fingerprint: str, gene_aliases: tuple = ()) -> GenomicCache:
     cache = load_cached(path)
     if cache.fingerprint != fingerprint:
         raise InputError(f"the genomic cache {path} was rebuilt from other inputs while this run used it")
-    return cache
+    return cache.with_gene_aliases(gene_aliases)
+
+
+@functools.lru_cache(maxsize=4)
+def _aliased(path: str, fingerprint: str, aliases: tuple[tuple[str, str], ...]) -> GenomicCache:
+    cache = _reopen(path, fingerprint)
+    alias, target = (np.array(x, dtype=object) for x in zip(*aliases))
+    extra = cache.gene_table.loc[target].copy()
+    extra.index = pd.Index(alias, name=cache.gene_table.index.name).astype(cache.gene_table.index.dtype)
+    table = pd.concat([cache.gene_table, extra])
+    if not table.index.is_unique:
+        raise ValueError("gene aliases must be ids absent from the gene table")
+    return replace(cache, gene_table=table, gene_aliases=aliases)
 
 
 def load_cached(path: str | Path) -> GenomicCache:

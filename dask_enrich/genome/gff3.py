@@ -100,9 +100,11 @@ def _chains(path: Path, child_row: np.ndarray, parent_row: np.ndarray, node_pare
     return out["edge"].to_numpy(np.int64), out["cur"].to_numpy(np.int64)
 
 
-def gff3_frame(path: Path, key_attribute: str | None = None) -> tuple[pd.DataFrame, np.ndarray, dict]:
+def gff3_frame(path: Path, key_attribute: str | None = None, alternatives: tuple[str, ...] = ()
+               ) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """The normalised line frame of a GFF3 (see :func:`dask_enrich.genome.gtf.gtf_frame`; ``key``
-    holds the gene line's ``key_attribute`` when given), the skipped line numbers and a report."""
+    and ``alt:NAME`` hold the gene line's ``key_attribute`` and ``alternatives``), the skipped line
+    numbers and a report."""
     table, skipped = _read_table(path, "GFF3")
     if table.num_rows == 0:
         raise InputError(f"{path}: no GFF3 records")
@@ -191,10 +193,11 @@ def gff3_frame(path: Path, key_attribute: str | None = None) -> tuple[pd.DataFra
         "start": start,
         "end": end,
     })
-    if key_attribute is not None:
-        sub_attrs = attrs.take(pa.array(gene_rows))
-        value = percent_decode(attribute(sub_attrs, key_attribute))
+    sub_attrs = attrs.take(pa.array(gene_rows))
+    for column, name in ([("key", key_attribute)] if key_attribute is not None else []) + \
+            [("alt:" + a, a) for a in alternatives]:
+        value = percent_decode(attribute(sub_attrs, name))
         per_gene = pd.Series(np.where(_present(value), value, ""), index=gene_rows)
-        frame["key"] = np.concatenate([per_gene.to_numpy(dtype=object),
-                                       per_gene.loc[top].to_numpy(dtype=object)]).astype(str)
+        frame[column] = np.concatenate([per_gene.to_numpy(dtype=object),
+                                        per_gene.loc[top].to_numpy(dtype=object)]).astype(str)
     return frame, skipped, report

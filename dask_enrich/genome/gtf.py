@@ -75,6 +75,8 @@ class Annotation:
     exons: pd.DataFrame
     splice_sites: pd.DataFrame
     report: dict = field(default_factory=dict)
+    #: per gene (index gene_id, in gene-table order), other attributes that could be its key
+    alternative_keys: pd.DataFrame | None = None
 
 
 def encode_chrom(names: pd.Series | np.ndarray | list, aliases: dict[str, str] | None = None) -> np.ndarray:
@@ -183,10 +185,19 @@ def read_gtf(path: str | Path, *, chrom_aliases: dict[str, str] | None = None) -
     return _build(path, frame, skipped, chrom_aliases)
 
 
-def gtf_frame(path: Path, key_attribute: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def gtf_attribute(attrs: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
+    """Value of GTF attribute ``name`` on each line ('' where absent)."""
+    regex = r'(?:^|;)\s*' + re.escape(name) + r'\s+"?(?P<v>[^";]*)"?'
+    value = pc.struct_field(pc.extract_regex(attrs, regex), [0])
+    return pc.fill_null(value, "").to_numpy(zero_copy_only=False).astype(str)
+
+
+def gtf_frame(path: Path, key_attribute: str | None = None, alternatives: tuple[str, ...] = ()
+              ) -> tuple[pd.DataFrame, np.ndarray]:
     """The normalised line frame of a GTF (columns row, feature in gene/transcript/exon, gene_id,
     transcript_id, seqname, strand, start, end; plus ``key``, the value of ``key_attribute`` on
-    each line, when given) and the skipped line numbers."""
+    each line, when given, and ``alt:NAME`` for each of ``alternatives``, read on the gene lines
+    when the file has any) and the skipped line numbers."""
     if not path.is_file():
         raise InputError(f"annotation file not found: {path}")
     table, skipped = _read_table(path)
@@ -221,9 +232,15 @@ def gtf_frame(path: Path, key_attribute: str | None = None) -> tuple[pd.DataFram
         "end": end,
     })
     if key_attribute is not None:
-        regex = r'(?:^|;)\s*' + re.escape(key_attribute) + r'\s+"?(?P<v>[^";]*)"?'
-        key = pc.struct_field(pc.extract_regex(attrs, regex), [0])
-        frame["key"] = pc.fill_null(key, "").to_numpy(zero_copy_only=False).astype(str)
+        frame["key"] = gtf_attribute(attrs, key_attribute)
+    if alternatives:
+        on = frame["feature"].to_numpy() == "gene"
+        on = on if on.any() else np.ones(len(frame), dtype=bool)
+        sub = attrs.filter(pa.array(on))
+        for name in alternatives:
+            values = np.full(len(frame), "", dtype=object)
+            values[on] = gtf_attribute(sub, name)
+            frame["alt:" + name] = values
     del table, attrs
     return frame, skipped
 

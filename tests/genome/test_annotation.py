@@ -169,6 +169,10 @@ def test_gene_key_attribute(tmp_path):
     assert sorted(ann.genes["gene_id"]) == ["MMM", "PPP,1", "QQQ"]
     assert ann.report["genes_sharing_key"] == ["A", "DDD"]
     assert ann.report["genes_without_key"] == ["E"]
+    default = read_annotation(path).genes.set_index("gene_id")
+    renamed = ann.genes.set_index("gene_id").loc[["MMM", "PPP,1", "QQQ"]]
+    pd.testing.assert_frame_equal(renamed.reset_index(drop=True),
+                                  default.loc[["M", "P", "Q"]].reset_index(drop=True))
     with pytest.raises(InputError, match="no gene has a 'gene_name' attribute"):
         read_annotation(path, gene_key="gene_name")
     # GTF: the attribute of any line of the gene
