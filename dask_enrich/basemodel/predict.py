@@ -161,19 +161,20 @@ def predict_base(
     Returns the per-gene summary (:data:`SUMMARY_COLUMNS`).
     """
     from ..genome.annotation import read_annotation
+    from ..genome.remote import local_file
     from ..genome.seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
-    genome = Path(genome)
+    genome = Path(local_file(genome))  # a URL: its local copy (random access)
     if not genome.is_file():
         raise InputError(f"genome FASTA not found: {genome}")
     if isinstance(annotation, (str, Path)):
-        annotation = read_annotation(annotation, gene_key=gene_key)
+        annotation = read_annotation(local_file(annotation), gene_key=gene_key)
     table = select_genes(annotation, genes)
     if len(table) == 0:
         raise InputError("the annotation has no genes to predict")
     fasta = _open_fasta(str(genome))  # checks seqnames and spans before any work is sent out
     if seq_aliases is not None and not isinstance(seq_aliases, dict):
-        seq_aliases = read_seq_aliases(seq_aliases)
+        seq_aliases = read_seq_aliases(local_file(seq_aliases))
     mapping, _ = SeqNames(sorted(set(table["seqname"].astype(str))), seq_aliases or {}).resolve(fasta.names)
     absent = sorted(set(table["seqname"].astype(str)) - set(mapping))
     if absent:

@@ -364,6 +364,11 @@ def resolve_cache(cache: str | None, genome: str | None, annotation: str | None,
         if gene_key is not None or seq_aliases is not None:
             raise ConfigError("--gene-key and --seq-aliases apply when the cache is built: give them "
                               "to `dask-enrich build-cache`, or give --genome/--annotation instead of --cache")
+        from ..genome.remote import is_url, local_cache_dir
+
+        if is_url(cache):  # the workers copy it too, when they first open it
+            local_cache_dir(str(cache))
+            return str(cache)
         if not Path(cache).is_dir():
             raise InputError(f"genomic cache {cache}: no such directory (build it with "
                              "`dask-enrich build-cache`)")
@@ -374,7 +379,9 @@ def resolve_cache(cache: str | None, genome: str | None, annotation: str | None,
         raise ConfigError("--genome needs --annotation too (the gene spans and strands come from it); "
                           "--annotation alone gives the genomic features without sequence")
     from ..genome.cache import build_cache
+    from ..genome.remote import local_file
 
+    genome, annotation, seq_aliases = (local_file(x) for x in (genome, annotation, seq_aliases))
     if cache_dir is None:
         local_out = "://" not in str(out) or str(out).startswith("file://")
         parent = Path(str(out).removeprefix("file://")).resolve().parent if local_out else Path.home() / ".cache"
@@ -382,7 +389,7 @@ def resolve_cache(cache: str | None, genome: str | None, annotation: str | None,
     options = [gene_key, _file_key(seq_aliases)] if gene_key or seq_aliases else []
     key = hashlib.sha256(json.dumps(
         [_file_key(genome), _file_key(annotation), *options], default=str).encode()).hexdigest()[:16]
-    target = Path(cache_dir) / key
+    target = f"{str(cache_dir).rstrip('/')}/{key}" if "://" in str(cache_dir) else Path(cache_dir) / key
     if log:
         log(f"genomic cache {target} (from {genome or '-'} and {annotation})")
     build_cache(genome, annotation, target, progress=log, gene_key=gene_key, seq_aliases=seq_aliases)
@@ -533,6 +540,9 @@ def run_enrichment(
     hint = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh to view it)"
     say(f"dask dashboard: {dashboard}{hint}")
     try:
+        from .reach import check_workers_reach
+
+        check_workers_reach(client, out, storage_options)
         return _run(client, manifest, config, selection if track_only else None, pos_source,
                     track_source, position_columns,
                     track_columns if track_source is not None else None, cache_path, out, mode,

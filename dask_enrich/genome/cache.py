@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+import fsspec
 import numpy as np
 import pandas as pd
 
@@ -40,6 +41,7 @@ from ..features.sequence import check_names, sequence_features, window_bounds
 from .fasta import IndexedFasta, is_plain_gzip, stream_fasta
 from .annotation import read_annotation
 from .gtf import GENOMIC_FEATURES
+from .remote import is_url, local_cache_dir, local_file, local_root, upload_dir
 from .seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
 CACHE_FORMAT_VERSION = 1
@@ -171,8 +173,8 @@ class GenomicCache:
 
     @classmethod
     def open(cls, path: str | Path) -> "GenomicCache":
-        """Open a cache directory written by :func:`build_cache`."""
-        path = Path(path)
+        """Open a cache directory written by :func:`build_cache` (a URL: its local copy)."""
+        path = local_cache_dir(str(path)) if is_url(path) else Path(str(path).removeprefix("file://"))
         with _locked(path, exclusive=False) if path.is_dir() else contextlib.nullcontext():
             return cls._open(path)
 
@@ -427,6 +429,20 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
     first one's cache. ``chrom_aliases`` maps seqnames to chromosome names for the ``chrom`` encoding.
     """
     say = progress or (lambda message: None)
+    genome, annotation, seq_aliases = (
+        local_file(x) if isinstance(x, (str, Path)) else x for x in (genome, annotation, seq_aliases))
+    if is_url(out):  # built locally, then copied to the URL (reused when its record matches)
+        url, out = str(out), local_root() / "builds" / hashlib.sha256(str(out).encode()).hexdigest()[:16]
+        try:
+            remote = json.loads(fsspec.open(f"{url.rstrip('/')}/{META_FILE}").open().read())
+        except (OSError, ValueError):
+            remote = None
+        cache = build_cache(genome, annotation, out, progress=progress, chrom_aliases=chrom_aliases,
+                            gene_key=gene_key, seq_aliases=seq_aliases)
+        if not remote or remote.get("fingerprint") != cache.fingerprint:
+            say(f"copying the genomic cache to {url}")
+            upload_dir(cache.path, url)
+        return cache
     out = Path(out)
     annotation = Path(annotation)
     if not annotation.is_file():
@@ -543,8 +559,9 @@ def _aliased(path: str, fingerprint: str, aliases: tuple[tuple[str, str], ...]) 
 
 
 def load_cached(path: str | Path) -> GenomicCache:
-    """Open a cache once per process (memoised on the resolved path and the cache's fingerprint)."""
-    resolved = Path(path).resolve()
+    """Open a cache once per process (memoised on the resolved path and the cache's fingerprint;
+    a URL is copied locally first, see :mod:`.remote`)."""
+    resolved = (local_cache_dir(str(path)) if is_url(path) else Path(str(path).removeprefix("file://"))).resolve()
     meta = _read_meta(resolved)
     if meta is None:
         raise InputError(f"{path}: not a genomic cache (no valid {META_FILE})")
