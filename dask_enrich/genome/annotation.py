@@ -67,16 +67,13 @@ def detect_format(path: str | Path) -> Format:
     if any(ln.startswith("##gff-version") and ln.split()[1:2] and ln.split()[1].startswith("3")
            for ln in lines if ln.startswith("##")):
         return "gff3"
-    for ln in lines:
-        if not ln.strip() or ln.startswith("#"):
-            continue
-        fields = ln.split("\t")
-        if len(fields) == 9:
-            if _GFF3_ATTR.match(fields[8]):
-                return "gff3"
-            if _GTF_ATTR.match(fields[8]):
-                return "gtf"
-        break
+    data = (ln.split("\t") for ln in lines if ln.strip() and not ln.startswith("#"))
+    for fields in (f for f in data if len(f) == 9 and f[8].strip() not in ("", ".")):
+        if _GFF3_ATTR.match(fields[8]):
+            return "gff3"
+        if _GTF_ATTR.match(fields[8]):
+            return "gtf"
+        break  # the first line with attributes decides
     sample = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), first)
     raise InputError(f"{path}: not a GTF, GFF3 or SpliceAI gene table: expected 9 tab-separated "
                      "columns with GTF ('gene_id \"X\";') or GFF3 ('ID=X;') attributes, or the header "
@@ -158,7 +155,9 @@ def read_annotation(path: str | Path, *, chrom_aliases: dict[str, str] | None = 
         frame, key_report = rekey(path, frame, gene_key)
         report.update(key_report)
     alt_columns = [c for c in frame.columns if c.startswith("alt:")]
-    alt = frame[["gene_id", *alt_columns]].replace("", np.nan).groupby("gene_id", sort=False).first()
+    on = frame["feature"].to_numpy() == "gene"  # the alternatives are read on gene lines, if any
+    alt = frame.loc[on if on.any() else slice(None), ["gene_id", *alt_columns]]
+    alt = alt.replace("", np.nan).groupby("gene_id", sort=False).first()
     frame = frame.drop(columns=alt_columns)
     ann = _build(path, frame, skipped, chrom_aliases)
     ann.report = {**report, **ann.report}

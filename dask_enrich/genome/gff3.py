@@ -69,9 +69,19 @@ def _present(values: np.ndarray) -> np.ndarray:
     return pd.notna(values) & (pd.Series(values, dtype=object).fillna("").to_numpy() != "")
 
 
-def _is_gene_type(types: np.ndarray) -> np.ndarray:
-    s = pd.Series(types, dtype=object)
-    return ((s == "gene") | (s == "pseudogene") | s.str.endswith("_gene")).to_numpy(dtype=bool)
+def _is_gene_type(types: pa.ChunkedArray) -> np.ndarray:
+    """Types that are genes: ``gene``, ``pseudogene``, ``*_gene``."""
+    gene = pc.or_(pc.is_in(types, value_set=pa.array(["gene", "pseudogene"])),
+                  pc.ends_with(types, "_gene"))
+    return gene.to_numpy(zero_copy_only=False)
+
+
+def _take(attrs: pa.ChunkedArray, rows: np.ndarray) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """The attribute strings of ``rows`` (a filter in file order, much cheaper than a take over many
+    chunks) and the position of each of ``rows`` in it."""
+    mask = np.zeros(len(attrs), dtype=bool)
+    mask[rows] = True
+    return attrs.filter(pa.array(mask)), np.searchsorted(np.flatnonzero(mask), rows)
 
 
 def _chains(path: Path, child_row: np.ndarray, parent_row: np.ndarray, node_parents: pd.DataFrame,
@@ -103,16 +113,15 @@ def _chains(path: Path, child_row: np.ndarray, parent_row: np.ndarray, node_pare
 def gff3_frame(path: Path, key_attribute: str | None = None, alternatives: tuple[str, ...] = ()
                ) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """The normalised line frame of a GFF3 (see :func:`dask_enrich.genome.gtf.gtf_frame`; ``key``
-    and ``alt:NAME`` hold the gene line's ``key_attribute`` and ``alternatives``), the skipped line
-    numbers and a report."""
+    and ``alt:NAME`` hold the gene line's ``key_attribute`` and ``alternatives``, on the gene lines
+    only), the skipped line numbers and a report."""
     table, skipped = _read_table(path, "GFF3")
     if table.num_rows == 0:
         raise InputError(f"{path}: no GFF3 records")
-    types = table["feature"].to_numpy(zero_copy_only=False)
     attrs = table["attributes"]
     ids = attribute(attrs, "ID")
     parents = attribute(attrs, "Parent")
-    is_exon = types == "exon"
+    is_exon = pc.equal(table["feature"], "exon").to_numpy(zero_copy_only=False)
     has_parent = _present(parents)
 
     # index of feature IDs (exons are never parents); a multi-line feature's first line stands for it
@@ -156,12 +165,12 @@ def gff3_frame(path: Path, key_attribute: str | None = None, alternatives: tuple
     gene_level = tx_row == top
 
     # gene lines: the tops reached from exons, plus parent-less gene-typed features
-    typed = np.flatnonzero(_is_gene_type(types) & ~has_parent)
+    typed = np.flatnonzero(_is_gene_type(table["feature"]) & ~has_parent)
     gene_rows = np.union1d(pd.unique(top), typed).astype(np.int64)
 
     def keys(rows: np.ndarray, attr: str, prefix: str) -> np.ndarray:
-        sub = attrs.take(pa.array(rows)) if len(rows) else pa.array([], pa.string())
-        value = attribute(sub, attr)
+        sub, at = _take(attrs, rows)
+        value = attribute(sub, attr)[at]
         fallback = pd.Series(ids[rows], dtype=object).fillna("").str.replace(prefix, "", regex=True)
         return percent_decode(np.where(_present(value), value, fallback.to_numpy(dtype=object)))
 
@@ -193,11 +202,10 @@ def gff3_frame(path: Path, key_attribute: str | None = None, alternatives: tuple
         "start": start,
         "end": end,
     })
-    sub_attrs = attrs.take(pa.array(gene_rows))
+    sub_attrs, at = _take(attrs, gene_rows)
     for column, name in ([("key", key_attribute)] if key_attribute is not None else []) + \
             [("alt:" + a, a) for a in alternatives]:
-        value = percent_decode(attribute(sub_attrs, name))
-        per_gene = pd.Series(np.where(_present(value), value, ""), index=gene_rows)
-        frame[column] = np.concatenate([per_gene.to_numpy(dtype=object),
-                                        per_gene.loc[top].to_numpy(dtype=object)]).astype(str)
+        value = percent_decode(attribute(sub_attrs, name)[at])
+        value = np.where(_present(value), value, "")  # on the gene lines, which every gene has
+        frame[column] = np.concatenate([value, np.full(len(exon_row), "", dtype=object)]).astype(str)
     return frame, skipped, report

@@ -151,6 +151,7 @@ def test_ensembl_gff3_without_header(tmp_path):
         _row("1", "lnc_RNA", 1000, 1100, "-", "ID=transcript:ENST02;Parent=gene:ENSG02;transcript_id=ENST02", "ensembl"),
         _row("1", "exon", 1000, 1100, "-", "Parent=transcript:ENST02", "ensembl"),
     ]
+    lines.insert(0, _row("1", "chromosome", 1, 5000, "+", ".", "ensembl"))  # no attributes: not decisive
     ann = read_annotation(_write(tmp_path / "e.txt", lines))
     assert ann.report["format"] == "gff3"
     assert list(ann.genes["gene_id"]) == ["ENSG01", "ENSG02"]
