@@ -34,8 +34,9 @@ def _bad(path: Path, rows: np.ndarray, names: np.ndarray, what: str) -> None:
     raise InputError(f"{path}: {len(rows)} SpliceAI gene-table row(s) with {what}: {where}")
 
 
-def _exon_list(path: Path, column: pa.ChunkedArray, n: int, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values, count per row) of a comma-separated integer list column (empty items dropped)."""
+def _exon_list(column: pa.ChunkedArray, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, count per row) of a comma-separated integer list column (empty items dropped);
+    (rows with a non-integer item, None) when there are such rows."""
     lists = pc.split_pattern(column, ",")
     flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
     owner = pc.list_parent_indices(lists).to_numpy()
@@ -44,7 +45,7 @@ def _exon_list(path: Path, column: pa.ChunkedArray, n: int, label: str) -> tuple
     owner = owner[keep]
     ok = pc.utf8_is_digit(flat).to_numpy(zero_copy_only=False)
     if not ok.all():
-        return np.flatnonzero(np.bincount(owner[~ok], minlength=n)), None  # type: ignore[return-value]
+        return np.flatnonzero(np.bincount(owner[~ok], minlength=n)), None
     return pc.cast(flat, pa.int64()).to_numpy(), np.bincount(owner, minlength=n)
 
 
@@ -89,10 +90,10 @@ def genetable_frame(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     bad = (tx_start < 1) | (tx_end < tx_start)
     if bad.any():
         _bad(path, np.flatnonzero(bad), names, "TX_END <= TX_START")
-    starts, n_starts = _exon_list(path, table["EXON_START"], n, "EXON_START")
+    starts, n_starts = _exon_list(table["EXON_START"], n)
     if n_starts is None:
         _bad(path, starts, names, "a non-integer item in EXON_START")
-    ends, n_ends = _exon_list(path, table["EXON_END"], n, "EXON_END")
+    ends, n_ends = _exon_list(table["EXON_END"], n)
     if n_ends is None:
         _bad(path, ends, names, "a non-integer item in EXON_END")
     differ = n_starts != n_ends

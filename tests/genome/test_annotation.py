@@ -7,13 +7,12 @@ import gzip
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from dask_enrich.errors import InputError
 from dask_enrich.genome.annotation import detect_format, read_annotation
-from dask_enrich.genome.gtf import GENOMIC_FEATURES, read_gtf
+from dask_enrich.genome.gtf import read_gtf
 from tests.genome.conftest import SLICE_GTF
 
 T = "\t"

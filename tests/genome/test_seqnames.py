@@ -3,7 +3,6 @@ only, --seq-aliases; the same cache whichever side carries the 'chr'."""
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 
 import pandas as pd
@@ -12,7 +11,7 @@ import pytest
 from dask_enrich.errors import InputError
 from dask_enrich.genome.cache import build_cache, register_cli
 from dask_enrich.genome.seqnames import SeqNames, automatic_candidates, read_seq_aliases
-from tests.genome.conftest import SEQNAME, SLICE_FASTA, SLICE_GTF
+from tests.genome.conftest import renamed_copies
 
 
 def test_automatic_candidates():
@@ -51,23 +50,10 @@ def test_alias_file(tmp_path):
         read_seq_aliases(path)
 
 
-def _renamed(tmp_path, gtf_name: str, fasta_name: str):
-    """The slice's GTF with seqname ``gtf_name`` and its FASTA (plain) with header ``fasta_name``."""
-    gtf = tmp_path / f"{gtf_name}.gtf"
-    with gzip.open(SLICE_GTF, "rt") as src:
-        gtf.write_text(src.read().replace(SEQNAME + "\t", gtf_name + "\t"))
-    fasta = tmp_path / f"{fasta_name}.fa"
-    with gzip.open(SLICE_FASTA, "rb") as src:
-        raw = src.read()
-    header_end = raw.index(b"\n")
-    fasta.write_bytes(b">" + fasta_name.encode() + b" renamed" + raw[header_end:])
-    return gtf, fasta
-
-
 @pytest.mark.parametrize("gtf_name,fasta_name", [("chr1", "1"), ("1", "chr1"), ("chrM", "MT")])
 def test_mismatched_names_give_the_cache_of_matching_names(tmp_path, gtf_name, fasta_name):
-    gtf, fasta = _renamed(tmp_path, gtf_name, fasta_name)
-    _, same = _renamed(tmp_path, gtf_name, gtf_name)
+    gtf, fasta = renamed_copies(tmp_path, gtf_name, fasta_name)
+    _, same = renamed_copies(tmp_path, gtf_name, gtf_name)
     messages: list[str] = []
     got = build_cache(fasta, gtf, tmp_path / "got", progress=messages.append)
     ref = build_cache(same, gtf, tmp_path / "ref")
@@ -82,7 +68,7 @@ def test_mismatched_names_give_the_cache_of_matching_names(tmp_path, gtf_name, f
 
 
 def test_no_annotated_sequence_in_the_genome_exits_2(tmp_path, capsys):
-    gtf, fasta = _renamed(tmp_path, "NC_003070.9", "Chr1")
+    gtf, fasta = renamed_copies(tmp_path, "NC_003070.9", "Chr1")
     parser = argparse.ArgumentParser(prog="dask-enrich")
     register_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["build-cache", "--genome", str(fasta), "--annotation", str(gtf),
