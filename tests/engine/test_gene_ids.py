@@ -135,3 +135,13 @@ def test_a_gene_name_column_hint_names_the_gene_key():
     with pytest.raises(InputError, match=r"found 'gene_name': rename it to 'gene_id', and if it holds gene "
                                          r"names give --gene-key gene_name \(GTF\) or Name \(GFF3\)"):
         check_columns(columns, source="p.tsv")
+
+
+@pytest.mark.parametrize("command", ["build-cache", "run", "score", "skew", "predict-base"])
+def test_every_command_reading_an_annotation_has_the_reference_options(command, capsys):
+    from dask_enrich.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    out = capsys.readouterr().out
+    assert "--gene-key ATTRIBUTE" in out and "--seq-aliases FILE" in out and "GFF3" in out
