@@ -184,7 +184,7 @@ def test_gene_key_attribute(tmp_path):
     assert sorted(read_annotation(gtf, gene_key="gene_name").genes["gene_id"]) == ["ABC", "DEF"]
 
 
-def test_gff3_errors_name_file_line_and_expectation(tmp_path):
+def test_gff3_errors_name_file_line_and_expectation(tmp_path, capsys):
     lines = ["##gff-version 3",
              _row("c", "gene", 1, 100, "+", "ID=gene-A"),
              _row("c", "mRNA", 1, 100, "+", "ID=rna-A;Parent=gene-A"),
@@ -193,6 +193,10 @@ def test_gff3_errors_name_file_line_and_expectation(tmp_path):
     path = _write(tmp_path / "bad.gff3", lines)
     with pytest.raises(InputError, match=r"bad\.gff3: 1 GFF3 exon line\(s\) whose Parent is not the ID.*'rna-B'.*line\(s\) 5"):
         read_annotation(path)
+    from dask_enrich.cli import main
+
+    assert main(["build-cache", "--annotation", str(path), "--out", str(tmp_path / "c"), "--quiet"]) == 2
+    assert "line(s) 5" in capsys.readouterr().err
     lines[4] = _row("c", "exon", 60, 100, "+", "ID=e2")
     with pytest.raises(InputError, match=r"exon without Parent.*line\(s\) 5"):
         read_annotation(_write(tmp_path / "bad2.gff3", lines))
@@ -226,6 +230,9 @@ def test_spliceai_gene_table_errors(tmp_path):
     with pytest.raises(InputError, match=r"t\.txt: 1 SpliceAI gene-table row\(s\) with EXON_START and EXON_END "
                                          r"lists of different lengths.*line 3 has 2 starts and 1 ends.*line 3 \(G2\)"):
         read_annotation(_write(tmp_path / "t.txt", bad))
+    from dask_enrich.cli import main
+
+    assert main(["build-cache", "--annotation", str(tmp_path / "t.txt"), "--out", str(tmp_path / "c")]) == 2
     with pytest.raises(InputError, match="--gene-key gene_name cannot apply"):
         read_annotation(_write(tmp_path / "u.txt", GENE_TABLE), gene_key="gene_name")
 

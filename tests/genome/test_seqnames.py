@@ -84,6 +84,12 @@ def test_no_annotated_sequence_in_the_genome_exits_2(tmp_path, capsys):
     assert args.handler(args) == 0
     out = capsys.readouterr().out
     assert "380 genes" in out and "sequence names matched (annotation -> genome): NC_003070.9 -> Chr1" in out
+    twice = tmp_path / "twice.tsv"
+    twice.write_text("NC_003070.9\tChr1\nNC_003070.9\t1\n")
+    args = parser.parse_args(["build-cache", "--genome", str(fasta), "--annotation", str(gtf),
+                              "--out", str(tmp_path / "d"), "--seq-aliases", str(twice)])
+    assert args.handler(args) == 2
+    assert "twice.tsv: line 2: 'NC_003070.9' is mapped twice (also on line 1" in capsys.readouterr().err
     # the aliases are part of the fingerprint: without them the same inputs are a different cache
     with_aliases = build_cache(fasta, gtf, tmp_path / "c", seq_aliases=aliases)
     assert (with_aliases.gene_table["seq_offset"] >= 0).all()
