@@ -429,6 +429,8 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
     first one's cache. ``chrom_aliases`` maps seqnames to chromosome names for the ``chrom`` encoding.
     """
     say = progress or (lambda message: None)
+    urls = {k: str(v) for k, v in (("genome", genome), ("annotation", annotation), ("seq_aliases", seq_aliases))
+            if isinstance(v, (str, Path)) and is_url(v)}
     genome, annotation, seq_aliases = (
         local_file(x) if isinstance(x, (str, Path)) else x for x in (genome, annotation, seq_aliases))
     if is_url(out):  # built locally, then copied to the URL (reused when its record matches)
@@ -462,14 +464,15 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
         if meta is not None and meta["fingerprint"] == fingerprint:  # built meanwhile by another process
             say(f"reusing the genomic cache in {out} (same inputs)")
         else:
-            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases, gene_key, seq_aliases)
+            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases, gene_key, seq_aliases,
+                   urls)
     load_cached.cache_clear()
     return GenomicCache.open(out)
 
 
 def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict, say: Progress,
            chrom_aliases: dict[str, str] | None, gene_key: str | None = None,
-           seq_aliases: dict[str, str] | None = None) -> None:
+           seq_aliases: dict[str, str] | None = None, urls: dict[str, str] | None = None) -> None:
     if (out / META_FILE).exists():
         say(f"inputs changed: rebuilding the genomic cache in {out}")
         (out / META_FILE).unlink()
@@ -518,6 +521,7 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
             "fingerprint": fingerprint,
             "annotation": str(annotation.resolve()),
             "genome": None if genome is None else str(Path(genome).resolve()),
+            **({"urls": urls} if urls else {}),  # inputs given as URLs (the paths above: local copies)
             "has_sequence": genome is not None,
             "bases_length": bases_length,
             "n_genes": int(len(genes)),

@@ -28,6 +28,7 @@ def test_genome_and_annotation_urls_give_the_local_cache(tmp_path, remote):
     pd.testing.assert_frame_equal(got.gene_table, local.gene_table)
     assert (got.path / "bases.npy").read_bytes() == (local.path / "bases.npy").read_bytes()
     assert got.fingerprint == local.fingerprint  # same bytes, same cache
+    assert got.meta["urls"] == {"genome": f"{remote}/refs/genome.fa.gz", "annotation": f"{remote}/refs/genes.gtf.gz"}
     again = build_cache(f"file://{SLICE_FASTA}", f"file://{SLICE_GTF}", tmp_path / "url")
     assert again.fingerprint == got.fingerprint
     with pytest.raises(InputError, match="not found: memory://"):
