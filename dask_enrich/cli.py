@@ -83,16 +83,20 @@ def _add_run(subparsers, name: str = "run") -> None:
                         "context scores (neighbouring nucleotides), and of positions when "
                         "--positions is omitted")
     g.add_argument("--genome", metavar="FASTA",
-                   help="reference genome (FASTA, optionally bgzip) for sequence features and k-mers; "
-                        "needs --annotation; a genomic cache is built (or reused) in --cache-dir")
-    g.add_argument("--annotation", metavar="GTF",
-                   help="gene annotation (GTF[.gz]) for genomic features, strands and gene spans")
+                   help="reference genome (FASTA: plain, bgzip or plain gzip) for sequence features "
+                        "and k-mers; needs --annotation; a genomic cache is built (or reused) in --cache-dir")
+    g.add_argument("--annotation", metavar="FILE",
+                   help="gene annotation for genomic features, strands and gene spans: GTF, GFF3 or a "
+                        "SpliceAI gene table, plain or gzip (format read from the content)")
     g.add_argument("--cache", metavar="DIR",
                    help="a genomic cache built earlier by `dask-enrich build-cache` (instead of "
                         "--genome/--annotation)")
     g.add_argument("--cache-dir", metavar="DIR",
                    help="where to build the cache from --genome/--annotation (default: "
                         ".dask-enrich-cache beside OUT); reused when the inputs are unchanged")
+    from .genome.cache import add_reference_arguments
+
+    add_reference_arguments(g)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", required=True,
                    help="output directory (local or URL) for the Parquet dataset and _SUCCESS.json")
@@ -208,7 +212,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         threads_per_worker=args.threads_per_worker, memory_limit=memory_limit,
         exchange_method=args.exchange, on_bad_rows=args.on_bad_rows,
         progress=None if args.quiet else _progress_printer(sys.stderr), log=log,
-        score=score_options(args))
+        score=score_options(args), gene_key=args.gene_key, seq_aliases=args.seq_aliases)
     print("\n".join(summary.lines()))
     return 0
 

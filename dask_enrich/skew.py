@@ -544,12 +544,14 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
                config: EnrichConfig = EnrichConfig(), engine: Engine = "dask",
                workers: int = 2, processes: bool = True, client: Any = None,
                work_dir: str | Path | None = None, examples: int = EXAMPLES,
-               log: Log | None = None) -> SkewReport:
+               log: Log | None = None, gene_key: str | None = None,
+               seq_aliases: str | None = None) -> SkewReport:
     """Recompute every manifest feature of the training rows and compare with the training values.
 
     training: the training feature matrix (path to TSV/CSV/Parquet or a directory, or a frame).
     genome/annotation or cache: the genomic inputs (needed for genomic, sequence and k-mer
-        features and for gene-relative positions); a cache is built from genome/annotation.
+        features and for gene-relative positions); a cache is built from genome/annotation
+        (with ``gene_key`` and ``seq_aliases``, as for ``run``).
     track: a full base-prediction track; when given, the context is recomputed from it (the
         training's ``context_score_*`` are then compared, not used); otherwise the training's
         ``context_score_*`` columns are the context input.
@@ -588,12 +590,15 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
 
     # 2. Engine, genomic cache and track.
     engine_used = engine
-    cache_path = _resolve_cache(cache, genome, annotation, work_dir, say)
+    cache_path = _resolve_cache(cache, genome, annotation, work_dir, say, gene_key, seq_aliases)
     genomic = None
     if cache_path is not None:
         from .genome.cache import load_cached
+        from .genome.geneids import reconcile_gene_ids
 
         genomic = load_cached(cache_path)
+        genomic = genomic.with_gene_aliases(reconcile_gene_ids(
+            genomic, frame["gene_id"], label="training rows", need=False, log=say))
     has_sequence = bool(genomic is not None and getattr(genomic, "has_sequence",
                                                         len(getattr(genomic, "bases", ())) > 0))
     check_config = config.with_(missing="impute", keep_columns=(ROW,))
@@ -695,12 +700,14 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
 
 
 def _resolve_cache(cache: str | None, genome: str | None, annotation: str | None,
-                   work_dir: str | Path | None, say: Log) -> str | None:
+                   work_dir: str | Path | None, say: Log, gene_key: str | None = None,
+                   seq_aliases: str | None = None) -> str | None:
     """Like ``run``: --cache as given, or built (or reused) beside the report from
     --genome/--annotation (.dask-enrich-cache/<inputs key>)."""
     from .engine.run import resolve_cache
 
-    return resolve_cache(cache, genome, annotation, str(Path(work_dir or "skew_report")), log=say)
+    return resolve_cache(cache, genome, annotation, str(Path(work_dir or "skew_report")), log=say,
+                         gene_key=gene_key, seq_aliases=seq_aliases)
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -721,9 +728,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
                         help="training feature matrix: .tsv/.csv(.gz), .parquet, or a directory of them")
     parser.add_argument("--manifest", required=True, metavar="M",
                         help="feature manifest (CSV, JSON, text) or model directory")
-    parser.add_argument("--genome", metavar="FASTA", help="reference genome (plain or bgzip FASTA)")
-    parser.add_argument("--annotation", metavar="GTF", help="gene annotation (GTF, plain or .gz)")
+    from .genome.cache import ANNOTATION_HELP, GENOME_HELP, add_reference_arguments
+
+    parser.add_argument("--genome", metavar="FASTA", help=GENOME_HELP)
+    parser.add_argument("--annotation", metavar="FILE", help=ANNOTATION_HELP)
     parser.add_argument("--cache", metavar="DIR", help="genomic cache from `dask-enrich build-cache`")
+    add_reference_arguments(parser)
     parser.add_argument("--track", metavar="T",
                         help="full base-prediction track; the context is then recomputed from it")
     parser.add_argument("--rtol", type=float, default=RTOL, help=f"relative tolerance (default {RTOL})")
@@ -757,7 +767,8 @@ def run_cli(args: argparse.Namespace) -> int:
                             annotation=args.annotation, cache=args.cache, track=args.track,
                             rtol=args.rtol, atol=args.atol, config=config,
                             engine="local" if args.local else "dask", workers=args.workers,
-                            work_dir=out, examples=args.examples, log=say)
+                            work_dir=out, examples=args.examples, log=say,
+                            gene_key=args.gene_key, seq_aliases=args.seq_aliases)
         paths = write_report(report, out, log=say)
     except (EnrichError, OSError) as exc:
         if getattr(args, "debug", False):  # the main parser's --debug: show the traceback

@@ -153,8 +153,13 @@ def check_columns(columns_and_dtypes: Mapping[str, Any], *, source: str,
         if column in columns:
             continue
         hint = suggest_column(column, spare)
+        names = column == "gene_id" and hint is not None and _normalise_name(hint) in (
+            "gene_name", "genename", "gene_symbol", "gene")
         problems.append(f"missing required column {column!r}"
-                        + (f" (found {hint!r}: rename it to {column!r})" if hint else ""))
+                        + (f" (found {hint!r}: rename it to {column!r}"
+                           + (", and if it holds gene names give --gene-key gene_name (GTF) or Name "
+                              "(GFF3) so that the annotation is keyed by them" if names else "") + ")"
+                           if hint else ""))
     for column, dtype in columns.items():
         problem = _dtype_problem(column, dtype)
         if problem:

@@ -145,31 +145,43 @@ def predict_base(
     weights: str | Path | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     compression: str = "zstd",
+    gene_key: str | None = None,
+    seq_aliases: str | Path | dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Predict SpliceAI scores for every nucleotide of each gene's span; write a Parquet track.
 
-    genome: FASTA path (plain or bgzip). annotation: a GTF path or an already parsed
+    genome: FASTA path (plain or bgzip). annotation: a GTF, GFF3 or SpliceAI gene table path or an already parsed
     :class:`dask_enrich.genome.gtf.Annotation`. genes: gene ids (None = every gene).
     out: the Parquet file to write (written under a temporary name, then renamed).
     client: a ``distributed.Client``; when None a LocalCluster with ``n_workers`` single-threaded
     worker processes (default: CPU count) is started and closed. One task per gene.
+    gene_key: the annotation attribute that ``genes`` name (as ``build-cache --gene-key``);
+    seq_aliases: annotation -> genome sequence names (a ``--seq-aliases`` file or a dict), beside the
+    automatic matching of ``chr`` prefixes and chrM/MT.
     Returns the per-gene summary (:data:`SUMMARY_COLUMNS`).
     """
-    from ..genome.gtf import read_gtf
+    from ..genome.annotation import read_annotation
+    from ..genome.remote import local_file
+    from ..genome.seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
-    genome = Path(genome)
+    genome = Path(local_file(genome))  # a URL: its local copy (random access)
     if not genome.is_file():
         raise InputError(f"genome FASTA not found: {genome}")
     if isinstance(annotation, (str, Path)):
-        annotation = read_gtf(annotation)
+        annotation = read_annotation(local_file(annotation), gene_key=gene_key)
     table = select_genes(annotation, genes)
     if len(table) == 0:
         raise InputError("the annotation has no genes to predict")
     fasta = _open_fasta(str(genome))  # checks seqnames and spans before any work is sent out
-    absent = sorted(set(table["seqname"]) - set(fasta.names))
+    if seq_aliases is not None and not isinstance(seq_aliases, dict):
+        seq_aliases = read_seq_aliases(local_file(seq_aliases))
+    mapping, _ = SeqNames(sorted(set(table["seqname"].astype(str))), seq_aliases or {}).resolve(fasta.names)
+    absent = sorted(set(table["seqname"].astype(str)) - set(mapping))
     if absent:
-        raise InputError(f"{genome}: no sequence named {', '.join(map(repr, absent[:5]))} (used by the annotation)")
-    lengths = table["seqname"].astype(str).map({n: fasta.length(n) for n in set(table["seqname"])})
+        raise InputError(f"{genome}: no sequence for {', '.join(map(repr, absent[:5]))} (used by the "
+                         f"annotation): {describe_mismatch(absent, fasta.names)}")
+    table = table.assign(genome_seqname=table["seqname"].astype(str).map(mapping))
+    lengths = table["genome_seqname"].map({n: fasta.length(n) for n in set(table["genome_seqname"])})
     beyond = table[(table["gene_end"].to_numpy() > lengths.to_numpy()) | (table["gene_start"].to_numpy() < 1)]
     if len(beyond):
         raise InputError(
@@ -205,7 +217,7 @@ def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | Non
     futures = client.map(
         functools.partial(predict_one, weights=weights, chunk_size=chunk_size),
         [genome] * len(table),
-        table["seqname"].astype(str).tolist(),
+        table["genome_seqname"].astype(str).tolist(),
         table["strand"].astype(str).tolist(),
         table["gene_start"].astype(np.int64).tolist(),
         table["gene_end"].astype(np.int64).tolist(),
@@ -277,7 +289,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--genome", required=True, metavar="FASTA", help="genome FASTA (plain or bgzip)")
-    p.add_argument("--annotation", required=True, metavar="GTF", help="gene annotation GTF (plain or gzip)")
+    p.add_argument("--annotation", required=True, metavar="FILE",
+                   help="gene annotation: GTF, GFF3 or SpliceAI gene table, plain or gzip")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--genes", metavar="ID[,ID...]", help="comma-separated gene ids")
     which.add_argument("--genes-file", metavar="FILE", help="file with one gene id per line ('#' comments)")
@@ -287,6 +300,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--weights", metavar="DIR", help="folder with spliceai1..5.h5 (default: the installed "
                    "spliceai package)")
+    from ..genome.cache import add_reference_arguments
+
+    add_reference_arguments(p)
     p.set_defaults(handler=run_cli)
     return p
 
@@ -324,7 +340,8 @@ def run_cli(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             summary = predict_base(args.genome, args.annotation, genes, args.out, client=client,
-                                   n_workers=args.workers, weights=args.weights)
+                                   n_workers=args.workers, weights=args.weights,
+                                   gene_key=args.gene_key, seq_aliases=args.seq_aliases)
         finally:
             if client is not None:
                 client.close()

@@ -72,6 +72,8 @@ def split_part(frame: pd.DataFrame, part: int, label: str, plan: PartitionPlan,
     with sink, ipc.new_file(sink, table.schema) as stream:
         for start, end in zip(starts, ends):
             stream.write_batch(batch.slice(int(start), int(end - start)))
+    # a URL keeps its protocol (memory://, s3://): gather_bin opens it on whichever worker runs it
+    path = path if _local(fs) else fs.unstrip_protocol(path)
     return {"path": path, "batches": {int(b): i for i, b in enumerate(present)}, "rows": int(len(frame))}
 
 

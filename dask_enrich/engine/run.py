@@ -147,6 +147,7 @@ class _Context:
     score: models.ScoreOptions | None = None  # meta-model scoring
     checks: rejects.BinChecks = rejects.BinChecks()  # row checks before enrich (validate)
     track_checks: rejects.BinChecks = rejects.BinChecks()  # of track rows read for context
+    gene_aliases: tuple[tuple[str, str], ...] = ()  # (input id, annotation id): version matching
 
 
 # --- worker-side functions ----------------------------------------------------------------------
@@ -199,7 +200,7 @@ def _genomic(ctx: _Context):
         return None
     from ..genome.cache import load_cached
 
-    return load_cached(ctx.cache_path)
+    return load_cached(ctx.cache_path).with_gene_aliases(ctx.gene_aliases)
 
 
 def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: _Context,
@@ -351,12 +352,23 @@ def check_row_counts(rows_in: int, written: int, rejected: int, where: str = "")
 
 
 def resolve_cache(cache: str | None, genome: str | None, annotation: str | None, out: str,
-                  cache_dir: str | None = None, log: Callable[[str], None] | None = None) -> str | None:
+                  cache_dir: str | None = None, log: Callable[[str], None] | None = None,
+                  gene_key: str | None = None, seq_aliases: str | None = None) -> str | None:
     """The genomic cache directory of a run: ``cache`` as given, or built (or reused) from
-    ``genome`` and ``annotation`` under ``cache_dir`` (default: ``.dask-enrich-cache`` beside OUT)."""
+    ``genome`` and ``annotation`` (with ``gene_key`` and ``seq_aliases``, see
+    :func:`~dask_enrich.genome.cache.build_cache`) under ``cache_dir`` (default:
+    ``.dask-enrich-cache`` beside OUT)."""
     if cache is not None:
         if genome is not None or annotation is not None:
             raise ConfigError("give either --cache or --genome/--annotation, not both")
+        if gene_key is not None or seq_aliases is not None:
+            raise ConfigError("--gene-key and --seq-aliases apply when the cache is built: give them "
+                              "to `dask-enrich build-cache`, or give --genome/--annotation instead of --cache")
+        from ..genome.remote import is_url, local_cache_dir
+
+        if is_url(cache):  # the workers copy it too, when they first open it
+            local_cache_dir(str(cache))
+            return str(cache)
         if not Path(cache).is_dir():
             raise InputError(f"genomic cache {cache}: no such directory (build it with "
                              "`dask-enrich build-cache`)")
@@ -367,17 +379,20 @@ def resolve_cache(cache: str | None, genome: str | None, annotation: str | None,
         raise ConfigError("--genome needs --annotation too (the gene spans and strands come from it); "
                           "--annotation alone gives the genomic features without sequence")
     from ..genome.cache import build_cache
+    from ..genome.remote import local_file
 
+    genome, annotation, seq_aliases = (local_file(x) for x in (genome, annotation, seq_aliases))
     if cache_dir is None:
         local_out = "://" not in str(out) or str(out).startswith("file://")
         parent = Path(str(out).removeprefix("file://")).resolve().parent if local_out else Path.home() / ".cache"
         cache_dir = str(parent / ".dask-enrich-cache")
+    options = [gene_key, _file_key(seq_aliases)] if gene_key or seq_aliases else []
     key = hashlib.sha256(json.dumps(
-        [_file_key(genome), _file_key(annotation)], default=str).encode()).hexdigest()[:16]
-    target = Path(cache_dir) / key
+        [_file_key(genome), _file_key(annotation), *options], default=str).encode()).hexdigest()[:16]
+    target = f"{str(cache_dir).rstrip('/')}/{key}" if "://" in str(cache_dir) else Path(cache_dir) / key
     if log:
         log(f"genomic cache {target} (from {genome or '-'} and {annotation})")
-    build_cache(genome, annotation, target, progress=log)
+    build_cache(genome, annotation, target, progress=log, gene_key=gene_key, seq_aliases=seq_aliases)
     return str(target)
 
 
@@ -414,6 +429,8 @@ def run_enrichment(
     log: Callable[[str], None] | None = None,
     on_bad_rows: str = "error",
     score: models.ScoreOptions | None = None,
+    gene_key: str | None = None,
+    seq_aliases: str | None = None,
 ) -> RunSummary:
     """Enrich ``positions`` (or the uncertain rows of ``track`` when positions is None) with the
     features of ``manifest`` and write a Parquet dataset to ``out``. Returns the run summary.
@@ -430,11 +447,14 @@ def run_enrichment(
     partitions than the cluster's threads (and bins); otherwise ``staged``),
     ``staged`` (Arrow files under
     OUT/_staging) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
+    ``gene_key``/``seq_aliases``: the annotation attribute the positions' gene ids are, and a
+    sequence-name alias file, for the cache built from ``genome``/``annotation``. Gene ids that
+    differ from the annotation's only by a version suffix (``.N``) are matched when one-to-one.
     """
     say = log or (lambda message: None)
     # local paths absolute on the client: the workers have other working directories
-    positions, track, out, cache, genome, annotation, cache_dir = map(
-        rejects.absolute, (positions, track, out, cache, genome, annotation, cache_dir))
+    positions, track, out, cache, genome, annotation, cache_dir, seq_aliases = map(
+        rejects.absolute, (positions, track, out, cache, genome, annotation, cache_dir, seq_aliases))
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if positions is None and track is None:
@@ -466,7 +486,7 @@ def run_enrichment(
         if track_source is not None:
             track_columns = wanted_columns(track_source, TRACK_COLUMNS)
             track_columns = [c for c in track_columns if c in (*TRACK_COLUMNS, "strand")]
-    cache_path = resolve_cache(cache, genome, annotation, out, cache_dir, say)
+    cache_path = resolve_cache(cache, genome, annotation, out, cache_dir, say, gene_key, seq_aliases)
     has_context = (pos_source.has_context_columns if pos_source is not None
                    else track_source.has_context_columns)
     has_genome = has_annotation = cache_path is not None
@@ -520,6 +540,9 @@ def run_enrichment(
     hint = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh to view it)"
     say(f"dask dashboard: {dashboard}{hint}")
     try:
+        from .reach import check_workers_reach
+
+        check_workers_reach(client, out, storage_options)
         return _run(client, manifest, config, selection if track_only else None, pos_source,
                     track_source, position_columns,
                     track_columns if track_source is not None else None, cache_path, out, mode,
@@ -653,6 +676,13 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     ctx = replace(ctx, checks=rejects.bin_checks(run_record, manifest, pos_source or track_source,
                                                  cache_path),
                   track_checks=rejects.track_checks(run_record, track_source))
+    if cache_path is not None:  # ids matched with a version suffix ignored; none matching: stop
+        from ..genome.cache import load_cached
+        from ..genome.geneids import reconcile_gene_ids
+
+        ctx = replace(ctx, gene_aliases=reconcile_gene_ids(
+            load_cached(cache_path), weights.index, label="positions" if pos_frame is not None else "track",
+            need=ctx.checks.need_annotation, log=say))
     rejects.prepare_rejected(out, done, storage_options)
     ctx_key = dask.delayed(ctx, pure=True, traverse=False)
     staging = exchange.staging_path(out, run_fingerprint)

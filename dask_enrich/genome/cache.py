@@ -7,6 +7,8 @@ Layout of a cache directory::
     genes.parquet       one row per gene: gene_id, seqname, strand, the 14 genomic features, seq_offset
     splice_sites.parquet  gene_id, position, site_type
     exons.parquet       gene_id, transcript_id, seqname, strand, start, end
+    gene_keys.parquet   gene_id and other attributes of the gene that could be its key (gene_name,
+                        Name, gene, locus_tag: those the annotation has; for the --gene-key hint)
     bases.npy           uint8: every gene's forward-strand span gene_start..gene_end, upper-cased,
                         concatenated in gene-table order (absent for an annotation-only cache)
 
@@ -25,22 +27,27 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+import fsspec
 import numpy as np
 import pandas as pd
 
 from ..errors import EnrichError, InputError
 from ..features.registry import lookup
 from ..features.sequence import check_names, sequence_features, window_bounds
-from .fasta import IndexedFasta
-from .gtf import GENOMIC_FEATURES, read_gtf
+from .fasta import IndexedFasta, is_plain_gzip, stream_fasta
+from .annotation import read_annotation
+from .gtf import GENOMIC_FEATURES
+from .remote import is_url, local_cache_dir, local_file, local_root, upload_dir
+from .seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
 CACHE_FORMAT_VERSION = 2  # 2: n_splice_sites and num_overlaps as training computes them
 CACHE_FILES = ("genes.parquet", "splice_sites.parquet", "exons.parquet")
 BASES_FILE = "bases.npy"
+KEYS_FILE = "gene_keys.parquet"
 META_FILE = "cache.json"
 
 Progress = Callable[[str], None]
@@ -65,9 +72,11 @@ def _file_sha256(path: str, size: int, mtime_ns: int, chunk: int = 1 << 22) -> s
 
 
 def inputs_fingerprint(genome: str | Path | None, annotation: str | Path,
-                       chrom_aliases: dict[str, str] | None = None) -> tuple[str, dict]:
+                       chrom_aliases: dict[str, str] | None = None, gene_key: str | None = None,
+                       seq_aliases: dict[str, str] | None = None) -> tuple[str, dict]:
     """(fingerprint, details) of a cache's inputs: content hashes plus the cache format version
-    (and the chromosome aliases, when given, since they change the encoded ``chrom``)."""
+    (and, when given, the chromosome aliases, since they change the encoded ``chrom``, the gene
+    key, since it changes the gene ids, and the sequence aliases)."""
     details = {
         "format_version": CACHE_FORMAT_VERSION,
         "annotation_sha256": file_sha256(annotation),
@@ -75,6 +84,10 @@ def inputs_fingerprint(genome: str | Path | None, annotation: str | Path,
     }
     if chrom_aliases:
         details["chrom_aliases"] = dict(sorted(chrom_aliases.items()))
+    if gene_key:
+        details["gene_key"] = gene_key
+    if seq_aliases:
+        details["seq_aliases"] = dict(sorted(seq_aliases.items()))
     text = json.dumps(details, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest(), details
 
@@ -127,10 +140,26 @@ class GenomicCache:
     report: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
+    gene_aliases: tuple[tuple[str, str], ...] = ()
+
     def __reduce__(self):
-        """Pickle as (path, fingerprint): a Dask worker reopens the cache from disk, once per process
-        (:func:`load_cached`), instead of receiving the gene table and bases over the network."""
-        return (_reopen, (str(self.path), self.fingerprint))
+        """Pickle as (path, fingerprint[, aliases]): a Dask worker reopens the cache from disk, once
+        per process (:func:`load_cached`), instead of receiving the gene table and bases."""
+        return (_reopen, (str(self.path), self.fingerprint, self.gene_aliases))
+
+    def with_gene_aliases(self, aliases: tuple[tuple[str, str], ...]) -> "GenomicCache":
+        """This cache with extra gene-table rows: ``(alias, gene_id)`` pairs, each alias (an id of the
+        positions, e.g. versionless) a copy of its gene's row; every lookup by id then finds it."""
+        if not aliases:
+            return self
+        return _aliased(str(self.path), self.fingerprint, tuple(aliases))
+
+    @property
+    def alternative_keys(self) -> pd.DataFrame:
+        """Per gene (index gene_id), its other attributes that could be a key (may have no column)."""
+        if (self.path / KEYS_FILE).is_file():
+            return pd.read_parquet(self.path / KEYS_FILE).set_index("gene_id")
+        return pd.DataFrame(index=self.gene_table.index)
 
     @property
     def has_sequence(self) -> bool:
@@ -144,8 +173,8 @@ class GenomicCache:
 
     @classmethod
     def open(cls, path: str | Path) -> "GenomicCache":
-        """Open a cache directory written by :func:`build_cache`."""
-        path = Path(path)
+        """Open a cache directory written by :func:`build_cache` (a URL: its local copy)."""
+        path = local_cache_dir(str(path)) if is_url(path) else Path(str(path).removeprefix("file://"))
         with _locked(path, exclusive=False) if path.is_dir() else contextlib.nullcontext():
             return cls._open(path)
 
@@ -263,41 +292,104 @@ def _read_meta(path: Path) -> dict | None:
     return meta
 
 
-def _gene_bases(fasta: IndexedFasta, genes: pd.DataFrame, out_path: Path, progress: Progress) -> tuple[np.ndarray, dict]:
-    """Write every gene's forward span to ``out_path`` (.npy); returns (seq_offset, report)."""
+Records = Callable[[Callable[[str], bool]], Iterator[tuple[str, int, Callable[[], np.ndarray]]]]
+
+
+def _indexed_records(fasta: IndexedFasta) -> Records:
+    """The sequences of an indexed FASTA: (name, length, fetch) in file order, fetched on demand."""
+    def records(want: Callable[[str], bool]):
+        for name in fasta.names:
+            length = fasta.length(name)
+            yield name, length, functools.partial(fasta.fetch, name, 1, length)
+    return records
+
+
+def _streamed_records(path: Path) -> Records:
+    """The sequences of a FASTA read once from start to end (plain gzip): only wanted ones are kept."""
+    def records(want: Callable[[str], bool]):
+        for name, length, seq in stream_fasta(path, want):
+            yield name, length, (lambda seq=seq: seq)
+    return records
+
+
+def _copy_spans(src: np.ndarray, src_offset: np.ndarray, dst: np.ndarray, dst_offset: np.ndarray,
+                span: np.ndarray, rows: np.ndarray) -> None:
+    """dst[dst_offset[g]:+span[g]] = src[src_offset[g]:+span[g]] for genes ``rows``, ~8 MB at a time."""
+    for part in np.array_split(rows, max(1, int(span[rows].sum() // (8 << 20)) + 1)):
+        if len(part) == 0:
+            continue
+        lens = span[part]
+        within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+        idx = np.repeat(src_offset[part], lens) + within
+        first = int(dst_offset[part[0]])
+        dst[first:first + len(idx)] = src[idx]
+
+
+def _gene_bases(records: Records, genes: pd.DataFrame, names: SeqNames, out_path: Path,
+                progress: Progress) -> tuple[np.ndarray, dict]:
+    """Write every gene's forward span to ``out_path`` (.npy) in one pass over the genome's
+    sequences; returns (seq_offset, report). Each gene's bases are written where they go if every
+    gene gets its sequence; genes that get none (sequence absent, ambiguous name, gene beyond the
+    sequence's end) are squeezed out afterwards, so the layout never depends on the FASTA's order."""
     start = genes["gene_start"].to_numpy()
     end = genes["gene_end"].to_numpy()
-    seqname = genes["seqname"].to_numpy()
-    lengths = {name: fasta.length(name) for name in fasta.names}
-    has_seq = np.array([s in lengths for s in seqname], dtype=bool) if len(seqname) else np.zeros(0, bool)
-    chrom_len = np.array([lengths.get(s, 0) for s in seqname], dtype=np.int64)
+    seqname = genes["seqname"].to_numpy().astype(str)
+    span_all = (end - start + 1).astype(np.int64)
+    tentative = np.concatenate([[0], np.cumsum(span_all)[:-1]]).astype(np.int64)
+    rows_of = {name: np.flatnonzero(seqname == name) for name in pd.unique(seqname)}  # per chromosome
+    bases = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(int(span_all.sum()),))
+    lengths: dict[str, int] = {}
+    written: dict[str, tuple[int, str]] = {}  # annotation name -> (priority, genome name) written
+
+    def better(genome_name: str) -> list[tuple[str, int]]:
+        return [(a, prio) for a, prio in names.serves(genome_name) if prio < written.get(a, (9, ""))[0]]
+
+    for gname, length, fetch in records(lambda name: bool(better(name))):
+        lengths[gname] = length
+        targets = better(gname)
+        if not targets:
+            continue
+        chrom = None
+        for a, prio in targets:
+            rows = rows_of[a][end[rows_of[a]] <= length]
+            written[a] = (prio, gname)
+            if len(rows) == 0:
+                continue
+            if chrom is None:
+                chrom = fetch()
+            progress(f"reading {gname} ({length:,} nt, {len(rows)} genes"
+                     f"{'' if a == gname else f' annotated on {a}'})")
+            _copy_spans(chrom, start - 1, bases, tentative, span_all, rows)
+        del chrom
+    mapping, report = names.resolve(lengths)
+    target = np.array([mapping.get(s, "") for s in seqname], dtype=object)
+    has_seq = target != ""
+    chrom_len = np.array([lengths.get(t, 0) for t in target], dtype=np.int64)
     beyond = has_seq & (end > chrom_len)
     ok = has_seq & ~beyond
-    span = np.where(ok, end - start + 1, 0)
-    offset = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
-    total = int(span.sum())
-    report = {
+    assert all(written[a][1] == g for a, g in mapping.items() if a in rows_of), "cache: stale bases"
+    report.update({
         "genes_on_missing_sequences": genes["gene_id"].to_numpy()[~has_seq].tolist(),
         "missing_sequences": sorted(set(seqname[~has_seq].tolist())),
         "genes_beyond_sequence_end": genes["gene_id"].to_numpy()[beyond].tolist(),
-    }
-    bases = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(total,))
-    for name in pd.unique(seqname[ok]):  # loop over chromosomes only
-        rows = np.flatnonzero(ok & (seqname == name))
-        progress(f"reading {name} ({lengths[name]:,} nt, {len(rows)} genes)")
-        chrom = fasta.fetch(name, 1, lengths[name])
-        # genes of one seqname are consecutive in the table, so their spans are contiguous in bases
-        for part in np.array_split(rows, max(1, int(span[rows].sum() // (8 << 20)) + 1)):
-            if len(part) == 0:
-                continue
-            lens = span[part]
-            within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-            src = np.repeat(start[part] - 1, lens) + within
-            first = int(offset[part[0]])
-            bases[first:first + len(src)] = chrom[src]
-        del chrom
-    bases.flush()
-    del bases
+    })
+    if len(genes) and not ok.any():
+        bases.flush()
+        del bases
+        raise InputError("no annotated gene's sequence is in the genome: "
+                         + describe_mismatch(seqname, lengths))
+    if ok.all():
+        bases.flush()
+        del bases
+        return tentative, report
+    span = np.where(ok, span_all, 0)
+    offset = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
+    squeezed = out_path.with_name(out_path.name + ".squeezed.npy")
+    dst = np.lib.format.open_memmap(squeezed, mode="w+", dtype=np.uint8, shape=(int(span.sum()),))
+    _copy_spans(bases, tentative, dst, offset, span_all, np.flatnonzero(ok))
+    dst.flush()
+    del dst, bases
+    os.replace(squeezed, out_path)
     return np.where(ok, offset, -1), report
 
 
@@ -323,20 +415,45 @@ def _locked(directory: Path, exclusive: bool):
 
 
 def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Path, *,
-                progress: Progress | None = None, chrom_aliases: dict[str, str] | None = None) -> GenomicCache:
+                progress: Progress | None = None, chrom_aliases: dict[str, str] | None = None,
+                gene_key: str | None = None, seq_aliases: str | Path | dict[str, str] | None = None
+                ) -> GenomicCache:
     """Build (or reuse, when the inputs' fingerprint matches) the genomic cache in ``out``.
 
+    The annotation is a GTF, GFF3 or SpliceAI gene table (:func:`read_annotation`); ``gene_key``
+    names the attribute whose values are the gene ids (default: gene_id / the GFF3 gene ID).
+    The genome is a plain, bgzip or plain-gzip FASTA (a plain-gzip one is read once from start to
+    end). Its sequence names are matched to the annotation's (:mod:`.seqnames`; ``seq_aliases``: a
+    ``--seq-aliases`` file or a dict, annotation name -> genome name).
     Concurrent builders of the same directory serialise on a lock file; the second one reuses the
     first one's cache. ``chrom_aliases`` maps seqnames to chromosome names for the ``chrom`` encoding.
     """
     say = progress or (lambda message: None)
+    urls = {k: str(v) for k, v in (("genome", genome), ("annotation", annotation), ("seq_aliases", seq_aliases))
+            if isinstance(v, (str, Path)) and is_url(v)}
+    genome, annotation, seq_aliases = (
+        local_file(x) if isinstance(x, (str, Path)) else x for x in (genome, annotation, seq_aliases))
+    if is_url(out):  # built locally, then copied to the URL (reused when its record matches)
+        url, out = str(out), local_root() / "builds" / hashlib.sha256(str(out).encode()).hexdigest()[:16]
+        try:
+            remote = json.loads(fsspec.open(f"{url.rstrip('/')}/{META_FILE}").open().read())
+        except (OSError, ValueError):
+            remote = None
+        cache = build_cache(genome, annotation, out, progress=progress, chrom_aliases=chrom_aliases,
+                            gene_key=gene_key, seq_aliases=seq_aliases)
+        if not remote or remote.get("fingerprint") != cache.fingerprint:
+            say(f"copying the genomic cache to {url}")
+            upload_dir(cache.path, url)
+        return cache
     out = Path(out)
     annotation = Path(annotation)
     if not annotation.is_file():
         raise InputError(f"annotation file not found: {annotation}")
     if genome is not None and not Path(genome).is_file():
         raise InputError(f"genome FASTA not found: {genome}")
-    fingerprint, details = inputs_fingerprint(genome, annotation, chrom_aliases)
+    if seq_aliases is not None and not isinstance(seq_aliases, dict):
+        seq_aliases = read_seq_aliases(seq_aliases)
+    fingerprint, details = inputs_fingerprint(genome, annotation, chrom_aliases, gene_key, seq_aliases)
     meta = _read_meta(out) if out.is_dir() else None
     if meta is not None and meta["fingerprint"] == fingerprint:
         say(f"reusing the genomic cache in {out} (same inputs)")
@@ -347,13 +464,15 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
         if meta is not None and meta["fingerprint"] == fingerprint:  # built meanwhile by another process
             say(f"reusing the genomic cache in {out} (same inputs)")
         else:
-            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases)
+            _build(genome, annotation, out, fingerprint, details, say, chrom_aliases, gene_key, seq_aliases,
+                   urls)
     load_cached.cache_clear()
     return GenomicCache.open(out)
 
 
 def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict, say: Progress,
-           chrom_aliases: dict[str, str] | None) -> None:
+           chrom_aliases: dict[str, str] | None, gene_key: str | None = None,
+           seq_aliases: dict[str, str] | None = None, urls: dict[str, str] | None = None) -> None:
     if (out / META_FILE).exists():
         say(f"inputs changed: rebuilding the genomic cache in {out}")
         (out / META_FILE).unlink()
@@ -364,15 +483,22 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
     work.mkdir()
     try:
         say(f"parsing {annotation}")
-        ann = read_gtf(annotation, chrom_aliases=chrom_aliases)
+        ann = read_annotation(annotation, chrom_aliases=chrom_aliases, gene_key=gene_key)
         genes = ann.genes
         report = dict(ann.report)
         files = list(CACHE_FILES)
         if genome is not None:
-            say(f"indexing {genome}")
-            fasta = IndexedFasta(genome, index_dir=out)
-            seq_offset, seq_report = _gene_bases(fasta, genes, work / BASES_FILE, say)
+            if is_plain_gzip(genome):
+                say(f"reading {genome} once from start to end (plain gzip, not bgzip: no index needed)")
+                records = _streamed_records(Path(genome))
+            else:
+                say(f"indexing {genome}")
+                records = _indexed_records(IndexedFasta(genome, index_dir=out))
+            names = SeqNames(sorted(set(genes["seqname"].astype(str))), seq_aliases or {})
+            seq_offset, seq_report = _gene_bases(records, genes, names, work / BASES_FILE, say)
             report.update(seq_report)
+            for a, g in seq_report["seq_names_mapped"].items():
+                say(f"sequence {a} of the annotation is {g} in the genome")
             files.append(BASES_FILE)
             bases_length = int(np.load(work / BASES_FILE, mmap_mode="r").shape[0])
         else:
@@ -382,15 +508,20 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
         genes.to_parquet(work / "genes.parquet", index=False)
         ann.splice_sites.to_parquet(work / "splice_sites.parquet", index=False)
         ann.exons.to_parquet(work / "exons.parquet", index=False)
+        if ann.alternative_keys is not None and len(ann.alternative_keys.columns):
+            ann.alternative_keys.rename_axis("gene_id").reset_index().to_parquet(work / KEYS_FILE, index=False)
+            files.append(KEYS_FILE)
         for name in files:
             os.replace(work / name, out / name)
-        if genome is None and (out / BASES_FILE).exists():
-            (out / BASES_FILE).unlink()
+        for name in (BASES_FILE, KEYS_FILE):  # none of an earlier build's files may stay
+            if name not in files and (out / name).exists():
+                (out / name).unlink()
         meta = {
             **details,
             "fingerprint": fingerprint,
             "annotation": str(annotation.resolve()),
             "genome": None if genome is None else str(Path(genome).resolve()),
+            **({"urls": urls} if urls else {}),  # inputs given as URLs (the paths above: local copies)
             "has_sequence": genome is not None,
             "bases_length": bases_length,
             "n_genes": int(len(genes)),
@@ -412,16 +543,29 @@ def _open_cached(resolved: str, fingerprint: str) -> GenomicCache:
     return GenomicCache.open(resolved)
 
 
-def _reopen(path: str, fingerprint: str) -> GenomicCache:
+def _reopen(path: str, fingerprint: str, gene_aliases: tuple = ()) -> GenomicCache:
     cache = load_cached(path)
     if cache.fingerprint != fingerprint:
         raise InputError(f"the genomic cache {path} was rebuilt from other inputs while this run used it")
-    return cache
+    return cache.with_gene_aliases(gene_aliases)
+
+
+@functools.lru_cache(maxsize=4)
+def _aliased(path: str, fingerprint: str, aliases: tuple[tuple[str, str], ...]) -> GenomicCache:
+    cache = _reopen(path, fingerprint)
+    alias, target = (np.array(x, dtype=object) for x in zip(*aliases))
+    extra = cache.gene_table.loc[target].copy()
+    extra.index = pd.Index(alias, name=cache.gene_table.index.name).astype(cache.gene_table.index.dtype)
+    table = pd.concat([cache.gene_table, extra])
+    if not table.index.is_unique:
+        raise ValueError("gene aliases must be ids absent from the gene table")
+    return replace(cache, gene_table=table, gene_aliases=aliases)
 
 
 def load_cached(path: str | Path) -> GenomicCache:
-    """Open a cache once per process (memoised on the resolved path and the cache's fingerprint)."""
-    resolved = Path(path).resolve()
+    """Open a cache once per process (memoised on the resolved path and the cache's fingerprint;
+    a URL is copied locally first, see :mod:`.remote`)."""
+    resolved = (local_cache_dir(str(path)) if is_url(path) else Path(str(path).removeprefix("file://"))).resolve()
     meta = _read_meta(resolved)
     if meta is None:
         raise InputError(f"{path}: not a genomic cache (no valid {META_FILE})")
@@ -432,26 +576,46 @@ load_cached.cache_clear = _open_cached.cache_clear  # type: ignore[attr-defined]
 
 
 # --- command line --------------------------------------------------------------------------------
+ANNOTATION_HELP = ("gene annotation: GTF (GENCODE, Ensembl, RefSeq), GFF3 (GENCODE, Ensembl, NCBI, "
+                   "TAIR) or a SpliceAI gene table (grch37.txt/grch38.txt), plain or gzip; the format "
+                   "is read from the content")
+GENOME_HELP = "reference genome FASTA: plain, bgzip or plain gzip (read once into the cache)"
+
+
+def add_reference_arguments(group) -> None:
+    """``--gene-key`` and ``--seq-aliases``: the options of every command that reads an annotation."""
+    group.add_argument("--gene-key", metavar="ATTRIBUTE", default=None,
+                       help="annotation attribute whose values the positions' gene_id are (e.g. "
+                            "gene_name, locus_tag, Name, gene); default gene_id (GFF3: gene_id, else the "
+                            "gene's ID without gene-/gene:; SpliceAI tables: #NAME)")
+    group.add_argument("--seq-aliases", metavar="FILE", default=None,
+                       help="two tab-separated columns per line: a sequence name of the annotation, "
+                            "the genome's name for it; for names the automatic matching (chr prefix, "
+                            "chrM/MT) does not find")
+
+
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``build-cache`` subcommand (sets ``handler`` to a function returning an exit code)."""
     parser = subparsers.add_parser(
         "build-cache",
-        help="build the genomic cache (gene table, splice sites, gene sequences) from a GTF and a FASTA",
+        help="build the genomic cache (gene table, splice sites, gene sequences) from an annotation and a FASTA",
         description=(
-            "Parse the annotation (GTF, plain or gzip) into the per-gene table of genomic features and "
-            "the annotated splice sites, index the genome (plain or bgzip FASTA; a missing .fai/.gzi is "
-            "built), and store everything under --out, keyed by a fingerprint of the inputs. Running it "
-            "again with the same inputs reuses the cache; changed inputs rebuild it. Without --genome the "
-            "cache holds the annotation only (no sequence features)."),
+            "Parse the annotation (GTF, GFF3 or SpliceAI gene table, plain or gzip) into the per-gene "
+            "table of genomic features and the annotated splice sites, read the genome (plain or bgzip "
+            "FASTA through a .fai/.gzi, built when missing; plain gzip once from start to end), match "
+            "its sequence names to the annotation's, and store everything under --out, keyed by a "
+            "fingerprint of the inputs. Running it again with the same inputs reuses the cache; "
+            "changed inputs rebuild it. Without --genome the cache holds the annotation only (no "
+            "sequence features)."),
     )
     parser.add_argument("--genome", metavar="FASTA", default=None,
-                        help="reference genome, plain or bgzip FASTA (needed for gc_content, k-mers, ...)")
-    parser.add_argument("--annotation", metavar="GTF", required=True,
-                        help="gene annotation, GTF (GENCODE, Ensembl or RefSeq flavour), plain or .gz")
+                        help=GENOME_HELP + " (needed for gc_content, k-mers, ...)")
+    parser.add_argument("--annotation", metavar="FILE", required=True, help=ANNOTATION_HELP)
     parser.add_argument("--out", metavar="DIR", required=True, help="cache directory (created if needed)")
     parser.add_argument("--chrom-alias", metavar="SEQNAME=CHROM", action="append", default=[],
                         help="encode SEQNAME as chromosome CHROM in the 'chrom' feature (repeatable), e.g. "
                              "NC_003070.9=1; without it RefSeq accessions encode as 100 ('other')")
+    add_reference_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
     parser.set_defaults(handler=_cli_build_cache)
     return parser
@@ -470,17 +634,26 @@ def _cli_build_cache(args: argparse.Namespace) -> int:
         aliases[name] = chrom
     try:
         cache = build_cache(args.genome, args.annotation, args.out, progress=progress,
-                            chrom_aliases=aliases or None)
+                            chrom_aliases=aliases or None, gene_key=args.gene_key,
+                            seq_aliases=args.seq_aliases)
     except EnrichError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     report = cache.report
     print(f"genomic cache {cache.path}: {len(cache.gene_table)} genes, fingerprint {cache.fingerprint[:12]}")
+    mapped = report.get("seq_names_mapped") or {}
+    if mapped:
+        shown = ", ".join(f"{a} -> {g}" for a, g in list(mapped.items())[:10])
+        print(f"  sequence names matched (annotation -> genome): {shown}{', ...' if len(mapped) > 10 else ''}")
     for key in ("genes_without_exons", "genes_mixed_seqname_or_strand", "genes_with_conflicting_gene_lines",
-                "genes_sharing_transcript_ids", "genes_on_missing_sequences", "genes_beyond_sequence_end"):
+                "genes_sharing_transcript_ids", "genes_without_key", "genes_with_two_keys", "genes_sharing_key",
+                "genes_with_only_gene_level_exons", "seq_names_ambiguous", "seq_aliases_unused",
+                "genes_on_missing_sequences", "genes_beyond_sequence_end"):
         items = report.get(key) or []
         if items:
             print(f"  {key.replace('_', ' ')}: {len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})")
+    if report.get("gene_level_exons_ignored"):
+        print(f"  gene-level exons ignored (beside the transcripts' own): {report['gene_level_exons_ignored']}")
     if report.get("missing_sequences"):
         print(f"  sequences named in the annotation but absent from the genome: {report['missing_sequences']}")
     return 0

@@ -19,6 +19,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -57,6 +58,87 @@ class FaiRecord:
     def byte_offset(self, pos0: np.ndarray | int) -> np.ndarray | int:
         """Uncompressed byte offset of 0-based base ``pos0``."""
         return self.offset + (pos0 // self.linebases) * self.linewidth + pos0 % self.linebases
+
+
+def is_plain_gzip(path: str | Path) -> bool:
+    """Whether ``path`` is gzip-compressed but not bgzip (so it can only be read from start to end)."""
+    return _is_bgzf(Path(path)) is None
+
+
+_UPPER_BYTES = bytes(UPPER)
+_STREAM_BLOCK = 1 << 24
+
+
+def stream_fasta(path: str | Path, want: Callable[[str], bool] = lambda name: True
+                 ) -> Iterator[tuple[str, int, np.ndarray | None]]:
+    """Each sequence of a FASTA (plain, gzip or bgzip), read once from start to end: (name, length,
+    upper-cased ASCII codes, or None when ``want(name)`` is false, which keeps only its length).
+
+    Gives the bases :meth:`IndexedFasta.fetch` gives (line ends removed, soft-masking upper-cased);
+    empty sequences are left out, as from a ``.fai``.
+    """
+    path = Path(path)
+    opener = gzip.open if _is_bgzf(path) is not False else open
+    seen: set[str] = set()
+    state: dict = {"name": None, "parts": None, "length": 0}
+
+    def finish() -> tuple[str, int, np.ndarray | None] | None:
+        name, parts, length = state["name"], state["parts"], state["length"]
+        if name is None or length == 0:
+            return None
+        seq = None if parts is None else np.frombuffer(b"".join(parts), dtype=np.uint8)
+        return name, length, seq
+
+    def lines(data: bytes) -> Iterator[tuple[str, int, np.ndarray | None]]:
+        pos = 0
+        while pos < len(data):
+            if data[pos] == 62:  # '>'
+                nl = data.find(b"\n", pos)
+                nl = len(data) if nl < 0 else nl
+                done = finish()
+                if done is not None:
+                    yield done
+                words = data[pos + 1:nl].split()
+                if not words:
+                    raise InputError(f"{path}: empty sequence name in a '>' header")
+                name = words[0].decode()
+                if name in seen:
+                    raise InputError(f"{path}: duplicate sequence name {name!r}")
+                seen.add(name)
+                state.update(name=name, parts=[] if want(name) else None, length=0)
+                pos = nl + 1
+            else:
+                nxt = data.find(b"\n>", pos)
+                stop = len(data) if nxt < 0 else nxt + 1
+                seg = data[pos:stop].translate(_UPPER_BYTES, b"\r\n")
+                if state["name"] is None:
+                    if seg.strip():
+                        raise InputError(f"{path}: sequence before the first '>' header")
+                else:
+                    state["length"] += len(seg)
+                    if state["parts"] is not None:
+                        state["parts"].append(seg)
+                pos = stop
+
+    try:
+        with opener(path, "rb") as fh:
+            rest = b""
+            while True:
+                block = fh.read(_STREAM_BLOCK)
+                if not block:
+                    break
+                data = rest + block
+                cut = data.rfind(b"\n") + 1  # whole lines only: a header is never cut
+                rest = data[cut:]
+                yield from lines(data[:cut])
+            yield from lines(rest)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: cannot read the FASTA: {exc}") from exc
+    done = finish()
+    if done is not None:
+        yield done
+    if not seen:
+        raise InputError(f"{path}: no '>' sequence header: not a FASTA file")
 
 
 def _is_bgzf(path: Path) -> bool | None:
@@ -134,8 +216,9 @@ class IndexedFasta:
         kind = _is_bgzf(self.path)
         if kind is None:
             raise InputError(
-                f"{self.path}: gzip-compressed but not bgzip, so it cannot be read at random; "
-                "recompress it with `bgzip` (htslib) or decompress it")
+                f"{self.path}: gzip-compressed but not bgzip, so it cannot be read at random; the "
+                "genomic cache (`dask-enrich build-cache`, `run --genome`) reads it as it is, from start "
+                "to end; for random access recompress it with `bgzip` (htslib) or decompress it")
         self.bgzip = kind
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._validated: set[str] = set()

@@ -42,6 +42,7 @@ Documented rules (see also ``FEATURES.md``):
 from __future__ import annotations
 
 import gzip
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,8 @@ class Annotation:
     exons: pd.DataFrame
     splice_sites: pd.DataFrame
     report: dict = field(default_factory=dict)
+    #: per gene (index gene_id, in gene-table order), other attributes that could be its key
+    alternative_keys: pd.DataFrame | None = None
 
 
 def encode_chrom(names: pd.Series | np.ndarray | list, aliases: dict[str, str] | None = None) -> np.ndarray:
@@ -106,8 +109,9 @@ def _open_stream(path: Path) -> pa.NativeFile:
     return pa.input_stream(str(path), compression=compression)
 
 
-def _read_table(path: Path) -> tuple[pa.Table, np.ndarray]:
-    """The GTF's data lines as a string table, and the 1-based line numbers of the skipped lines."""
+def _read_table(path: Path, kind: str = "GTF") -> tuple[pa.Table, np.ndarray]:
+    """The file's 9-column data lines as a string table, and the 1-based line numbers of the
+    skipped lines (comments; for GFF3 also everything after a ``##FASTA`` line)."""
     skipped: list[tuple[int | None, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -129,11 +133,14 @@ def _read_table(path: Path) -> tuple[pa.Table, np.ndarray]:
                                                                       "strand", "attributes"]),
             )
     except (pa.ArrowInvalid, OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(f"{path}: cannot read as GTF: {exc}") from exc
-    bad = [(n, t) for n, t in skipped if not t.startswith("#")]
+        raise InputError(f"{path}: cannot read as {kind}: {exc}") from exc
+    # an embedded FASTA section (GFF3 ``##FASTA``) ends the records: its lines are not records
+    fasta_at = next((n for n, t in skipped if t.startswith("##FASTA")), None) if kind == "GFF3" else None
+    bad = [(n, t) for n, t in skipped
+           if not t.startswith("#") and (fasta_at is None or n is None or n < fasta_at)]
     if bad:
         where = ", ".join(f"line {n}: {t[:60]!r}" for n, t in bad[:_MAX_LINES_IN_MESSAGE])
-        raise InputError(f"{path}: {len(bad)} malformed GTF line(s) (need 9 tab-separated columns): {where}")
+        raise InputError(f"{path}: {len(bad)} malformed {kind} line(s) (need 9 tab-separated columns): {where}")
     skipped_numbers = np.array(sorted(n for n, _ in skipped if n is not None), dtype=np.int64)
     return table, skipped_numbers
 
@@ -150,14 +157,50 @@ def _line_numbers(rows: np.ndarray, skipped: np.ndarray) -> np.ndarray:
     return lines
 
 
-def _fail(path: Path, what: str, rows: np.ndarray, skipped: np.ndarray) -> None:
+def _fail(path: Path, what: str, rows: np.ndarray, skipped: np.ndarray, kind: str = "GTF") -> None:
     lines = _line_numbers(np.asarray(rows)[:_MAX_LINES_IN_MESSAGE], skipped)
-    raise InputError(f"{path}: {len(rows)} GTF line(s) with {what} (line(s) {', '.join(map(str, lines))})")
+    raise InputError(f"{path}: {len(rows)} {kind} line(s) with {what} (line(s) {', '.join(map(str, lines))})")
+
+
+def _coordinates(path: Path, table: pa.Table, rows: np.ndarray, skipped: np.ndarray,
+                 kind: str = "GTF") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end, strand) of ``table``'s lines, checked: integers, 1 <= start <= end, strand +/-."""
+    starts_s, ends_s = table["start"], table["end"]
+    digits_ok = pc.and_(pc.utf8_is_digit(starts_s), pc.utf8_is_digit(ends_s)).to_numpy(zero_copy_only=False)
+    if not digits_ok.all():
+        _fail(path, "a non-integer start or end", rows[~digits_ok], skipped, kind)
+    start = pc.cast(starts_s, pa.int64()).to_numpy()
+    end = pc.cast(ends_s, pa.int64()).to_numpy()
+    bad = (start < 1) | (end < start)
+    if bad.any():
+        _fail(path, "start < 1 or end < start", rows[bad], skipped, kind)
+    strand = table["strand"].to_numpy(zero_copy_only=False).astype(str)
+    bad = (strand != "+") & (strand != "-")
+    if bad.any():
+        _fail(path, "a strand other than '+' or '-'", rows[bad], skipped, kind)
+    return start, end, strand
 
 
 def read_gtf(path: str | Path, *, chrom_aliases: dict[str, str] | None = None) -> Annotation:
     """Parse a plain or gzip GTF into an :class:`Annotation` (gene table, exons, splice sites)."""
     path = Path(path)
+    frame, skipped = gtf_frame(path)
+    return _build(path, frame, skipped, chrom_aliases)
+
+
+def gtf_attribute(attrs: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
+    """Value of GTF attribute ``name`` on each line ('' where absent)."""
+    regex = r'(?:^|;)\s*' + re.escape(name) + r'\s+"?(?P<v>[^";]*)"?'
+    value = pc.struct_field(pc.extract_regex(attrs, regex), [0])
+    return pc.fill_null(value, "").to_numpy(zero_copy_only=False).astype(str)
+
+
+def gtf_frame(path: Path, key_attribute: str | None = None, alternatives: tuple[str, ...] = ()
+              ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The normalised line frame of a GTF (columns row, feature in gene/transcript/exon, gene_id,
+    transcript_id, seqname, strand, start, end; plus ``key``, the value of ``key_attribute`` on
+    each line, when given, and ``alt:NAME`` for each of ``alternatives``, read on the gene lines
+    when the file has any) and the skipped line numbers."""
     if not path.is_file():
         raise InputError(f"annotation file not found: {path}")
     table, skipped = _read_table(path)
@@ -170,19 +213,7 @@ def read_gtf(path: str | Path, *, chrom_aliases: dict[str, str] | None = None) -
         raise InputError(f"{path}: no gene, transcript or exon lines: is this a GTF file?")
 
     rows = table["row"].to_numpy()
-    starts_s, ends_s = table["start"], table["end"]
-    digits_ok = pc.and_(pc.utf8_is_digit(starts_s), pc.utf8_is_digit(ends_s)).to_numpy(zero_copy_only=False)
-    if not digits_ok.all():
-        _fail(path, "a non-integer start or end", rows[~digits_ok], skipped)
-    start = pc.cast(starts_s, pa.int64()).to_numpy()
-    end = pc.cast(ends_s, pa.int64()).to_numpy()
-    bad = (start < 1) | (end < start)
-    if bad.any():
-        _fail(path, "start < 1 or end < start", rows[bad], skipped)
-    strand = table["strand"].to_numpy(zero_copy_only=False).astype(str)
-    bad = (strand != "+") & (strand != "-")
-    if bad.any():
-        _fail(path, "a strand other than '+' or '-'", rows[bad], skipped)
+    start, end, strand = _coordinates(path, table, rows, skipped)
 
     attrs = table["attributes"]
     gene_id = pc.struct_field(pc.extract_regex(attrs, _GENE_ID_RE), [0])
@@ -203,8 +234,18 @@ def read_gtf(path: str | Path, *, chrom_aliases: dict[str, str] | None = None) -
         "start": start,
         "end": end,
     })
+    if key_attribute is not None:
+        frame["key"] = gtf_attribute(attrs, key_attribute)
+    if alternatives:
+        on = frame["feature"].to_numpy() == "gene"
+        on = on if on.any() else np.ones(len(frame), dtype=bool)
+        sub = attrs.filter(pa.array(on))
+        for name in alternatives:
+            values = np.full(len(frame), "", dtype=object)
+            values[on] = gtf_attribute(sub, name)
+            frame["alt:" + name] = values
     del table, attrs
-    return _build(path, frame, skipped, chrom_aliases)
+    return frame, skipped
 
 
 def _build(path: Path, frame: pd.DataFrame, skipped: np.ndarray,

@@ -35,6 +35,21 @@ def link_into(directory: Path, source: Path) -> Path:
     return target
 
 
+def renamed_copies(tmp_path, gtf_name: str, fasta_name: str):
+    """The slice's GTF with seqname ``gtf_name`` and its FASTA (plain) with header ``fasta_name``."""
+    import gzip
+
+    gtf = tmp_path / f"{gtf_name}.gtf"
+    with gzip.open(SLICE_GTF, "rt") as src:
+        gtf.write_text(src.read().replace(SEQNAME + "\t", gtf_name + "\t"))
+    fasta = tmp_path / f"{fasta_name}.fa"
+    with gzip.open(SLICE_FASTA, "rb") as src:
+        raw = src.read()
+    header_end = raw.index(b"\n")
+    fasta.write_bytes(b">" + fasta_name.encode() + b" renamed" + raw[header_end:])
+    return gtf, fasta
+
+
 @pytest.fixture(scope="session")
 def slice_fasta(tmp_path_factory) -> Path:
     return link_into(tmp_path_factory.mktemp("slice_fasta"), SLICE_FASTA)

@@ -164,3 +164,20 @@ def features_of_window(window: str, names: list[str]) -> dict[str, float]:
                 by_k[k] = Counter(window[i:i + k] for i in range(length - k + 1))
             out[name] = by_k[k].get(kmer, 0)
     return out
+
+
+def bgzf_compress(data: bytes, block: int = 0xFF00) -> bytes:
+    """``data`` as BGZF (bgzip's format: gzip members of <= 64 KiB with the BC extra field, then
+    the empty EOF block), written by hand so the tests need no htslib."""
+    import struct
+    import zlib
+
+    def member(chunk: bytes) -> bytes:
+        comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = comp.compress(chunk) + comp.flush()
+        size = 18 + len(body) + 8
+        head = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x06\x00BC\x02\x00" + struct.pack("<H", size - 1)
+        return head + body + struct.pack("<II", zlib.crc32(chunk) & 0xFFFFFFFF, len(chunk))
+
+    out = [member(data[i:i + block]) for i in range(0, len(data), block)]
+    return b"".join(out) + member(b"")

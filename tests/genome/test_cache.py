@@ -214,7 +214,7 @@ def test_interrupted_build_is_not_reused(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cache_mod, "read_gtf", boom)
+    monkeypatch.setattr(cache_mod, "read_annotation", boom)
     with pytest.raises(RuntimeError):
         build_cache(fasta, gtf2, out)
     assert not (out / "cache.json").exists()  # the old cache is invalidated, not half-replaced
@@ -293,7 +293,7 @@ def test_build_cache_subcommand(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["build-cache", "--help"])
-    assert "--annotation GTF" in capsys.readouterr().out
+    assert "--annotation FILE" in capsys.readouterr().out
 
 
 def test_chrom_aliases_change_encoding_and_fingerprint(tmp_path):
@@ -360,3 +360,43 @@ def test_cache_build_writes_fasta_indexes_into_the_cache_not_beside_its_inputs(t
     build_cache(inputs / SLICE_FASTA.name, SLICE_GTF, tmp_path / "cache")
     assert sorted(p.name for p in inputs.iterdir()) == [SLICE_FASTA.name]
     assert (tmp_path / "cache" / (SLICE_FASTA.name + ".fai")).is_file()
+
+
+def _with_missing_and_beyond_genes(path):
+    with gzip.open(SLICE_GTF, "rt") as src:
+        text = src.read()
+    path.write_text(text + 'chrZ\tX\texon\t10\t50\t.\t+\t.\tgene_id "GZ"; transcript_id "TZ";\n'
+                    f'{SEQNAME}\tX\texon\t999990\t1000020\t.\t+\t.\tgene_id "GB"; transcript_id "TB";\n')
+    return path
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["all-genes-have-sequence", "missing-and-beyond"])
+def test_plain_bgzip_and_plain_gzip_fasta_give_identical_caches(tmp_path, slice_chrom, extra, capsys):
+    """The same bases, in the same layout, from the plain, the bgzip and the plain-gzip copy of one
+    FASTA (the plain-gzip one read once from start to end, no index); with genes that get no
+    sequence the layout is still every sequenced gene's span back to back in gene-table order."""
+    raw = gzip.decompress(SLICE_FASTA.read_bytes())
+    fastas = {"plain": tmp_path / "g.fa", "bgzip": link_into(tmp_path / "bg", SLICE_FASTA),
+              "gzip": tmp_path / "g.fa.gz"}
+    fastas["plain"].write_bytes(raw)
+    fastas["gzip"].write_bytes(gzip.compress(raw, 1))
+    gtf = _with_missing_and_beyond_genes(tmp_path / "x.gtf") if extra else SLICE_GTF
+    messages: list[str] = []
+    caches = {k: build_cache(f, gtf, tmp_path / f"cache-{k}", progress=messages.append) for k, f in fastas.items()}
+    assert any("once from start to end" in m for m in messages)
+    assert not list((tmp_path / "cache-gzip").glob("*.fai")) and (tmp_path / "cache-plain" / "g.fa.fai").is_file()
+    ref = caches["plain"]
+    for kind in ("bgzip", "gzip"):
+        assert (caches[kind].path / "bases.npy").read_bytes() == (ref.path / "bases.npy").read_bytes(), kind
+        pd.testing.assert_frame_equal(caches[kind].gene_table, ref.gene_table)
+        pd.testing.assert_frame_equal(caches[kind].splice_sites, ref.splice_sites)
+    genes = ref.gene_table
+    has = genes[genes["seq_offset"] >= 0]
+    assert has["seq_offset"].tolist() == np.concatenate([[0], np.cumsum(has["gene_length"])[:-1]]).tolist()
+    assert len(ref.bases) == int(has["gene_length"].sum())
+    for gid in has.index[::37]:
+        g = has.loc[gid]
+        assert ref.gene_sequence(gid, False).tobytes().decode() == slice_chrom[g.gene_start - 1:g.gene_end]
+    if extra:
+        assert genes.loc["GZ", "seq_offset"] == -1 and genes.loc["GB", "seq_offset"] == -1
+        assert caches["gzip"].report["genes_beyond_sequence_end"] == ["GB"]

@@ -10,8 +10,9 @@ import pytest
 
 from dask_enrich.errors import InputError
 from dask_enrich.genome import fasta as fasta_mod
-from dask_enrich.genome.fasta import IndexedFasta, reverse_complement
+from dask_enrich.genome.fasta import IndexedFasta, is_plain_gzip, reverse_complement, stream_fasta
 from tests.genome.conftest import SEQNAME, SLICE_FASTA, link_into
+from tests.genome.reference import bgzf_compress
 
 SAMTOOLS = shutil.which("samtools")
 
@@ -78,12 +79,8 @@ MULTI = ">chrA first record\nACGTacgtNN\nACGTACGTAC\nGG\n>chrB\nTTTTT\nCCC\n>emp
 @pytest.mark.parametrize("compress", [False, True])
 def test_multi_record_fasta(tmp_path, compress):
     path = tmp_path / ("multi.fa.gz" if compress else "multi.fa")
-    if compress:
-        bgzip = shutil.which("bgzip")
-        if bgzip is None:
-            pytest.skip("bgzip not installed")
-        (tmp_path / "multi.fa").write_text(MULTI)
-        subprocess.run([bgzip, "-f", str(tmp_path / "multi.fa")], check=True)
+    if compress:  # BGZF written by the test (small blocks: records span several)
+        path.write_bytes(bgzf_compress(MULTI.encode(), 9))
     else:
         path.write_text(MULTI)
     fa = IndexedFasta(path)
@@ -168,3 +165,35 @@ def test_whole_chromosome_fetch(chromosome, tmp_path):
     rng = np.random.default_rng(3)
     for start in rng.integers(1, len(seq) - 5000, 50):
         assert fa.fetch(SEQNAME, int(start), int(start) + 4999).tobytes().decode() == seq[start - 1:start + 4999]
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip", "bgzip"])
+def test_stream_fasta_gives_the_indexed_bases(tmp_path, kind, monkeypatch):
+    """One pass from start to end: the same names, lengths and bases as the index gives (line ends
+    removed, lowercase upper-cased, empty records left out), for every compression; blocks cut
+    mid-record (a 7-byte read size) change nothing; unwanted records keep their length only."""
+    raw = MULTI.encode()
+    path = tmp_path / ("multi.fa" if kind == "plain" else "multi.fa.gz")
+    path.write_bytes({"plain": raw, "gzip": gzip.compress(raw), "bgzip": bgzf_compress(raw, 9)}[kind])
+    assert is_plain_gzip(path) == (kind == "gzip")
+    expected = {"chrA": "ACGTACGTNNACGTACGTACGG", "chrB": "TTTTTCCC", "chrC": "ACGT"}
+    for block in (1 << 24, 7):
+        monkeypatch.setattr(fasta_mod, "_STREAM_BLOCK", block)
+        got = {n: (length, seq) for n, length, seq in stream_fasta(path, want=lambda n: n != "chrB")}
+        assert list(got) == ["chrA", "chrB", "chrC"]
+        assert {n: v[0] for n, v in got.items()} == {n: len(s) for n, s in expected.items()}
+        assert got["chrB"][1] is None
+        assert got["chrA"][1].tobytes().decode() == expected["chrA"] and got["chrC"][1].tobytes() == b"ACGT"
+
+
+def test_stream_fasta_errors(tmp_path):
+    bad = tmp_path / "dup.fa.gz"
+    bad.write_bytes(gzip.compress(b">a\nAC\n>b x\nGG\n>a\nTT\n"))
+    with pytest.raises(InputError, match="duplicate sequence name 'a'"):
+        list(stream_fasta(bad))
+    bad.write_bytes(gzip.compress(b"ACGT\n>a\nAC\n"))
+    with pytest.raises(InputError, match="before the first '>'"):
+        list(stream_fasta(bad))
+    bad.write_bytes(gzip.compress(b"hello\n")[:-6])
+    with pytest.raises(InputError, match="cannot read the FASTA"):
+        list(stream_fasta(bad))
