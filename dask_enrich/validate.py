@@ -265,19 +265,24 @@ def sequence_name_key(names: pd.Index) -> pd.Index:
 
 
 def _check_chromosome(rows: "_Reasons", chrom: pd.Series, seqname: pd.Series, found: np.ndarray,
-                      at: np.ndarray, gene_text: "_Lazy") -> None:
+                      at: np.ndarray, gene_text: "_Lazy", genome_names: Mapping[str, str] | None) -> None:
     """Reject rows whose ``chrom`` names another chromosome than the annotation has for the gene
-    (a missing ``chrom`` is not a disagreement: the annotation's is used)."""
+    (a missing ``chrom`` is not a disagreement: the annotation's is used). ``genome_names`` maps
+    annotation names to the genome's name of the same sequence (the cache's matched names): a row
+    may use either."""
     codes, uniques = pd.factorize(chrom, use_na_sentinel=True)
     if len(uniques) == 0:
         return
     row_keys = sequence_name_key(pd.Index(np.asarray(uniques, dtype=object)))
-    gene_keys = sequence_name_key(pd.Index(seqname.to_numpy(dtype=object)))
-    # both sides as codes in one space: the rows' uniques, then the annotation's other names
-    space = row_keys.append(gene_keys.difference(row_keys)).unique()
+    names = pd.Index(seqname.to_numpy(dtype=object))
+    gene_keys = sequence_name_key(names)
+    alt_keys = sequence_name_key(pd.Index(names.map(lambda n: (genome_names or {}).get(n, n))))
+    # every side as codes in one space: the rows' uniques, then the gene names of the other sides
+    space = row_keys.append(gene_keys.append(alt_keys).difference(row_keys)).unique()
     row_code = np.where(codes >= 0, space.get_indexer(row_keys)[np.maximum(codes, 0)], -1)
     gene_code = space.get_indexer(gene_keys)[at]
-    bad = found & (row_code >= 0) & (row_code != gene_code)
+    alt_code = space.get_indexer(alt_keys)[at]
+    bad = found & (row_code >= 0) & (row_code != gene_code) & (row_code != alt_code)
     if bad.any():
         row_names = np.asarray(uniques, dtype=object)[np.maximum(codes, 0)]
         gene_names = seqname.to_numpy(dtype=object)[at]
@@ -289,6 +294,7 @@ def _check_chromosome(rows: "_Reasons", chrom: pd.Series, seqname: pd.Series, fo
 def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame | None = None,
                    has_sequence_for: bool | Collection[str] | None = None,
                    config: EnrichConfig = EnrichConfig(), sum_tolerance: float = SUM_TOLERANCE,
+                   genome_names: Mapping[str, str] | None = None,
                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
     """Split the rows of one partition into (good, rejected, warnings).
 
@@ -305,6 +311,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         [gene_start, gene_end]; gene_relative: 0-based offset below the gene length).
     sum_tolerance: rows with |donor + acceptor + neither - 1| above it are counted in a warning
         (they are kept).
+    genome_names: annotation sequence name -> the genome's name for it (the genomic cache's
+        ``seq_names_mapped``): a row's ``chrom`` may use either name.
 
     Returns good rows (the input's rows, order, index and dtypes), rejected rows (the input columns
     plus ``reason`` = ``"<code>: <detail>"`` with a code from :data:`REASONS`, and ``source``) and a
@@ -390,7 +398,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
                                    for r, g, gene in zip(row_minus[take], gene_minus[take],
                                                          gene_text[take])])
         if "chrom" in frame.columns and "seqname" in gene_table.columns and len(gene_table):
-            _check_chromosome(rows, frame["chrom"], gene_table["seqname"], found, at, gene_text)
+            _check_chromosome(rows, frame["chrom"], gene_table["seqname"], found, at, gene_text,
+                              genome_names)
         if len(gene_table):
             start = gene_table["gene_start"].to_numpy(dtype=np.int64)[at]
             end = gene_table["gene_end"].to_numpy(dtype=np.int64)[at]

@@ -315,6 +315,20 @@ def test_chromosome_disagreeing_with_the_annotation():
     assert "chrom='chr2' but the annotation has 'chr1'" in message
 
 
+def test_chromosome_named_as_the_genome_names_it():
+    """Where the cache matched an annotation name to another genome name (an alias file), a row
+    may name the chromosome either way; a third name is still a mismatch."""
+    table = gene_table().assign(seqname=["NC_003070.9", "NC_003070.9", "chrZ"])
+    frame = positions(chrom=["NC_003070.9", "Chr1", "Chr2"])
+    good, rejected, _ = split_bad_rows(frame, source=SRC, gene_table=table,
+                                       genome_names={"NC_003070.9": "Chr1"})
+    assert good.index.tolist() == [0, 1]
+    assert rejected["reason"].tolist() == [
+        "chromosome_mismatch: chrom='Chr2' but the annotation has 'NC_003070.9' for gene G1"]
+    _, rejected, _ = split_bad_rows(frame, source=SRC, gene_table=table)
+    assert codes(rejected) == ["chromosome_mismatch"] * 2
+
+
 def test_chromosome_absent_from_the_fasta():
     frame = positions(gene_id=["G1", "G3", "G2"], position=[150, 1050, 320])
     # without the genome check (annotation-only runs) G3 is fine
