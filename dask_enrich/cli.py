@@ -34,7 +34,8 @@ output:
   OUT/_SUCCESS.json records rows in/written/rejected, imputed features, fingerprints and timings.
 
 exit codes: 0 success, 2 bad input or manifest (also usage errors), 3 bad option or missing
-  features, 4 run failure, 5 feature plugin error, 1 unexpected error, 130 interrupted.
+  features, 4 run failure, 5 feature plugin error, 6 (skew) differences found, 1 unexpected
+  error, 130 interrupted.
 """
 
 

@@ -45,6 +45,9 @@ RTOL = 1e-5
 ATOL = 1e-8
 #: Example rows kept per differing feature.
 EXAMPLES = 5
+#: Exit code of ``dask-enrich skew`` when some feature differs beyond tolerance: its own code,
+#: distinct from 1 (an unexpected failure) and from the error codes 2-5.
+SKEW_EXIT_CODE = 6
 
 Engine = Literal["dask", "local"]
 Log = Callable[[str], None]
@@ -163,8 +166,8 @@ class SkewReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing differs beyond tolerance, 1 when something does."""
-        return 0 if self.ok else 1
+        """0 when nothing differs beyond tolerance, :data:`SKEW_EXIT_CODE` (6) when something does."""
+        return 0 if self.ok else SKEW_EXIT_CODE
 
     def to_dict(self, max_unplaced_rows: int | None = 1000) -> dict[str, Any]:
         """The JSON report (the first ``max_unplaced_rows`` unplaced rows listed; all are counted,
@@ -714,8 +717,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
             "position, base scores, and context_score_* when no --track is given) and compare them "
             "with the training values, feature by feature. Writes REPORT_DIR/skew_report.json, "
             "skew_report.html, differing_rows.tsv and unplaced_rows.tsv, and prints a summary. "
-            "Exit code 0: no feature differs beyond tolerance; 1: some do; 2/3/4: bad input, bad "
-            "options, run failure."),
+            f"Exit code 0: no feature differs beyond tolerance; {SKEW_EXIT_CODE}: some do; 2/3/4: "
+            "bad input, bad options, run failure; 1: an unexpected failure."),
     )
     parser.add_argument("--training", required=True, metavar="FEATURES",
                         help="training feature matrix: .tsv/.csv(.gz), .parquet, or a directory of them")
