@@ -152,7 +152,8 @@ def predict_base(
     :class:`dask_enrich.genome.gtf.Annotation`. genes: gene ids (None = every gene).
     out: the Parquet file to write (written under a temporary name, then renamed).
     client: a ``distributed.Client``; when None a LocalCluster with ``n_workers`` single-threaded
-    worker processes (default: CPU count) is started and closed. One task per gene.
+    worker processes (default: Dask's CPU count) is started on 127.0.0.1 and closed. One task
+    per gene.
     Returns the per-gene summary (:data:`SUMMARY_COLUMNS`).
     """
     from ..genome.gtf import read_gtf
@@ -183,12 +184,12 @@ def predict_base(
 
     own_cluster = None
     if client is None:
-        from distributed import Client, LocalCluster
+        import dask.system
+        from distributed import Client
 
-        own_cluster = LocalCluster(
-            n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-            dashboard_address=":0",
-        )
+        from ..engine.run import make_local_cluster
+
+        own_cluster = make_local_cluster(n_workers or dask.system.CPU_COUNT, 1)  # on 127.0.0.1
         client = Client(own_cluster)
     try:
         return _run(client, str(genome), table, out, weights_s, chunk_size, compression)

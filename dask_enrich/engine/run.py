@@ -551,10 +551,17 @@ def run_enrichment(
 WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
+#: Interface the LocalCluster's scheduler, workers and dashboard listen on, unless asked otherwise.
+LOCAL_HOST = "127.0.0.1"
+
+
 def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
-                       memory_limit: str | int | None = "auto", processes: bool = True):
+                       memory_limit: str | int | None = "auto", processes: bool = True,
+                       host: str = LOCAL_HOST):
     """The engine's LocalCluster: ``workers`` processes x ``threads_per_worker`` threads, quiet
-    logs, a dashboard on a free port, and :data:`WORKER_MALLOC_ENV` in each worker process."""
+    logs, a dashboard on a free port, and :data:`WORKER_MALLOC_ENV` in each worker process.
+    Scheduler, workers and dashboard listen on ``host`` only (default 127.0.0.1: nothing is
+    reachable from other machines; "0.0.0.0" for every interface)."""
     import dask
     from distributed import LocalCluster
 
@@ -565,8 +572,8 @@ def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                            memory_limit=memory_limit, processes=processes,
-                            dashboard_address=":0", silence_logs=logging.CRITICAL)
+                            memory_limit=memory_limit, processes=processes, host=host,
+                            dashboard_address=f"{host}:0", silence_logs=logging.CRITICAL)
 
 
 def _make_client(scheduler: str | None, workers: int, threads_per_worker: int,
