@@ -214,10 +214,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``dask-enrich`` parser with every available subcommand."""
+def build_parser(prog: str = "dask-enrich") -> argparse.ArgumentParser:
+    """The ``dask-enrich`` parser with every available subcommand (``prog``: the name shown in
+    usage lines, ``dask enrich`` when run through Dask's command line)."""
     parser = argparse.ArgumentParser(
-        prog="dask-enrich",
+        prog=prog,
         description="Training-parity feature enrichment for splice-site meta-models, partitioned by "
                     "gene on Dask.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -238,9 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dask-enrich`` console script; returns the exit code."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "dask-enrich") -> int:
+    """Entry point of the ``dask-enrich`` console script (and of ``dask enrich``); returns the
+    exit code."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
