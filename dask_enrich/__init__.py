@@ -1,6 +1,7 @@
 """dask_enrich: training-parity feature enrichment for splice-site meta-models."""
 __version__ = "0.1.0"
 
+from . import settings as _settings  # noqa: F401  (Dask's `enrich` config section: its defaults)
 from .config import EnrichConfig
 from .core import EnrichReport, enrich
 from .manifest import Manifest, load_manifest

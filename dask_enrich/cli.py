@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import Callable, Sequence
 
@@ -93,7 +92,8 @@ def _add_run(subparsers, name: str = "run") -> None:
                         "--genome/--annotation)")
     g.add_argument("--cache-dir", metavar="DIR",
                    help="where to build the cache from --genome/--annotation (default: "
-                        ".dask-enrich-cache beside OUT); reused when the inputs are unchanged")
+                        "enrich.cache-dir of Dask's config, else .dask-enrich-cache beside OUT); "
+                        "reused when the inputs are unchanged")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", required=True,
                    help="output directory (local or URL) for the Parquet dataset and _SUCCESS.json")
@@ -106,10 +106,11 @@ def _add_run(subparsers, name: str = "run") -> None:
     o.add_argument("--keep-columns", metavar="A,B", type=_columns, default=(),
                    help="comma-separated extra columns of the positions to carry into the output")
     f = p.add_argument_group("features")
-    f.add_argument("--missing", choices=("error", "impute"), default="error",
+    f.add_argument("--missing", choices=("error", "impute"), default=None,
                    help="a manifest feature the inputs cannot provide: 'error' stops before any "
                         "work (naming the input that would provide it, the default); 'impute' fills "
-                        "it with the training median (else a documented constant) and reports counts")
+                        "it with the training median (else a documented constant) and reports counts "
+                        "(default: enrich.missing of Dask's config, 'error')")
     f.add_argument("--on-bad-rows", choices=("error", "quarantine"), default="error",
                    help="rows that fail the input checks (NaN or out-of-range scores, fractional "
                         "positions, duplicates, genes absent from the annotation, ...): 'error' "
@@ -136,21 +137,12 @@ def _add_run(subparsers, name: str = "run") -> None:
     s.add_argument("--spread-below", type=float, default=0.1,
                    help="entropy rule: top-two spread threshold (0.1)")
     c = p.add_argument_group("cluster")
-    c.add_argument("--scheduler", metavar="ADDR",
-                   help="address of a running Dask scheduler (tcp://HOST:PORT); default: start a "
-                        "LocalCluster on this machine")
-    c.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
-                   help="LocalCluster worker processes (default: the number of cores)")
-    c.add_argument("--threads-per-worker", type=_positive_int, default=1, metavar="N",
-                   help="threads per LocalCluster worker (default 1: the work is numpy-bound)")
-    c.add_argument("--memory-limit", default="auto", metavar="X",
-                   help="memory limit per LocalCluster worker, e.g. 4GB (default 'auto': the "
-                        "machine's memory divided among the workers; 0 for none)")
-    c.add_argument("--partition-rows", type=_positive_int, default=DEFAULT_PARTITION_ROWS,
-                   metavar="N",
+    add_cluster_arguments(c)
+    c.add_argument("--partition-rows", type=_positive_int, default=None, metavar="N",
                    help=f"target rows per partition (positions plus their genes' track rows; default "
-                        f"{DEFAULT_PARTITION_ROWS:,}). Genes are never split: small genes are packed "
-                        "together, a larger gene gets a partition of its own")
+                        f"enrich.partition-rows of Dask's config, {DEFAULT_PARTITION_ROWS:,}). Genes "
+                        "are never split: small genes are packed together, a larger gene gets a "
+                        "partition of its own")
     c.add_argument("--exchange", choices=("auto", "staged", "p2p"), default="auto",
                    help="how rows reach their gene partition: 'auto' (default: no exchange when "
                         "the input is grouped by gene, i.e. each gene's rows in one file or row "
@@ -161,6 +153,29 @@ def _add_run(subparsers, name: str = "run") -> None:
     models.add_score_arguments(p, name)
     _add_debug(p)
     p.set_defaults(handler=_cmd_run)
+
+
+def add_cluster_arguments(group, local_options: bool = True) -> None:
+    """The options choosing the Dask cluster (``engine/cluster.py``); defaults from Dask's config."""
+    group.add_argument("--scheduler", metavar="ADDR",
+                       help="address of a running Dask scheduler (tcp://HOST:PORT); default: Dask's "
+                            "scheduler-address (DASK_SCHEDULER_ADDRESS) when set, else a LocalCluster "
+                            "on this machine, listening on 127.0.0.1 only")
+    group.add_argument("--scheduler-file", metavar="FILE",
+                       help="Dask's JSON scheduler file of a running scheduler (written by `dask "
+                            "scheduler --scheduler-file FILE`), instead of --scheduler")
+    if not local_options:
+        return
+    group.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="LocalCluster worker processes (default: enrich.workers of Dask's "
+                            "config, else Dask's CPU count)")
+    group.add_argument("--threads-per-worker", type=_positive_int, default=None, metavar="N",
+                       help="threads per LocalCluster worker (default: enrich.threads-per-worker, "
+                            "1: the work is numpy-bound)")
+    group.add_argument("--memory-limit", default=None, metavar="X",
+                       help="memory limit per LocalCluster worker, e.g. 4GiB (default: "
+                            "enrich.memory-limit, 'auto': the machine's memory divided among the "
+                            "workers; 0 for none)")
 
 
 def _progress_printer(stream) -> Callable[[int, int], None]:
@@ -192,8 +207,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.positions is None and args.track is None:
         raise ConfigError("give --positions, or --track to select uncertain positions from it")
-    memory_limit = None if str(args.memory_limit).strip() in ("0", "none", "None") else args.memory_limit
-    config = EnrichConfig(missing=args.missing, coordinates=args.coordinates,
+    from . import settings
+
+    config = EnrichConfig(missing=settings.get("missing", args.missing), coordinates=args.coordinates,
                           context_track=args.context_track, keep_columns=tuple(args.keep_columns))
     selection = Selection(args.select, args.band_low, args.band_high, args.max_below,
                           args.entropy_above, args.spread_below)
@@ -206,7 +222,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         genome=args.genome, annotation=args.annotation, cache_dir=args.cache_dir, config=config,
         selection=selection, mode="resume" if args.resume else "overwrite" if args.overwrite else "new",
         partition_rows=args.partition_rows, scheduler=args.scheduler, workers=args.workers,
-        threads_per_worker=args.threads_per_worker, memory_limit=memory_limit,
+        threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
+        scheduler_file=args.scheduler_file,
         exchange_method=args.exchange, on_bad_rows=args.on_bad_rows,
         progress=None if args.quiet else _progress_printer(sys.stderr), log=log,
         score=score_options(args))

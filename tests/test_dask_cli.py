@@ -68,3 +68,10 @@ def test_dask_enrich_passes_arguments_and_exit_codes_through(dist_info):
     bad = dask(dist_info, "enrich", "run", "--manifest", "m", "--out", str(dist_info / "o"))
     assert bad.returncode == 3  # bad configuration (no --positions or --track), not click's 2
     assert "give --positions" in bad.stderr
+
+
+def test_dask_config_shows_the_enrich_section(dist_info):
+    """Loading the entry point imports the package, which adds its config defaults."""
+    done = dask(dist_info, "config", "get", "enrich.partition-rows")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "200000"

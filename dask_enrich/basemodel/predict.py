@@ -151,9 +151,10 @@ def predict_base(
     genome: FASTA path (plain or bgzip). annotation: a GTF path or an already parsed
     :class:`dask_enrich.genome.gtf.Annotation`. genes: gene ids (None = every gene).
     out: the Parquet file to write (written under a temporary name, then renamed).
-    client: a ``distributed.Client``; when None a LocalCluster with ``n_workers`` single-threaded
-    worker processes (default: Dask's CPU count) is started on 127.0.0.1 and closed. One task
-    per gene.
+    client: a ``distributed.Client``; when None, Dask's ``scheduler-address`` when set
+    (``DASK_SCHEDULER_ADDRESS``), else a LocalCluster with ``n_workers`` single-threaded worker
+    processes (default: ``enrich.workers``, else Dask's CPU count) on 127.0.0.1, closed at the
+    end. One task per gene.
     Returns the per-gene summary (:data:`SUMMARY_COLUMNS`).
     """
     from ..genome.gtf import read_gtf
@@ -182,20 +183,18 @@ def predict_base(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
+    own_client = client is None
     own_cluster = None
-    if client is None:
-        import dask.system
-        from distributed import Client
+    if own_client:  # Dask's scheduler-address when set, else a LocalCluster on 127.0.0.1
+        from ..engine.cluster import make_client
 
-        from ..engine.run import make_local_cluster
-
-        own_cluster = make_local_cluster(n_workers or dask.system.CPU_COUNT, 1)  # on 127.0.0.1
-        client = Client(own_cluster)
+        client, own_cluster = make_client(workers=n_workers, threads_per_worker=1)
     try:
         return _run(client, str(genome), table, out, weights_s, chunk_size, compression)
     finally:
-        if own_cluster is not None:
+        if own_client:
             client.close()
+        if own_cluster is not None:
             own_cluster.close()
 
 
@@ -283,9 +282,11 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     which.add_argument("--genes", metavar="ID[,ID...]", help="comma-separated gene ids")
     which.add_argument("--genes-file", metavar="FILE", help="file with one gene id per line ('#' comments)")
     p.add_argument("--out", required=True, metavar="TRACK", help="output Parquet file")
-    p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler "
-                   "(default: start a local cluster)")
-    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
+    from ..cli import add_cluster_arguments
+
+    add_cluster_arguments(p, local_options=False)
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local worker processes (default: enrich.workers, else Dask's CPU count)")
     p.add_argument("--weights", metavar="DIR", help="folder with spliceai1..5.h5 (default: the installed "
                    "spliceai package)")
     p.set_defaults(handler=run_cli)
@@ -309,19 +310,14 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         if args.workers is not None and args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {args.workers}")
-        if args.scheduler and args.workers:
-            raise ConfigError("give either --scheduler or --workers, not both")
+        if (args.scheduler or args.scheduler_file) and args.workers:
+            raise ConfigError("give either --scheduler/--scheduler-file or --workers, not both")
         genes = read_gene_list(args.genes_file) if args.genes_file else [
             g.strip() for g in args.genes.split(",") if g.strip()
         ]
-        client = None
-        if args.scheduler:
-            from distributed import Client
+        from ..engine.cluster import connect
 
-            try:
-                client = Client(args.scheduler, timeout="20s")
-            except OSError as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from exc
+        client = connect(args.scheduler, args.scheduler_file)  # None: predict_base chooses
         t0 = time.perf_counter()
         try:
             summary = predict_base(args.genome, args.annotation, genes, args.out, client=client,
