@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import time
 from typing import Callable, Sequence
 
 from . import __version__
@@ -55,6 +57,18 @@ def _columns(text: str) -> tuple[str, ...]:
 def _add_debug(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
+
+
+def _add_logging(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-v`` and ``--log-level`` (on the main parser and, not overriding it, on each command)."""
+    from .logs import LEVELS
+
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("-v", "--verbose", action="store_const", const="debug", dest="log_level",
+                        default=default, help="log debug messages too (--log-level debug)")
+    parser.add_argument("--log-level", choices=tuple(LEVELS), default=default,
+                        help="messages of the dask_enrich logger to show on stderr: debug, info "
+                             "(default: plan, cluster, progress notes), warning (also --quiet), error")
 
 
 def _add_run(subparsers, name: str = "run") -> None:
@@ -149,7 +163,8 @@ def _add_run(subparsers, name: str = "run") -> None:
                         "group, its files are not much smaller than --partition-rows, and there "
                         "are at least as many as worker threads; else 'staged'), 'staged' Arrow "
                         "files under OUT/_staging, or 'p2p' (Dask's shuffle)")
-    c.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    c.add_argument("--quiet", action="store_true",
+                   help="no progress bar or log lines (warnings and errors only: --log-level warning)")
     models.add_score_arguments(p, name)
     _add_debug(p)
     p.set_defaults(handler=_cmd_run)
@@ -178,15 +193,41 @@ def add_cluster_arguments(group, local_options: bool = True) -> None:
                             "workers; 0 for none)")
 
 
-def _progress_printer(stream) -> Callable[[int, int], None]:
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def rate_and_eta(done: int, total: int, elapsed: float) -> str:
+    """``, 0.50/s, ETA 14s``: the rate so far and the time left at that rate (at the end, the time
+    taken; nothing before the first item is done)."""
+    if done <= 0 or elapsed <= 0:
+        return ""
+    rate = done / elapsed
+    text = f", {rate:.2f}/s" if rate < 10 else f", {rate:,.0f}/s"
+    return text + (f", ETA {_duration((total - done) / rate)}" if done < total
+                   else f", {_duration(elapsed)}")
+
+
+def _progress_printer(stream, unit: str = "partitions",
+                      clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
+    """A progress callback ``show(done, total)``: a bar with rate and ETA on a terminal, a line
+    per tenth otherwise (``partitions 3/10, 0.50/s, ETA 14s``)."""
     tty = stream.isatty()
-    state = {"last": -1}
+    state = {"last": -1, "start": None}
 
     def show(done: int, total: int) -> None:
+        if state["start"] is None:
+            state["start"] = clock()
+        rate = rate_and_eta(done, total, clock() - state["start"])
         if tty:
             width = 30
             filled = int(width * done / max(total, 1))
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} partitions")
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}{rate}   ")
             if done == total:
                 stream.write("\n")
             stream.flush()
@@ -194,7 +235,7 @@ def _progress_printer(stream) -> Callable[[int, int], None]:
             tenth = int(10 * done / max(total, 1))
             if tenth != state["last"] or done == total:
                 state["last"] = tenth
-                stream.write(f"partitions {done}/{total}\n")
+                stream.write(f"{unit} {done}/{total}{rate}\n")
                 stream.flush()
 
     return show
@@ -213,7 +254,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           context_track=args.context_track, keep_columns=tuple(args.keep_columns))
     selection = Selection(args.select, args.band_low, args.band_high, args.max_below,
                           args.entropy_above, args.spread_below)
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    from .logs import LOGGER
+
+    log = LOGGER.info
     from .engine.models import score_options
 
     manifest = args.manifest[0] if len(args.manifest) == 1 else args.manifest
@@ -225,7 +268,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
         scheduler_file=args.scheduler_file,
         exchange_method=args.exchange, on_bad_rows=args.on_bad_rows,
-        progress=None if args.quiet else _progress_printer(sys.stderr), log=log,
+        progress=_progress_printer(sys.stderr) if LOGGER.isEnabledFor(logging.INFO) else None, log=log,
         score=score_options(args))
     print("\n".join(summary.lines()))
     return 0
@@ -240,6 +283,7 @@ def build_parser(prog: str = "dask-enrich") -> argparse.ArgumentParser:
                     "gene on Dask.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    _add_logging(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
     _add_run(subparsers, "score")
@@ -253,6 +297,8 @@ def build_parser(prog: str = "dask-enrich") -> argparse.ArgumentParser:
         register = getattr(module, "register_cli", None)
         if register is not None:
             register(subparsers)
+    for command in subparsers.choices.values():
+        _add_logging(command)
     return parser
 
 
@@ -265,6 +311,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "dask-enrich") -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = bool(getattr(args, "debug", False))
+    from .logs import configure
+
+    configure(args.log_level or ("warning" if getattr(args, "quiet", False) else "info"))
     try:
         return int(args.handler(args) or 0)
     except EnrichError as exc:

@@ -496,6 +496,7 @@ def recompute_dask(inputs: pd.DataFrame, manifest: Manifest, work_dir: Path, *,
                    cache_path: str | None = None, track_path: str | None = None,
                    config: EnrichConfig = EnrichConfig(), workers: int = 2,
                    processes: bool = True, client: Any = None, log: Log | None = None,
+                   progress: Callable[[int, int], None] | None = None,
                    ) -> tuple[pd.DataFrame, EnrichReport]:
     """The engine's ``run_enrichment`` on ``inputs`` (written to ``work_dir`` as Parquet), read
     back and put in the order of ``inputs`` by the ``_training_row`` column (a row the engine
@@ -507,7 +508,7 @@ def recompute_dask(inputs: pd.DataFrame, manifest: Manifest, work_dir: Path, *,
     out = work_dir / "recomputed"
     summary = run_enrichment(str(positions), manifest, str(out), track=track_path, cache=cache_path,
                              config=config, workers=workers, processes=processes, client=client,
-                             log=log)
+                             log=log, progress=progress)
     recomputed = pd.read_parquet(out)
     # rows the engine rejected (its input validation) come back all-NaN, ROW included
     recomputed = recomputed.set_index(ROW, drop=False).reindex(inputs[ROW].to_numpy())
@@ -547,7 +548,8 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
                config: EnrichConfig = EnrichConfig(), engine: Engine = "dask",
                workers: int = 2, processes: bool = True, client: Any = None,
                work_dir: str | Path | None = None, examples: int = EXAMPLES,
-               log: Log | None = None) -> SkewReport:
+               log: Log | None = None,
+               progress: Callable[[int, int], None] | None = None) -> SkewReport:
     """Recompute every manifest feature of the training rows and compare with the training values.
 
     training: the training feature matrix (path to TSV/CSV/Parquet or a directory, or a frame).
@@ -647,7 +649,7 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
             recomputed, enrich_report = recompute_dask(
                 distinct, manifest, Path(tmp), cache_path=cache_path,
                 track_path=track if CONTEXT in needs else None, config=check_config,
-                workers=workers, processes=processes, client=client, log=say)
+                workers=workers, processes=processes, client=client, log=say, progress=progress)
     else:
         recomputed, enrich_report = recompute_local(distinct, manifest, genomic=genomic,
                                                     track=track_frame, config=check_config)
@@ -748,6 +750,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 def run_cli(args: argparse.Namespace) -> int:
     """The ``skew`` command: run the check, write the report, print the summary; the exit code."""
+    from .cli import _progress_printer
     from .skew_report import summary_lines, write_report
 
     say = (lambda message: None) if args.quiet else (
@@ -760,7 +763,8 @@ def run_cli(args: argparse.Namespace) -> int:
                             annotation=args.annotation, cache=args.cache, track=args.track,
                             rtol=args.rtol, atol=args.atol, config=config,
                             engine="local" if args.local else "dask", workers=args.workers,
-                            work_dir=out, examples=args.examples, log=say)
+                            work_dir=out, examples=args.examples, log=say,
+                            progress=None if args.quiet else _progress_printer(sys.stderr))
         paths = write_report(report, out, log=say)
     except (EnrichError, OSError) as exc:
         if getattr(args, "debug", False):  # the main parser's --debug: show the traceback

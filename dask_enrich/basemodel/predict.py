@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import os
 import sys
 import time
@@ -145,6 +146,7 @@ def predict_base(
     weights: str | Path | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     compression: str = "zstd",
+    progress=None,
 ) -> pd.DataFrame:
     """Predict SpliceAI scores for every nucleotide of each gene's span; write a Parquet track.
 
@@ -155,6 +157,7 @@ def predict_base(
     (``DASK_SCHEDULER_ADDRESS``), else a LocalCluster with ``n_workers`` single-threaded worker
     processes (default: ``enrich.workers``, else Dask's CPU count) on 127.0.0.1, closed at the
     end. One task per gene.
+    progress: ``progress(genes_done, genes)`` after each gene is written.
     Returns the per-gene summary (:data:`SUMMARY_COLUMNS`).
     """
     from ..genome.gtf import read_gtf
@@ -190,7 +193,7 @@ def predict_base(
 
         client, own_cluster = make_client(workers=n_workers, threads_per_worker=1)
     try:
-        return _run(client, str(genome), table, out, weights_s, chunk_size, compression)
+        return _run(client, str(genome), table, out, weights_s, chunk_size, compression, progress)
     finally:
         if own_client:
             client.close()
@@ -199,7 +202,7 @@ def predict_base(
 
 
 def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | None,
-         chunk_size: int, compression: str) -> pd.DataFrame:
+         chunk_size: int, compression: str, progress=None) -> pd.DataFrame:
     token = uuid.uuid4().hex[:8]
     gene_ids = table["gene_id"].astype(str).tolist()
     futures = client.map(
@@ -216,6 +219,8 @@ def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | Non
     padded = np.zeros(len(table), dtype=np.int64)
     seconds = np.zeros(len(table), dtype=np.float64)
     cpu = np.zeros(len(table), dtype=np.float64)
+    if progress:
+        progress(0, len(futures))
     try:
         with pq.ParquetWriter(tmp, TRACK_SCHEMA, compression=compression) as writer:
             for i, fut in enumerate(futures):
@@ -229,6 +234,8 @@ def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | Non
                 row = table.iloc[i]
                 writer.write_table(track_table(gene_ids[i], str(row["seqname"]), str(row["strand"]),
                                                int(row["gene_start"]), scores))
+                if progress:
+                    progress(i + 1, len(futures))
         os.replace(tmp, out)
     except BaseException:
         client.cancel(futures)
@@ -320,8 +327,13 @@ def run_cli(args: argparse.Namespace) -> int:
         client = connect(args.scheduler, args.scheduler_file)  # None: predict_base chooses
         t0 = time.perf_counter()
         try:
+            from ..cli import _progress_printer
+            from ..logs import LOGGER
+
+            show = LOGGER.isEnabledFor(logging.INFO)  # --log-level warning / error: no progress
             summary = predict_base(args.genome, args.annotation, genes, args.out, client=client,
-                                   n_workers=args.workers, weights=args.weights)
+                                   n_workers=args.workers, weights=args.weights,
+                                   progress=_progress_printer(sys.stderr, "genes") if show else None)
         finally:
             if client is not None:
                 client.close()

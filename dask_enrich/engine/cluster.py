@@ -19,6 +19,7 @@ import dask.system
 
 from .. import settings
 from ..errors import ConfigError, RunFailure
+from ..logs import LOGGER, surface_worker_warnings
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def connect(scheduler: str | None = None, scheduler_file: str | None = None):
         return None
     where = target.get("address") or f"the scheduler file {target['scheduler_file']}"
     source = "" if scheduler or scheduler_file else " (Dask's scheduler-address, DASK_SCHEDULER_ADDRESS)"
+    LOGGER.debug("connecting to the Dask scheduler at %s%s", where, source)
     try:
         return Client(**target)
     except (OSError, TimeoutError, ValueError, KeyError) as exc:
@@ -91,6 +93,11 @@ def make_client(scheduler: str | None = None, scheduler_file: str | None = None,
     from .run import make_local_cluster
 
     spec = local_spec(**local)
+    LOGGER.debug("starting a LocalCluster: %d worker(s) x %d thread(s), memory limit %s, on %s",
+                 spec.workers, spec.threads_per_worker, spec.memory_limit, spec.host)
     cluster = make_local_cluster(spec.workers, spec.threads_per_worker, spec.memory_limit,
                                  processes, host=spec.host)
-    return Client(cluster), cluster
+    client = Client(cluster)
+    if processes:  # its workers' memory warnings, silenced with distributed's chatter, once each
+        surface_worker_warnings(client)
+    return client, cluster

@@ -38,6 +38,7 @@ from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
 from ..errors import ConfigError, EnrichError, InputError, RunFailure
 from ..features.registry import parse_kmer
+from ..logs import LOGGER
 from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, input_pieces,
                   inspect_input, read_dask, wanted_columns)
 from ..manifest import Manifest
@@ -440,7 +441,7 @@ def run_enrichment(
     ``staged`` (Arrow files under
     OUT/_staging) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
     """
-    say = log or (lambda message: None)
+    say = log or LOGGER.info  # the dask_enrich logger (silent unless logging is configured)
     # local paths absolute on the client: the workers have other working directories
     positions, track, out, cache, genome, annotation, cache_dir = map(
         rejects.absolute, (positions, track, out, cache, genome, annotation, cache_dir))
@@ -583,7 +584,8 @@ def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                            memory_limit=memory_limit, processes=processes, host=host,
+                            memory_limit=memory_limit, processes=processes,
+                            host=host if processes else None,  # threads: in-process comms
                             dashboard_address=f"{host}:0", silence_logs=logging.CRITICAL)
 
 
