@@ -147,11 +147,13 @@ def predict_base(
     chunk_size: int = DEFAULT_CHUNK,
     compression: str = "zstd",
     progress=None,
+    chroms: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Predict SpliceAI scores for every nucleotide of each gene's span; write a Parquet track.
 
     genome: FASTA path (plain or bgzip). annotation: a GTF path or an already parsed
-    :class:`dask_enrich.genome.gtf.Annotation`. genes: gene ids (None = every gene).
+    :class:`dask_enrich.genome.gtf.Annotation`. genes: gene ids (None = every gene of the
+    annotation); chroms: only the genes on these sequences (None = all).
     out: the Parquet file to write (written under a temporary name, then renamed).
     client: a ``distributed.Client``; when None, Dask's ``scheduler-address`` when set
     (``DASK_SCHEDULER_ADDRESS``), else a LocalCluster with ``n_workers`` single-threaded worker
@@ -168,8 +170,16 @@ def predict_base(
     if isinstance(annotation, (str, Path)):
         annotation = read_gtf(annotation)
     table = select_genes(annotation, genes)
+    if chroms is not None:
+        absent = sorted(set(chroms) - set(annotation.genes["seqname"].astype(str)))
+        if absent:
+            raise InputError(f"no gene of the annotation {getattr(annotation, 'path', '')} is on "
+                             f"{', '.join(map(repr, absent))} (its sequences: "
+                             f"{', '.join(sorted(set(annotation.genes['seqname'].astype(str)))[:10])})")
+        table = table[table["seqname"].astype(str).isin(list(chroms))].reset_index(drop=True)
     if len(table) == 0:
-        raise InputError("the annotation has no genes to predict")
+        raise InputError("no genes to predict (the annotation has none, or none of the given genes "
+                         "lies on the given --chrom)")
     fasta = _open_fasta(str(genome))  # checks seqnames and spans before any work is sent out
     absent = sorted(set(table["seqname"]) - set(fasta.names))
     if absent:
@@ -279,15 +289,19 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
         "predict-base",
         help="per-nucleotide SpliceAI base scores for genes (numpy, no TensorFlow), on Dask",
         description="Predict SpliceAI donor/acceptor/neither scores for every nucleotide of the\n"
-        "given genes and write them as a Parquet track (one Dask task per gene).",
+        "genes of the annotation (or the given ones, or those on --chrom) and write them as a\n"
+        "Parquet track (one Dask task per gene).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--genome", required=True, metavar="FASTA", help="genome FASTA (plain or bgzip)")
     p.add_argument("--annotation", required=True, metavar="GTF", help="gene annotation GTF (plain or gzip)")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--genes", metavar="ID[,ID...]", help="comma-separated gene ids")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--genes", metavar="ID[,ID...]",
+                       help="comma-separated gene ids (default: every gene of the annotation)")
     which.add_argument("--genes-file", metavar="FILE", help="file with one gene id per line ('#' comments)")
+    p.add_argument("--chrom", metavar="NAME[,NAME...]",
+                   help="only genes on these sequences (annotation seqnames, e.g. NC_003070.9)")
     p.add_argument("--out", required=True, metavar="TRACK", help="output Parquet file")
     from ..cli import add_cluster_arguments
 
@@ -321,7 +335,8 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ConfigError("give either --scheduler/--scheduler-file or --workers, not both")
         genes = read_gene_list(args.genes_file) if args.genes_file else [
             g.strip() for g in args.genes.split(",") if g.strip()
-        ]
+        ] if args.genes else None  # None: every gene of the annotation (or of --chrom)
+        chroms = [c.strip() for c in args.chrom.split(",") if c.strip()] if args.chrom else None
         from ..engine.cluster import connect
 
         client = connect(args.scheduler, args.scheduler_file)  # None: predict_base chooses
@@ -332,7 +347,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
             show = LOGGER.isEnabledFor(logging.INFO)  # --log-level warning / error: no progress
             summary = predict_base(args.genome, args.annotation, genes, args.out, client=client,
-                                   n_workers=args.workers, weights=args.weights,
+                                   n_workers=args.workers, weights=args.weights, chroms=chroms,
                                    progress=_progress_printer(sys.stderr, "genes") if show else None)
         finally:
             if client is not None:

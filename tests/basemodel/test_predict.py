@@ -212,3 +212,32 @@ def test_cli_runs_on_local_worker_processes(tmp_path, capsys) -> None:
     assert "track written to" in capsys.readouterr().out
     df = pd.read_parquet(out)
     assert len(df) == 2066 and set(df["gene_id"]) == {MINUS_GENE}
+
+
+def test_cli_predicts_every_gene_by_default_and_chrom_narrows(tmp_path, monkeypatch) -> None:
+    """Without --genes, predict-base asks predict_base for every gene of the annotation (genes
+    None), and --chrom passes the sequences to narrow it to."""
+    seen = {}
+
+    def fake_predict_base(genome, annotation, genes, out, **kw):
+        seen["genes"], seen["chroms"] = genes, kw.get("chroms")
+        return pd.DataFrame({"gene_id": ["g"], "length": [10], "flank_padded": [0]})
+
+    monkeypatch.setattr(bp, "predict_base", fake_predict_base)
+    parser = argparse.ArgumentParser(prog="dask-enrich")
+    bp.register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--out", str(tmp_path / "t.parquet")])
+    assert args.genes is None and args.genes_file is None
+    assert args.handler(args) == 0 and seen == {"genes": None, "chroms": None}
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--chrom", "NC_003070.9", "--out", str(tmp_path / "t.parquet")])
+    assert args.handler(args) == 0 and seen == {"genes": None, "chroms": ["NC_003070.9"]}
+
+
+def test_predict_base_chrom_filter_and_unknown_chrom(tmp_path) -> None:
+    from dask_enrich.genome.gtf import read_gtf
+
+    annotation = read_gtf(GTF)
+    with pytest.raises(InputError, match="'chrX'"):
+        bp.predict_base(FASTA, annotation, ["AT1G01010"], tmp_path / "t.parquet", chroms=["chrX"])
