@@ -9,6 +9,7 @@ from .seed import InferenceFeatureConfig, OptimizedInferenceEnricher, create_opt
 
 __all__ = [
     "EnrichConfig",
+    "enrich_dask",
     "EnrichReport",
     "InferenceFeatureConfig",
     "Manifest",
@@ -17,3 +18,12 @@ __all__ = [
     "enrich",
     "load_manifest",
 ]
+
+
+def __getattr__(name: str):
+    """``dask_enrich.enrich_dask`` without importing dask.dataframe with the package."""
+    if name == "enrich_dask":
+        from .engine.lazy import enrich_dask
+
+        return enrich_dask
+    raise AttributeError(f"module 'dask_enrich' has no attribute {name!r}")
