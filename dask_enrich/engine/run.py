@@ -45,7 +45,7 @@ from ..manifest import Manifest
 from ..selection import Selection, select_mask
 from . import exchange, rejects, models, writer
 from .cluster import make_client
-from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, plan_partitions
+from .partition import PartitionPlan, plan_partitions
 
 BIN = "_bin"
 #: Input grouped by gene is enriched where it is read when that gives at most this many times the
