@@ -372,6 +372,8 @@ def resolve_cache(cache: str | None, genome: str | None, annotation: str | None,
     from ..genome.cache import build_cache
 
     cache_dir = dask_settings.get("cache-dir", cache_dir)
+    if cache_dir is not None:  # absolute on the client: the workers open the cache by path
+        cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
     if cache_dir is None:
         local_out = "://" not in str(out) or str(out).startswith("file://")
         parent = Path(str(out).removeprefix("file://")).resolve().parent if local_out else Path.home() / ".cache"
