@@ -74,3 +74,16 @@ def test_cli_options_default_to_dask_config(monkeypatch):
     with dask.config.set({"enrich.partition-rows": 777, "enrich.missing": "error"}):
         assert settings.get("partition-rows", args.partition_rows) == 9
         assert settings.get("missing", args.missing) == "impute"
+
+
+def test_cache_dir_from_the_config_is_made_absolute(tmp_path, monkeypatch):
+    """enrich.cache-dir (relative here) decides where a run builds its cache, as an absolute path
+    (the workers open it by path from other working directories)."""
+    from dask_enrich.engine.run import resolve_cache
+    from tests.conftest import SLICE_FASTA, SLICE_GTF
+
+    monkeypatch.chdir(tmp_path)
+    with dask.config.set({"enrich.cache-dir": "caches"}):
+        built = Path(resolve_cache(None, str(SLICE_FASTA), str(SLICE_GTF), str(tmp_path / "out")))
+    assert built.is_absolute() and built.parent == tmp_path / "caches"
+    assert (built / "genes.parquet").is_file()
