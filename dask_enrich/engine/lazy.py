@@ -5,8 +5,9 @@ Each partition of the input is enriched by the engine's own bin function
 ``enrich_dask`` and ``run_enrichment`` compute the same values by one code path. The graph holds
 one small context key (manifest, config, the cache's *path*, the track's file list) and one task
 per input partition: the genomic cache is opened on the worker by path (once per process) and
-each task reads the track rows of its own genes from the track's files, so neither the cache nor
-the track is ever in the graph. Nothing is computed until the result is: ``.compute()``,
+each task reads the track rows of its own genes from the track's files (for Parquet, only the
+pieces whose gene id statistics can hold them), so neither the cache nor the track is ever in
+the graph. Nothing is computed until the result is: ``.compute()``,
 ``.to_parquet()``, ``.persist()``, further ``map_partitions`` all work on it.
 
 Unlike ``run``, the partitions are the input's (planning gene partitions would need a pass over
@@ -32,11 +33,43 @@ from .partition import PartitionPlan
 from .run import _Context, _enrich_bin, resolve_cache
 
 
-def _read_track_rows(genes: np.ndarray, reader: Any, pieces: list) -> pd.DataFrame:
-    """The track rows of ``genes`` from every piece of the track (read on the worker)."""
-    wanted = pd.Index(pd.unique(genes))
+def _gene_ranges(source: Any, pieces: list) -> list[tuple[str, str] | None]:
+    """Per Parquet piece of the track, the (smallest, largest) gene id its row groups hold, from
+    the footers' statistics (None: unknown, the piece is always read; CSV pieces too)."""
+    import pyarrow.parquet as pq
+
+    if source.format != "parquet":
+        return [None] * len(pieces)
+    ranges: list[tuple[str, str] | None] = []
+    footers: dict[str, Any] = {}
+    for file, groups in pieces:
+        try:
+            if file not in footers:
+                footers[file] = pq.ParquetFile(file).metadata
+            metadata = footers[file]
+            column = metadata.schema.to_arrow_schema().get_field_index("gene_id")
+            stats = [metadata.row_group(g).column(column).statistics
+                     for g in (groups if groups is not None else range(metadata.num_row_groups))]
+            if not stats or any(s is None or not s.has_min_max for s in stats):
+                ranges.append(None)
+            else:
+                ranges.append((min(str(s.min) for s in stats), max(str(s.max) for s in stats)))
+        except Exception:  # a remote or unusual file: read it
+            ranges.append(None)
+    return ranges
+
+
+def _read_track_rows(genes: np.ndarray, reader: Any, pieces: list,
+                     ranges: list[tuple[str, str] | None]) -> pd.DataFrame | None:
+    """The track rows of ``genes``, read on the worker from the pieces whose gene id range can
+    hold one of them (a track grouped or sorted by gene: only its pieces of those genes)."""
+    wanted = np.sort(pd.unique(pd.Series(genes, dtype="str")).astype(str))
     frames = []
-    for piece in pieces:
+    for piece, extent in zip(pieces, ranges):
+        if extent is not None:
+            lo, hi = np.searchsorted(wanted, extent[0], "left"), np.searchsorted(wanted, extent[1], "right")
+            if lo >= hi:  # no wanted gene id between the piece's smallest and largest
+                continue
         frame = reader(piece)
         frames.append(frame[frame["gene_id"].isin(wanted)])
     return pd.concat(frames, ignore_index=True) if frames else None
@@ -46,10 +79,10 @@ def _enrich_partition(positions: pd.DataFrame, ctx: _Context, track: tuple | Non
                       partition_info: dict | None = None) -> pd.DataFrame:
     """One input partition through the engine's bin function; the report attrs dropped."""
     rows = positions[list(ctx.position_columns)]
-    track_rows = (_read_track_rows(rows["gene_id"].to_numpy(), *track[:2])
+    track_rows = (_read_track_rows(rows["gene_id"].to_numpy(), *track[:3])
                   if track is not None and len(rows) else None)
-    if track is not None and track_rows is None:
-        track_rows = track[2].copy()
+    if track is not None and track_rows is None:  # no rows, or none of the track's pieces
+        track_rows = track[3].copy()
     out = _enrich_bin(rows, track_rows, ctx, {"number": -1})
     out.attrs = {}
     return out
@@ -113,7 +146,7 @@ def enrich_dask(frame, manifest: str | Path | Manifest, *, cache: str | None = N
                          if c in (*TRACK_COLUMNS, "strand")]
         reader, pieces, track_meta = input_pieces(track_source, track_columns,
                                                   **rejects.read_options(track_source))
-        track_arg = (reader, pieces, track_meta)
+        track_arg = (reader, pieces, _gene_ranges(track_source, pieces), track_meta)
     ctx_key = dask.delayed(ctx, pure=True, traverse=False)
     track_key = dask.delayed(track_arg, pure=True, traverse=False) if track_arg else None
     return frame.map_partitions(_enrich_partition, ctx_key, track_key, meta=meta,

@@ -108,3 +108,29 @@ def test_a_bad_row_fails_the_compute_naming_it(inputs):
                        track=str(inputs["track"]), config=KEEP)  # building it checks no row
     with pytest.raises(InputError, match="enrich_dask"):
         lazy.compute(scheduler="sync")
+
+
+def test_each_task_reads_only_the_track_pieces_of_its_genes(tmp_path):
+    """A track sorted by gene in three row groups: the rows of genes B and E come from the
+    pieces whose gene id range holds them; the others are not read."""
+    from dask_enrich.engine.lazy import _gene_ranges, _read_track_rows
+    from dask_enrich.io import input_pieces, inspect_input
+
+    track = pd.DataFrame({"gene_id": list("AABBCCDDEEFF"), "position": np.arange(12, dtype=np.int64),
+                          "donor_score": 0.1, "acceptor_score": 0.2})
+    track.to_parquet(tmp_path / "t.parquet", row_group_size=4)  # A-B, C-D, E-F
+    source = inspect_input(str(tmp_path / "t.parquet"), label="track")
+    reader, pieces, _ = input_pieces(source, list(track.columns), blocksize=1)
+    assert len(pieces) == 3
+    ranges = _gene_ranges(source, pieces)
+    assert ranges == [("A", "B"), ("C", "D"), ("E", "F")]
+    read = []
+
+    def counting(piece):
+        read.append(piece)
+        return reader(piece)
+
+    rows = _read_track_rows(np.array(["E", "B", "B"]), counting, pieces, ranges)
+    assert sorted(set(rows["gene_id"])) == ["B", "E"] and len(rows) == 4
+    assert read == [pieces[0], pieces[2]]
+    assert _read_track_rows(np.array(["Z"]), counting, pieces, ranges) is None
