@@ -5,8 +5,9 @@ Library code logs to ``dask_enrich`` (``logging.getLogger("dask_enrich")`` or a 
 configures handlers; :func:`configure` does that for the command line (``--log-level``, ``-v``,
 ``--quiet``). A LocalCluster is started with distributed's own log output silenced (its
 start-up and shuffle chatter), so :func:`surface_worker_warnings` forwards the records of
-``distributed.worker.memory`` from the workers (``Client.forward_logging``) and logs each kind
-of message once per run as a warning of ``dask_enrich.worker``.
+``distributed.worker.memory`` and ``distributed.spill`` from the workers
+(``Client.forward_logging``) and logs each kind of message once per run as a warning of
+``dask_enrich.worker``.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ LOGGER = logging.getLogger("dask_enrich")
 #: Levels of ``--log-level``; ``-v`` is debug, ``--quiet`` warning, the default info.
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}
-#: Worker loggers whose warnings reach the user (memory use high, pausing, resuming).
-WORKER_WARNING_LOGGERS = ("distributed.worker.memory",)
+#: Worker loggers whose warnings reach the user (memory use high, pausing, resuming; spilling to
+#: disk failed or the spill directory full).
+WORKER_WARNING_LOGGERS = ("distributed.worker.memory", "distributed.spill")
 _HANDLER_NAME = "dask-enrich-cli"
 
 

@@ -70,3 +70,26 @@ def test_progress_lines_without_a_terminal():
         show(done, 4)
     assert stream.getvalue().splitlines() == [
         "genes 0/4", "genes 1/4, 0.50/s, ETA 6s", "genes 2/4, 0.50/s, ETA 4s", "genes 4/4, 0.50/s, 8s"]
+
+
+def test_worker_warnings_are_shown_once_per_kind_whatever_their_numbers():
+    stream = io.StringIO()
+    logs.configure("info", stream)
+    logs._once.seen.clear()
+    for message in ("Worker is at 85% memory usage. Pausing worker.  Process memory: 491.02 MiB "
+                    "-- Worker memory limit: 572.20 MiB",
+                    "Worker is at 91% memory usage. Pausing worker.  Process memory: 521.5 MiB "
+                    "-- Worker memory limit: 572.20 MiB",
+                    "Worker is at 20% memory usage. Resuming worker. Process memory: 114 MiB "
+                    "-- Worker memory limit: 572.20 MiB",
+                    "Spill to disk failed; keeping data in memory",
+                    "Spill to disk failed; keeping data in memory"):
+        record = logging.LogRecord("distributed.worker.memory", logging.WARNING, __file__, 0, message,
+                                   None, None)
+        record.worker = "tcp://127.0.0.1:1"
+        logs._once.handle(record)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and all(line.startswith("warning: worker tcp://127.0.0.1:1: ") for line in lines)
+    assert "85% memory usage. Pausing" in lines[0] and "raise --memory-limit" in lines[0]
+    assert "Resuming" in lines[1] and "raise --memory-limit" not in lines[1]
+    assert "Spill to disk failed" in lines[2]
