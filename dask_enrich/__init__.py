@@ -1,6 +1,7 @@
 """dask_enrich: training-parity feature enrichment for splice-site meta-models."""
 __version__ = "0.1.0"
 
+from . import settings as _settings  # noqa: F401  (Dask's `enrich` config section: its defaults)
 from .config import EnrichConfig
 from .core import EnrichReport, enrich
 from .manifest import Manifest, load_manifest
@@ -8,6 +9,7 @@ from .seed import InferenceFeatureConfig, OptimizedInferenceEnricher, create_opt
 
 __all__ = [
     "EnrichConfig",
+    "enrich_dask",
     "EnrichReport",
     "InferenceFeatureConfig",
     "Manifest",
@@ -16,3 +18,12 @@ __all__ = [
     "enrich",
     "load_manifest",
 ]
+
+
+def __getattr__(name: str):
+    """``dask_enrich.enrich_dask`` without importing dask.dataframe with the package."""
+    if name == "enrich_dask":
+        from .engine.lazy import enrich_dask
+
+        return enrich_dask
+    raise AttributeError(f"module 'dask_enrich' has no attribute {name!r}")

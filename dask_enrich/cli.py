@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import logging
 import sys
+import time
 from typing import Callable, Sequence
 
 from . import __version__
@@ -34,7 +35,8 @@ output:
   OUT/_SUCCESS.json records rows in/written/rejected, imputed features, fingerprints and timings.
 
 exit codes: 0 success, 2 bad input or manifest (also usage errors), 3 bad option or missing
-  features, 4 run failure, 5 feature plugin error, 1 unexpected error, 130 interrupted.
+  features, 4 run failure, 5 feature plugin error, 6 (skew) differences found, 1 unexpected
+  error, 130 interrupted.
 """
 
 
@@ -55,6 +57,18 @@ def _columns(text: str) -> tuple[str, ...]:
 def _add_debug(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
+
+
+def _add_logging(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-v`` and ``--log-level`` (on the main parser and, not overriding it, on each command)."""
+    from .logs import LEVELS
+
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("-v", "--verbose", action="store_const", const="debug", dest="log_level",
+                        default=default, help="log debug messages too (--log-level debug)")
+    parser.add_argument("--log-level", choices=tuple(LEVELS), default=default,
+                        help="messages of the dask_enrich logger to show on stderr: debug, info "
+                             "(default: plan, cluster, progress notes), warning (also --quiet), error")
 
 
 def _add_run(subparsers, name: str = "run") -> None:
@@ -93,7 +107,8 @@ def _add_run(subparsers, name: str = "run") -> None:
                         "--genome/--annotation)")
     g.add_argument("--cache-dir", metavar="DIR",
                    help="where to build the cache from --genome/--annotation (default: "
-                        ".dask-enrich-cache beside OUT); reused when the inputs are unchanged")
+                        "enrich.cache-dir of Dask's config, else .dask-enrich-cache beside OUT); "
+                        "reused when the inputs are unchanged")
     from .genome.cache import add_reference_arguments
 
     add_reference_arguments(g)
@@ -109,10 +124,11 @@ def _add_run(subparsers, name: str = "run") -> None:
     o.add_argument("--keep-columns", metavar="A,B", type=_columns, default=(),
                    help="comma-separated extra columns of the positions to carry into the output")
     f = p.add_argument_group("features")
-    f.add_argument("--missing", choices=("error", "impute"), default="error",
+    f.add_argument("--missing", choices=("error", "impute"), default=None,
                    help="a manifest feature the inputs cannot provide: 'error' stops before any "
                         "work (naming the input that would provide it, the default); 'impute' fills "
-                        "it with the training median (else a documented constant) and reports counts")
+                        "it with the training median (else a documented constant) and reports counts "
+                        "(default: enrich.missing of Dask's config, 'error')")
     f.add_argument("--on-bad-rows", choices=("error", "quarantine"), default="error",
                    help="rows that fail the input checks (NaN or out-of-range scores, fractional "
                         "positions, duplicates, genes absent from the annotation, ...): 'error' "
@@ -139,42 +155,83 @@ def _add_run(subparsers, name: str = "run") -> None:
     s.add_argument("--spread-below", type=float, default=0.1,
                    help="entropy rule: top-two spread threshold (0.1)")
     c = p.add_argument_group("cluster")
-    c.add_argument("--scheduler", metavar="ADDR",
-                   help="address of a running Dask scheduler (tcp://HOST:PORT); default: start a "
-                        "LocalCluster on this machine")
-    c.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
-                   help="LocalCluster worker processes (default: the number of cores)")
-    c.add_argument("--threads-per-worker", type=_positive_int, default=1, metavar="N",
-                   help="threads per LocalCluster worker (default 1: the work is numpy-bound)")
-    c.add_argument("--memory-limit", default="auto", metavar="X",
-                   help="memory limit per LocalCluster worker, e.g. 4GB (default 'auto': the "
-                        "machine's memory divided among the workers; 0 for none)")
-    c.add_argument("--partition-rows", type=_positive_int, default=DEFAULT_PARTITION_ROWS,
-                   metavar="N",
+    add_cluster_arguments(c)
+    c.add_argument("--partition-rows", type=_positive_int, default=None, metavar="N",
                    help=f"target rows per partition (positions plus their genes' track rows; default "
-                        f"{DEFAULT_PARTITION_ROWS:,}). Genes are never split: small genes are packed "
-                        "together, a larger gene gets a partition of its own")
+                        f"enrich.partition-rows of Dask's config, {DEFAULT_PARTITION_ROWS:,}). Genes "
+                        "are never split: small genes are packed together, a larger gene gets a "
+                        "partition of its own")
     c.add_argument("--exchange", choices=("auto", "staged", "p2p"), default="auto",
                    help="how rows reach their gene partition: 'auto' (default: no exchange when "
                         "the input is grouped by gene, i.e. each gene's rows in one file or row "
                         "group, its files are not much smaller than --partition-rows, and there "
                         "are at least as many as worker threads; else 'staged'), 'staged' Arrow "
                         "files under OUT/_staging, or 'p2p' (Dask's shuffle)")
-    c.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    c.add_argument("--quiet", action="store_true",
+                   help="no progress bar or log lines (warnings and errors only: --log-level warning)")
     models.add_score_arguments(p, name)
     _add_debug(p)
     p.set_defaults(handler=_cmd_run)
 
 
-def _progress_printer(stream) -> Callable[[int, int], None]:
+def add_cluster_arguments(group, local_options: bool = True) -> None:
+    """The options choosing the Dask cluster (``engine/cluster.py``); defaults from Dask's config."""
+    group.add_argument("--scheduler", metavar="ADDR",
+                       help="address of a running Dask scheduler (tcp://HOST:PORT); default: Dask's "
+                            "scheduler-address (DASK_SCHEDULER_ADDRESS) when set, else a LocalCluster "
+                            "on this machine, listening on 127.0.0.1 only")
+    group.add_argument("--scheduler-file", metavar="FILE",
+                       help="Dask's JSON scheduler file of a running scheduler (written by `dask "
+                            "scheduler --scheduler-file FILE`), instead of --scheduler")
+    if not local_options:
+        return
+    group.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="LocalCluster worker processes (default: enrich.workers of Dask's "
+                            "config, else Dask's CPU count)")
+    group.add_argument("--threads-per-worker", type=_positive_int, default=None, metavar="N",
+                       help="threads per LocalCluster worker (default: enrich.threads-per-worker, "
+                            "1: the work is numpy-bound)")
+    group.add_argument("--memory-limit", default=None, metavar="X",
+                       help="memory limit per LocalCluster worker, e.g. 4GiB (default: "
+                            "enrich.memory-limit, 'auto': the machine's memory divided among the "
+                            "workers; 0 for none)")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def rate_and_eta(done: int, total: int, elapsed: float) -> str:
+    """``, 0.50/s, ETA 14s``: the rate so far and the time left at that rate (at the end, the time
+    taken; nothing before the first item is done)."""
+    if done <= 0 or elapsed <= 0:
+        return ""
+    rate = done / elapsed
+    text = f", {rate:.2f}/s" if rate < 10 else f", {rate:,.0f}/s"
+    return text + (f", ETA {_duration((total - done) / rate)}" if done < total
+                   else f", {_duration(elapsed)}")
+
+
+def _progress_printer(stream, unit: str = "partitions",
+                      clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
+    """A progress callback ``show(done, total)``: a bar with rate and ETA on a terminal, a line
+    per tenth otherwise (``partitions 3/10, 0.50/s, ETA 14s``)."""
     tty = stream.isatty()
-    state = {"last": -1}
+    state = {"last": -1, "start": None}
 
     def show(done: int, total: int) -> None:
+        if state["start"] is None:
+            state["start"] = clock()
+        rate = rate_and_eta(done, total, clock() - state["start"])
         if tty:
             width = 30
             filled = int(width * done / max(total, 1))
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} partitions")
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}{rate}   ")
             if done == total:
                 stream.write("\n")
             stream.flush()
@@ -182,7 +239,7 @@ def _progress_printer(stream) -> Callable[[int, int], None]:
             tenth = int(10 * done / max(total, 1))
             if tenth != state["last"] or done == total:
                 state["last"] = tenth
-                stream.write(f"partitions {done}/{total}\n")
+                stream.write(f"{unit} {done}/{total}{rate}\n")
                 stream.flush()
 
     return show
@@ -195,12 +252,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.positions is None and args.track is None:
         raise ConfigError("give --positions, or --track to select uncertain positions from it")
-    memory_limit = None if str(args.memory_limit).strip() in ("0", "none", "None") else args.memory_limit
-    config = EnrichConfig(missing=args.missing, coordinates=args.coordinates,
+    from . import settings
+
+    config = EnrichConfig(missing=settings.get("missing", args.missing), coordinates=args.coordinates,
                           context_track=args.context_track, keep_columns=tuple(args.keep_columns))
     selection = Selection(args.select, args.band_low, args.band_high, args.max_below,
                           args.entropy_above, args.spread_below)
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    from .logs import LOGGER
+
+    log = LOGGER.info
     from .engine.models import score_options
 
     manifest = args.manifest[0] if len(args.manifest) == 1 else args.manifest
@@ -209,22 +269,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         genome=args.genome, annotation=args.annotation, cache_dir=args.cache_dir, config=config,
         selection=selection, mode="resume" if args.resume else "overwrite" if args.overwrite else "new",
         partition_rows=args.partition_rows, scheduler=args.scheduler, workers=args.workers,
-        threads_per_worker=args.threads_per_worker, memory_limit=memory_limit,
+        threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
+        scheduler_file=args.scheduler_file,
         exchange_method=args.exchange, on_bad_rows=args.on_bad_rows,
-        progress=None if args.quiet else _progress_printer(sys.stderr), log=log,
+        progress=_progress_printer(sys.stderr) if LOGGER.isEnabledFor(logging.INFO) else None, log=log,
         score=score_options(args), gene_key=args.gene_key, seq_aliases=args.seq_aliases)
     print("\n".join(summary.lines()))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``dask-enrich`` parser with every available subcommand."""
+def build_parser(prog: str = "dask-enrich") -> argparse.ArgumentParser:
+    """The ``dask-enrich`` parser with every available subcommand (``prog``: the name shown in
+    usage lines, ``dask enrich`` when run through Dask's command line)."""
     parser = argparse.ArgumentParser(
-        prog="dask-enrich",
+        prog=prog,
         description="Training-parity feature enrichment for splice-site meta-models, partitioned by "
                     "gene on Dask.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    _add_logging(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
     _add_run(subparsers, "score")
@@ -238,17 +301,23 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register_cli", None)
         if register is not None:
             register(subparsers)
+    for command in subparsers.choices.values():
+        _add_logging(command)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dask-enrich`` console script; returns the exit code."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "dask-enrich") -> int:
+    """Entry point of the ``dask-enrich`` console script (and of ``dask enrich``); returns the
+    exit code."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return 2
     debug = bool(getattr(args, "debug", False))
+    from .logs import configure
+
+    configure(args.log_level or ("warning" if getattr(args, "quiet", False) else "info"))
     try:
         return int(args.handler(args) or 0)
     except EnrichError as exc:

@@ -129,16 +129,21 @@ def _missing_message(missing: Mapping[str, str], rows: Mapping[str, int] | None 
 
 
 # --- The core ------------------------------------------------------------------------------------
+def check_position_columns(columns, config: EnrichConfig = EnrichConfig()) -> None:
+    """InputError unless ``columns`` hold the required position columns and ``keep_columns``."""
+    absent = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if absent:
+        raise InputError(f"positions lack required column(s): {', '.join(absent)}")
+    missing_keep = [c for c in config.keep_columns if c not in columns]
+    if missing_keep:
+        raise InputError(f"--keep-columns names column(s) not in the positions: {', '.join(missing_keep)}")
+
+
 def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | None" = None,
            track: pd.DataFrame | None = None, config: EnrichConfig = EnrichConfig(),
            ) -> tuple[pd.DataFrame, EnrichReport]:
     """The manifest's features for every row of ``frame``, and a report of what was imputed."""
-    absent = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if absent:
-        raise InputError(f"positions lack required column(s): {', '.join(absent)}")
-    missing_keep = [c for c in config.keep_columns if c not in frame.columns]
-    if missing_keep:
-        raise InputError(f"--keep-columns names column(s) not in the positions: {', '.join(missing_keep)}")
+    check_position_columns(frame.columns, config)
     inputs = PartitionInputs(frame, genomic, track, config)
     columns: dict[str, np.ndarray] = {}
     missing_rows: dict[str, np.ndarray] = {}

@@ -179,8 +179,14 @@ def wanted_columns(source: InputSource, required: Sequence[str],
                           for c in absent)
         raise InputError(f"{source.label} file {source.files[0]}: --keep-columns names column(s) "
                          f"it does not have: {named}")
+    return column_order(source.columns, required, keep_columns)
+
+
+def column_order(available: Sequence[str], required: Sequence[str],
+                 keep_columns: Sequence[str] = ()) -> list[str]:
+    """The columns a run reads, in order: required, the optional ones available, ``keep_columns``."""
     columns = list(required)
-    columns += [c for c in OPTIONAL_COLUMNS if c in source.columns and c not in columns]
+    columns += [c for c in OPTIONAL_COLUMNS if c in available and c not in columns]
     columns += [c for c in keep_columns if c not in columns]
     return columns
 

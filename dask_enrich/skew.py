@@ -45,6 +45,9 @@ RTOL = 1e-5
 ATOL = 1e-8
 #: Example rows kept per differing feature.
 EXAMPLES = 5
+#: Exit code of ``dask-enrich skew`` when some feature differs beyond tolerance: its own code,
+#: distinct from 1 (an unexpected failure) and from the error codes 2-5.
+SKEW_EXIT_CODE = 6
 
 Engine = Literal["dask", "local"]
 Log = Callable[[str], None]
@@ -163,8 +166,8 @@ class SkewReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing differs beyond tolerance, 1 when something does."""
-        return 0 if self.ok else 1
+        """0 when nothing differs beyond tolerance, :data:`SKEW_EXIT_CODE` (6) when something does."""
+        return 0 if self.ok else SKEW_EXIT_CODE
 
     def to_dict(self, max_unplaced_rows: int | None = 1000) -> dict[str, Any]:
         """The JSON report (the first ``max_unplaced_rows`` unplaced rows listed; all are counted,
@@ -493,6 +496,7 @@ def recompute_dask(inputs: pd.DataFrame, manifest: Manifest, work_dir: Path, *,
                    cache_path: str | None = None, track_path: str | None = None,
                    config: EnrichConfig = EnrichConfig(), workers: int = 2,
                    processes: bool = True, client: Any = None, log: Log | None = None,
+                   progress: Callable[[int, int], None] | None = None,
                    ) -> tuple[pd.DataFrame, EnrichReport]:
     """The engine's ``run_enrichment`` on ``inputs`` (written to ``work_dir`` as Parquet), read
     back and put in the order of ``inputs`` by the ``_training_row`` column (a row the engine
@@ -504,7 +508,7 @@ def recompute_dask(inputs: pd.DataFrame, manifest: Manifest, work_dir: Path, *,
     out = work_dir / "recomputed"
     summary = run_enrichment(str(positions), manifest, str(out), track=track_path, cache=cache_path,
                              config=config, workers=workers, processes=processes, client=client,
-                             log=log)
+                             log=log, progress=progress)
     recomputed = pd.read_parquet(out)
     # rows the engine rejected (its input validation) come back all-NaN, ROW included
     recomputed = recomputed.set_index(ROW, drop=False).reindex(inputs[ROW].to_numpy())
@@ -545,7 +549,8 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
                workers: int = 2, processes: bool = True, client: Any = None,
                work_dir: str | Path | None = None, examples: int = EXAMPLES,
                log: Log | None = None, gene_key: str | None = None,
-               seq_aliases: str | None = None) -> SkewReport:
+               seq_aliases: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> SkewReport:
     """Recompute every manifest feature of the training rows and compare with the training values.
 
     training: the training feature matrix (path to TSV/CSV/Parquet or a directory, or a frame).
@@ -649,7 +654,7 @@ def skew_check(training: str | Path | pd.DataFrame, manifest: str | Path | Manif
             recomputed, enrich_report = recompute_dask(
                 distinct, manifest, Path(tmp), cache_path=cache_path,
                 track_path=track if CONTEXT in needs else None, config=check_config,
-                workers=workers, processes=processes, client=client, log=say)
+                workers=workers, processes=processes, client=client, log=say, progress=progress)
     else:
         recomputed, enrich_report = recompute_local(distinct, manifest, genomic=genomic,
                                                     track=track_frame, config=check_config)
@@ -721,8 +726,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
             "position, base scores, and context_score_* when no --track is given) and compare them "
             "with the training values, feature by feature. Writes REPORT_DIR/skew_report.json, "
             "skew_report.html, differing_rows.tsv and unplaced_rows.tsv, and prints a summary. "
-            "Exit code 0: no feature differs beyond tolerance; 1: some do; 2/3/4: bad input, bad "
-            "options, run failure."),
+            f"Exit code 0: no feature differs beyond tolerance; {SKEW_EXIT_CODE}: some do; 2/3/4: "
+            "bad input, bad options, run failure; 1: an unexpected failure."),
     )
     parser.add_argument("--training", required=True, metavar="FEATURES",
                         help="training feature matrix: .tsv/.csv(.gz), .parquet, or a directory of them")
@@ -755,6 +760,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 def run_cli(args: argparse.Namespace) -> int:
     """The ``skew`` command: run the check, write the report, print the summary; the exit code."""
+    from .cli import _progress_printer
     from .skew_report import summary_lines, write_report
 
     say = (lambda message: None) if args.quiet else (
@@ -768,7 +774,8 @@ def run_cli(args: argparse.Namespace) -> int:
                             rtol=args.rtol, atol=args.atol, config=config,
                             engine="local" if args.local else "dask", workers=args.workers,
                             work_dir=out, examples=args.examples, log=say,
-                            gene_key=args.gene_key, seq_aliases=args.seq_aliases)
+                            gene_key=args.gene_key, seq_aliases=args.seq_aliases,
+                            progress=None if args.quiet else _progress_printer(sys.stderr))
         paths = write_report(report, out, log=say)
     except (EnrichError, OSError) as exc:
         if getattr(args, "debug", False):  # the main parser's --debug: show the traceback

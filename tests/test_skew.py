@@ -78,7 +78,7 @@ def test_compare_by_hand():
     assert (k.rows_differing, k.unparseable, k.nan_mismatches) == (2, 1, 1)
     assert sorted(map(tuple, report.differing[["row", "feature"]].to_numpy().tolist())) == [
         (1, "f"), (1, "k"), (2, "k"), (3, "f"), (6, "f")]
-    assert report.differing_features == ["f", "k"] and report.exit_code == 1
+    assert report.differing_features == ["f", "k"] and report.exit_code == 6
     assert json.dumps(report.to_dict(), allow_nan=False)  # NaN written as null
 
     loose = compare_features(training, recomputed, ["f"], rtol=0.0, atol=1.0)
@@ -187,7 +187,7 @@ def test_report_flags_exactly_the_perturbed_features_and_rows(training_set, tmp_
     assert len([k for k in KMERS if k in report.differing_features]) > 20  # the zeroed rows
     assert dict(zip(report.unplaced["row"], report.unplaced["reason"])) == unplaced
     assert report.rows_training == len(damaged) and report.rows_compared == len(training_set.training)
-    assert report.exit_code == 1 and report.verdict == "skew"
+    assert report.exit_code == 6 and report.verdict == "skew"
     assert report.zero_kmer_rows == [50, 51, 52]
     worst = report.rows_with_differences(limit=3)
     assert set(worst["row"]) == {50, 51, 52}
@@ -331,7 +331,7 @@ def test_cli_on_the_dask_engine_flags_the_perturbed_rows(training_set, tmp_path,
     code = run_cli(["skew", "--training", str(path), "--manifest", str(MODEL_DIR),
                     "--cache", str(training_set.cache_dir), "--track", str(training_set.track_path),
                     "--workers", "1", "--out", str(out), "--quiet"])
-    assert code == 1
+    assert code == 6  # differences found: its own code, not 1 (unexpected failure)
     printed = capsys.readouterr().out
     n_features = len({f for _, f in expected})
     assert f"SKEW  ({n_features} of 124 compared features differ" in printed
@@ -350,6 +350,12 @@ def test_cli_exit_codes(training_set, tmp_path):
     args = ["skew", "--training", str(path), "--manifest", str(MODEL_DIR), "--cache",
             str(training_set.cache_dir), "--track", str(training_set.track_path), "--local", "--quiet"]
     assert run_cli(args + ["--out", str(tmp_path / "ok")]) == 0
+    damaged, _, _ = perturb(training_set.training, training_set.genes)
+    damaged.to_csv(path, sep="\t", index=False)
+    assert run_cli(args + ["--out", str(tmp_path / "skew")]) == 6  # differences: not 1
+    from dask_enrich.cli import main as cli_main
+
+    assert cli_main(args + ["--out", str(tmp_path / "skew-cli")]) == 6  # through `dask-enrich`
     training_set.training.drop(columns=["gene_id"]).to_csv(path, sep="\t", index=False)
     assert run_cli(args + ["--out", str(tmp_path / "bad")]) == InputError.exit_code
     assert run_cli(args + ["--out", str(tmp_path / "bad"), "--rtol", "-1"]) == ConfigError.exit_code

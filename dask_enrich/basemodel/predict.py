@@ -4,7 +4,9 @@ One Dask task per gene: the worker reads the gene span plus 5,000 nt each side f
 (positions beyond the chromosome ends are ``N``, i.e. all-zero input, and counted in the summary),
 runs the five SpliceAI models (loaded once per worker process) and returns the ``(L, 3)`` scores;
 the client streams them gene by gene into one Parquet file with the columns of
-:data:`TRACK_COLUMNS`.
+:data:`TRACK_COLUMNS`, or, for a directory OUT, into one part file per partition of genes
+(``engine/partition.py``'s packing, ``engine/writer.py``'s atomic parts, fingerprints and
+``--resume``), so that a genome-scale run continues where it stopped.
 
 ``position`` is the 1-based genomic coordinate of the nucleotide the model scored. SpliceAI puts
 its peaks on the exon-side boundary nucleotides (donor: last nucleotide of the exon; acceptor:
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
+import logging
 import os
 import sys
 import time
@@ -145,16 +149,29 @@ def predict_base(
     weights: str | Path | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     compression: str = "zstd",
+    progress=None,
+    chroms: Sequence[str] | None = None,
+    mode: str = "new",
+    partition_rows: int | None = None,
     gene_key: str | None = None,
     seq_aliases: str | Path | dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Predict SpliceAI scores for every nucleotide of each gene's span; write a Parquet track.
 
-    genome: FASTA path (plain or bgzip). annotation: a GTF, GFF3 or SpliceAI gene table path or an already parsed
-    :class:`dask_enrich.genome.gtf.Annotation`. genes: gene ids (None = every gene).
-    out: the Parquet file to write (written under a temporary name, then renamed).
-    client: a ``distributed.Client``; when None a LocalCluster with ``n_workers`` single-threaded
-    worker processes (default: CPU count) is started and closed. One task per gene.
+    genome: FASTA path (plain, bgzip or plain gzip). annotation: a GTF, GFF3 or SpliceAI gene table
+    path or an already parsed :class:`dask_enrich.genome.gtf.Annotation`. genes: gene ids (None =
+    every gene of the annotation); chroms: only the genes on these sequences (None = all).
+    out: a ``.parquet`` file: one file, written under a temporary name, then renamed; any other
+    path: a directory of ``part-NNNNN.parquet`` files, one per partition of about
+    ``partition_rows`` nucleotides of genes (default: ``enrich.partition-rows``), each complete
+    when it appears, with ``_SUCCESS.json`` last; ``mode`` ``new`` (refuse a non-empty
+    directory), ``resume`` (keep the complete parts of the same inputs and settings, predict the
+    rest) or ``overwrite``.
+    client: a ``distributed.Client``; when None, Dask's ``scheduler-address`` when set
+    (``DASK_SCHEDULER_ADDRESS``), else a LocalCluster with ``n_workers`` single-threaded worker
+    processes (default: ``enrich.workers``, else Dask's CPU count) on 127.0.0.1, closed at the
+    end. One task per gene.
+    progress: ``progress(genes_done, genes)`` after each gene is written.
     gene_key: the annotation attribute that ``genes`` name (as ``build-cache --gene-key``);
     seq_aliases: annotation -> genome sequence names (a ``--seq-aliases`` file or a dict), beside the
     automatic matching of ``chr`` prefixes and chrM/MT.
@@ -167,11 +184,21 @@ def predict_base(
     genome = Path(local_file(genome))  # a URL: its local copy (random access)
     if not genome.is_file():
         raise InputError(f"genome FASTA not found: {genome}")
+    annotation_path = str(annotation) if isinstance(annotation, (str, Path)) else getattr(
+        annotation, "path", None)
     if isinstance(annotation, (str, Path)):
         annotation = read_annotation(local_file(annotation), gene_key=gene_key)
     table = select_genes(annotation, genes)
+    if chroms is not None:
+        absent = sorted(set(chroms) - set(annotation.genes["seqname"].astype(str)))
+        if absent:
+            raise InputError(f"no gene of the annotation {getattr(annotation, 'path', '')} is on "
+                             f"{', '.join(map(repr, absent))} (its sequences: "
+                             f"{', '.join(sorted(set(annotation.genes['seqname'].astype(str)))[:10])})")
+        table = table[table["seqname"].astype(str).isin(list(chroms))].reset_index(drop=True)
     if len(table) == 0:
-        raise InputError("the annotation has no genes to predict")
+        raise InputError("no genes to predict (the annotation has none, or none of the given genes "
+                         "lies on the given --chrom)")
     fasta = _open_fasta(str(genome))  # checks seqnames and spans before any work is sent out
     if seq_aliases is not None and not isinstance(seq_aliases, dict):
         seq_aliases = read_seq_aliases(local_file(seq_aliases))
@@ -191,27 +218,42 @@ def predict_base(
     weights_s = str(weights) if weights is not None else None
     load_models(weights_s)  # fail early (clear message) when the weights are missing
     out = Path(out)
+    one_file = out.suffix == ".parquet"
+    if one_file and mode != "new":
+        raise ConfigError(f"--resume/--overwrite need a directory --out (one part file per gene "
+                          f"partition), not the single file {out}")
+    if mode not in ("new", "resume", "overwrite"):
+        raise ConfigError(f"mode must be new, resume or overwrite, not {mode!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if not one_file:
+        from .. import settings
+        from ..engine import writer
 
+        partition_rows = settings.get("partition-rows", partition_rows)
+        if mode == "new":  # a non-empty OUT is refused before any cluster starts
+            writer.precheck_output(str(out), mode=mode, run_fingerprint="")
+
+    own_client = client is None
     own_cluster = None
-    if client is None:
-        from distributed import Client, LocalCluster
+    if own_client:  # Dask's scheduler-address when set, else a LocalCluster on 127.0.0.1
+        from ..engine.cluster import make_client
 
-        own_cluster = LocalCluster(
-            n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-            dashboard_address=":0",
-        )
-        client = Client(own_cluster)
+        client, own_cluster = make_client(workers=n_workers, threads_per_worker=1)
     try:
-        return _run(client, str(genome), table, out, weights_s, chunk_size, compression)
+        if one_file:
+            return _run(client, str(genome), table, out, weights_s, chunk_size, compression, progress)
+        return _run_parts(client, str(genome), table, out, weights_s, chunk_size, compression,
+                          progress, mode, partition_rows, annotation_path)
     finally:
-        if own_cluster is not None:
+        if own_client:
             client.close()
+        if own_cluster is not None:
             own_cluster.close()
 
 
-def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | None,
-         chunk_size: int, compression: str) -> pd.DataFrame:
+def _predictions(client, genome: str, table: pd.DataFrame, weights: str | None, chunk_size: int):
+    """One task per gene of ``table``; yields ``(i, scores, padded, seconds, cpu)`` in table order,
+    each result released once taken. Any failure (or the consumer stopping) cancels the rest."""
     token = uuid.uuid4().hex[:8]
     gene_ids = table["gene_id"].astype(str).tolist()
     futures = client.map(
@@ -224,41 +266,127 @@ def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | Non
         key=[f"predict-base-{g}-{token}" for g in gene_ids],
         pure=False,
     )
-    tmp = out.with_name(f".{out.name}.{token}.tmp")
-    padded = np.zeros(len(table), dtype=np.int64)
-    seconds = np.zeros(len(table), dtype=np.float64)
-    cpu = np.zeros(len(table), dtype=np.float64)
+    taken = 0
     try:
-        with pq.ParquetWriter(tmp, TRACK_SCHEMA, compression=compression) as writer:
-            for i, fut in enumerate(futures):
-                try:
-                    scores, padded[i], seconds[i], cpu[i] = fut.result()
-                except EnrichError:
-                    raise
-                except Exception as exc:  # worker lost, out of memory, ...
-                    raise RunFailure(f"prediction of gene {gene_ids[i]} failed: {exc!r}") from exc
-                fut.release()
-                row = table.iloc[i]
-                writer.write_table(track_table(gene_ids[i], str(row["seqname"]), str(row["strand"]),
-                                               int(row["gene_start"]), scores))
+        for i, fut in enumerate(futures):
+            try:
+                result = fut.result()
+            except EnrichError:
+                raise
+            except Exception as exc:  # worker lost, out of memory, ...
+                raise RunFailure(f"prediction of gene {gene_ids[i]} failed: {exc!r}") from exc
+            fut.release()
+            taken = i + 1
+            yield (i, *result)
+    finally:
+        if taken < len(futures):
+            client.cancel(futures[taken:])
+
+
+def _gene_table(row, scores: np.ndarray) -> pa.Table:
+    return track_table(str(row["gene_id"]), str(row["seqname"]), str(row["strand"]),
+                       int(row["gene_start"]), scores)
+
+
+def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | None,
+         chunk_size: int, compression: str, progress=None) -> pd.DataFrame:
+    """All genes streamed into the one Parquet file ``out`` (temporary name, then renamed)."""
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    stats = np.zeros((len(table), 3), dtype=np.float64)  # padded, seconds, cpu seconds
+    if progress:
+        progress(0, len(table))
+    try:
+        with pq.ParquetWriter(tmp, TRACK_SCHEMA, compression=compression) as sink:
+            for i, scores, *values in _predictions(client, genome, table, weights, chunk_size):
+                stats[i] = values
+                sink.write_table(_gene_table(table.iloc[i], scores))
+                if progress:
+                    progress(i + 1, len(table))
         os.replace(tmp, out)
     except BaseException:
-        client.cancel(futures)
         tmp.unlink(missing_ok=True)
         raise
+    return _summary(table, stats)
+
+
+def _summary(table: pd.DataFrame, stats: np.ndarray) -> pd.DataFrame:
     start = table["gene_start"].to_numpy(np.int64)
     end = table["gene_end"].to_numpy(np.int64)
     return pd.DataFrame({
-        "gene_id": pd.Series(gene_ids, dtype="str"),
+        "gene_id": pd.Series(table["gene_id"].astype(str).tolist(), dtype="str"),
         "chrom": table["seqname"].astype("str").to_numpy(),
         "strand": table["strand"].astype("str").to_numpy(),
         "gene_start": start,
         "gene_end": end,
         "length": end - start + 1,
-        "flank_padded": padded,
-        "seconds": seconds,
-        "cpu_seconds": cpu,
+        "flank_padded": stats[:, 0].astype(np.int64),
+        "seconds": stats[:, 1],
+        "cpu_seconds": stats[:, 2],
     })
+
+
+def _run_parts(client, genome: str, table: pd.DataFrame, out: Path, weights: str | None,
+               chunk_size: int, compression: str, progress, mode: str, partition_rows: int,
+               annotation_path: str | None) -> pd.DataFrame:
+    """Genes packed in annotation order into partitions of about ``partition_rows`` nucleotides,
+    one ``OUT/part-NNNNN.parquet`` per partition (written under a temporary name and renamed when
+    complete; its footer records the run fingerprint and its genes' statistics), then
+    ``OUT/_SUCCESS.json``. ``mode`` as ``run``'s: ``resume`` keeps the complete parts of the same
+    inputs and settings and predicts only the other partitions' genes."""
+    import fsspec
+
+    from .. import __version__
+    from ..engine import writer
+    from ..engine.partition import plan_partitions
+    from ..engine.run import _file_key, _fingerprint
+    from .spliceai import model_paths, weights_dir
+
+    gene_ids = table["gene_id"].astype(str).tolist()
+    lengths = (table["gene_end"] - table["gene_start"] + 1).to_numpy(np.int64)
+    plan = plan_partitions(pd.Series(lengths, index=gene_ids), partition_rows, keep_order=True)
+    weight_files = model_paths(weights if weights is not None else weights_dir())
+    record = {"version": __version__, "command": "predict-base",
+              "inputs": {"genome": _file_key(genome), "annotation": _file_key(annotation_path),
+                         "weights": [_file_key(str(w)) for w in weight_files]},
+              "settings": {"partition_rows": int(partition_rows), "chunk_size": int(chunk_size)},
+              "genes": gene_ids}
+    fingerprint = _fingerprint(record)
+    done = writer.prepare_output(str(out), mode=mode, run_fingerprint=fingerprint,
+                                 run_record=record, n_bins=plan.n_bins)
+    stats = np.zeros((len(table), 3), dtype=np.float64)
+    position = {g: i for i, g in enumerate(gene_ids)}
+    for part in done.values():  # the statistics of the genes already predicted
+        for gene, values in part["genes"].items():
+            stats[position[gene]] = values
+    todo = np.flatnonzero(~np.isin(plan.bins, np.fromiter(done, dtype=np.int64, count=len(done))))
+    fs = fsspec.filesystem("file")
+    pending: list[pa.Table] = []
+    if progress:
+        progress(0, len(todo))
+    for n, (j, scores, *values) in enumerate(_predictions(client, genome, table.iloc[todo],
+                                                          weights, chunk_size), start=1):
+        i = int(todo[j])
+        stats[i] = values
+        pending.append(_gene_table(table.iloc[i], scores))
+        bin_id = int(plan.bins[i])
+        if n == len(todo) or int(plan.bins[todo[j + 1]]) != bin_id:  # the partition is complete
+            part = pa.concat_tables(pending)
+            genes = {gene_ids[k]: stats[k].tolist() for k in np.flatnonzero(plan.bins == bin_id)}
+            meta = {"fingerprint": fingerprint, "bin": bin_id, "file": writer.part_name(bin_id),
+                    "rows": part.num_rows, "genes": genes}
+            part = part.replace_schema_metadata({writer.META_KEY: json.dumps(meta).encode()})
+            writer.write_table_atomic(fs, part, str(out), bin_id, compression=compression)
+            pending = []
+        if progress:
+            progress(n, len(todo))
+    summary = _summary(table, stats)
+    writer.write_success(str(out), {
+        "version": __version__, "fingerprint": fingerprint,
+        "genes": len(gene_ids), "rows": int(lengths.sum()),
+        "partitions": {"count": plan.n_bins, "written": plan.n_bins - len(done), "resumed": len(done),
+                       "files": [writer.part_name(b) for b in range(plan.n_bins)]},
+        "inputs": record["inputs"], "settings": record["settings"]})
+    return summary
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -267,6 +395,12 @@ example:
   dask-enrich predict-base --genome dask_enrich/data/athal_chr1_1mb.fa.gz \\
       --annotation dask_enrich/data/athal_chr1_1mb.gtf.gz --genes AT1G01010,AT1G01020 \\
       --out track.parquet
+
+Without --genes/--genes-file every gene of the annotation (or of --chrom) is predicted. With a
+directory --out (not ending in .parquet) the track is written as one part-NNNNN.parquet per
+partition of about --partition-rows nucleotides of genes, each complete when it appears, and
+_SUCCESS.json last; after an interruption, the same command with --resume predicts only the genes
+of the missing parts (the same guarantees as `dask-enrich run --resume`).
 
 The track has one row per nucleotide of each gene's span: gene_id, chrom, strand, position
 (1-based genomic), donor_score, acceptor_score, neither_score (the mean of SpliceAI's five models;
@@ -284,20 +418,39 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
         "predict-base",
         help="per-nucleotide SpliceAI base scores for genes (numpy, no TensorFlow), on Dask",
         description="Predict SpliceAI donor/acceptor/neither scores for every nucleotide of the\n"
-        "given genes and write them as a Parquet track (one Dask task per gene).",
+        "genes of the annotation (or the given ones, or those on --chrom) and write them as a\n"
+        "Parquet track (one Dask task per gene).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--genome", required=True, metavar="FASTA", help="genome FASTA (plain or bgzip)")
+    p.add_argument("--genome", required=True, metavar="FASTA", help="genome FASTA (plain, bgzip or plain gzip)")
     p.add_argument("--annotation", required=True, metavar="FILE",
                    help="gene annotation: GTF, GFF3 or SpliceAI gene table, plain or gzip")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--genes", metavar="ID[,ID...]", help="comma-separated gene ids")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--genes", metavar="ID[,ID...]",
+                       help="comma-separated gene ids (default: every gene of the annotation)")
     which.add_argument("--genes-file", metavar="FILE", help="file with one gene id per line ('#' comments)")
-    p.add_argument("--out", required=True, metavar="TRACK", help="output Parquet file")
-    p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler "
-                   "(default: start a local cluster)")
-    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
+    p.add_argument("--chrom", metavar="NAME[,NAME...]",
+                   help="only genes on these sequences (annotation seqnames, e.g. NC_003070.9)")
+    p.add_argument("--out", required=True, metavar="TRACK",
+                   help="a .parquet file (one file, written when all genes are done), or a "
+                        "directory: one part-NNNNN.parquet per partition of genes, each complete "
+                        "when it appears, so an interrupted run continues with --resume")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="directory --out: keep its complete parts (same inputs and settings), "
+                           "predict the other genes")
+    mode.add_argument("--overwrite", action="store_true", help="directory --out: delete it first")
+    from ..cli import _positive_int
+
+    p.add_argument("--partition-rows", type=_positive_int, default=None, metavar="N",
+                   help="directory --out: nucleotides of genes per part file (default: "
+                        "enrich.partition-rows of Dask's config, 200,000); genes are never split")
+    from ..cli import add_cluster_arguments
+
+    add_cluster_arguments(p, local_options=False)
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local worker processes (default: enrich.workers, else Dask's CPU count)")
     p.add_argument("--weights", metavar="DIR", help="folder with spliceai1..5.h5 (default: the installed "
                    "spliceai package)")
     from ..genome.cache import add_reference_arguments
@@ -324,23 +477,26 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         if args.workers is not None and args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {args.workers}")
-        if args.scheduler and args.workers:
-            raise ConfigError("give either --scheduler or --workers, not both")
+        if (args.scheduler or args.scheduler_file) and args.workers:
+            raise ConfigError("give either --scheduler/--scheduler-file or --workers, not both")
         genes = read_gene_list(args.genes_file) if args.genes_file else [
             g.strip() for g in args.genes.split(",") if g.strip()
-        ]
-        client = None
-        if args.scheduler:
-            from distributed import Client
+        ] if args.genes else None  # None: every gene of the annotation (or of --chrom)
+        chroms = [c.strip() for c in args.chrom.split(",") if c.strip()] if args.chrom else None
+        from ..engine.cluster import connect
 
-            try:
-                client = Client(args.scheduler, timeout="20s")
-            except OSError as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from exc
+        client = connect(args.scheduler, args.scheduler_file)  # None: predict_base chooses
         t0 = time.perf_counter()
         try:
+            from ..cli import _progress_printer
+            from ..logs import LOGGER
+
+            show = LOGGER.isEnabledFor(logging.INFO)  # --log-level warning / error: no progress
             summary = predict_base(args.genome, args.annotation, genes, args.out, client=client,
-                                   n_workers=args.workers, weights=args.weights,
+                                   n_workers=args.workers, weights=args.weights, chroms=chroms,
+                                   mode="resume" if args.resume else "overwrite" if args.overwrite
+                                   else "new", partition_rows=args.partition_rows,
+                                   progress=_progress_printer(sys.stderr, "genes") if show else None,
                                    gene_key=args.gene_key, seq_aliases=args.seq_aliases)
         finally:
             if client is not None:

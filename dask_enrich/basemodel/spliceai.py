@@ -52,15 +52,31 @@ _WEIGHTS_HELP = (
     "or pass the folder holding spliceai1.h5 .. spliceai5.h5"
 )
 
-# ASCII -> one-hot row: A, C, G, T (either case); everything else (N, IUPAC codes, gaps) -> zeros.
-_ONE_HOT_LUT = np.zeros((256, 4), dtype=np.float32)
-for _i, _b in enumerate(b"ACGT"):
-    _ONE_HOT_LUT[_b, _i] = 1.0
-    _ONE_HOT_LUT[_b + 32, _i] = 1.0  # lower case (soft-masked)
+def _one_hot_table() -> np.ndarray:
+    """Byte -> one-hot row, as SpliceAI's ``one_hot_encode`` (spliceai/utils.py) encodes: upper
+    case first; A, C, G, T, N -> 1, 2, 3, 4, 0; then every byte is taken as int8 modulo 5, and code
+    0 is all zeros, code k the k-th of A, C, G, T. So letters other than ACGTN are not zeros but
+    whatever their byte gives: Y (89) -> T, W (87) -> C, R (82) -> C, M (77) -> C, S (83) -> G,
+    K (75) -> zeros; the models were trained and are run on that encoding."""
+    codes = np.arange(256, dtype=np.uint8)
+    lower = (codes >= ord("a")) & (codes <= ord("z"))
+    upper = np.where(lower, codes - 32, codes).astype(np.uint8)
+    code = upper.view(np.int8).astype(np.int64) % 5  # int8, as np.fromstring(seq, np.int8)
+    for letter, value in zip(b"ACGTN", (1, 2, 3, 4, 0)):
+        code[upper == letter] = value
+    table = np.zeros((256, 4), dtype=np.float32)
+    hot = code > 0
+    table[np.flatnonzero(hot), code[hot] - 1] = 1.0
+    return table
+
+
+#: ASCII -> one-hot row (A, C, G, T order), SpliceAI's own encoding (:func:`_one_hot_table`).
+_ONE_HOT_LUT = _one_hot_table()
 
 
 def one_hot(sequence: np.ndarray | bytes | str) -> np.ndarray:
-    """One-hot encode an ASCII sequence to ``(n, 4)`` float32 in A, C, G, T order (N -> zeros)."""
+    """One-hot encode an ASCII sequence to ``(n, 4)`` float32 in A, C, G, T order, exactly as
+    SpliceAI encodes (N -> zeros; other letters by their byte modulo 5: Y -> T, W -> C, ...)."""
     if isinstance(sequence, str):
         sequence = sequence.encode("ascii")
     if isinstance(sequence, (bytes, bytearray)):

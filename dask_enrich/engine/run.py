@@ -33,16 +33,19 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import __version__
+from .. import settings as dask_settings
 from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
 from ..errors import ConfigError, EnrichError, InputError, RunFailure
 from ..features.registry import parse_kmer
+from ..logs import LOGGER
 from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, input_pieces,
                   inspect_input, read_dask, wanted_columns)
 from ..manifest import Manifest
 from ..selection import Selection, select_mask
 from . import exchange, rejects, models, writer
-from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, plan_partitions
+from .cluster import make_client
+from .partition import PartitionPlan, plan_partitions
 
 BIN = "_bin"
 #: Input grouped by gene is enriched where it is read when that gives at most this many times the
@@ -382,6 +385,9 @@ def resolve_cache(cache: str | None, genome: str | None, annotation: str | None,
     from ..genome.remote import local_file
 
     genome, annotation, seq_aliases = (local_file(x) for x in (genome, annotation, seq_aliases))
+    cache_dir = dask_settings.get("cache-dir", cache_dir)
+    if cache_dir is not None and "://" not in str(cache_dir):  # absolute: workers open it by path
+        cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
     if cache_dir is None:
         local_out = "://" not in str(out) or str(out).startswith("file://")
         parent = Path(str(out).removeprefix("file://")).resolve().parent if local_out else Path.home() / ".cache"
@@ -416,12 +422,12 @@ def run_enrichment(
     config: EnrichConfig = EnrichConfig(),
     selection: Selection = Selection(),
     mode: writer.Mode = "new",
-    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    partition_rows: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
-    workers: int = 2,
-    threads_per_worker: int = 1,
-    memory_limit: str | int | None = "auto",
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: str | int | None = None,
     processes: bool = True,
     storage_options: dict[str, Any] | None = None,
     exchange_method: str = "auto",
@@ -431,12 +437,18 @@ def run_enrichment(
     score: models.ScoreOptions | None = None,
     gene_key: str | None = None,
     seq_aliases: str | None = None,
+    scheduler_file: str | None = None,
 ) -> RunSummary:
     """Enrich ``positions`` (or the uncertain rows of ``track`` when positions is None) with the
     features of ``manifest`` and write a Parquet dataset to ``out``. Returns the run summary.
 
-    Cluster: ``client`` (an existing ``distributed.Client``), else ``scheduler`` (an address), else
-    a LocalCluster of ``workers`` x ``threads_per_worker`` with ``memory_limit`` per worker.
+    Cluster (``engine/cluster.py``): ``client`` (an existing ``distributed.Client``), else
+    ``scheduler`` (an address) or ``scheduler_file`` (Dask's JSON scheduler file), else Dask's
+    ``scheduler-address`` (``DASK_SCHEDULER_ADDRESS``), else a LocalCluster on 127.0.0.1 of
+    ``workers`` x ``threads_per_worker`` with ``memory_limit`` per worker (0: none).
+    ``partition_rows``, ``workers``, ``threads_per_worker``, ``memory_limit`` and ``cache_dir``
+    left None come from the ``enrich`` section of Dask's configuration (``dask_enrich/enrich.yaml``:
+    200,000 rows, Dask's CPU count, 1, auto, beside OUT).
     ``mode``: ``new`` (refuse a non-empty OUT), ``resume`` or ``overwrite``.
     ``on_bad_rows``: ``error`` (a bad row fails the run, naming the file, reasons and example
     rows) or ``quarantine`` (bad rows go to ``OUT/rejected/`` with their reason).
@@ -451,12 +463,13 @@ def run_enrichment(
     sequence-name alias file, for the cache built from ``genome``/``annotation``. Gene ids that
     differ from the annotation's only by a version suffix (``.N``) are matched when one-to-one.
     """
-    say = log or (lambda message: None)
+    say = log or LOGGER.info  # the dask_enrich logger (silent unless logging is configured)
     # local paths absolute on the client: the workers have other working directories
     positions, track, out, cache, genome, annotation, cache_dir, seq_aliases = map(
         rejects.absolute, (positions, track, out, cache, genome, annotation, cache_dir, seq_aliases))
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    partition_rows = dask_settings.get("partition-rows", partition_rows)
     if positions is None and track is None:
         raise ConfigError("give --positions, or a --track to select uncertain positions from")
     if mode not in ("new", "resume", "overwrite"):
@@ -529,8 +542,9 @@ def run_enrichment(
     own_client = client is None
     if own_client:
         t = time.perf_counter()
-        client, own_cluster = _make_client(scheduler, workers, threads_per_worker, memory_limit,
-                                           processes)
+        client, own_cluster = make_client(scheduler, scheduler_file, processes=processes,
+                                          workers=workers, threads_per_worker=threads_per_worker,
+                                          memory_limit=memory_limit)
         run_record_timings = {"cluster_start": time.perf_counter() - t}
     else:
         run_record_timings = {}
@@ -574,10 +588,17 @@ def run_enrichment(
 WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
+#: Interface the LocalCluster's scheduler, workers and dashboard listen on, unless asked otherwise.
+LOCAL_HOST = "127.0.0.1"
+
+
 def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
-                       memory_limit: str | int | None = "auto", processes: bool = True):
+                       memory_limit: str | int | None = "auto", processes: bool = True,
+                       host: str = LOCAL_HOST):
     """The engine's LocalCluster: ``workers`` processes x ``threads_per_worker`` threads, quiet
-    logs, a dashboard on a free port, and :data:`WORKER_MALLOC_ENV` in each worker process."""
+    logs, a dashboard on a free port, and :data:`WORKER_MALLOC_ENV` in each worker process.
+    Scheduler, workers and dashboard listen on ``host`` only (default 127.0.0.1: nothing is
+    reachable from other machines; "0.0.0.0" for every interface)."""
     import dask
     from distributed import LocalCluster
 
@@ -589,20 +610,8 @@ def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
                             memory_limit=memory_limit, processes=processes,
-                            dashboard_address=":0", silence_logs=logging.CRITICAL)
-
-
-def _make_client(scheduler: str | None, workers: int, threads_per_worker: int,
-                 memory_limit: str | int | None, processes: bool):
-    from distributed import Client
-
-    if scheduler:
-        try:
-            return Client(scheduler, timeout="20s"), None
-        except OSError as exc:
-            raise RunFailure(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    cluster = make_local_cluster(workers, threads_per_worker, memory_limit, processes)
-    return Client(cluster), cluster
+                            host=host if processes else None,  # threads: in-process comms
+                            dashboard_address=f"{host}:0", silence_logs=logging.CRITICAL)
 
 
 def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection | None,

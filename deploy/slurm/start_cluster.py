@@ -5,8 +5,9 @@
 
 Everything after ``--`` is passed to ``dask-enrich run``, with ``--scheduler <the cluster's
 address>`` added. The scheduler runs in this process (on the node that runs the script, e.g. the
-small allocation of submit.sh); the workers are SLURM jobs configured by jobqueue.yaml. The exit
-code is that of ``dask-enrich run``; the worker jobs are cancelled when it ends.
+small allocation of submit.sh); the workers are SLURM jobs configured by jobqueue.yaml, kept at
+``--jobs`` by ``cluster.adapt`` (a job whose workers leave at their ``--lifetime`` is replaced).
+The exit code is that of ``dask-enrich run``; the worker jobs are cancelled when it ends.
 ``--dry-run`` prints the worker job script and the command, submits nothing and runs nothing.
 """
 from __future__ import annotations
@@ -38,7 +39,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--wait", type=float, default=1800.0,
                         help="seconds to wait for --min-workers (queue time; default 1800)")
     parser.add_argument("--scheduler-file", default=None,
-                        help="also write the scheduler address here (for other clients)")
+                        help="also write Dask's JSON scheduler file here, for other clients and "
+                             "workers (`dask worker --scheduler-file F`, Client(scheduler_file=F))")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the worker job script and the dask-enrich command; submit nothing")
     args = parser.parse_args(own)
@@ -57,6 +59,14 @@ def load_config(path: str) -> None:
     with open(path) as handle:
         data = yaml.safe_load(handle) or {}
     dask.config.update(dask.config.config, data, priority="new")
+
+
+def keep_jobs(cluster, jobs: int):
+    """Keep ``jobs`` worker jobs running for the whole run: adaptive with minimum = maximum, so a
+    job that ends (its workers leave at ``--lifetime`` before the walltime, or SLURM pre-empts it)
+    is replaced by a new submission. ``cluster.scale(jobs=N)`` submits N jobs once and never
+    replaces them: with ``--lifetime`` every worker would be gone after the first walltime."""
+    return cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
 
 
 def run_command(address: str, rest: list[str]) -> list[str]:
@@ -84,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             print("# dask-enrich command:")
             print(shlex.join(command))
             return 0
-        if args.scheduler_file:
-            Path(args.scheduler_file).write_text(cluster.scheduler_address + "\n")
         print(f"scheduler {cluster.scheduler_address}, dashboard {cluster.dashboard_link}; "
-              f"submitting {args.jobs} SLURM job(s)", file=sys.stderr, flush=True)
-        cluster.scale(jobs=args.jobs)
+              f"keeping {args.jobs} SLURM job(s)", file=sys.stderr, flush=True)
+        keep_jobs(cluster, args.jobs)
         with Client(cluster) as client:
+            if args.scheduler_file:
+                client.write_scheduler_file(args.scheduler_file)  # Dask's JSON scheduler file
             client.wait_for_workers(args.min_workers, timeout=args.wait)
         print("running: " + shlex.join(command), file=sys.stderr, flush=True)
         return subprocess.call(command, env=os.environ.copy())

@@ -24,6 +24,6 @@ dask-enrich build-cache --genome "$DATA/genome.fa.gz" --annotation "$DATA/annota
 # A cluster of $JOBS worker jobs, then `dask-enrich run --scheduler <its address>` with these
 # options. --resume: resubmitting this script after a failure or a timeout continues the run.
 exec python "$DEPLOY/start_cluster.py" --config "$DEPLOY/jobqueue.yaml" --jobs "$JOBS" \
-    --scheduler-file "$DATA/scheduler-address.txt" -- \
+    --scheduler-file "$DATA/scheduler.json" -- \
     --positions "$DATA/positions.parquet" --manifest "$DATA/model" --cache "$DATA/cache" \
     --out "$DATA/enriched" --resume

@@ -212,3 +212,95 @@ def test_cli_runs_on_local_worker_processes(tmp_path, capsys) -> None:
     assert "track written to" in capsys.readouterr().out
     df = pd.read_parquet(out)
     assert len(df) == 2066 and set(df["gene_id"]) == {MINUS_GENE}
+
+
+def test_cli_predicts_every_gene_by_default_and_chrom_narrows(tmp_path, monkeypatch) -> None:
+    """Without --genes, predict-base asks predict_base for every gene of the annotation (genes
+    None), and --chrom passes the sequences to narrow it to."""
+    seen = {}
+
+    def fake_predict_base(genome, annotation, genes, out, **kw):
+        seen["genes"], seen["chroms"] = genes, kw.get("chroms")
+        return pd.DataFrame({"gene_id": ["g"], "length": [10], "flank_padded": [0]})
+
+    monkeypatch.setattr(bp, "predict_base", fake_predict_base)
+    parser = argparse.ArgumentParser(prog="dask-enrich")
+    bp.register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--out", str(tmp_path / "t.parquet")])
+    assert args.genes is None and args.genes_file is None
+    assert args.handler(args) == 0 and seen == {"genes": None, "chroms": None}
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--chrom", "NC_003070.9", "--out", str(tmp_path / "t.parquet")])
+    assert args.handler(args) == 0 and seen == {"genes": None, "chroms": ["NC_003070.9"]}
+
+
+def test_predict_base_chrom_filter_and_unknown_chrom(tmp_path) -> None:
+    from dask_enrich.genome.gtf import read_gtf
+
+    annotation = read_gtf(GTF)
+    with pytest.raises(InputError, match="'chrX'"):
+        bp.predict_base(FASTA, annotation, ["AT1G01010"], tmp_path / "t.parquet", chroms=["chrX"])
+
+
+def _predict_cmd(out, *extra: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "dask_enrich.cli", "predict-base", "--genome", str(FASTA),
+            "--annotation", str(GTF), "--genes", f"{EDGE_GENE},{MINUS_GENE}",
+            "--workers", "1", "--partition-rows", "1", "--out", str(out), *extra]
+
+
+def _parts(out) -> dict[str, pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    return {p.name: pq.read_table(p).to_pandas() for p in sorted(Path(out).glob("part-*.parquet"))}
+
+
+@needs_weights
+def test_interrupted_predict_base_resumes_to_the_same_output(tmp_path) -> None:
+    """A directory --out: one part per gene partition (here one gene each). The run is killed
+    (SIGKILL, its whole process group) after its first part appears; --resume keeps that part, predicts the other genes, and the
+    output equals an uninterrupted run's, part for part and value for value."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    reference = subprocess.run(_predict_cmd(tmp_path / "ref"), capture_output=True, text=True,
+                               env=env, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    expected = _parts(tmp_path / "ref")
+    assert list(expected) == ["part-00000.parquet", "part-00001.parquet"]
+    assert [set(frame["gene_id"]) for frame in expected.values()] == [{EDGE_GENE}, {MINUS_GENE}]
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_predict_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("part-*.parquet")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no part file appeared"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    kept = {name: (out / name).stat().st_mtime_ns for name in _parts(out)}
+    assert len(kept) == 1 and not (out / "_SUCCESS.json").exists()
+
+    again = subprocess.run(_predict_cmd(out), capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 3 and "--resume" in again.stderr  # a non-empty OUT is refused
+    resumed = subprocess.run(_predict_cmd(out, "--resume"), capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    success = json.loads((out / "_SUCCESS.json").read_text())
+    assert success["partitions"]["resumed"] == len(kept)
+    assert success["partitions"]["written"] == 2 - len(kept)
+    got = _parts(out)
+    assert list(got) == list(expected)
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True)
+    for name, mtime in kept.items():  # the kept part was not rewritten
+        assert (out / name).stat().st_mtime_ns == mtime

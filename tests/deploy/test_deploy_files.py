@@ -285,7 +285,7 @@ def test_dockerfile_installs_the_package_at_build_time_not_at_start():
         assert readme in sources
     destinations = {parts[-1].rstrip("/") for parts in copied}
     runs = [rest for word, rest in instructions if word == "RUN"]
-    assert any(re.search(r"pip install\b.*\s/opt/dask-enrich\b", r) for r in runs), runs
+    assert any(re.search(r"pip install\b.*\s[\"']?/opt/dask-enrich\b", r) for r in runs), runs
     assert "/opt/dask-enrich" in destinations or "/opt/dask-enrich/dask_enrich" in destinations
     # Nothing is installed when a container starts.
     text = dockerfile() + (DEPLOY / "docker-compose.yml").read_text()
@@ -485,3 +485,95 @@ def test_start_cluster_dry_run_job_script_uses_real_worker_options(tmp_path):
     run = shlex.split(lines[lines.index("# dask-enrich command:") + 1])
     assert check_command(run, "start_cluster.py") == "dask-enrich run"
     assert run[2] == "--scheduler" and run[3].startswith("tcp://") and run[-1] == "--resume"
+
+
+# --- behaviour on a real cluster (issue 20) ----------------------------------------------------------
+def _worker_containers() -> list[tuple[str, dict]]:
+    """(where, container) of every dask worker container of the operator manifests."""
+    found = []
+    for name in ("daskcluster.yaml", "daskjob.yaml"):
+        for doc in yaml.safe_load_all((DEPLOY / "kubernetes" / name).read_text()):
+            spec = doc.get("spec", {})
+            spec = spec.get("cluster", {}).get("spec", spec)
+            for container in spec.get("worker", {}).get("spec", {}).get("containers", []):
+                found.append((f"{name} {doc['kind']}", container))
+    return found
+
+
+def _effective_worker_params(args: list[str]) -> dict:
+    """The options `dask worker` actually uses for ``args`` (the last of a repeated option wins)."""
+    from distributed.cli.dask_worker import main as worker_main
+
+    found = _program(args)
+    assert found and found[0] == "worker", args
+    return worker_main.make_context("dask worker", list(args[found[1]:])).params
+
+
+def test_daskjob_runner_is_not_restarted_in_a_loop():
+    """A failed runner (e.g. bad input, exit 2) must end the DaskJob, so that the operator removes
+    its cluster; with OnFailure it restarts forever and the workers are never cleaned up."""
+    (job,) = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "daskjob.yaml").read_text())
+              if d["kind"] == "DaskJob"]
+    assert job["spec"]["job"]["spec"]["restartPolicy"] == "Never"
+    helm_job = yaml.safe_load((DEPLOY / "helm" / "job.yaml").read_text())
+    assert helm_job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_worker_memory_limit_is_below_the_container_limit():
+    """Dask must spill, pause and restart a worker before the kernel's OOM killer ends the pod:
+    the --memory-limit each worker really gets is at most 90% of its container's memory limit."""
+    from dask.utils import parse_bytes
+
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    cases = [("helm chart worker", helm_commands(values)[1],
+              values["worker"]["resources"]["limits"]["memory"])]
+    cases += [(where, [*c.get("command", []), *c["args"]], c["resources"]["limits"]["memory"])
+              for where, c in _worker_containers()]
+    assert len(cases) == 3
+    for where, args, container in cases:
+        limit = _effective_worker_params(args)["memory_limit"]
+        assert parse_bytes(str(limit)) <= 0.9 * parse_bytes(str(container)), \
+            f"{where}: --memory-limit {limit} vs container limit {container}"
+
+
+def test_readwritemany_claim_documents_the_storage_class():
+    text = (DEPLOY / "kubernetes" / "daskcluster.yaml").read_text()
+    claim_doc = text[:text.index("kind: DaskCluster")]
+    assert "storageClassName" in claim_doc and "Pending" in claim_doc
+    readme = (DEPLOY / "kubernetes" / "README.md").read_text()
+    assert "storageClassName" in readme and "Pending" in readme and "ReadWriteMany" in readme
+
+
+def test_image_installs_the_models_extra_and_the_spliceai_weights_from_their_package():
+    """`score`, `demo --score` and `predict-base` work in the image: the [models] extra is
+    installed, and SpliceAI's weights come from the `spliceai` package at build time (GPLv3 data,
+    never vendored into this repository)."""
+    from dask_enrich.basemodel import spliceai
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    instructions = dockerfile_instructions()
+    args = dict(re.match(r"(\w+)=?(.*)", rest).groups() for word, rest in instructions
+                if word == "ARG")
+    installs = []
+    for word, rest in instructions:
+        if word == "RUN":
+            for tokens in shell_commands(rest):
+                if tokens[:4] == ["python", "-m", "pip", "install"]:
+                    installs.append([re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], t)
+                                     for t in tokens[4:]])
+    targets = [t for tokens in installs for t in tokens if not t.startswith("-")]
+    package = [t for t in targets if t.startswith("/opt/dask-enrich")]
+    assert package == ["/opt/dask-enrich[models]"] and "models" in extras
+    (weights,) = [tokens for tokens in installs if any(t.startswith("spliceai==") for t in tokens)]
+    assert "--no-deps" in weights  # the weights only, not TensorFlow/Keras
+    version = [t for t in weights if t.startswith("spliceai==")][0].split("==")[1]
+    assert f"spliceai=={version}" in spliceai._WEIGHTS_HELP  # the release the port was checked on
+    runs = " ".join(rest for word, rest in instructions if word == "RUN")
+    assert "load_models()" in runs  # the build fails when the weights cannot be read
+    copied = " ".join(rest for word, rest in instructions if word in ("COPY", "ADD"))
+    assert ".h5" not in copied
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "*.h5"], capture_output=True,
+                             text=True).stdout
+    assert tracked.strip() == ""
+    for doc in (dockerfile(), (DEPLOY / "README.md").read_text()):
+        assert "GPLv3" in doc and "spliceai" in doc

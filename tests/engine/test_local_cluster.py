@@ -1,0 +1,99 @@
+"""The engine's LocalCluster listens on 127.0.0.1 only (scheduler, workers, dashboard), unless
+asked otherwise: checked on the real listening sockets of this process and its worker processes."""
+from __future__ import annotations
+
+import logging
+
+import psutil
+import pytest
+from distributed import Client
+
+from dask_enrich.engine.run import make_local_cluster
+
+
+def listening(pids: list[int]) -> set[tuple[str, int]]:
+    found = set()
+    for pid in pids:
+        for conn in psutil.Process(pid).net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN:
+                found.add((conn.laddr.ip, conn.laddr.port))
+    return found
+
+
+def cluster_sockets(cluster) -> tuple[set[tuple[str, int]], set[int]]:
+    """Listening (ip, port) of this process and its children, and the cluster's own ports."""
+    me = psutil.Process()
+    sockets = listening([me.pid, *(c.pid for c in me.children(recursive=True))])
+    with Client(cluster) as client:
+        info = client.scheduler_info()
+        ports = {int(client.scheduler.address.rsplit(":", 1)[1]),
+                 int(info["services"]["dashboard"])}
+        ports |= {int(addr.rsplit(":", 1)[1]) for addr in info["workers"]}
+    return sockets, ports
+
+
+def test_local_cluster_listens_on_loopback_only():
+    cluster = make_local_cluster(1)
+    try:
+        sockets, ports = cluster_sockets(cluster)
+        assert len(ports) == 3  # scheduler, dashboard, worker
+        ours = {(ip, port) for ip, port in sockets if port in ports}
+        assert {port for _, port in ours} == ports  # each is listening
+        assert {ip for ip, _ in ours} == {"127.0.0.1"}, ours  # the dashboard bound 0.0.0.0 before
+        assert cluster.dashboard_link.startswith("http://127.0.0.1:")
+    finally:
+        cluster.close()
+
+
+def test_local_cluster_on_every_interface_when_asked():
+    cluster = make_local_cluster(1, host="0.0.0.0")
+    try:
+        sockets, ports = cluster_sockets(cluster)
+        ours = {(ip, port) for ip, port in sockets if port in ports}
+        assert {port for _, port in ours} == ports and {ip for ip, _ in ours} == {"0.0.0.0"}
+    finally:
+        cluster.close()
+
+
+def _hold(nbytes: int, seconds: float) -> int:
+    """A task holding ``nbytes`` of unmanaged memory for a while (as an oversized partition)."""
+    import time
+
+    import numpy as np
+
+    block = np.ones(nbytes, dtype=np.uint8)
+    time.sleep(seconds)
+    return int(block[-1])
+
+
+def test_worker_memory_warnings_reach_the_dask_enrich_logger_once_each(caplog):
+    """distributed's worker memory warnings (silenced with its other output on the engine's
+    LocalCluster) reach dask_enrich.worker: the pause warning once though the worker pauses twice."""
+    import time
+
+    from dask_enrich.engine.cluster import make_client
+
+    client, cluster = make_client(workers=1, threads_per_worker=1, memory_limit="600MB")
+    try:
+        with caplog.at_level(logging.WARNING, logger="dask_enrich"):
+            for _ in range(2):  # ~150 MB of worker + 360 MB held: above the 80% pause threshold
+                assert client.submit(_hold, 360_000_000, 2.0, pure=False).result() == 1
+                time.sleep(1.0)  # the resume warning, and the forwarded events, arrive
+    finally:
+        client.close()
+        cluster.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "dask_enrich.worker"]
+    pausing = [m for m in messages if "memory usage. Pausing worker" in m]
+    assert len(pausing) == 1, messages
+    assert "worker tcp://127.0.0.1:" in pausing[0] and "raise --memory-limit" in pausing[0]
+    assert sum("Resuming worker" in m for m in messages) == 1
+
+
+def test_threaded_local_cluster_dashboard_on_loopback():
+    cluster = make_local_cluster(1, processes=False)  # in-process comms: only the dashboard listens
+    try:
+        port = int(cluster.dashboard_link.split(":")[2].split("/")[0])
+        ips = {ip for ip, p in listening([psutil.Process().pid]) if p == port}
+        assert ips == {"127.0.0.1"}
+    finally:
+        cluster.close()
