@@ -205,7 +205,7 @@ def precheck(targets: Sequence[Target], mode: writer.Mode,
     """:func:`writer.precheck_output` of every target's directory (before any cluster starts)."""
     for t in targets:
         writer.precheck_output(t.out, mode=mode, run_fingerprint=t.fingerprint,
-                               storage_options=storage_options)
+                               storage_options=storage_options, run_record=t.record)
 
 
 def _arrow_type(dtype: Any) -> pa.DataType:
@@ -237,11 +237,12 @@ def _target_layout(t: Target, score: ScoreOptions | None, input_dtypes: Mapping[
 
 def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.Mode, plan: Any,
             input_meta: pd.DataFrame, track_meta: pd.DataFrame | None, config: EnrichConfig,
-            storage_options: dict[str, Any] | None = None
+            storage_options: dict[str, Any] | None = None, failed: dict[str, str] | None = None
             ) -> tuple[list[Target], pd.DataFrame, pa.Schema, dict[int, dict[str, Any]]]:
     """Each target's meta and schema, its output directory made ready (``writer.prepare_output``);
     returns the targets, the Dask meta and schema of the frames between enrichment and writing,
-    and the partitions complete in every target (resume), with their reports merged."""
+    and the partitions complete in every target (resume), with their reports merged. The kept
+    parts that failed verification (redone) go to ``failed`` ({path: reason})."""
     dtypes = input_meta.dtypes.to_dict()
     ready, done_each = [], []
     run_out = targets[0].run_out  # several models: OUT, else None
@@ -249,12 +250,17 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
         fs, root = writer._fs(run_out, storage_options)
         if fs.exists(f"{root}/{writer.SUCCESS_FILE}"):
             fs.rm(f"{root}/{writer.SUCCESS_FILE}")
+    digests = [plan.bin_digest(b) for b in range(plan.n_bins)]
     for t in targets:
         meta, schema = _target_layout(t, score, dtypes, track_meta, config)
         record = {**t.record, "plan": plan.summary()}
+        redone: dict[str, str] = {}
         done_each.append(writer.prepare_output(t.out, mode=mode, run_fingerprint=t.fingerprint,
                                                run_record=record, n_bins=plan.n_bins,
-                                               storage_options=storage_options))
+                                               storage_options=storage_options,
+                                               bin_digests=digests, failed=redone))
+        if failed is not None:
+            failed.update({f"{t.out.rstrip('/')}/{name}": why for name, why in redone.items()})
         ready.append(replace(t, meta=meta, schema=schema))
     bins = set(done_each[0]).intersection(*done_each[1:])
     done = {}
@@ -281,12 +287,17 @@ def filter_report(report: Mapping[str, Any], manifest: Manifest) -> dict[str, An
 
 
 def write_successes(targets: Sequence[Target], success: dict[str, Any],
-                    storage_options: dict[str, Any] | None = None) -> str:
-    """Each target's ``_SUCCESS.json`` (its fingerprint, manifest, model and imputed features);
-    returns the path(s) written."""
+                    storage_options: dict[str, Any] | None = None,
+                    files: Mapping[str, list[dict[str, Any]]] | None = None) -> str:
+    """Each target's ``_SUCCESS.json`` (its fingerprint, manifest, model, imputed features, schema
+    and ``files``: each part's rows and hash); returns the path(s) written."""
     paths = []
     for t in targets:
         data = dict(success)
+        if files is not None:
+            data["partitions"] = {**success["partitions"], "files": files.get(t.out, [])}
+        if t.schema is not None:
+            data["schema"] = writer.schema_fields(t.schema)
         report = filter_report({"imputed": success.get("imputed", {}),
                                 "reasons": success.get("imputed_reasons", {})}, t.manifest)
         data.update(fingerprint=t.fingerprint, imputed=report["imputed"],
@@ -393,12 +404,14 @@ def write_part(frame: pd.DataFrame, ctx: Any, bin_id: int, report: dict[str, Any
     """Write one bin: ``writer.write_part`` into OUT (one target) or into each target's
     directory (its columns, its fingerprint, its features' part of the report)."""
     targets = getattr(ctx, "targets", ())
+    genes = ctx.plan.bin_digest(bin_id)
     if len(targets) <= 1:
         return writer.write_part(frame, ctx.out, bin_id, ctx.schema, ctx.fingerprint, report,
-                                 ctx.storage_options, rows_in=rows_in, rows_rejected=rows_rejected)
+                                 ctx.storage_options, rows_in=rows_in, rows_rejected=rows_rejected,
+                                 genes=genes)
     records = [writer.write_part(split(frame, i, t), t.out, bin_id, t.schema, t.fingerprint,
                                  filter_report(report, t.manifest), ctx.storage_options,
-                                 rows_in=rows_in, rows_rejected=rows_rejected)
+                                 rows_in=rows_in, rows_rejected=rows_rejected, genes=genes)
                for i, t in enumerate(targets)]
     rows = {r["rows"] for r in records}
     if len(rows) != 1:

@@ -5,7 +5,7 @@
 * :func:`check_bin` runs :func:`dask_enrich.validate.split_bad_rows` on one bin on the worker, before
   ``core.enrich``: with ``--on-bad-rows error`` a bad row fails the run
   (:func:`dask_enrich.validate.raise_for_bad_rows`); with ``quarantine`` the bad rows (input
-  columns + ``reason`` + ``source``) go to ``OUT/rejected/part-NNNNN.parquet`` (temporary name, then
+  columns + ``reason`` + ``source``) go to ``OUT/_rejected/part-NNNNN.parquet`` (temporary name, then
   rename, written before the bin's part file, so a complete part always has its rejected file).
 * :func:`check_parts_visible` and :func:`killed_worker_failure` turn two silent or cryptic cluster
   failures into :class:`~dask_enrich.errors.RunFailure` messages (OUT not shared with the workers;
@@ -36,9 +36,11 @@ OnBadRows = Literal["error", "quarantine"]
 #: to the row checks when the positions come from several files.
 FILE_COLUMN = "_source_file"
 ON_BAD_ROWS = ("error", "quarantine")
-REJECTED_DIR = "rejected"
+#: Bad rows (``--on-bad-rows quarantine``), one file per bin; the underscore makes Parquet dataset
+#: readers of OUT skip it, so OUT reads as exactly the written rows.
+REJECTED_DIR = writer.REJECTED_DIR
 #: Bad rows of a track read for context (``--on-bad-rows quarantine``), one file per bin.
-TRACK_REJECTED_DIR = "rejected-track"
+TRACK_REJECTED_DIR = writer.TRACK_REJECTED_DIR
 #: The key of a bin's check info that counts its track's rejected rows by reason.
 TRACK_REJECTED_KEY = "track_rejected"
 
@@ -138,7 +140,7 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
 def write_rejected(rejected: pd.DataFrame, out: str, bin_id: int, fingerprint: str,
                    storage_options: dict[str, Any] | None = None,
                    rejected_dir: str = REJECTED_DIR) -> str:
-    """Write one bin's rejected rows to ``OUT/rejected/part-NNNNN.parquet`` (temporary name, then
+    """Write one bin's rejected rows to ``OUT/_rejected/part-NNNNN.parquet`` (temporary name, then
     rename); the footer records the run fingerprint, the bin and the row count. Returns the path."""
     fs, root = writer._fs(out, storage_options)
     directory = f"{root}/{rejected_dir}"
@@ -146,7 +148,8 @@ def write_rejected(rejected: pd.DataFrame, out: str, bin_id: int, fingerprint: s
     table = pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False)
     record = {"fingerprint": fingerprint, "bin": int(bin_id), "rows": int(table.num_rows)}
     table = table.replace_schema_metadata({writer.META_KEY: json.dumps(record).encode()})
-    return writer.write_table_atomic(fs, table, directory, bin_id, compression="snappy")
+    return writer.write_table_atomic(fs, table, directory, bin_id, compression="snappy",
+                                     write_page_checksum=True)
 
 
 def prepare_rejected(out: str, done: Mapping[int, Any],

@@ -48,6 +48,10 @@ BIN = "_bin"
 #: Input grouped by gene is enriched where it is read when that gives at most this many times the
 #: bins of packing genes across the input partitions (else small partitions go through the exchange)
 LOCAL_BINS_FACTOR = 1.5
+#: ... and when it is in at least this many input partitions (or bins): one partition of many bins
+#: goes through the exchange. A constant, not the cluster's thread count: the plan must not change
+#: with the cluster (a run resumed on another number of workers keeps its parts).
+MIN_WHERE_READ_PARTS = 2
 Progress = Callable[[int, int], None]
 
 #: The small per-bin record the write step returns (the only data that reaches the client).
@@ -75,6 +79,7 @@ class RunSummary:
     rows_rejected: int
     partitions: int
     partitions_resumed: int
+    partitions_redone: dict[str, str]  # kept parts that failed verification: {path: why}
     imputed: dict[str, int]
     imputed_reasons: dict[str, str]
     seconds: float
@@ -106,7 +111,9 @@ class RunSummary:
             f"rows rejected {self.rows_rejected:,}",
             *([f"track rows rejected {self.track_rows_rejected:,} (in {rejects.TRACK_REJECTED_DIR}/)"]
               if self.track_rows_rejected else []),
-            f"partitions    {self.partitions} ({self.partitions_resumed} resumed)",
+            f"partitions    {self.partitions} ({self.partitions_resumed} resumed"
+            + (f", {len(self.partitions_redone)} redone: failed verification" if self.partitions_redone
+               else "") + ")",
             f"time          {self.seconds:.1f} s  ({self.positions_per_second:,.0f} positions/s)",
         ]
         if self.imputed:
@@ -208,6 +215,8 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     bin_id = partition_info["number"] if partition_info else -1
     if bin_id in ctx.done:
         return ctx.meta.copy()
+    # exactly the rows of the bin's genes, gene by gene (what the plan counted): nothing lost or mixed
+    ctx.plan.check_bin_rows(bin_id, (track if positions is None else positions)["gene_id"])
     selective = positions is None and ctx.score is not None and ctx.score.selective
     track_info: dict[str, Any] = {}
     if track is not None:
@@ -341,6 +350,34 @@ def _gene_counts(source: InputSource) -> tuple[pd.Series, pd.Series | None]:
     if len(counts) == len(per_part) and (per_part["part"] >= 0).all():  # no gene in two partitions
         gene_parts = pd.Series(per_part["part"].to_numpy(), index=counts.index)
     return counts.astype(np.int64), gene_parts
+
+
+def choose_plan(weights: pd.Series, partition_rows: int, exchange_method: str,
+                gene_parts: pd.Series | None, say: Callable[[str], None]) -> PartitionPlan:
+    """The partition plan: a pure function of the rows per gene, ``--partition-rows``, the
+    exchange setting and the input's partitioning (never of the live cluster, so that a resumed
+    run on another number of workers has the same bins).
+
+    Genes are packed in order of first appearance. With ``auto``, an input grouped by gene (each
+    gene's rows in one input partition, as a per-gene or per-chromosome writer leaves them) is
+    instead enriched where it is read, bins packed within input partitions, with no exchange at
+    all, unless its partitions are so small that small genes would no longer be packed together
+    (more than :data:`LOCAL_BINS_FACTOR` times the bins) or it is one partition of several bins
+    (one task would do all the work)."""
+    plan = plan_partitions(weights, partition_rows, keep_order=True)
+    if exchange_method != "auto" or gene_parts is None or not len(weights):
+        return plan
+    where_read = plan_partitions(weights, partition_rows, gene_parts=gene_parts)
+    parts = len(np.unique(where_read.bin_parts))
+    if where_read.n_bins > LOCAL_BINS_FACTOR * plan.n_bins + 1:
+        say(f"input grouped by gene, but in partitions much smaller than --partition-rows "
+            f"({where_read.n_bins:,} bins where read, {plan.n_bins:,} packed): exchanging rows")
+        return plan
+    if parts < min(MIN_WHERE_READ_PARTS, plan.n_bins):
+        say(f"input grouped by gene, but in {parts} partition(s) for {plan.n_bins} bins: exchanging "
+            "rows so that the bins are enriched in parallel")
+        return plan
+    return where_read
 
 
 def check_row_counts(rows_in: int, written: int, rejected: int, where: str = "") -> None:
@@ -612,24 +649,11 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         weights = pos_counts
     else:  # genes of the positions, weighted by all the rows their partition will hold
         weights = pos_counts + track_counts.reindex(pos_counts.index).fillna(0).astype(np.int64)
-    plan = plan_partitions(weights.astype(np.int64), partition_rows, keep_order=True)
-    # One input grouped by gene (each gene's rows in one input partition, as written by a per-gene
-    # or per-chromosome writer): each bin is enriched where it is read, with no exchange at all,
-    # unless the input partitions are so small that small genes would no longer be packed together
-    # or the input partitions are too few to keep the cluster's threads busy (one task each)
-    gene_parts = pos_parts if track_frame is None else track_parts if pos_frame is None else None
-    if exchange_method == "auto" and gene_parts is not None and len(weights):
-        where_read = plan_partitions(weights.astype(np.int64), partition_rows, gene_parts=gene_parts)
-        threads = sum(client.nthreads().values())  # 0 while an adaptive cluster has no worker
-        parts = len(np.unique(where_read.bin_parts))
-        if where_read.n_bins > LOCAL_BINS_FACTOR * plan.n_bins + 1:
-            say(f"input grouped by gene, but in partitions much smaller than --partition-rows "
-                f"({where_read.n_bins:,} bins where read, {plan.n_bins:,} packed): exchanging rows")
-        elif parts < min(threads, plan.n_bins):
-            say(f"input grouped by gene, but in {parts} partition(s) for {threads} worker thread(s): "
-                "exchanging rows so that every worker gets bins")
-        else:
-            plan = where_read
+    plan = choose_plan(weights.astype(np.int64), partition_rows, exchange_method,
+                       pos_parts if track_frame is None else track_parts if pos_frame is None else None,
+                       say)
+    # the rows each gene must arrive with in its bin (checked gene by gene on the workers)
+    plan = plan.with_rows(pos_counts if pos_counts is not None else track_counts)
     timings["plan"] = time.perf_counter() - t
     track_rows = int(track_counts.sum()) if track_counts is not None else None
     say(f"plan: {plan.n_bins} partition(s) of <= {partition_rows:,} rows for {len(plan.genes):,} genes"
@@ -640,13 +664,16 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     meta = output_meta(manifest, input_meta.dtypes.to_dict(), config)
     schema = output_schema(manifest, input_meta.dtypes.to_dict(), config)
     run_record = {**run_record, "plan": plan.summary()}
+    redone: dict[str, str] = {}
     targets, meta, schema, done = models.prepare(
         list(targets), score, mode=mode, plan=plan, input_meta=input_meta,
         track_meta=track_frame._meta if track_frame is not None else None, config=config,
-        storage_options=storage_options)
+        storage_options=storage_options, failed=redone)
     exchange.remove_staging(out, storage_options)
     if done:
-        say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete")
+        say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete (verified)")
+    for line in redone_lines(redone):
+        say(line)
     ctx = _Context(manifest, config, selection, plan, meta, schema, out, storage_options,
                    run_fingerprint, cache_path, frozenset(done), position_columns,
                    targets=tuple(targets), score=score)
@@ -741,11 +768,15 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         raise RunFailure(f"rows lost or duplicated: {int(pos_counts.sum()):,} positions read but "
                          f"{rows_in:,} reached the partitions")
     check_row_counts(rows_in, written, rejected)
+    # per bin: each exactly once, with its plan's genes and rows; the files as recorded
+    exact_rows = pos_counts is not None or (score is not None and score.selective)
+    files = check_bins(plan, fresh, done, targets, exact_rows, storage_options)
     total = time.perf_counter() - t0
     timings["total"] = total
     summary = RunSummary(
         out=str(out), rows_in=rows_in, rows_written=written, rows_rejected=rejected,
-        partitions=plan.n_bins, partitions_resumed=len(done), imputed=dict(report.imputed),
+        partitions=plan.n_bins, partitions_resumed=len(done), partitions_redone=redone,
+        imputed=dict(report.imputed),
         imputed_reasons=dict(report.reasons), seconds=total,
         positions_per_second=rows_in / total if total > 0 else 0.0, fingerprint=run_fingerprint,
         success_file="", dashboard=dashboard, timings={k: round(v, 3) for k, v in timings.items()},
@@ -756,6 +787,11 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     summary.track_rows_rejected = int(sum(track_rejected.values()))
     for line in rejects.warning_lines(checks):
         say(line)
+    if rows_in and not written and rejected == rows_in:
+        reasons = ", ".join(f"{code} ({count:,})" for code, count in checks.get("rejected", {}).items())
+        raise InputError(f"every row ({rejected:,}) failed the input checks and was set aside in "
+                         f"{out}/{rejects.REJECTED_DIR}/ ({reasons}): nothing was enriched, so the run "
+                         "did not succeed")
     success = {
         "version": __version__,
         "fingerprint": run_fingerprint,
@@ -766,7 +802,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         "imputed": dict(sorted(report.imputed.items())),
         "imputed_reasons": dict(sorted(report.reasons.items())),
         "partitions": {"count": plan.n_bins, "written": int(len(fresh)), "resumed": len(done),
-                       "files": [writer.part_name(b) for b in range(plan.n_bins)],
+                       "redone": {Path(k).name: v for k, v in redone.items()},
+                       "files": files[targets[0].out] if targets else [],
                        "plan": plan.summary()},
         "inputs": run_record["inputs"],
         "settings": run_record["settings"],
@@ -781,5 +818,61 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
                      **({"track_rows": summary.track_rows_rejected, "track_reasons": track_rejected,
                          "track_dir": rejects.TRACK_REJECTED_DIR} if track_rejected else {})},
     }
-    summary.success_file = models.write_successes(targets, success, storage_options)
+    summary.success_file = models.write_successes(targets, success, storage_options, files)
     return summary
+
+
+def redone_lines(redone: dict[str, str]) -> list[str]:
+    """The lines saying which kept parts failed verification (they are written again)."""
+    if not redone:
+        return []
+    shown = [f"  {Path(path).name}: {why}" for path, why in list(redone.items())[:8]]
+    more = [f"  and {len(redone) - 8} more"] if len(redone) > 8 else []
+    return [f"resume: {len(redone)} part(s) failed verification and are redone:", *shown, *more]
+
+
+def check_bins(plan: PartitionPlan, fresh: pd.DataFrame, done: dict[int, dict[str, Any]],
+               targets: Any, exact_rows: bool, storage_options: dict[str, Any] | None
+               ) -> dict[str, list[dict[str, Any]]]:
+    """The run's final check, per bin and per gene: every bin of the plan written (or kept) exactly
+    once; with ``exact_rows``, each bin's input rows those the plan counted for its genes; and
+    every target's part records (``_parts/``) those of this plan's bins (gene list and rows per
+    gene, fingerprint), with the rows written. Returns each target's files ({out: [entry]}) for
+    ``_SUCCESS.json``."""
+    bins = fresh["bin"].to_numpy(np.int64)
+    seen = np.bincount(np.concatenate([bins, np.fromiter(done, np.int64, len(done))]),
+                       minlength=plan.n_bins)
+    if len(seen) > plan.n_bins or (seen != 1).any():
+        wrong = np.flatnonzero(seen != 1)
+        b = int(wrong[0])
+        raise RunFailure(f"partition {b} was written {int(seen[b])} times (a partition must be written "
+                         f"exactly once; {len(wrong)} partition(s) wrong)")
+    rows_in = np.zeros(plan.n_bins, np.int64)
+    written = np.zeros(plan.n_bins, np.int64)
+    rows_in[bins] = fresh["rows_in"].to_numpy(np.int64)
+    written[bins] = fresh["rows_written"].to_numpy(np.int64)
+    for b, record in done.items():
+        rows_in[b] = int(record.get("rows_in", record["rows"]))
+        written[b] = int(record["rows"])
+    if exact_rows and plan.rows is not None:
+        expected = np.bincount(plan.bins, weights=plan.rows, minlength=plan.n_bins).astype(np.int64)
+        wrong = np.flatnonzero(expected != rows_in)
+        if len(wrong):
+            b = int(wrong[0])
+            raise RunFailure(f"partition {b}: {rows_in[b]:,} input row(s) reached it but its genes "
+                             f"have {expected[b]:,} (rows lost or duplicated)")
+    digests = [plan.bin_digest(b) for b in range(plan.n_bins)]
+    files: dict[str, list[dict[str, Any]]] = {}
+    for t in targets:
+        entries = writer.part_records(t.out, plan.n_bins, storage_options)
+        for b, entry in enumerate(entries):
+            problem = ("no record" if entry is None
+                       else "another run" if entry.get("fingerprint") != t.fingerprint
+                       else "other genes" if entry.get("genes") != digests[b]
+                       else "other rows" if entry.get("rows") != written[b] else "")
+            if problem:
+                raise RunFailure(f"{t.out}/{writer.part_name(b)}: its record ({writer.PARTS_DIR}/) "
+                                 f"does not match partition {b} of this run ({problem})")
+        files[t.out] = [{k: e[k] for k in ("file", "bin", "rows", "bytes", "sha256", "gene_rows")}
+                        for e in entries]
+    return files

@@ -1,0 +1,145 @@
+"""Resume can never duplicate or lose a gene: the plan does not depend on the cluster, kept parts
+are verified (record, genes, rows, bytes), and a part that fails is redone and reported."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from dask_enrich.config import EnrichConfig
+from dask_enrich.engine import run_enrichment, writer
+from dask_enrich.manifest import manifest_from_names
+
+from .conftest import follows_input, write_grouped
+
+KEEP = EnrichConfig(keep_columns=("row_id",))
+SCORES_ONLY = manifest_from_names(["donor_score", "splice_probability", "donor_acceptor_logodds",
+                                   "score_difference_ratio"])
+
+
+def _positions(sizes: list[int], seed: int) -> pd.DataFrame:
+    """Gene i with ``sizes[i]`` distinct positions (gene i spans 10,000 nt from 10,000 * i + 1)."""
+    rng = np.random.default_rng(seed)
+    gene = np.repeat(np.arange(len(sizes)), sizes)
+    offset = np.concatenate([rng.choice(10_000, n, replace=False) for n in sizes])
+    n = len(gene)
+    d, a = rng.random(n) * 0.6, rng.random(n) * 0.3
+    return pd.DataFrame({"gene_id": pd.Series([f"G{g:03d}" for g in gene], dtype="str"),
+                         "position": (10_000 * gene + 1 + offset).astype(np.int64),
+                         "donor_score": d, "acceptor_score": a, "neither_score": 1.0 - d - a,
+                         "row_id": np.arange(n, dtype=np.int64)})
+
+
+def _rows(out: Path) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(f) for f in writer.part_files(str(out))], ignore_index=True)
+
+
+def _assert_identical(out: Path, reference: Path) -> None:
+    """The same files, each with the same rows (bit for bit), and no row twice."""
+    names = [Path(p).name for p in writer.part_files(str(out))]
+    assert names == [Path(p).name for p in writer.part_files(str(reference))]
+    for name in names:
+        pd.testing.assert_frame_equal(pd.read_parquet(out / name), pd.read_parquet(reference / name),
+                                      check_exact=True)
+    rows = _rows(out)
+    assert rows["row_id"].is_unique and len(rows) == len(_rows(reference))
+
+
+@pytest.fixture(scope="module")
+def three_workers():
+    from distributed import Client
+
+    from dask_enrich.engine import make_local_cluster
+
+    cluster = make_local_cluster(workers=3, threads_per_worker=1, processes=True)
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.mark.parametrize("sizes", [
+    [100] * 20,                                                       # genes of equal sizes
+    list(np.random.default_rng(3).integers(5, 400, 24)),              # of unequal sizes
+], ids=["equal", "unequal"])
+def test_interrupted_on_two_workers_resumed_on_three_equals_a_clean_run(client, three_workers,
+                                                                        tmp_path, sizes):
+    """Input grouped by gene in two files: where it is read or through the exchange, the plan must
+    be the same on 2 and 3 workers, so resume keeps the complete parts and redoes the rest."""
+    positions = _positions(sizes, seed=len(sizes))
+    write_grouped(positions, tmp_path / "in", files=2)
+    args = (str(tmp_path / "in"), SCORES_ONLY)
+    kwargs = dict(config=KEEP, partition_rows=300)
+    full = run_enrichment(*args, str(tmp_path / "clean"), client=client, **kwargs)
+    assert full.partitions >= 6
+    # the state an interrupted run on 2 workers leaves: some parts, no _SUCCESS.json
+    shutil.copytree(tmp_path / "clean", tmp_path / "cut")
+    cut = tmp_path / "cut"
+    for b in (1, full.partitions - 2):
+        (cut / writer.part_name(b)).unlink()
+    (cut / writer.SUCCESS_FILE).unlink()
+    resumed = run_enrichment(*args, str(cut), client=three_workers, mode="resume", **kwargs)
+    assert sum(three_workers.nthreads().values()) == 3
+    assert resumed.partitions == full.partitions
+    assert resumed.partitions_resumed == full.partitions - 2 and not resumed.partitions_redone
+    assert (resumed.rows_in, resumed.rows_written) == (len(positions),) * 2
+    _assert_identical(cut, tmp_path / "clean")
+    # a clean run on 3 workers writes the same files too
+    run_enrichment(*args, str(tmp_path / "clean3"), client=three_workers, **kwargs)
+    _assert_identical(tmp_path / "clean3", tmp_path / "clean")
+    assert follows_input(tmp_path / "clean3") == follows_input(tmp_path / "clean")
+
+
+def test_a_kept_part_of_other_genes_is_redone_and_reported(client, tmp_path):
+    """A part whose record names other genes than the plan's bin (here: two parts swapped, with
+    their records) is not kept: redone, the summary names it, the output equals a clean run."""
+    positions = _positions([50] * 12, seed=5)
+    positions.to_parquet(tmp_path / "positions.parquet")
+    args = (str(tmp_path / "positions.parquet"), SCORES_ONLY)
+    kwargs = dict(config=KEEP, partition_rows=100, client=client)
+    full = run_enrichment(*args, str(tmp_path / "clean"), **kwargs)
+    shutil.copytree(tmp_path / "clean", tmp_path / "cut")
+    cut = tmp_path / "cut"
+    a, b = cut / writer.part_name(0), cut / writer.part_name(1)
+    ra, rb = (Path(writer.part_record_path(str(cut), p.name)) for p in (a, b))
+    a_bytes, ra_data = a.read_bytes(), json.loads(ra.read_text())
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(a_bytes)
+    ra.write_text(json.dumps({**json.loads(rb.read_text()), "bin": 0, "file": a.name}))
+    rb.write_text(json.dumps({**ra_data, "bin": 1, "file": b.name}))
+    (cut / writer.SUCCESS_FILE).unlink()
+    said: list[str] = []
+    resumed = run_enrichment(*args, str(cut), mode="resume", log=said.append, **kwargs)
+    assert sorted(Path(p).name for p in resumed.partitions_redone) == [a.name, b.name]
+    assert all("genes" in why for why in resumed.partitions_redone.values())
+    assert resumed.partitions_resumed == full.partitions - 2
+    assert any("failed verification" in line for line in said)
+    assert "2 redone: failed verification" in "\n".join(resumed.lines())
+    success = json.loads((cut / writer.SUCCESS_FILE).read_text())
+    assert sorted(success["partitions"]["redone"]) == [a.name, b.name]
+    _assert_identical(cut, tmp_path / "clean")
+
+
+def test_success_lists_each_file_with_rows_and_hash(client, tmp_path):
+    import hashlib
+
+    positions = _positions([30] * 10, seed=6)
+    positions.to_parquet(tmp_path / "positions.parquet")
+    run_enrichment(str(tmp_path / "positions.parquet"), SCORES_ONLY, str(tmp_path / "out"),
+                   config=KEEP, partition_rows=100, client=client)
+    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
+    files = success["partitions"]["files"]
+    assert [f["file"] for f in files] == [Path(p).name for p in writer.part_files(str(tmp_path / "out"))]
+    assert sum(f["rows"] for f in files) == 300
+    for f in files:
+        data = (tmp_path / "out" / f["file"]).read_bytes()
+        assert f["sha256"] == hashlib.sha256(data).hexdigest() and f["bytes"] == len(data)
+        assert f["rows"] == pq.ParquetFile(tmp_path / "out" / f["file"]).metadata.num_rows
+        # page checksums written: every data page carries a CRC
+        meta = pq.ParquetFile(tmp_path / "out" / f["file"], page_checksum_verification=True)
+        meta.read()
