@@ -19,7 +19,7 @@ from .errors import ConfigError, EnrichError
 
 #: Modules that may add subcommands (each through ``register_cli(subparsers)``).
 PLUGIN_MODULES = ("dask_enrich.catalog", "dask_enrich.genome.cache", "dask_enrich.basemodel.predict",
-                  "dask_enrich.demo", "dask_enrich.skew")
+                  "dask_enrich.demo", "dask_enrich.skew", "dask_enrich.engine.verify")
 
 _EPILOG_RUN = """\
 inputs:

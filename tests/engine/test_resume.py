@@ -143,3 +143,47 @@ def test_success_lists_each_file_with_rows_and_hash(client, tmp_path):
         # page checksums written: every data page carries a CRC
         meta = pq.ParquetFile(tmp_path / "out" / f["file"], page_checksum_verification=True)
         meta.read()
+
+
+def _flip_data_page(path: Path, column: str) -> None:
+    """Flip 64 bytes in the middle of ``column``'s first data page (the footer stays intact)."""
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    chunk = meta.row_group(0).column(names.index(column))
+    offset = chunk.data_page_offset + chunk.total_compressed_size // 2
+    data = bytearray(path.read_bytes())
+    data[offset:offset + 64] = bytes(b ^ 0xFF for b in data[offset:offset + 64])
+    path.write_bytes(bytes(data))
+    assert pq.ParquetFile(path).metadata.num_rows == meta.num_rows  # the footer still reads
+
+
+def test_a_flipped_data_page_is_found_by_verify_and_redone_by_resume(client, tmp_path, capsys):
+    from dask_enrich.cli import main
+
+    positions = _positions([400] * 6, seed=8)
+    positions.to_parquet(tmp_path / "positions.parquet")
+    args = (str(tmp_path / "positions.parquet"), SCORES_ONLY)
+    kwargs = dict(config=KEEP, partition_rows=800, client=client)
+    full = run_enrichment(*args, str(tmp_path / "clean"), **kwargs)
+    shutil.copytree(tmp_path / "clean", tmp_path / "out")
+    out = tmp_path / "out"
+    assert main(["verify", str(out)]) == 0
+    assert "match the record" in capsys.readouterr().out
+    _flip_data_page(out / writer.part_name(1), "donor_acceptor_logodds")
+    assert main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert writer.part_name(1) in err and "content hash differs" in err
+    assert writer.part_name(0) not in err and writer.part_name(2) not in err
+    resumed = run_enrichment(*args, str(out), mode="resume", **kwargs)
+    assert list(resumed.partitions_redone) == [f"{out}/{writer.part_name(1)}"]
+    assert "content hash" in resumed.partitions_redone[f"{out}/{writer.part_name(1)}"]
+    assert resumed.partitions_resumed == full.partitions - 1
+    assert main(["verify", str(out)]) == 0
+    _assert_identical(out, tmp_path / "clean")
+    # a stray part file, or a missing one, is reported too
+    shutil.copy(out / writer.part_name(0), out / writer.part_name(99))
+    (out / writer.part_name(2)).unlink()
+    assert main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{writer.part_name(99)}: not in the record" in err and f"{writer.part_name(2)}: missing" in err
+    assert main(["verify", str(tmp_path / "positions.parquet")]) == 2
