@@ -303,7 +303,7 @@ def test_quarantine_writes_rejected_rows_with_reasons_and_goes_on(world, client,
     assert "rows rejected 12" in stdout
     success = json.loads((out / writer.SUCCESS_FILE).read_text())
     assert success["rows"] == {"in": len(bad), "written": len(bad) - 12, "rejected": 12}
-    rejected = pd.read_parquet(out / "rejected")
+    rejected = pd.read_parquet(out / "_rejected")
     assert sorted(reason_code(rejected["reason"])) == sorted(codes)
     assert (rejected["source"].str.endswith("positions.parquet")).all()
     assert set(["gene_id", "position", "donor_score"]) <= set(rejected.columns)
@@ -311,6 +311,12 @@ def test_quarantine_writes_rejected_rows_with_reasons_and_goes_on(world, client,
     expected_rows = clean.drop(index=[3, 4, 5, 6, 7, 8, 9, 12, 13, 14])  # 10, 11: their copies go
     expected_rows = expected_rows.sort_values(["gene_id", "position"])
     assert len(written) == len(expected_rows)
+    # OUT is a clean dataset: readers of OUT see exactly the written rows (rejects in OUT/_rejected/)
+    import dask.dataframe as dd
+
+    whole = pd.read_parquet(out)
+    assert len(whole) == len(expected_rows) and "reason" not in whole.columns
+    assert len(dd.read_parquet(str(out))) == len(expected_rows)
     # the kept rows are enriched exactly as the core enriches the clean rows
     from dask_enrich.genome.cache import GenomicCache
     from dask_enrich.manifest import load_manifest
@@ -328,8 +334,21 @@ def test_quarantine_through_the_python_api(world, client, tmp_path, exchange):
                   cache=world["cache"], on_bad_rows="quarantine", exchange_method=exchange)
     assert summary.rows_rejected == len(codes) == 12
     assert summary.rows_in == summary.rows_written + summary.rows_rejected == len(bad)
-    rejected = pd.read_parquet(tmp_path / "out" / "rejected")
+    rejected = pd.read_parquet(tmp_path / "out" / "_rejected")
     assert sorted(reason_code(rejected["reason"])) == sorted(codes)
+
+
+def test_a_run_that_rejects_every_row_is_not_a_success(world, client, tmp_path, capsys):
+    frame = clean_positions()
+    frame["donor_score"] = np.nan
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, client, "--positions", write(frame, tmp_path), "--manifest",
+                            world["genomic"], "--cache", world["cache"], "--out", str(out),
+                            "--on-bad-rows", "quarantine")
+    assert code == 2, err
+    assert "every row (40) failed the input checks" in err and "_rejected" in err
+    assert not (out / writer.SUCCESS_FILE).exists()
+    assert len(pd.read_parquet(out / "_rejected")) == 40
 
 
 def test_score_sum_far_from_one_is_a_warning_and_the_run_succeeds(world, client, tmp_path, capsys):
@@ -375,7 +394,7 @@ def test_quarantine_counts_survive_a_resume(world, client, tmp_path, capsys):
     first = json.loads((out / writer.SUCCESS_FILE).read_text())
     parts = writer.part_files(str(out))
     assert len(parts) >= 2
-    rejected_files = sorted(p.name for p in (out / "rejected").iterdir())
+    rejected_files = sorted(p.name for p in (out / "_rejected").iterdir())
     Path(parts[-1]).unlink()  # an interrupted run: one bin missing, no _SUCCESS.json
     (out / writer.SUCCESS_FILE).unlink()
     code, _, err = cli(capsys, client, *args, "--resume")
@@ -383,8 +402,8 @@ def test_quarantine_counts_survive_a_resume(world, client, tmp_path, capsys):
     again = json.loads((out / writer.SUCCESS_FILE).read_text())
     assert again["rows"] == first["rows"] == {"in": len(bad), "written": len(bad) - 12, "rejected": 12}
     assert again["partitions"]["resumed"] == len(parts) - 1
-    assert sorted(p.name for p in (out / "rejected").iterdir()) == rejected_files
-    assert sorted(reason_code(pd.read_parquet(out / "rejected")["reason"])) == sorted(codes)
+    assert sorted(p.name for p in (out / "_rejected").iterdir()) == rejected_files
+    assert sorted(reason_code(pd.read_parquet(out / "_rejected")["reason"])) == sorted(codes)
 
 
 def test_bad_rows_of_a_many_file_input_name_their_file(world, client, tmp_path, capsys):
@@ -404,7 +423,7 @@ def test_bad_rows_of_a_many_file_input_name_their_file(world, client, tmp_path, 
                             world["scores"], "--out", str(out), "--overwrite",
                             "--on-bad-rows", "quarantine")
     assert code == 0, err
-    rejected = pd.read_parquet(out / "rejected")
+    rejected = pd.read_parquet(out / "_rejected")
     assert len(rejected) == 1 and rejected["source"].iloc[0] == str(folder / "f2.parquet")
     assert "_source_file" not in pd.read_parquet(writer.part_files(str(out))[0]).columns
 
@@ -508,7 +527,7 @@ def test_quarantined_track_rows_are_set_aside_and_never_used_as_context(world, c
     assert success["rows"] == {"in": 3, "written": 3, "rejected": 0, "track": 1000}
     assert success["rejected"]["track_rows"] == 2
     assert success["rejected"]["track_reasons"] == {"score_above_one": 1, "score_missing": 1}
-    set_aside = pd.read_parquet(out / "rejected-track")
+    set_aside = pd.read_parquet(out / "_rejected-track")
     assert sorted(set_aside["position"]) == [1098, 1101]
     assert (set_aside["source"].str.endswith("t.parquet")).all()
     # the first position's +1 and -2 context come from the imputed value, not from the bad rows

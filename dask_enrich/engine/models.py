@@ -20,6 +20,9 @@ Client side: :func:`resolve_targets`, :func:`fingerprint_targets`, :func:`preche
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -180,6 +183,56 @@ def _overrides(manifest: Manifest, union: Manifest, config: EnrichConfig) -> Man
                     tuple(manifest.feature(n) for n in names))
 
 
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+    except OSError:
+        return None
+
+
+def _plugin_version(module: str) -> str | None:
+    """The installed version of the distribution providing ``module`` (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    for dist in packages_distributions().get(module.split(".")[0], []):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def manifest_record(manifest: Manifest) -> dict[str, Any]:
+    """What the run fingerprint records of a manifest: its source, the bytes of its file and of
+    the ``feature_stats.json`` it read (training medians: the values ``--missing impute``
+    writes), the statistics themselves, and each plugin feature's declaration, module, version
+    and kernel source (a changed plugin changes values)."""
+    from ..manifest import STATS_FILE
+
+    source = Path(manifest.source)
+    files = {}
+    if source.is_file():
+        files[source.name] = _file_sha256(source)
+        if manifest.stats is not None and (source.parent / STATS_FILE).is_file():
+            files[STATS_FILE] = _file_sha256(source.parent / STATS_FILE)
+    stats = (hashlib.sha256(json.dumps(manifest.stats, sort_keys=True, default=str).encode())
+             .hexdigest()[:32] if manifest.stats else None)
+    plugins = {}
+    for f in manifest.features:
+        if f.plugin is None:
+            continue
+        module = getattr(f.kernel, "__module__", "") or ""
+        try:
+            code = hashlib.sha256(inspect.getsource(f.kernel).encode()).hexdigest()[:16]
+        except (OSError, TypeError):
+            code = None
+        plugins[f.name] = {"plugin": f.plugin, "module": module, "version": _plugin_version(module),
+                           "dtype": str(f.dtype), "requires": sorted(f.requires), "doc": f.doc,
+                           "impute_constant": f.impute_constant, "kernel_sha256": code}
+    return {"source": manifest.source, "names": len(manifest.names), "files": files, "stats": stats,
+            "plugins": plugins}
+
+
 def fingerprint_targets(targets: list[Target], run_record: dict[str, Any], score: ScoreOptions | None,
                         fingerprint: Callable[[dict[str, Any]], str], out: str
                         ) -> tuple[dict[str, Any], str, list[Target]]:
@@ -188,7 +241,7 @@ def fingerprint_targets(targets: list[Target], run_record: dict[str, Any], score
     done = []
     for t in targets:
         record = copy.deepcopy(run_record)
-        record["inputs"]["manifest"] = {"source": t.manifest.source, "names": len(t.manifest.names)}
+        record["inputs"]["manifest"] = manifest_record(t.manifest)
         record["manifest_names"] = list(t.manifest.names)
         if score is not None:
             record["settings"]["score"] = score.to_dict()
@@ -298,6 +351,9 @@ def write_successes(targets: Sequence[Target], success: dict[str, Any],
             data["partitions"] = {**success["partitions"], "files": files.get(t.out, [])}
         if t.schema is not None:
             data["schema"] = writer.schema_fields(t.schema)
+            if files is not None:
+                writer.write_dataset_metadata(t.out, [f["file"] for f in files.get(t.out, [])],
+                                              t.schema, storage_options)
         report = filter_report({"imputed": success.get("imputed", {}),
                                 "reasons": success.get("imputed_reasons", {})}, t.manifest)
         data.update(fingerprint=t.fingerprint, imputed=report["imputed"],

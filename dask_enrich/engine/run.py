@@ -524,7 +524,7 @@ def run_enrichment(
     inputs = {"positions": fingerprint(pos_source) if pos_source else None,
               "track": fingerprint(track_source) if track_source else None,
               "cache": {"path": cache_path, "fingerprint": cache_fingerprint} if cache_path else None,
-              "manifest": {"source": manifest.source, "names": len(manifest.names)}}
+              "manifest": models.manifest_record(manifest)}
     for source, key in ((pos_source, "positions"), (track_source, "track")):
         if (source is not None and source.format == "csv" and source.compression
                 and inputs[key]["bytes"] / inputs[key]["files"] > 64e6):

@@ -23,6 +23,7 @@ recorded row count and sha256); any other part is deleted and redone.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -151,8 +152,10 @@ STAGING_DIR = "_staging"
 REJECTED_DIR = "_rejected"
 TRACK_REJECTED_DIR = "_rejected-track"
 LOCK_FILE = "_LOCK.json"
+#: the dataset's Parquet summary file (every part's row groups): Dask reads exactly these files
+METADATA_FILE = "_metadata"
 OWN_NAMES = frozenset({RUN_FILE, SUCCESS_FILE, PARTS_DIR, STAGING_DIR, REJECTED_DIR,
-                       TRACK_REJECTED_DIR, LOCK_FILE})
+                       TRACK_REJECTED_DIR, LOCK_FILE, METADATA_FILE})
 #: What may be left in OUT by a run that wrote no part (it failed its checks): a new run may reuse it.
 _NO_PART_NAMES = frozenset({RUN_FILE, STAGING_DIR, LOCK_FILE, PARTS_DIR})
 
@@ -258,7 +261,7 @@ def prepare_output(out: str, *, mode: Mode, run_fingerprint: str, run_record: di
             replanned = old_plan is not None and new_plan is not None and old_plan != new_plan
             for name in entries:
                 path = f"{root}/{name}"
-                if TMP_MARKER in name or name == SUCCESS_FILE:
+                if TMP_MARKER in name or name in (SUCCESS_FILE, METADATA_FILE):
                     fs.rm(path)
                 elif PART_PATTERN.match(name):
                     record, reason = verify_part(fs, root, name, fingerprint=run_fingerprint,
@@ -424,6 +427,31 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
 def schema_fields(schema: pa.Schema) -> list[str]:
     """``name: type`` of each column (what ``_SUCCESS.json`` records and ``verify`` checks)."""
     return [f"{f.name}: {f.type}" for f in schema]
+
+
+def write_dataset_metadata(out: str, names: list[str], schema: pa.Schema,
+                           storage_options: dict[str, Any] | None = None) -> None:
+    """Write ``OUT/_metadata``: the row groups of the part files ``names``, so that dataset readers
+    that honour it (Dask) read exactly these files and nothing else under OUT (``_rejected/``
+    holds Parquet files too, and Dask's directory listing does not skip ``_`` directories)."""
+    fs, root = _fs(out, storage_options)
+    collected = []
+    path = f"{root}/{METADATA_FILE}"
+    tmp = f"{path}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
+    try:
+        for name in names:
+            with fs.open(f"{root}/{name}", "rb") as handle:
+                metadata = pq.read_metadata(handle)
+            metadata.set_file_path(name)
+            collected.append(metadata)
+        buffer = io.BytesIO()  # write_metadata reads back what it wrote: a seekable buffer
+        pq.write_metadata(schema, buffer, metadata_collector=collected)
+        with fs.open(tmp, "wb") as handle:
+            handle.write(buffer.getvalue())
+        _rename(fs, tmp, path)
+    except OSError as exc:
+        _remove_quietly(fs, tmp)
+        raise os_failure(exc, path) from exc
 
 
 def write_success(out: str, data: dict[str, Any], storage_options: dict[str, Any] | None = None) -> str:

@@ -72,7 +72,7 @@ def test_an_interrupted_part_write_leaves_nothing_a_reader_or_resume_takes_as_co
     assert pq.read_table(out).num_rows == 20  # a dataset reader skips the hidden partial file
     done = writer.prepare_output(out, mode="resume", run_fingerprint="A", run_record={}, n_bins=2)
     assert sorted(done) == [0]
-    assert sorted(os.listdir(out)) == [writer.RUN_FILE, writer.part_name(0)]
+    assert sorted(os.listdir(out)) == [writer.RUN_FILE, writer.PARTS_DIR, writer.part_name(0)]
 
 
 # --- resume never mixes outputs of another version, other inputs or other settings ------------------

@@ -187,3 +187,30 @@ def test_a_flipped_data_page_is_found_by_verify_and_redone_by_resume(client, tmp
     err = capsys.readouterr().err
     assert f"{writer.part_name(99)}: not in the record" in err and f"{writer.part_name(2)}: missing" in err
     assert main(["verify", str(tmp_path / "positions.parquet")]) == 2
+
+
+def test_changed_medians_refuse_the_resume_naming_feature_stats(client, tmp_path):
+    """feature_stats.json is part of the run: other medians would mix two fills in one dataset."""
+    from dask_enrich.errors import ConfigError
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "feature_manifest.csv").write_text("feature\n" + "\n".join(SCORES_ONLY.names) + "\n")
+    stats = {name: {"median": 0.25} for name in SCORES_ONLY.names}
+    (model / "feature_stats.json").write_text(json.dumps(stats))
+    positions = _positions([40] * 8, seed=9)
+    positions.to_parquet(tmp_path / "positions.parquet")
+    kwargs = dict(config=EnrichConfig(keep_columns=("row_id",), missing="impute"),
+                  partition_rows=100, client=client)
+    out = tmp_path / "out"
+    run_enrichment(str(tmp_path / "positions.parquet"), str(model), str(out), **kwargs)
+    (out / writer.part_name(1)).unlink()
+    (out / writer.SUCCESS_FILE).unlink()
+    stats["donor_score"]["median"] = 0.5
+    (model / "feature_stats.json").write_text(json.dumps(stats))
+    with pytest.raises(ConfigError, match=r"other inputs or settings \(inputs\.manifest\.files\."
+                                          r"feature_stats\.json, inputs\.manifest\.stats differ\)"):
+        run_enrichment(str(tmp_path / "positions.parquet"), str(model), str(out), mode="resume",
+                       **kwargs)
+    assert sorted(p.name for p in out.glob("part-*")) == [writer.part_name(0)] + [
+        writer.part_name(b) for b in range(2, 4)]  # nothing touched
