@@ -145,6 +145,7 @@ def predict_base(
     weights: str | Path | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     compression: str = "zstd",
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Predict SpliceAI scores for every nucleotide of each gene's span; write a Parquet track.
 
@@ -153,10 +154,15 @@ def predict_base(
     out: the Parquet file to write (written under a temporary name, then renamed).
     client: a ``distributed.Client``; when None a LocalCluster with ``n_workers`` single-threaded
     worker processes (default: CPU count) is started and closed. One task per gene.
+    An existing ``out`` is refused (ConfigError) unless ``overwrite``.
     Returns the per-gene summary (:data:`SUMMARY_COLUMNS`).
     """
     from ..genome.gtf import read_gtf
 
+    if Path(out).exists() and not overwrite:
+        raise ConfigError(f"output {out} exists: give --overwrite to replace it")
+    if Path(out).is_dir():
+        raise ConfigError(f"output {out} is a directory: --out names the Parquet file to write")
     genome = Path(genome)
     if not genome.is_file():
         raise InputError(f"genome FASTA not found: {genome}")
@@ -282,6 +288,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     which.add_argument("--genes", metavar="ID[,ID...]", help="comma-separated gene ids")
     which.add_argument("--genes-file", metavar="FILE", help="file with one gene id per line ('#' comments)")
     p.add_argument("--out", required=True, metavar="TRACK", help="output Parquet file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (else refused)")
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler "
                    "(default: start a local cluster)")
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
@@ -324,7 +331,8 @@ def run_cli(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             summary = predict_base(args.genome, args.annotation, genes, args.out, client=client,
-                                   n_workers=args.workers, weights=args.weights)
+                                   n_workers=args.workers, weights=args.weights,
+                                   overwrite=bool(getattr(args, "overwrite", False)))
         finally:
             if client is not None:
                 client.close()

@@ -35,7 +35,7 @@ import pyarrow as pa
 from .. import __version__
 from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
-from ..errors import ConfigError, EnrichError, InputError, RunFailure
+from ..errors import ConfigError, EnrichError, InputError, PluginError, RunFailure
 from ..features.registry import parse_kmer
 from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, input_pieces,
                   inspect_input, read_dask, wanted_columns)
@@ -541,7 +541,45 @@ def run_enrichment(
     run_record, run_fingerprint, targets = models.fingerprint_targets(targets, run_record, score,
                                                                       _fingerprint, out)
 
-    models.precheck(targets, mode, storage_options)
+    # OUT locked for the whole run (a second run into it is refused), then OUT's own refusals
+    lock = writer.OutputLock(out, storage_options, say).acquire()
+    try:
+        models.precheck(targets, mode, storage_options)
+        return _on_cluster(client, scheduler, workers, threads_per_worker, memory_limit, processes,
+                           say, manifest, config, selection if track_only else None, pos_source,
+                           track_source, position_columns,
+                           track_columns if track_source is not None else None, cache_path, out,
+                           mode, partition_rows, storage_options, exchange_method, run_fingerprint,
+                           run_record, progress, t0, started, tuple(targets), score)
+    except (InputError, PluginError):
+        # bad input found by the row checks: what this run wrote cannot be resumed (the corrected
+        # input is another run), so it goes, and the corrected rerun needs no --overwrite
+        if mode != "resume":
+            _discard(out, targets, storage_options)
+        raise
+    finally:
+        lock.release()
+
+
+def _discard(out: str, targets: list[models.Target], storage_options: dict[str, Any] | None) -> None:
+    """Delete what this run wrote into OUT (only when its run record is there: this run got as
+    far as preparing OUT), best effort."""
+    try:
+        if not any((writer.read_json(t.out, writer.RUN_FILE, storage_options) or {}).get("fingerprint")
+                   == t.fingerprint for t in targets):
+            return
+        fs, root = writer._fs(out, storage_options)
+        writer.remove_own(fs, root)
+    except Exception:
+        pass
+
+
+def _on_cluster(client, scheduler, workers, threads_per_worker, memory_limit, processes, say,
+                manifest, config, selection, pos_source, track_source, position_columns,
+                track_columns, cache_path, out, mode, partition_rows, storage_options,
+                exchange_method, run_fingerprint, run_record, progress, t0, started, targets,
+                score) -> RunSummary:
+    """The run on its cluster (started here unless ``client`` is given, closed at the end)."""
     own_cluster = None
     own_client = client is None
     if own_client:
@@ -557,12 +595,11 @@ def run_enrichment(
     hint = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh to view it)"
     say(f"dask dashboard: {dashboard}{hint}")
     try:
-        return _run(client, manifest, config, selection if track_only else None, pos_source,
-                    track_source, position_columns,
-                    track_columns if track_source is not None else None, cache_path, out, mode,
+        return _run(client, manifest, config, selection, pos_source, track_source,
+                    position_columns, track_columns, cache_path, out, mode,
                     partition_rows, storage_options, exchange_method, run_fingerprint, run_record,
                     progress, say, dashboard, t0, started, run_record_timings,
-                    targets=tuple(targets), score=score)
+                    targets=targets, score=score)
     except EnrichError:
         raise
     except Exception as exc:

@@ -27,8 +27,11 @@ import io
 import json
 import os
 import re
+import socket
+import time
 import uuid
-from typing import Any, Literal
+from datetime import datetime, timezone
+from typing import Any, Callable, Literal
 
 import fsspec
 import numpy as np
@@ -427,6 +430,112 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
 def schema_fields(schema: pa.Schema) -> list[str]:
     """``name: type`` of each column (what ``_SUCCESS.json`` records and ``verify`` checks)."""
     return [f"{f.name}: {f.type}" for f in schema]
+
+
+class OutputLock:
+    """``OUT/_LOCK.json`` held for a whole run: its pid, host and start time. Created atomically
+    (``O_EXCL``) on a local filesystem; elsewhere (object stores) checked, then written, which
+    narrows but cannot close the race. A lock left by a dead process on this host is taken over."""
+
+    def __init__(self, out: str, storage_options: dict[str, Any] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.out = out
+        self.fs, self.root = _fs(out, storage_options)
+        self.path = f"{self.root}/{LOCK_FILE}"
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(),
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "token": uuid.uuid4().hex}
+        self.say = say or (lambda message: None)
+        self.created = False
+
+    def acquire(self) -> "OutputLock":
+        """Take the lock: ConfigError (exit 3) naming the holder when another run holds it;
+        RunFailure (exit 4) when OUT cannot be written (read-only, no space, no permission)."""
+        fs = self.fs
+        if fs.exists(self.root) and not fs.isdir(self.root):
+            raise ConfigError(f"output {self.out} exists and is not a directory")
+        try:
+            self.created = not fs.exists(self.root)
+            fs.makedirs(self.root, exist_ok=True)
+        except OSError as exc:
+            raise os_failure(exc, self.root, "cannot create the output directory") from exc
+        for attempt in range(2):
+            try:
+                if self._create():
+                    return self
+            except OSError as exc:
+                self._cleanup_dir()
+                raise os_failure(exc, self.path) from exc
+            holder = self._holder()
+            if attempt == 0 and self._stale(holder):
+                self.say(f"taking over the lock {self.path} of a run that is gone (pid "
+                         f"{holder.get('pid')} on {holder.get('host')}, started {holder.get('started')})")
+                _remove_quietly(fs, self.path)
+                continue
+            break
+        self._cleanup_dir()
+        raise ConfigError(f"output {self.out} is locked by another run (pid {holder.get('pid', '?')} on "
+                          f"{holder.get('host', '?')}, started {holder.get('started', '?')}): wait for it "
+                          f"to finish; if that run is gone, remove {self.path}")
+
+    def _create(self) -> bool:
+        data = json.dumps(self.info).encode()
+        if _is_local(self.fs):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return True
+        if self.fs.exists(self.path):
+            return False
+        with self.fs.open(self.path, "wb") as handle:
+            handle.write(data)
+        return True
+
+    def _holder(self) -> dict[str, Any]:
+        try:
+            with self.fs.open(self.path, "r") as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return {}
+
+    def _stale(self, holder: dict[str, Any]) -> bool:
+        """A lock of a process of this host that no longer runs (or an empty lock file: its
+        writer died between creating and writing it, if it is older than a minute)."""
+        if not holder:
+            try:
+                modified = self.fs.info(self.path).get("mtime")
+                return modified is not None and time.time() - float(modified) > 60
+            except (OSError, TypeError, ValueError):
+                return False
+        if holder.get("host") != self.info["host"] or not isinstance(holder.get("pid"), int):
+            return False
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def release(self) -> None:
+        """Remove the lock if it is still this run's (and OUT itself if this run created it and
+        left nothing in it)."""
+        if self._holder().get("token") == self.info["token"]:
+            _remove_quietly(self.fs, self.path)
+        self._cleanup_dir()
+
+    def _cleanup_dir(self) -> None:
+        try:
+            if self.created and self.fs.exists(self.root) and not _listing(self.fs, self.root):
+                self.fs.rmdir(self.root)
+        except Exception:
+            pass
 
 
 def write_dataset_metadata(out: str, names: list[str], schema: pa.Schema,
