@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import Callable, Sequence
 
@@ -245,22 +246,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = bool(getattr(args, "debug", False))
+    previous = _catch_sigterm()
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, so that a closed pipe is handled below
+        return code
     except EnrichError as exc:
         if debug:
             raise
         print(f"dask-enrich: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("dask-enrich: interrupted (continue later with --resume)", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # `dask-enrich features | head`: the reader has gone, say nothing
+        _silence_stdout()
+        return 141
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"dask-enrich: {'terminated (SIGTERM)' if terminated else 'interrupted'}: the complete "
+              "partitions are kept; continue later with --resume", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:
             raise
         print(f"dask-enrich: error: {type(exc).__name__}: {_one_line(exc)} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's time limit, ``kill``): handled as Ctrl-C, exit 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """SIGTERM raises :class:`Terminated` in the main thread; returns the previous handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _one_line(exc: BaseException) -> str:

@@ -434,12 +434,80 @@ def result(future: Any, client: Any, plan: Any, futures: Any = (), out: str | No
     try:
         return future.result()
     except BaseException as exc:
-        _abandon(client, futures, out, storage_options)
+        lost = scheduler_lost(client, exc)
+        if not lost:
+            _abandon(client, futures, out, storage_options)
         if isinstance(exc, KilledWorker):
             key = getattr(future, "key", None)
             names = {str(key[0])} if isinstance(key, tuple) else set()
             raise killed_worker_failure(exc, plan, names, worker_memory_limits(client)) from exc
+        if lost:
+            raise lost_scheduler_failure(exc) from exc
         raise
+
+
+def scheduler_lost(client: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` means the client lost its scheduler (the connection closed, the
+    futures cancelled with it), not a failure of a task."""
+    import asyncio
+    import concurrent.futures
+
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return False
+    if isinstance(exc, (CommClosedError, asyncio.CancelledError, concurrent.futures.CancelledError)):
+        return True
+    status = str(getattr(client, "status", "running"))
+    return isinstance(exc, (OSError, TimeoutError)) and status not in ("running", "connecting")
+
+
+def lost_scheduler_failure(exc: BaseException) -> "RunFailure":
+    """The RunFailure of a run whose scheduler went away (killed, its machine lost)."""
+    from ..errors import SchedulerLost
+
+    return SchedulerLost("scheduler lost; rerun with --resume (the complete partitions are kept; the "
+                      f"client lost its connection to the Dask scheduler: {type(exc).__name__})")
+
+
+#: A worker process uses about 150 MiB at rest (Python, NumPy, pandas, pyarrow, distributed and
+#: this package imported); below this limit it is paused (80%) or killed before any task runs.
+MIN_WORKER_MEMORY = 256 * 2**20
+
+
+def check_memory_limit(memory_limit: Any, workers: int) -> None:
+    """RunFailure when a LocalCluster worker's memory limit is too small to start a worker
+    (else the run would wait forever for paused workers)."""
+    if memory_limit in (None, 0, "0", "auto"):
+        return
+    from dask.utils import parse_bytes
+
+    try:
+        limit = parse_bytes(memory_limit) if isinstance(memory_limit, str) else int(memory_limit)
+    except (ValueError, TypeError):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--memory-limit {memory_limit!r}: expected a size such as 4GB, "
+                          "'auto' or 0") from None
+    if 0 < limit < MIN_WORKER_MEMORY:
+        raise RunFailure(f"--memory-limit {memory_limit} ({_bytes(limit)}) is below what a worker "
+                         f"process needs to start (about 150 MiB at rest; give at least "
+                         f"{_bytes(MIN_WORKER_MEMORY)}, or 0 for no limit)")
+
+
+def check_workers_running(client: Any) -> None:
+    """RunFailure when every worker of the cluster is paused already before any task (its memory
+    at rest above its pause threshold: the run would wait forever)."""
+    try:
+        workers = list(client.scheduler_info()["workers"].values())
+    except Exception:
+        return
+    if workers and all(str(w.get("status", "")).endswith("paused") for w in workers):
+        limits = [int(w.get("memory_limit") or 0) for w in workers]
+        used = [int((w.get("metrics") or {}).get("memory") or 0) for w in workers]
+        raise RunFailure(f"every worker is paused before any task: its memory at rest "
+                         f"({_bytes(max(used))}) is near its memory limit ({_bytes(min(limits))}); "
+                         "start the workers with a larger --memory-limit")
 
 
 def _abandon(client: Any, futures: Any, out: str | None,

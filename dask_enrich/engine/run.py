@@ -18,6 +18,7 @@ each worker by path (``genome.cache.load_cached``, once per process), never ship
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ import pyarrow as pa
 from .. import __version__
 from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
-from ..errors import ConfigError, EnrichError, InputError, PluginError, RunFailure
+from ..errors import ConfigError, EnrichError, InputError, PluginError, RunFailure, SchedulerLost
 from ..features.registry import parse_kmer
 from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, input_pieces,
                   inspect_input, read_dask, wanted_columns)
@@ -545,7 +546,8 @@ def run_enrichment(
     lock = writer.OutputLock(out, storage_options, say).acquire()
     try:
         models.precheck(targets, mode, storage_options)
-        return _on_cluster(client, scheduler, workers, threads_per_worker, memory_limit, processes,
+        with _quiet_client_logs():  # until the client is closed
+            return _on_cluster(client, scheduler, workers, threads_per_worker, memory_limit, processes,
                            say, manifest, config, selection if track_only else None, pos_source,
                            track_source, position_columns,
                            track_columns if track_source is not None else None, cache_path, out,
@@ -605,6 +607,8 @@ def _on_cluster(client, scheduler, workers, threads_per_worker, memory_limit, pr
     except Exception as exc:
         from distributed import KilledWorker
 
+        if rejects.scheduler_lost(client, exc):
+            raise rejects.lost_scheduler_failure(exc) from exc
         if isinstance(exc, KilledWorker):
             raise RunFailure(f"a worker died repeatedly while running a task ({exc}); it may have "
                              "run out of memory: lower --partition-rows or raise --memory-limit") from exc
@@ -637,10 +641,47 @@ def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
     for noisy in ("distributed.shuffle", "distributed.shuffle._scheduler_plugin"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_sigint():
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
                             memory_limit=memory_limit, processes=processes,
                             dashboard_address=":0", silence_logs=logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _quiet_client_logs():
+    """The client's own error logs silenced during the run and while it closes: a lost
+    scheduler is reported once, as a RunFailure, not also as the reconnect task's traceback."""
+    import distributed  # noqa: F401 - its import sets the level of its loggers: first
+
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except SchedulerLost:  # the client's reconnect task ends later, at exit: stay quiet
+        raise
+    except BaseException:
+        logger.setLevel(level)
+        raise
+    logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """SIGINT ignored while the worker processes start, so that they inherit it ignored: Ctrl-C
+    (sent to the whole process group) then interrupts the client alone, which closes the cluster,
+    instead of printing a traceback from every worker. Only from the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _make_client(scheduler: str | None, workers: int, threads_per_worker: int,
@@ -652,6 +693,7 @@ def _make_client(scheduler: str | None, workers: int, threads_per_worker: int,
             return Client(scheduler, timeout="20s"), None
         except OSError as exc:
             raise RunFailure(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    rejects.check_memory_limit(memory_limit, workers)
     cluster = make_local_cluster(workers, threads_per_worker, memory_limit, processes)
     return Client(cluster), cluster
 
@@ -769,6 +811,7 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     say(f"enriching: {inputs} input partition(s) -> {plan.n_bins} gene partition(s)"
         + (f" ({len(done)} already complete)" if done else ""))
     t = time.perf_counter()
+    rejects.check_workers_running(client)
     futures = client.compute(record_parts)
     results: list[pd.DataFrame] = []
     # progress in bins: a task enriching where it reads finishes all bins of its input partition
