@@ -435,8 +435,8 @@ def result(future: Any, client: Any, plan: Any, futures: Any = (), out: str | No
         return future.result()
     except BaseException as exc:
         lost = scheduler_lost(client, exc)
-        if not lost:
-            _abandon(client, futures, out, storage_options)
+        if not lost:  # an interrupt does not wait for running tasks
+            _abandon(client, futures, out, storage_options, wait=isinstance(exc, Exception))
         if isinstance(exc, KilledWorker):
             key = getattr(future, "key", None)
             names = {str(key[0])} if isinstance(key, tuple) else set()
@@ -511,11 +511,13 @@ def check_workers_running(client: Any) -> None:
 
 
 def _abandon(client: Any, futures: Any, out: str | None,
-             storage_options: dict[str, Any] | None) -> None:
+             storage_options: dict[str, Any] | None, wait: bool = True) -> None:
     """Cancel a failed run's remaining tasks and delete its staged rows (errors ignored)."""
     try:
         if futures:
             client.cancel(list(futures))
+            if wait:
+                _wait_idle(client)
     except Exception:
         pass
     if out is not None:
@@ -525,6 +527,22 @@ def _abandon(client: Any, futures: Any, out: str | None,
             exchange.remove_staging(out, storage_options)
         except Exception:
             pass
+
+
+def _executing(dask_worker: Any = None) -> int:
+    return len(dask_worker.state.executing) if dask_worker is not None else 0
+
+
+def _wait_idle(client: Any, timeout: float = 15.0) -> None:
+    """Wait (at most ``timeout`` s) until no worker still executes a task: a cancelled task that
+    was running goes on to its end, and may write its part after the run has failed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(client.run(_executing).values()):
+            return
+        time.sleep(0.1)
 
 
 def warning_lines(checks: Mapping[str, Any]) -> list[str]:

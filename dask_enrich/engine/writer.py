@@ -374,11 +374,13 @@ def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, **options: Any) -> str:
+def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, *,
+                       before_rename: Callable[[str], None] | None = None, **options: Any) -> str:
     """Write ``table`` as ``directory/part-NNNNN.parquet``: under a hidden temporary name first
     (Parquet dataset readers skip names starting with "."), renamed when complete, so a reader or
-    ``--resume`` never takes a half-written file as a part. Returns the final path. An OSError
-    (full disk, read-only, ...) leaves no temporary file and becomes a RunFailure naming the file."""
+    ``--resume`` never takes a half-written file as a part. ``before_rename(tmp)`` runs once the
+    file is complete (to record its hash). Returns the final path. An OSError (full disk,
+    read-only, ...) leaves no temporary file and becomes a RunFailure naming the file."""
     final = f"{directory}/{part_name(bin_id)}"
     tmp = f"{directory}/.{part_name(bin_id)}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
     try:
@@ -387,6 +389,8 @@ def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, **
         else:
             with fs.open(tmp, "wb") as handle:
                 pq.write_table(table, handle, **options)
+        if before_rename is not None:
+            before_rename(tmp)
         _rename(fs, tmp, final)
     except OSError as exc:
         _remove_quietly(fs, tmp)
@@ -416,14 +420,14 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
               "rows_rejected": int(rows_rejected), "report": report, "genes": genes,
               "gene_rows": gene_rows_digest(frame["gene_id"]) if "gene_id" in frame.columns else ""}
     table = table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
-    final = write_table_atomic(fs, table, root, bin_id, **_writer_options(schema))
-    try:
-        sha, size = file_digest(fs, final)
-    except OSError as exc:
-        raise os_failure(exc, final, "cannot read back") from exc
-    record.update(sha256=sha, bytes=size)
-    fs.makedirs(f"{root}/{PARTS_DIR}", exist_ok=True)
-    _write_json(fs, part_record_path(root, part_name(bin_id)), record)
+
+    def record_bytes(tmp: str) -> None:  # the record first: a part under its final name has one
+        sha, size = file_digest(fs, tmp)
+        record.update(sha256=sha, bytes=size)
+        fs.makedirs(f"{root}/{PARTS_DIR}", exist_ok=True)
+        _write_json(fs, part_record_path(root, part_name(bin_id)), record)
+
+    write_table_atomic(fs, table, root, bin_id, before_rename=record_bytes, **_writer_options(schema))
     return record
 
 
