@@ -32,10 +32,13 @@ inputs:
 output:
   OUT/part-NNNNN.parquet, one per gene partition, all with the same schema: gene_id, position,
   [chrom or chrom_name, strand], the --keep-columns, then the manifest's features in order.
-  OUT/_SUCCESS.json records rows in/written/rejected, imputed features, fingerprints and timings.
+  OUT/_SUCCESS.json records rows in/written/rejected, imputed features, each file's rows and
+  sha256, fingerprints and timings; `dask-enrich verify OUT` checks OUT against it.
 
-exit codes: 0 success, 2 bad input or manifest (also usage errors), 3 bad option or missing
-  features, 4 run failure, 5 feature plugin error, 1 unexpected error, 130 interrupted.
+exit codes: 0 success, 2 bad input or manifest (also usage errors, every row rejected), 3 bad
+  option, missing features, or OUT not usable as asked (locked by another run, not empty, ...),
+  4 run failure (workers or scheduler lost, disk full, read-only OUT), 5 feature plugin error,
+  1 unexpected error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): rerun with --resume.
 """
 
 
@@ -100,9 +103,11 @@ def _add_run(subparsers, name: str = "run") -> None:
     mode = o.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue an interrupted run into OUT: keep its complete partitions "
-                           "(same inputs and settings), redo the rest")
+                           "(same inputs and settings; each verified against its record and "
+                           "hash), redo the rest")
     mode.add_argument("--overwrite", action="store_true",
-                      help="delete OUT first. Without --resume or --overwrite a non-empty OUT is refused")
+                      help="delete what dask-enrich wrote in OUT first (an OUT holding other files "
+                           "is refused). Without --resume or --overwrite a non-empty OUT is refused")
     o.add_argument("--keep-columns", metavar="A,B", type=_columns, default=(),
                    help="comma-separated extra columns of the positions to carry into the output")
     f = p.add_argument_group("features")
@@ -114,7 +119,7 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="rows that fail the input checks (NaN or out-of-range scores, fractional "
                         "positions, duplicates, genes absent from the annotation, ...): 'error' "
                         "fails the run naming the file, reasons and example rows (default); "
-                        "'quarantine' writes them with their reason to OUT/rejected/ and goes on")
+                        "'quarantine' writes them with their reason to OUT/_rejected/ and goes on")
     f.add_argument("--coordinates", choices=("genomic", "gene_relative"), default="genomic",
                    help="positions are 1-based genomic coordinates (default) or 0-based offsets from "
                         "the gene's 5' end in transcript orientation (MetaSpliceAI training rows; "
@@ -155,7 +160,7 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="how rows reach their gene partition: 'auto' (default: no exchange when "
                         "the input is grouped by gene, i.e. each gene's rows in one file or row "
                         "group, its files are not much smaller than --partition-rows, and there "
-                        "are at least as many as worker threads; else 'staged'), 'staged' Arrow "
+                        "are at least two of them; else 'staged'), 'staged' Arrow "
                         "files under OUT/_staging, or 'p2p' (Dask's shuffle)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     models.add_score_arguments(p, name)

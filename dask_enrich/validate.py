@@ -505,5 +505,5 @@ def raise_for_bad_rows(rejected: pd.DataFrame, source: str) -> None:
                           f"({e['reason'].split(': ', 1)[-1]})" for e in item["examples"])
         lines.append(f"  {code} ({REASONS.get(code, code)}): {item['count']:,} row(s), e.g. {shown}")
     lines.append("Fix the input, or run with --on-bad-rows quarantine to write these rows to "
-                 "OUT/rejected/ with their reason and go on.")
+                 "OUT/_rejected/ with their reason and go on.")
     raise InputError("\n".join(lines))

@@ -238,7 +238,7 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
         positions = positions.drop(columns=BIN)
     if not selective:
         rows_in = len(positions)
-        # bad rows split off with a reason (error: the run fails; quarantine: OUT/rejected/)
+        # bad rows split off with a reason (error: the run fails; quarantine: OUT/_rejected/)
         positions, rejected, checks = _check_rows(positions, ctx, bin_id)
     positions = _sorted_bin(positions, ctx.plan)
     out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
@@ -460,12 +460,12 @@ def run_enrichment(
     a LocalCluster of ``workers`` x ``threads_per_worker`` with ``memory_limit`` per worker.
     ``mode``: ``new`` (refuse a non-empty OUT), ``resume`` or ``overwrite``.
     ``on_bad_rows``: ``error`` (a bad row fails the run, naming the file, reasons and example
-    rows) or ``quarantine`` (bad rows go to ``OUT/rejected/`` with their reason).
+    rows) or ``quarantine`` (bad rows go to ``OUT/_rejected/`` with their reason).
     ``exchange_method``: how rows reach their bin: ``auto`` (the default: when one input is grouped
     by gene, i.e. every gene's rows lie in one input partition, each bin is enriched and written
     where it is read, with no exchange, unless that would make more than
-    :data:`LOCAL_BINS_FACTOR` times the bins of packing across partitions or there are fewer input
-    partitions than the cluster's threads (and bins); otherwise ``staged``),
+    :data:`LOCAL_BINS_FACTOR` times the bins of packing across partitions or the input is one
+    partition of several bins (:func:`choose_plan`); otherwise ``staged``),
     ``staged`` (Arrow files under
     OUT/_staging) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
     """
