@@ -42,3 +42,8 @@ class RunFailure(EnrichError):
 
 class SchedulerLost(RunFailure):
     """The client lost its Dask scheduler mid-run (killed, its machine lost): rerun with --resume."""
+
+
+class AllRowsRejected(InputError):
+    """Every row failed the input checks (quarantined): nothing was enriched. The rejected rows
+    stay in OUT for inspection."""

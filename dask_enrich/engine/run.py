@@ -36,7 +36,8 @@ import pyarrow as pa
 from .. import __version__
 from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
-from ..errors import ConfigError, EnrichError, InputError, PluginError, RunFailure, SchedulerLost
+from ..errors import (AllRowsRejected, ConfigError, EnrichError, InputError, PluginError, RunFailure,
+                      SchedulerLost)
 from ..features.registry import parse_kmer
 from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, input_pieces,
                   inspect_input, read_dask, wanted_columns)
@@ -553,10 +554,10 @@ def run_enrichment(
                            track_columns if track_source is not None else None, cache_path, out,
                            mode, partition_rows, storage_options, exchange_method, run_fingerprint,
                            run_record, progress, t0, started, tuple(targets), score)
-    except (InputError, PluginError):
+    except (InputError, PluginError) as exc:
         # bad input found by the row checks: what this run wrote cannot be resumed (the corrected
         # input is another run), so it goes, and the corrected rerun needs no --overwrite
-        if mode != "resume":
+        if mode != "resume" and not isinstance(exc, AllRowsRejected):  # those rows are kept to see
             _discard(out, targets, storage_options)
         raise
     finally:
@@ -869,7 +870,7 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         say(line)
     if rows_in and not written and rejected == rows_in:
         reasons = ", ".join(f"{code} ({count:,})" for code, count in checks.get("rejected", {}).items())
-        raise InputError(f"every row ({rejected:,}) failed the input checks and was set aside in "
+        raise AllRowsRejected(f"every row ({rejected:,}) failed the input checks and was set aside in "
                          f"{out}/{rejects.REJECTED_DIR}/ ({reasons}): nothing was enriched, so the run "
                          "did not succeed")
     success = {
