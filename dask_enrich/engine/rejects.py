@@ -77,6 +77,43 @@ def check_source(source: InputSource, kind: str = "positions") -> None:
     validate.check_columns(source_dtypes(source), source=source_name(source), kind=kind)
 
 
+def _file_columns(source: InputSource, file: str) -> list[str]:
+    """The column names of one file of ``source`` (Parquet footer, or the CSV header line)."""
+    fs, path = _input_fs(file, source.storage_options)
+    with fs.open(path, "rb") as raw:
+        if source.format == "parquet":
+            return list(pq.ParquetFile(raw).schema_arrow.names)
+        handle = gzip.GzipFile(fileobj=raw) if source.compression == "gzip" else raw
+        header = handle.readline().decode("utf-8-sig").rstrip("\r\n")
+    return [c.strip() for c in header.split(source.sep)]
+
+
+def check_files_have(source: InputSource | None, columns: Any) -> None:
+    """InputError naming the first file of a multi-file input that lacks a column the run reads
+    (the checks so far saw only the first file's columns). Footers or header lines only, read
+    in parallel."""
+    if source is None or len(source.files) < 2:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = list(dict.fromkeys(columns))
+
+    def missing(file: str) -> list[str]:
+        try:
+            have = set(_file_columns(source, file))
+        except Exception as exc:
+            raise InputError(f"{source.label} file {file}: cannot be read "
+                             f"({type(exc).__name__}: {exc})") from None
+        return [c for c in wanted if c not in have]
+
+    with ThreadPoolExecutor(max_workers=min(16, len(source.files) - 1)) as pool:
+        for file, absent in zip(source.files[1:], pool.map(missing, source.files[1:])):
+            if absent:
+                raise InputError(f"{source.label} file {file}: lacks column(s) "
+                                 f"{', '.join(map(repr, absent))} (the first file of {source.path}, "
+                                 f"{source.files[0]}, has them)")
+
+
 def check_rows_present(rows: int, source: InputSource) -> None:
     """InputError when the input holds no rows."""
     validate.check_not_empty(int(rows), source=source_name(source), kind=source.label)

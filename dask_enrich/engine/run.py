@@ -505,6 +505,9 @@ def run_enrichment(
         if track_source is not None:
             track_columns = wanted_columns(track_source, TRACK_COLUMNS)
             track_columns = [c for c in track_columns if c in (*TRACK_COLUMNS, "strand")]
+    rejects.check_files_have(pos_source if not track_only else track_source, position_columns)
+    if not track_only and track_source is not None:
+        rejects.check_files_have(track_source, track_columns)
     cache_path = resolve_cache(cache, genome, annotation, out, cache_dir, say)
     has_context = (pos_source.has_context_columns if pos_source is not None
                    else track_source.has_context_columns)
