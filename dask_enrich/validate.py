@@ -47,6 +47,7 @@ REASON, SOURCE = "reason", "source"
 REASONS: dict[str, str] = {
     "gene_id_missing": "gene_id is empty or missing",
     "position_not_integer": "position is missing, not a number or has a fractional part",
+    "position_too_large": "position is a whole number too large for a coordinate (>= 2**62)",
     "position_out_of_range": "position below 1 (genomic) or below 0 (gene-relative)",
     "score_not_numeric": "a score column holds text",
     "score_missing": "a base score is missing (NaN)",
@@ -304,13 +305,21 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     # position
     position = frame["position"]
     if pd.api.types.is_integer_dtype(position.dtype) and not position.hasnans:
-        pos_int = position.to_numpy(dtype=np.int64)  # nothing can be fractional or missing
+        raw = position.to_numpy()  # nothing can be fractional or missing
+        # too large (uint64 beyond int64 would wrap to negative): shown as written
+        too_large = raw >= 2**62 if raw.dtype.kind == "u" else np.abs(raw) >= 2**62
+        rows.add(too_large, "position_too_large", rows.shown("position"))
+        pos_int = np.where(too_large, 0, raw).astype(np.int64) if too_large.any() else raw.astype(np.int64)
     else:
         pos, _ = _as_float(position)
         with np.errstate(invalid="ignore"):
-            not_integer = ~np.isfinite(pos) | (pos != np.round(pos)) | (np.abs(pos) >= 2.0**62)
+            not_integer = ~np.isfinite(pos) | (pos != np.round(pos))
+            too_large = ~not_integer & (np.abs(pos) >= 2.0**62)
         rows.add(not_integer, "position_not_integer", rows.shown("position"))
-        pos_int = np.where(not_integer, 0, np.nan_to_num(pos)).astype(np.int64)
+        rows.add(too_large, "position_too_large",
+                 lambda take: [f"position={int(p):d}" for p in pos[take]])  # not 1e+20
+        bad = not_integer | too_large
+        pos_int = np.where(bad, 0, np.nan_to_num(pos)).astype(np.int64)
     low = 0 if config.coordinates == "gene_relative" else 1
     rows.add(pos_int < low, "position_out_of_range",
              lambda take: [f"position={p} < {low}" for p in pos_int[take]])

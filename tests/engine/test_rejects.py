@@ -85,6 +85,23 @@ def test_a_dataset_file_lacking_a_column_is_named_before_any_work(tmp_path, ext)
     assert not (tmp_path / "out").exists()  # before any cluster or write
 
 
+@pytest.mark.parametrize("exchange", ["auto", "staged"])
+def test_a_position_beyond_int64_is_rejected_as_written_not_wrapped(client, tmp_path, exchange):
+    frame = _positions(12)
+    frame["position"] = frame["position"].astype(np.uint64)
+    frame.loc[[3, 8], "position"] = np.array([2**63 + 5, 2**64 - 1], dtype=np.uint64)
+    frame.to_parquet(tmp_path / "p.parquet", index=False)
+    summary = run_enrichment(str(tmp_path / "p.parquet"), MANIFEST, str(tmp_path / "out"),
+                             client=client, on_bad_rows="quarantine", exchange_method=exchange)
+    assert (summary.rows_written, summary.rows_rejected) == (10, 2)
+    rejected = pd.read_parquet(tmp_path / "out" / rejects.REJECTED_DIR)
+    assert sorted(rejected["reason"]) == ["position_too_large: position=18446744073709551615",
+                                          "position_too_large: position=9223372036854775813"]
+    written = pd.read_parquet(tmp_path / "out")
+    assert written["position"].dtype == np.int64
+    assert sorted(written["position"]) == sorted(frame["position"].drop(index=[3, 8]).astype(np.int64))
+
+
 def test_an_interrupted_part_write_leaves_nothing_a_reader_or_resume_takes_as_complete(
         tmp_path, monkeypatch):
     out = str(tmp_path / "out")
