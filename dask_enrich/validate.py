@@ -59,6 +59,7 @@ REASONS: dict[str, str] = {
     "strand_mismatch": "the row's strand differs from the annotation's",
     "position_outside_gene": "the position is outside the gene's span",
     "chromosome_not_in_genome": "the gene's chromosome is absent from the genome FASTA",
+    "gene_beyond_sequence_end": "the gene's span runs past the end of its chromosome in the genome",
     "duplicate_position": "a repeat of an earlier (gene_id, position) row (the first is kept)",
 }
 
@@ -256,6 +257,7 @@ class _Reasons:
 def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame | None = None,
                    has_sequence_for: bool | Collection[str] | None = None,
                    config: EnrichConfig = EnrichConfig(), sum_tolerance: float = SUM_TOLERANCE,
+                   missing_sequences: Collection[str] | None = None,
                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
     """Split the rows of one partition into (good, rejected, warnings).
 
@@ -265,6 +267,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         seqname / seq_offset for the genome check). When given, rows of genes absent from it, with a
         strand other than the gene's, or with a position outside the gene span are rejected.
         Pass it when the run has an annotation.
+    missing_sequences: the chromosomes the genome lacks (the cache's build report): a gene without
+        sequence on another chromosome runs past its end (``gene_beyond_sequence_end``).
     has_sequence_for: the genome check, for runs whose manifest needs sequence features: True
         rejects genes whose ``seq_offset`` is -1 (chromosome absent from the FASTA); a collection of
         sequence names rejects genes whose ``seqname`` is not in it; None/False skips the check.
@@ -391,7 +395,15 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         if no_seq.any():
             seqname = (gene_table["seqname"].astype(str).to_numpy(dtype=object)[at]
                        if "seqname" in gene_table.columns else np.full(n, "?", dtype=object))
-            rows.add(no_seq, "chromosome_not_in_genome",
+            # the genome's own list of absent chromosomes (the cache's build report) tells a
+            # gene on an absent chromosome from one running past its chromosome's end
+            beyond = (no_seq & ~np.isin(seqname, np.asarray(list(missing_sequences), dtype=object))
+                      if missing_sequences is not None else np.zeros(n, dtype=bool))
+            rows.add(beyond, "gene_beyond_sequence_end",
+                     lambda take: [f"gene {g} (ends at {e}) runs past the end of chromosome {c!r} "
+                                   "in the genome" for g, e, c in zip(gene_text[take], end[take],
+                                                                      seqname[take])])
+            rows.add(no_seq & ~beyond, "chromosome_not_in_genome",
                      lambda take: [f"chromosome {c!r} of gene {g} is not in the genome"
                                    for c, g in zip(seqname[take], gene_text[take])])
     elif has_sequence_for:

@@ -2,7 +2,8 @@
 
 Every run goes through the real engine (``dask-enrich run`` in-process, and ``run_enrichment``) on a
 small synthetic world: a 6 kb FASTA (chr1) and a GTF with a plus-strand gene GA (1001..2000), a
-minus-strand gene GB (3001..4000) and a gene GZ on chrZ, which the FASTA lacks.
+minus-strand gene GB (3001..4000), a gene GZ on chrZ, which the FASTA lacks, and a gene GE running
+past the end of chr1.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def world(tmp_path_factory) -> dict[str, str]:
         ("chr1", "GA", "+", 1001, 2000, [(1001, 1300), (1501, 2000)]),
         ("chr1", "GB", "-", 3001, 4000, [(3001, 3400), (3601, 4000)]),
         ("chrZ", "GZ", "+", 101, 600, [(101, 200), (401, 600)]),
+        ("chr1", "GE", "+", 5801, 6400, [(5801, 5900), (6001, 6400)]),  # past chr1's 6,000 nt
     ]:
         attrs = f'gene_id "{gene}";'
         lines.append(f"{chrom}\ttest\tgene\t{start}\t{end}\t.\t{strand}\t.\t{attrs}")
@@ -277,6 +279,16 @@ def test_bad_rows_fail_the_run_by_default(world, client, tmp_path, capsys, case)
                          api_kwargs={"cache": world["cache"]} if annotated else None):
         assert "positions.parquet" in text and code_ in text and words in text
         assert "--on-bad-rows quarantine" in text
+
+
+def test_a_gene_past_its_chromosome_end_says_so(world, client, tmp_path, capsys):
+    """Not "chromosome is not in the genome": chr1 is there, the gene GE runs past its end."""
+    frame = clean_positions()
+    frame.loc[14, ["gene_id", "position", "strand"]] = ["GE", 5850, "+"]
+    for text in run_both(capsys, client, tmp_path, write(frame, tmp_path), world["genomic"],
+                         "--cache", world["cache"], api_kwargs={"cache": world["cache"]}):
+        assert "gene_beyond_sequence_end" in text and "chromosome_not_in_genome" not in text
+        assert "gene GE (ends at 6400) runs past the end of chromosome 'chr1'" in text
 
 
 # --- quarantine -----------------------------------------------------------------------------------

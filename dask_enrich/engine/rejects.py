@@ -153,7 +153,9 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
                         and getattr(genomic, "has_sequence", False))
     good, rejected, warnings = validate.split_bad_rows(
         positions, source=checks.source, gene_table=gene_table,
-        has_sequence_for=True if has_sequence else None, config=config)
+        has_sequence_for=True if has_sequence else None, config=config,
+        missing_sequences=(getattr(genomic, "report", None) or {}).get("missing_sequences")
+        if has_sequence else None)
     info: dict[str, Any] = {"warnings": warnings, "rejected": {}}
     if len(rejected):
         source = checks.source
