@@ -552,3 +552,22 @@ def test_quarantined_track_rows_are_set_aside_and_never_used_as_context(world, c
     t = track.set_index("position")
     kind = "donor_score" if t.loc[1500, "donor_score"] >= t.loc[1500, "acceptor_score"] else "acceptor_score"
     assert second["context_score_p1"] == t.loc[1501, kind]
+
+
+def test_an_exon_outside_its_gene_line_is_a_warning_of_build_cache_and_of_the_run(
+        world, client, tmp_path, capsys):
+    gtf = tmp_path / "a.gtf"
+    lines = Path(world["gtf"]).read_text().splitlines()
+    # GA's gene line is 1001..2000; one more transcript of GA with an exon from 950
+    lines.append('chr1\ttest\texon\t950\t1100\t.\t+\t.\tgene_id "GA"; transcript_id "GA.2";')
+    gtf.write_text("\n".join(lines) + "\n")
+    assert main(["build-cache", "--genome", world["fasta"], "--annotation", str(gtf),
+                 "--out", str(tmp_path / "cache"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: 1 gene(s) with exons outside their gene line (GA)" in out
+    summary = api(client, write(clean_positions(), tmp_path), world["scores"], str(tmp_path / "out"),
+                  cache=str(tmp_path / "cache"))
+    assert summary.warnings["exons_outside_gene_line"]["genes"] == ["GA"]
+    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
+    assert success["warnings"]["exons_outside_gene_line"]["count"] == 1
+    assert any("exons outside their gene line (GA)" in line for line in summary.lines())

@@ -584,6 +584,23 @@ def _wait_idle(client: Any, timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+def cache_warnings(cache_path: str | None) -> dict[str, Any]:
+    """The warnings of the genomic cache's build report that a run repeats in its summary and
+    ``_SUCCESS.json`` (genes with exons outside their gene line)."""
+    if cache_path is None:
+        return {}
+    from ..genome.cache import load_cached
+
+    genes = (load_cached(cache_path).report or {}).get("genes_with_exons_outside_gene_line") or []
+    if not genes:
+        return {}
+    shown = ", ".join(genes[:5]) + (", ..." if len(genes) > 5 else "")
+    return {"exons_outside_gene_line": {
+        "count": len(genes), "genes": genes[:50],
+        "message": f"{len(genes)} gene(s) of the annotation with exons outside their gene line "
+                   f"({shown}): their span is the gene line's, their splice sites the exons'"}}
+
+
 def warning_lines(checks: Mapping[str, Any]) -> list[str]:
     """One ``warning: ...`` line per warning of the run's row checks."""
     return [f"warning: {item.get('message', code)}"

@@ -866,7 +866,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         success_file="", dashboard=dashboard, timings={k: round(v, 3) for k, v in timings.items()},
         track_rows=track_rows if pos_source is None else None)
     rejects.check_outputs_visible(ctx)  # every part file is in OUT (a filesystem shared with the workers)
-    summary.warnings = checks.get("warnings", {})
+    checks["warnings"] = {**rejects.cache_warnings(cache_path), **checks.get("warnings", {})}
+    summary.warnings = checks["warnings"]
     track_rejected = checks.get(rejects.TRACK_REJECTED_KEY, {})
     summary.track_rows_rejected = int(sum(track_rejected.values()))
     for line in rejects.warning_lines(checks):

@@ -263,6 +263,20 @@ def _read_meta(path: Path) -> dict | None:
     return meta
 
 
+def _exons_outside(genes: pd.DataFrame, exons: pd.DataFrame) -> list[str]:
+    """Genes with an exon outside their span (the gene line's): a warning of ``build-cache`` and of
+    each run's ``_SUCCESS.json`` (the gene's features use the gene line, its sites the exons)."""
+    if not len(exons) or not len(genes):
+        return []
+    span = genes.set_index("gene_id")[["gene_start", "gene_end"]]
+    at = span.index.get_indexer(exons["gene_id"])
+    known = at >= 0
+    start = span["gene_start"].to_numpy()[np.maximum(at, 0)]
+    end = span["gene_end"].to_numpy()[np.maximum(at, 0)]
+    outside = known & ((exons["start"].to_numpy() < start) | (exons["end"].to_numpy() > end))
+    return sorted(pd.unique(exons["gene_id"].to_numpy()[outside]).tolist())
+
+
 def _gene_bases(fasta: IndexedFasta, genes: pd.DataFrame, out_path: Path, progress: Progress) -> tuple[np.ndarray, dict]:
     """Write every gene's forward span to ``out_path`` (.npy); returns (seq_offset, report)."""
     start = genes["gene_start"].to_numpy()
@@ -367,6 +381,7 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
         ann = read_gtf(annotation, chrom_aliases=chrom_aliases)
         genes = ann.genes
         report = dict(ann.report)
+        report["genes_with_exons_outside_gene_line"] = _exons_outside(genes, ann.exons)
         files = list(CACHE_FILES)
         if genome is not None:
             say(f"indexing {genome}")
@@ -481,6 +496,11 @@ def _cli_build_cache(args: argparse.Namespace) -> int:
         items = report.get(key) or []
         if items:
             print(f"  {key.replace('_', ' ')}: {len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})")
+    outside = report.get("genes_with_exons_outside_gene_line") or []
+    if outside:
+        print(f"  warning: {len(outside)} gene(s) with exons outside their gene line "
+              f"({', '.join(outside[:5])}{', ...' if len(outside) > 5 else ''}): their span is the "
+              "gene line's, their splice sites the exons'")
     if report.get("missing_sequences"):
         print(f"  sequences named in the annotation but absent from the genome: {report['missing_sequences']}")
     return 0
