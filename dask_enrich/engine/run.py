@@ -551,12 +551,17 @@ def run_enrichment(
     try:
         models.precheck(targets, mode, storage_options)
         with _quiet_client_logs():  # until the client is closed
-            return _on_cluster(client, scheduler, workers, threads_per_worker, memory_limit, processes,
-                           say, manifest, config, selection if track_only else None, pos_source,
-                           track_source, position_columns,
-                           track_columns if track_source is not None else None, cache_path, out,
-                           mode, partition_rows, storage_options, exchange_method, run_fingerprint,
-                           run_record, progress, t0, started, tuple(targets), score)
+            return _on_cluster(client, say, dict(
+                scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
+                memory_limit=memory_limit, processes=processes), _run, dict(
+                manifest=manifest, config=config, selection=selection if track_only else None,
+                pos_source=pos_source, track_source=track_source,
+                position_columns=position_columns,
+                track_columns=track_columns if track_source is not None else None,
+                cache_path=cache_path, out=out, mode=mode, partition_rows=partition_rows,
+                storage_options=storage_options, exchange_method=exchange_method,
+                run_fingerprint=run_fingerprint, run_record=run_record, progress=progress,
+                say=say, t0=t0, started=started, targets=tuple(targets), score=score))
     except (InputError, PluginError) as exc:
         # bad input found by the row checks: what this run wrote cannot be resumed (the corrected
         # input is another run), so it goes, and the corrected rerun needs no --overwrite
@@ -580,18 +585,16 @@ def _discard(out: str, targets: list[models.Target], storage_options: dict[str, 
         pass
 
 
-def _on_cluster(client, scheduler, workers, threads_per_worker, memory_limit, processes, say,
-                manifest, config, selection, pos_source, track_source, position_columns,
-                track_columns, cache_path, out, mode, partition_rows, storage_options,
-                exchange_method, run_fingerprint, run_record, progress, t0, started, targets,
-                score) -> RunSummary:
-    """The run on its cluster (started here unless ``client`` is given, closed at the end)."""
+def _on_cluster(client: Any, say: Callable[[str], None], cluster: dict[str, Any],
+                work: Callable[..., RunSummary], kwargs: dict[str, Any]) -> RunSummary:
+    """``work(client, dashboard=..., timings=..., **kwargs)`` on ``client``, or on a client of a
+    cluster started here (``cluster``: :func:`_make_client`'s arguments) and closed at the end;
+    a lost scheduler or a worker killed repeatedly become RunFailures."""
     own_cluster = None
     own_client = client is None
     if own_client:
         t = time.perf_counter()
-        client, own_cluster = _make_client(scheduler, workers, threads_per_worker, memory_limit,
-                                           processes)
+        client, own_cluster = _make_client(**cluster)
         run_record_timings = {"cluster_start": time.perf_counter() - t}
     else:
         run_record_timings = {}
@@ -601,11 +604,7 @@ def _on_cluster(client, scheduler, workers, threads_per_worker, memory_limit, pr
     hint = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh to view it)"
     say(f"dask dashboard: {dashboard}{hint}")
     try:
-        return _run(client, manifest, config, selection, pos_source, track_source,
-                    position_columns, track_columns, cache_path, out, mode,
-                    partition_rows, storage_options, exchange_method, run_fingerprint, run_record,
-                    progress, say, dashboard, t0, started, run_record_timings,
-                    targets=targets, score=score)
+        return work(client, dashboard=dashboard, timings=run_record_timings, **kwargs)
     except EnrichError:
         raise
     except Exception as exc:
