@@ -95,13 +95,15 @@ class PartitionPlan:
         if self.rows is None or bin_id < 0:
             return
         start, end = self.gene_range(bin_id)
-        index = self.genes.get_indexer(pd.Index(np.asarray(gene_ids, dtype=object), dtype=self.genes.dtype))
+        codes, uniques = pd.factorize(gene_ids)  # one hash pass; the plan lookup per gene only
+        index = self.genes.get_indexer(pd.Index(uniques, dtype=self.genes.dtype))
         foreign = (index < start) | (index >= end)
-        if foreign.any():
-            gene = np.asarray(gene_ids, dtype=object)[np.flatnonzero(foreign)[0]]
+        if foreign.any() or (len(codes) and codes.min() < 0):
+            gene = uniques[int(np.flatnonzero(foreign)[0])] if foreign.any() else "(missing id)"
             raise RunFailure(f"partition {bin_id}: rows of gene {gene} reached it, but the plan puts "
                              "that gene in another partition (rows mixed between partitions)")
-        got = np.bincount(index - start, minlength=end - start)
+        got = np.zeros(end - start, dtype=np.int64)
+        got[index - start] = np.bincount(codes, minlength=len(uniques))
         want = np.asarray(self.rows[start:end], dtype=np.int64)
         wrong = np.flatnonzero(got != want)
         if len(wrong):

@@ -123,7 +123,8 @@ def file_digest(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
 def gene_rows_digest(gene_ids: Any) -> str:
     """A digest of the rows per gene of a part (genes in order of first appearance, their row
     counts): recorded when the part is written, recomputed by ``dask-enrich verify``."""
-    codes, uniques = pd.factorize(pd.Series(gene_ids, dtype=object))
+    codes, uniques = pd.factorize(gene_ids if isinstance(gene_ids, (pd.Series, pd.Index))
+                                  else pd.Series(gene_ids, dtype=object))
     digest = hashlib.sha256("\0".join(map(str, uniques)).encode())
     digest.update(b"|" + np.bincount(codes[codes >= 0], minlength=len(uniques)).astype("<i8").tobytes())
     return digest.hexdigest()[:32]
