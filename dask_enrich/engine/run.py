@@ -612,6 +612,8 @@ def _on_cluster(client: Any, say: Callable[[str], None], cluster: dict[str, Any]
 
         if rejects.scheduler_lost(client, exc):
             raise rejects.lost_scheduler_failure(exc) from exc
+        if isinstance(exc, OSError) and getattr(exc, "filename", None):  # a file of the run
+            raise writer.os_failure(exc, exc.filename, "I/O error on") from exc
         if isinstance(exc, KilledWorker):
             raise RunFailure(f"a worker died repeatedly while running a task ({exc}); it may have "
                              "run out of memory: lower --partition-rows or raise --memory-limit") from exc

@@ -174,3 +174,14 @@ def test_a_run_failing_its_row_checks_does_not_block_the_corrected_rerun(client,
     summary = run_enrichment(str(tmp_path / "bad.parquet"), SCORES_ONLY, str(out), config=KEEP,
                              client=client, partition_rows=50)
     assert summary.rows_written == 400
+
+
+def test_a_full_disk_at_success_json_names_the_file_and_leaves_no_temporary_file(tmp_path):
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "size=64k")
+    try:
+        with pytest.raises(RunFailure, match=rf"cannot write {disk}/_SUCCESS.json: No space left on device"):
+            writer.write_success(str(disk), {"files": ["x" * 100] * 2_000})  # ~200 kB of JSON
+        assert list(disk.iterdir()) == []
+    finally:
+        _umount(disk)
