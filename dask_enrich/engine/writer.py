@@ -30,6 +30,7 @@ import re
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 
@@ -264,17 +265,21 @@ def prepare_output(out: str, *, mode: Mode, run_fingerprint: str, run_record: di
             new_plan = (run_record.get("plan") or {}).get("digest")
             replanned = old_plan is not None and new_plan is not None and old_plan != new_plan
             for name in entries:
-                path = f"{root}/{name}"
                 if TMP_MARKER in name or name in (SUCCESS_FILE, METADATA_FILE):
-                    fs.rm(path)
-                elif PART_PATTERN.match(name):
-                    record, reason = verify_part(fs, root, name, fingerprint=run_fingerprint,
-                                                 n_bins=n_bins, bin_digests=bin_digests)
-                    if replanned:
-                        record, reason = None, "the plan differs from the one recorded in _RUN.json"
+                    fs.rm(f"{root}/{name}")
+            parts = [n for n in entries if PART_PATTERN.match(n)]
+
+            def check(name: str) -> tuple[dict[str, Any] | None, str]:
+                if replanned:
+                    return None, "the plan differs from the one recorded in _RUN.json"
+                return verify_part(fs, root, name, fingerprint=run_fingerprint, n_bins=n_bins,
+                                   bin_digests=bin_digests)
+
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(parts)))) as pool:  # hashing
+                for name, (record, reason) in zip(parts, pool.map(check, parts)):
                     if record is None:
                         failed[name] = reason
-                        fs.rm(path)  # truncated, corrupt, or not of this plan: redo it
+                        fs.rm(f"{root}/{name}")  # truncated, corrupt, or not of this plan: redo it
                     else:
                         done[int(record["bin"])] = record
             parts_dir = f"{root}/{PARTS_DIR}"
