@@ -416,6 +416,18 @@ def test_quarantine_counts_survive_a_resume(world, client, tmp_path, capsys):
     assert again["partitions"]["resumed"] == len(parts) - 1
     assert sorted(p.name for p in (out / "_rejected").iterdir()) == rejected_files
     assert sorted(reason_code(pd.read_parquet(out / "_rejected")["reason"])) == sorted(codes)
+    # a kept bin whose rejected rows are gone is redone: no rejected row is lost
+    (out / "_rejected" / rejected_files[0]).unlink()
+    (out / writer.SUCCESS_FILE).unlink()
+    code, _, err = cli(capsys, client, *args, "--resume")
+    assert code == 0, err
+    third = json.loads((out / writer.SUCCESS_FILE).read_text())
+    assert third["rows"] == first["rows"]
+    assert third["partitions"]["redone"] == {
+        rejected_files[0]: third["partitions"]["redone"][rejected_files[0]]}
+    assert "rejected row(s) are not all in _rejected/" in third["partitions"]["redone"][rejected_files[0]]
+    assert sorted(p.name for p in (out / "_rejected").iterdir()) == rejected_files
+    assert sorted(reason_code(pd.read_parquet(out / "_rejected")["reason"])) == sorted(codes)
 
 
 def test_bad_rows_of_a_many_file_input_name_their_file(world, client, tmp_path, capsys):

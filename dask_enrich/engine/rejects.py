@@ -205,6 +205,24 @@ def prepare_rejected(out: str, done: Mapping[int, Any],
                 fs.rm(f"{directory}/{name}")
 
 
+def kept_without_rejects(out: str, done: Mapping[int, Mapping[str, Any]],
+                         storage_options: dict[str, Any] | None = None) -> dict[int, str]:
+    """The kept (resumed) bins whose rejected rows are not all in their ``_rejected/`` (or
+    ``_rejected-track/``) file: {bin: why}. Such a bin is redone, so no rejected row is lost."""
+    fs, root = writer._fs(out, storage_options)
+    problems: dict[int, str] = {}
+    for b, record in done.items():
+        checks = (record.get("report") or {}).get(CHECKS_KEY) or {}
+        wanted = ((REJECTED_DIR, int(record.get("rows_rejected", 0))),
+                  (TRACK_REJECTED_DIR, int(sum((checks.get(TRACK_REJECTED_KEY) or {}).values()))))
+        for directory, rows in wanted:
+            if rows:
+                found = writer.read_part_record(fs, f"{root}/{directory}/{writer.part_name(b)}")
+                if found is None or found.get("rows") != rows:
+                    problems[b] = f"its {rows:,} rejected row(s) are not all in {directory}/"
+    return problems
+
+
 def merge_info(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """Two bins' check infos together (warnings merged, rejected counts added, of the rows and of
     the track's rows)."""

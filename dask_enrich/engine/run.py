@@ -754,6 +754,9 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         track_meta=track_frame._meta if track_frame is not None else None, config=config,
         storage_options=storage_options, failed=redone)
     exchange.remove_staging(out, storage_options)
+    for b, why in rejects.kept_without_rejects(out, done, storage_options).items():
+        done.pop(b)  # redone: its part is written again, with its rejected rows
+        redone[f"{str(out).rstrip('/')}/{writer.part_name(b)}"] = why
     if done:
         say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete (verified)")
     for line in redone_lines(redone):
