@@ -6,13 +6,15 @@ Layout of an output directory::
     OUT/_RUN.json            the run fingerprint, settings and plan, written before any part
     OUT/part-00000.parquet   one file per bin, every file with the same pyarrow schema
     OUT/_parts/part-00000.parquet.json   the part's record and the sha256 of its bytes
+    OUT/_metadata            every part's row groups (Dask reads exactly these files), at the end
     OUT/_SUCCESS.json        written last: counts, imputed features, each file's rows and hash
 
     OUT/_rejected/part-NNNNN.parquet   with --on-bad-rows quarantine: a bin's bad rows and reasons
     OUT/_rejected-track/part-NNNNN.parquet   the same for the rows of a track read for context
 
-Each part file is written to ``.part-NNNNN.parquet.tmp-<random>`` and renamed when complete, so a
-file with the final name is always whole, and Parquet readers of OUT (which skip names starting
+Each part file is written to ``.part-NNNNN.parquet.tmp-<random>``, its record (with the sha256 of
+those bytes) written to ``_parts/``, and then renamed, so a file with the final name is always
+whole and recorded, and Parquet readers of OUT (which skip names starting
 with ``.`` or ``_``) never see one being written. Its footer metadata (key ``dask_enrich``) records the run
 fingerprint, the bin, its row count and the bin's EnrichReport, which is what ``--resume`` reads to
 skip complete bins of the same run (and to merge their reports into the final summary). Part
