@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 import time
 from typing import Callable, Sequence
@@ -20,7 +22,7 @@ from .errors import ConfigError, EnrichError
 
 #: Modules that may add subcommands (each through ``register_cli(subparsers)``).
 PLUGIN_MODULES = ("dask_enrich.catalog", "dask_enrich.genome.cache", "dask_enrich.basemodel.predict",
-                  "dask_enrich.demo", "dask_enrich.skew")
+                  "dask_enrich.demo", "dask_enrich.skew", "dask_enrich.engine.verify")
 
 _EPILOG_RUN = """\
 inputs:
@@ -32,11 +34,14 @@ inputs:
 output:
   OUT/part-NNNNN.parquet, one per gene partition, all with the same schema: gene_id, position,
   [chrom or chrom_name, strand], the --keep-columns, then the manifest's features in order.
-  OUT/_SUCCESS.json records rows in/written/rejected, imputed features, fingerprints and timings.
+  OUT/_SUCCESS.json records rows in/written/rejected, imputed features, each file's rows and
+  sha256, fingerprints and timings; `dask-enrich verify OUT` checks OUT against it.
 
-exit codes: 0 success, 2 bad input or manifest (also usage errors), 3 bad option or missing
-  features, 4 run failure, 5 feature plugin error, 6 (skew) differences found, 1 unexpected
-  error, 130 interrupted.
+exit codes: 0 success, 2 bad input or manifest (also usage errors, every row rejected), 3 bad
+  option, missing features, or OUT not usable as asked (locked by another run, not empty, ...),
+  4 run failure (workers or scheduler lost, disk full, read-only OUT), 5 feature plugin error,
+  6 (skew) differences found, 1 unexpected error, 130 interrupted (Ctrl-C), 143 terminated
+  (SIGTERM): rerun with --resume.
 """
 
 
@@ -118,9 +123,11 @@ def _add_run(subparsers, name: str = "run") -> None:
     mode = o.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue an interrupted run into OUT: keep its complete partitions "
-                           "(same inputs and settings), redo the rest")
+                           "(same inputs and settings; each verified against its record and "
+                           "hash), redo the rest")
     mode.add_argument("--overwrite", action="store_true",
-                      help="delete OUT first. Without --resume or --overwrite a non-empty OUT is refused")
+                      help="delete what dask-enrich wrote in OUT first (an OUT holding other files "
+                           "is refused). Without --resume or --overwrite a non-empty OUT is refused")
     o.add_argument("--keep-columns", metavar="A,B", type=_columns, default=(),
                    help="comma-separated extra columns of the positions to carry into the output")
     f = p.add_argument_group("features")
@@ -133,7 +140,7 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="rows that fail the input checks (NaN or out-of-range scores, fractional "
                         "positions, duplicates, genes absent from the annotation, ...): 'error' "
                         "fails the run naming the file, reasons and example rows (default); "
-                        "'quarantine' writes them with their reason to OUT/rejected/ and goes on")
+                        "'quarantine' writes them with their reason to OUT/_rejected/ and goes on")
     f.add_argument("--coordinates", choices=("genomic", "gene_relative"), default="genomic",
                    help="positions are 1-based genomic coordinates (default) or 0-based offsets from "
                         "the gene's 5' end in transcript orientation (MetaSpliceAI training rows; "
@@ -165,7 +172,7 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="how rows reach their gene partition: 'auto' (default: no exchange when "
                         "the input is grouped by gene, i.e. each gene's rows in one file or row "
                         "group, its files are not much smaller than --partition-rows, and there "
-                        "are at least as many as worker threads; else 'staged'), 'staged' Arrow "
+                        "are at least two of them; else 'staged'), 'staged' Arrow "
                         "files under OUT/_staging, or 'p2p' (Dask's shuffle)")
     c.add_argument("--quiet", action="store_true",
                    help="no progress bar or log lines (warnings and errors only: --log-level warning)")
@@ -318,22 +325,59 @@ def main(argv: Sequence[str] | None = None, prog: str = "dask-enrich") -> int:
     from .logs import configure
 
     configure(args.log_level or ("warning" if getattr(args, "quiet", False) else "info"))
+    previous = _catch_sigterm()
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, so that a closed pipe is handled below
+        return code
     except EnrichError as exc:
         if debug:
             raise
         print(f"dask-enrich: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("dask-enrich: interrupted (continue later with --resume)", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # `dask-enrich features | head`: the reader has gone, say nothing
+        _silence_stdout()
+        return 141
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"dask-enrich: {'terminated (SIGTERM)' if terminated else 'interrupted'}: the complete "
+              "partitions are kept; continue later with --resume", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         if debug:
             raise
         print(f"dask-enrich: error: {type(exc).__name__}: {_one_line(exc)} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's time limit, ``kill``): handled as Ctrl-C, exit 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """SIGTERM raises :class:`Terminated` in the main thread; returns the previous handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _one_line(exc: BaseException) -> str:

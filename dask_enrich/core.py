@@ -421,10 +421,29 @@ class PartitionInputs:
             track_codes, track_pos,
             _float_column(track, "donor_score")[keep], _float_column(track, "acceptor_score")[keep],
         )
-        missing = _any_nan(values) | ~self.strand_known
-        reason = ("an in-gene neighbour nucleotide is absent from the track, or the strand is "
-                  "unknown")
-        return values, missing, reason
+        gap = _any_nan(values)
+        missing = gap | ~self.strand_known
+        return values, missing, self._context_reason(values, gap)
+
+    def _context_reason(self, values: tuple[np.ndarray, ...], gap: np.ndarray) -> str:
+        """Why context scores are missing, naming a gene and the track positions it lacks."""
+        parts = []
+        if gap.any():
+            rows = np.flatnonzero(gap)
+            i = int(rows[0])
+            step = -1 if self.minus[i] else 1
+            absent = [str(int(self.positions[i]) + offset * step)
+                      for offset, column in zip(registry.CONTEXT_OFFSETS.values(), values)
+                      if np.isnan(column[i])]
+            parts.append(f"in-gene neighbour nucleotide(s) absent from the track (e.g. gene "
+                         f"{self.gene_uniques[self.gene_codes[i]]}: position(s) {', '.join(absent)} "
+                         f"around {int(self.positions[i])}; {len(rows):,} row(s))")
+        unknown = ~self.strand_known
+        if unknown.any():
+            i = int(np.flatnonzero(unknown)[0])
+            parts.append(f"the strand is unknown (e.g. gene {self.gene_uniques[self.gene_codes[i]]}; "
+                         f"{int(unknown.sum()):,} row(s))")
+        return "; ".join(parts) or "an in-gene neighbour nucleotide is absent from the track"
 
     def _span_from_track(self, track_codes: np.ndarray, track_pos: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:

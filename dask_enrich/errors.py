@@ -38,3 +38,12 @@ class RunFailure(EnrichError):
     """A failure while running (worker lost for good, out of memory, write failure)."""
 
     exit_code = 4
+
+
+class SchedulerLost(RunFailure):
+    """The client lost its Dask scheduler mid-run (killed, its machine lost): rerun with --resume."""
+
+
+class AllRowsRejected(InputError):
+    """Every row failed the input checks (quarantined): nothing was enriched. The rejected rows
+    stay in OUT for inspection."""

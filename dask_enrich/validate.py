@@ -47,6 +47,7 @@ REASON, SOURCE = "reason", "source"
 REASONS: dict[str, str] = {
     "gene_id_missing": "gene_id is empty or missing",
     "position_not_integer": "position is missing, not a number or has a fractional part",
+    "position_too_large": "position is a whole number too large for a coordinate (>= 2**62)",
     "position_out_of_range": "position below 1 (genomic) or below 0 (gene-relative)",
     "score_not_numeric": "a score column holds text",
     "score_missing": "a base score is missing (NaN)",
@@ -59,6 +60,7 @@ REASONS: dict[str, str] = {
     "chromosome_mismatch": "the row's chrom differs from the annotation's chromosome for the gene",
     "position_outside_gene": "the position is outside the gene's span",
     "chromosome_not_in_genome": "the gene's chromosome is absent from the genome FASTA",
+    "gene_beyond_sequence_end": "the gene's span runs past the end of its chromosome in the genome",
     "duplicate_position": "a repeat of an earlier (gene_id, position) row (the first is kept)",
 }
 
@@ -295,6 +297,7 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
                    has_sequence_for: bool | Collection[str] | None = None,
                    config: EnrichConfig = EnrichConfig(), sum_tolerance: float = SUM_TOLERANCE,
                    genome_names: Mapping[str, str] | None = None,
+                   missing_sequences: Collection[str] | None = None,
                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
     """Split the rows of one partition into (good, rejected, warnings).
 
@@ -304,6 +307,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         seqname / seq_offset for the genome check). When given, rows of genes absent from it, with a
         strand other than the gene's, or with a position outside the gene span are rejected.
         Pass it when the run has an annotation.
+    missing_sequences: the chromosomes the genome lacks (the cache's build report): a gene without
+        sequence on another chromosome runs past its end (``gene_beyond_sequence_end``).
     has_sequence_for: the genome check, for runs whose manifest needs sequence features: True
         rejects genes whose ``seq_offset`` is -1 (chromosome absent from the FASTA); a collection of
         sequence names rejects genes whose ``seqname`` is not in it; None/False skips the check.
@@ -346,13 +351,21 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     # position
     position = frame["position"]
     if pd.api.types.is_integer_dtype(position.dtype) and not position.hasnans:
-        pos_int = position.to_numpy(dtype=np.int64)  # nothing can be fractional or missing
+        raw = position.to_numpy()  # nothing can be fractional or missing
+        # too large (uint64 beyond int64 would wrap to negative): shown as written
+        too_large = raw >= 2**62 if raw.dtype.kind == "u" else np.abs(raw) >= 2**62
+        rows.add(too_large, "position_too_large", rows.shown("position"))
+        pos_int = np.where(too_large, 0, raw).astype(np.int64) if too_large.any() else raw.astype(np.int64)
     else:
         pos, _ = _as_float(position)
         with np.errstate(invalid="ignore"):
-            not_integer = ~np.isfinite(pos) | (pos != np.round(pos)) | (np.abs(pos) >= 2.0**62)
+            not_integer = ~np.isfinite(pos) | (pos != np.round(pos))
+            too_large = ~not_integer & (np.abs(pos) >= 2.0**62)
         rows.add(not_integer, "position_not_integer", rows.shown("position"))
-        pos_int = np.where(not_integer, 0, np.nan_to_num(pos)).astype(np.int64)
+        rows.add(too_large, "position_too_large",
+                 lambda take: [f"position={int(p):d}" for p in pos[take]])  # not 1e+20
+        bad = not_integer | too_large
+        pos_int = np.where(bad, 0, np.nan_to_num(pos)).astype(np.int64)
     low = 0 if config.coordinates == "gene_relative" else 1
     rows.add(pos_int < low, "position_out_of_range",
              lambda take: [f"position={p} < {low}" for p in pos_int[take]])
@@ -427,7 +440,15 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         if no_seq.any():
             seqname = (gene_table["seqname"].astype(str).to_numpy(dtype=object)[at]
                        if "seqname" in gene_table.columns else np.full(n, "?", dtype=object))
-            rows.add(no_seq, "chromosome_not_in_genome",
+            # the genome's own list of absent chromosomes (the cache's build report) tells a
+            # gene on an absent chromosome from one running past its chromosome's end
+            beyond = (no_seq & ~np.isin(seqname, np.asarray(list(missing_sequences), dtype=object))
+                      if missing_sequences is not None else np.zeros(n, dtype=bool))
+            rows.add(beyond, "gene_beyond_sequence_end",
+                     lambda take: [f"gene {g} (ends at {e}) runs past the end of chromosome {c!r} "
+                                   "in the genome" for g, e, c in zip(gene_text[take], end[take],
+                                                                      seqname[take])])
+            rows.add(no_seq & ~beyond, "chromosome_not_in_genome",
                      lambda take: [f"chromosome {c!r} of gene {g} is not in the genome"
                                    for c, g in zip(seqname[take], gene_text[take])])
     elif has_sequence_for:
@@ -478,15 +499,22 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     bad = ~rows.ok
     good = frame[~bad] if bad.any() else frame
     rejected = frame[bad] if bad.any() else frame.iloc[:0].copy()
+    rejected = rejected.rename(columns=_clashes(rejected.columns))  # an input column `reason`
     rejected[REASON] = pd.Series(rows.reason[bad], index=rejected.index, dtype="str")
     rejected[SOURCE] = pd.Series(str(source), index=rejected.index, dtype="str")
     assert len(good) + len(rejected) == n
     return good, rejected, warnings
 
 
+def _clashes(columns: Any) -> dict[str, str]:
+    """Input columns named like the rejected rows' own ``reason``/``source``: kept, renamed
+    ``reason_input``/``source_input``."""
+    return {c: f"{c}_input" for c in (REASON, SOURCE) if c in set(columns)}
+
+
 def rejected_meta(input_meta: pd.DataFrame) -> pd.DataFrame:
     """The empty rejected frame for inputs with this meta (input columns + reason + source)."""
-    meta = input_meta.iloc[:0].copy()
+    meta = input_meta.iloc[:0].copy().rename(columns=_clashes(input_meta.columns))
     meta[REASON] = pd.Series([], dtype="str")
     meta[SOURCE] = pd.Series([], dtype="str")
     return meta
@@ -540,7 +568,7 @@ def _show_position(value: Any) -> str:
 
 
 QUARANTINE_HINT = ("Fix the input, or run with --on-bad-rows quarantine to write these rows to "
-                   "OUT/rejected/ with their reason and go on.")
+                   "OUT/_rejected/ with their reason and go on.")
 
 
 def raise_for_bad_rows(rejected: pd.DataFrame, source: str, *, kind: str = "positions file",

@@ -2,7 +2,8 @@
 
 Every run goes through the real engine (``dask-enrich run`` in-process, and ``run_enrichment``) on a
 small synthetic world: a 6 kb FASTA (chr1) and a GTF with a plus-strand gene GA (1001..2000), a
-minus-strand gene GB (3001..4000) and a gene GZ on chrZ, which the FASTA lacks.
+minus-strand gene GB (3001..4000), a gene GZ on chrZ, which the FASTA lacks, and a gene GE running
+past the end of chr1.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def world(tmp_path_factory) -> dict[str, str]:
         ("chr1", "GA", "+", 1001, 2000, [(1001, 1300), (1501, 2000)]),
         ("chr1", "GB", "-", 3001, 4000, [(3001, 3400), (3601, 4000)]),
         ("chrZ", "GZ", "+", 101, 600, [(101, 200), (401, 600)]),
+        ("chr1", "GE", "+", 5801, 6400, [(5801, 5900), (6001, 6400)]),  # past chr1's 6,000 nt
     ]:
         attrs = f'gene_id "{gene}";'
         lines.append(f"{chrom}\ttest\tgene\t{start}\t{end}\t.\t{strand}\t.\t{attrs}")
@@ -279,6 +281,16 @@ def test_bad_rows_fail_the_run_by_default(world, client, tmp_path, capsys, case)
         assert "--on-bad-rows quarantine" in text
 
 
+def test_a_gene_past_its_chromosome_end_says_so(world, client, tmp_path, capsys):
+    """Not "chromosome is not in the genome": chr1 is there, the gene GE runs past its end."""
+    frame = clean_positions()
+    frame.loc[14, ["gene_id", "position", "strand"]] = ["GE", 5850, "+"]
+    for text in run_both(capsys, client, tmp_path, write(frame, tmp_path), world["genomic"],
+                         "--cache", world["cache"], api_kwargs={"cache": world["cache"]}):
+        assert "gene_beyond_sequence_end" in text and "chromosome_not_in_genome" not in text
+        assert "gene GE (ends at 6400) runs past the end of chromosome 'chr1'" in text
+
+
 # --- quarantine -----------------------------------------------------------------------------------
 def all_bad(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Every row-level bad input at once: the frame and the expected reason codes."""
@@ -303,7 +315,7 @@ def test_quarantine_writes_rejected_rows_with_reasons_and_goes_on(world, client,
     assert "rows rejected 12" in stdout
     success = json.loads((out / writer.SUCCESS_FILE).read_text())
     assert success["rows"] == {"in": len(bad), "written": len(bad) - 12, "rejected": 12}
-    rejected = pd.read_parquet(out / "rejected")
+    rejected = pd.read_parquet(out / "_rejected")
     assert sorted(reason_code(rejected["reason"])) == sorted(codes)
     assert (rejected["source"].str.endswith("positions.parquet")).all()
     assert set(["gene_id", "position", "donor_score"]) <= set(rejected.columns)
@@ -311,6 +323,12 @@ def test_quarantine_writes_rejected_rows_with_reasons_and_goes_on(world, client,
     expected_rows = clean.drop(index=[3, 4, 5, 6, 7, 8, 9, 12, 13, 14])  # 10, 11: their copies go
     expected_rows = expected_rows.sort_values(["gene_id", "position"])
     assert len(written) == len(expected_rows)
+    # OUT is a clean dataset: readers of OUT see exactly the written rows (rejects in OUT/_rejected/)
+    import dask.dataframe as dd
+
+    whole = pd.read_parquet(out)
+    assert len(whole) == len(expected_rows) and "reason" not in whole.columns
+    assert len(dd.read_parquet(str(out))) == len(expected_rows)
     # the kept rows are enriched exactly as the core enriches the clean rows
     from dask_enrich.genome.cache import GenomicCache
     from dask_enrich.manifest import load_manifest
@@ -328,8 +346,21 @@ def test_quarantine_through_the_python_api(world, client, tmp_path, exchange):
                   cache=world["cache"], on_bad_rows="quarantine", exchange_method=exchange)
     assert summary.rows_rejected == len(codes) == 12
     assert summary.rows_in == summary.rows_written + summary.rows_rejected == len(bad)
-    rejected = pd.read_parquet(tmp_path / "out" / "rejected")
+    rejected = pd.read_parquet(tmp_path / "out" / "_rejected")
     assert sorted(reason_code(rejected["reason"])) == sorted(codes)
+
+
+def test_a_run_that_rejects_every_row_is_not_a_success(world, client, tmp_path, capsys):
+    frame = clean_positions()
+    frame["donor_score"] = np.nan
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, client, "--positions", write(frame, tmp_path), "--manifest",
+                            world["genomic"], "--cache", world["cache"], "--out", str(out),
+                            "--on-bad-rows", "quarantine")
+    assert code == 2, err
+    assert "every row (40) failed the input checks" in err and "_rejected" in err
+    assert not (out / writer.SUCCESS_FILE).exists()
+    assert len(pd.read_parquet(out / "_rejected")) == 40
 
 
 def test_score_sum_far_from_one_is_a_warning_and_the_run_succeeds(world, client, tmp_path, capsys):
@@ -375,7 +406,7 @@ def test_quarantine_counts_survive_a_resume(world, client, tmp_path, capsys):
     first = json.loads((out / writer.SUCCESS_FILE).read_text())
     parts = writer.part_files(str(out))
     assert len(parts) >= 2
-    rejected_files = sorted(p.name for p in (out / "rejected").iterdir())
+    rejected_files = sorted(p.name for p in (out / "_rejected").iterdir())
     Path(parts[-1]).unlink()  # an interrupted run: one bin missing, no _SUCCESS.json
     (out / writer.SUCCESS_FILE).unlink()
     code, _, err = cli(capsys, client, *args, "--resume")
@@ -383,8 +414,20 @@ def test_quarantine_counts_survive_a_resume(world, client, tmp_path, capsys):
     again = json.loads((out / writer.SUCCESS_FILE).read_text())
     assert again["rows"] == first["rows"] == {"in": len(bad), "written": len(bad) - 12, "rejected": 12}
     assert again["partitions"]["resumed"] == len(parts) - 1
-    assert sorted(p.name for p in (out / "rejected").iterdir()) == rejected_files
-    assert sorted(reason_code(pd.read_parquet(out / "rejected")["reason"])) == sorted(codes)
+    assert sorted(p.name for p in (out / "_rejected").iterdir()) == rejected_files
+    assert sorted(reason_code(pd.read_parquet(out / "_rejected")["reason"])) == sorted(codes)
+    # a kept bin whose rejected rows are gone is redone: no rejected row is lost
+    (out / "_rejected" / rejected_files[0]).unlink()
+    (out / writer.SUCCESS_FILE).unlink()
+    code, _, err = cli(capsys, client, *args, "--resume")
+    assert code == 0, err
+    third = json.loads((out / writer.SUCCESS_FILE).read_text())
+    assert third["rows"] == first["rows"]
+    assert third["partitions"]["redone"] == {
+        rejected_files[0]: third["partitions"]["redone"][rejected_files[0]]}
+    assert "rejected row(s) are not all in _rejected/" in third["partitions"]["redone"][rejected_files[0]]
+    assert sorted(p.name for p in (out / "_rejected").iterdir()) == rejected_files
+    assert sorted(reason_code(pd.read_parquet(out / "_rejected")["reason"])) == sorted(codes)
 
 
 def test_bad_rows_of_a_many_file_input_name_their_file(world, client, tmp_path, capsys):
@@ -404,7 +447,7 @@ def test_bad_rows_of_a_many_file_input_name_their_file(world, client, tmp_path, 
                             world["scores"], "--out", str(out), "--overwrite",
                             "--on-bad-rows", "quarantine")
     assert code == 0, err
-    rejected = pd.read_parquet(out / "rejected")
+    rejected = pd.read_parquet(out / "_rejected")
     assert len(rejected) == 1 and rejected["source"].iloc[0] == str(folder / "f2.parquet")
     assert "_source_file" not in pd.read_parquet(writer.part_files(str(out))[0]).columns
 
@@ -508,7 +551,7 @@ def test_quarantined_track_rows_are_set_aside_and_never_used_as_context(world, c
     assert success["rows"] == {"in": 3, "written": 3, "rejected": 0, "track": 1000}
     assert success["rejected"]["track_rows"] == 2
     assert success["rejected"]["track_reasons"] == {"score_above_one": 1, "score_missing": 1}
-    set_aside = pd.read_parquet(out / "rejected-track")
+    set_aside = pd.read_parquet(out / "_rejected-track")
     assert sorted(set_aside["position"]) == [1098, 1101]
     assert (set_aside["source"].str.endswith("t.parquet")).all()
     # the first position's +1 and -2 context come from the imputed value, not from the bad rows
@@ -545,3 +588,20 @@ def test_chromosome_mismatch_is_a_bad_row(world, client, tmp_path, capsys):
                          if "rejected" in str(p.relative_to(tmp_path / "out_q")))
     assert reason_code(rejected["reason"]).tolist() == ["chromosome_mismatch"]
     assert rejected["position"].tolist() == [frame.loc[5, "position"]]
+def test_an_exon_outside_its_gene_line_is_a_warning_of_build_cache_and_of_the_run(
+        world, client, tmp_path, capsys):
+    gtf = tmp_path / "a.gtf"
+    lines = Path(world["gtf"]).read_text().splitlines()
+    # GA's gene line is 1001..2000; one more transcript of GA with an exon from 950
+    lines.append('chr1\ttest\texon\t950\t1100\t.\t+\t.\tgene_id "GA"; transcript_id "GA.2";')
+    gtf.write_text("\n".join(lines) + "\n")
+    assert main(["build-cache", "--genome", world["fasta"], "--annotation", str(gtf),
+                 "--out", str(tmp_path / "cache"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: 1 gene(s) with exons outside their gene line (GA)" in out
+    summary = api(client, write(clean_positions(), tmp_path), world["scores"], str(tmp_path / "out"),
+                  cache=str(tmp_path / "cache"))
+    assert summary.warnings["exons_outside_gene_line"]["genes"] == ["GA"]
+    success = json.loads((tmp_path / "out" / writer.SUCCESS_FILE).read_text())
+    assert success["warnings"]["exons_outside_gene_line"]["count"] == 1
+    assert any("exons outside their gene line (GA)" in line for line in summary.lines())

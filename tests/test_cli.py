@@ -129,6 +129,21 @@ def test_exit_codes_of_the_error_classes():
             MissingFeatureError.exit_code, RunFailure.exit_code) == (2, 2, 3, 3, 4)
 
 
+def test_a_closed_stdout_pipe_exits_quietly():
+    """`dask-enrich features | head -1`: the reader closes the pipe; no BrokenPipeError shown."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line (as `head` after its lines)
+    proc = subprocess.Popen([sys.executable, "-m", "dask_enrich.cli", "features"],
+                            stdout=write, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    os.close(write)
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(60) == 141
+    assert stderr == ""
+
+
 @pytest.mark.slow
 def test_console_script_local_cluster_and_resume_after_kill(tmp_path):
     """The real command in a subprocess (its own LocalCluster), killed mid-run, then resumed: the

@@ -164,9 +164,9 @@ def predict_base(
     out: a ``.parquet`` file: one file, written under a temporary name, then renamed; any other
     path: a directory of ``part-NNNNN.parquet`` files, one per partition of about
     ``partition_rows`` nucleotides of genes (default: ``enrich.partition-rows``), each complete
-    when it appears, with ``_SUCCESS.json`` last; ``mode`` ``new`` (refuse a non-empty
-    directory), ``resume`` (keep the complete parts of the same inputs and settings, predict the
-    rest) or ``overwrite``.
+    when it appears, with ``_SUCCESS.json`` last; ``mode`` ``new`` (refuse an existing file or a
+    non-empty directory), ``resume`` (a directory: keep the complete parts of the same inputs and
+    settings, predict the rest) or ``overwrite``.
     client: a ``distributed.Client``; when None, Dask's ``scheduler-address`` when set
     (``DASK_SCHEDULER_ADDRESS``), else a LocalCluster with ``n_workers`` single-threaded worker
     processes (default: ``enrich.workers``, else Dask's CPU count) on 127.0.0.1, closed at the
@@ -181,6 +181,16 @@ def predict_base(
     from ..genome.remote import local_file
     from ..genome.seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
+    if mode not in ("new", "resume", "overwrite"):
+        raise ConfigError(f"mode must be new, resume or overwrite, not {mode!r}")
+    one_file = Path(out).suffix == ".parquet"
+    if one_file and mode == "resume":
+        raise ConfigError(f"--resume needs a directory --out (one part file per gene partition), "
+                          f"not the single file {out}")
+    if one_file and Path(out).is_dir():
+        raise ConfigError(f"output {out} is a directory: a .parquet --out names the file to write")
+    if one_file and Path(out).exists() and mode != "overwrite":
+        raise ConfigError(f"output {out} exists: give --overwrite to replace it")
     genome = Path(local_file(genome))  # a URL: its local copy (random access)
     if not genome.is_file():
         raise InputError(f"genome FASTA not found: {genome}")
@@ -218,12 +228,6 @@ def predict_base(
     weights_s = str(weights) if weights is not None else None
     load_models(weights_s)  # fail early (clear message) when the weights are missing
     out = Path(out)
-    one_file = out.suffix == ".parquet"
-    if one_file and mode != "new":
-        raise ConfigError(f"--resume/--overwrite need a directory --out (one part file per gene "
-                          f"partition), not the single file {out}")
-    if mode not in ("new", "resume", "overwrite"):
-        raise ConfigError(f"mode must be new, resume or overwrite, not {mode!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not one_file:
         from .. import settings
@@ -440,7 +444,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true",
                       help="directory --out: keep its complete parts (same inputs and settings), "
                            "predict the other genes")
-    mode.add_argument("--overwrite", action="store_true", help="directory --out: delete it first")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace an existing --out (a file, or a directory of dask-enrich's own "
+                           "parts); without it an existing --out is refused")
     from ..cli import _positive_int
 
     p.add_argument("--partition-rows", type=_positive_int, default=None, metavar="N",

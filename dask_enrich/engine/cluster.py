@@ -93,6 +93,9 @@ def make_client(scheduler: str | None = None, scheduler_file: str | None = None,
     from .run import make_local_cluster
 
     spec = local_spec(**local)
+    from .rejects import check_memory_limit
+
+    check_memory_limit(spec.memory_limit, spec.workers)  # too small to start a worker: exit 4 now
     LOGGER.debug("starting a LocalCluster: %d worker(s) x %d thread(s), memory limit %s, on %s",
                  spec.workers, spec.threads_per_worker, spec.memory_limit, spec.host)
     cluster = make_local_cluster(spec.workers, spec.threads_per_worker, spec.memory_limit,

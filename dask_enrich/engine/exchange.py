@@ -27,8 +27,7 @@ import pyarrow.ipc as ipc
 
 from ..io import normalise_frame
 from .partition import PartitionPlan
-
-STAGING_DIR = "_staging"
+from .writer import STAGING_DIR, os_failure
 
 
 def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -66,12 +65,19 @@ def split_part(frame: pd.DataFrame, part: int, label: str, plan: PartitionPlan,
     ends = np.append(starts[1:], len(bins))
     batch = table.combine_chunks().to_batches()[0]
     fs, root = _fs(staging, storage_options)
-    fs.makedirs(root, exist_ok=True)
     path = f"{root}/{label}-{part:05d}-{uuid.uuid4().hex[:6]}.arrow"
-    sink = pa.OSFile(path, "wb") if _local(fs) else fs.open(path, "wb")
-    with sink, ipc.new_file(sink, table.schema) as stream:
-        for start, end in zip(starts, ends):
-            stream.write_batch(batch.slice(int(start), int(end - start)))
+    try:
+        fs.makedirs(root, exist_ok=True)
+        sink = pa.OSFile(path, "wb") if _local(fs) else fs.open(path, "wb")
+        with sink, ipc.new_file(sink, table.schema) as stream:
+            for start, end in zip(starts, ends):
+                stream.write_batch(batch.slice(int(start), int(end - start)))
+    except OSError as exc:  # full disk, read-only, ...: no partial staged file is left
+        try:
+            fs.rm(path)
+        except Exception:
+            pass
+        raise os_failure(exc, path, "cannot write staged rows to") from exc
     # a URL keeps its protocol (memory://, s3://): gather_bin opens it on whichever worker runs it
     path = path if _local(fs) else fs.unstrip_protocol(path)
     return {"path": path, "batches": {int(b): i for i, b in enumerate(present)}, "rows": int(len(frame))}
@@ -86,11 +92,14 @@ def gather_bin(bin_id: int, splits: list[dict[str, Any]], meta: pd.DataFrame, la
         if index is None:
             continue
         fs, path = _fs(split["path"], storage_options)
-        if _local(fs):  # the batch's buffers keep the mapping alive after this function returns
-            batches.append(ipc.open_file(pa.memory_map(path, "r")).get_batch(index))
-        else:
-            with fs.open(path, "rb") as handle:
-                batches.append(ipc.open_file(handle).get_batch(index))
+        try:
+            if _local(fs):  # the batch's buffers keep the mapping alive after this function returns
+                batches.append(ipc.open_file(pa.memory_map(path, "r")).get_batch(index))
+            else:
+                with fs.open(path, "rb") as handle:
+                    batches.append(ipc.open_file(handle).get_batch(index))
+        except OSError as exc:
+            raise os_failure(exc, path, "cannot read staged rows from") from exc
     if not batches:
         return meta.iloc[:0].copy()
     table = pa.Table.from_batches(batches)

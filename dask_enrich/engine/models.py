@@ -20,6 +20,9 @@ Client side: :func:`resolve_targets`, :func:`fingerprint_targets`, :func:`preche
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -180,6 +183,56 @@ def _overrides(manifest: Manifest, union: Manifest, config: EnrichConfig) -> Man
                     tuple(manifest.feature(n) for n in names))
 
 
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+    except OSError:
+        return None
+
+
+def _plugin_version(module: str) -> str | None:
+    """The installed version of the distribution providing ``module`` (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    for dist in packages_distributions().get(module.split(".")[0], []):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def manifest_record(manifest: Manifest) -> dict[str, Any]:
+    """What the run fingerprint records of a manifest: its source, the bytes of its file and of
+    the ``feature_stats.json`` it read (training medians: the values ``--missing impute``
+    writes), the statistics themselves, and each plugin feature's declaration, module, version
+    and kernel source (a changed plugin changes values)."""
+    from ..manifest import STATS_FILE
+
+    source = Path(manifest.source)
+    files = {}
+    if source.is_file():
+        files[source.name] = _file_sha256(source)
+        if manifest.stats is not None and (source.parent / STATS_FILE).is_file():
+            files[STATS_FILE] = _file_sha256(source.parent / STATS_FILE)
+    stats = (hashlib.sha256(json.dumps(manifest.stats, sort_keys=True, default=str).encode())
+             .hexdigest()[:32] if manifest.stats else None)
+    plugins = {}
+    for f in manifest.features:
+        if f.plugin is None:
+            continue
+        module = getattr(f.kernel, "__module__", "") or ""
+        try:
+            code = hashlib.sha256(inspect.getsource(f.kernel).encode()).hexdigest()[:16]
+        except (OSError, TypeError):
+            code = None
+        plugins[f.name] = {"plugin": f.plugin, "module": module, "version": _plugin_version(module),
+                           "dtype": str(f.dtype), "requires": sorted(f.requires), "doc": f.doc,
+                           "impute_constant": f.impute_constant, "kernel_sha256": code}
+    return {"source": manifest.source, "names": len(manifest.names), "files": files, "stats": stats,
+            "plugins": plugins}
+
+
 def fingerprint_targets(targets: list[Target], run_record: dict[str, Any], score: ScoreOptions | None,
                         fingerprint: Callable[[dict[str, Any]], str], out: str
                         ) -> tuple[dict[str, Any], str, list[Target]]:
@@ -188,7 +241,7 @@ def fingerprint_targets(targets: list[Target], run_record: dict[str, Any], score
     done = []
     for t in targets:
         record = copy.deepcopy(run_record)
-        record["inputs"]["manifest"] = {"source": t.manifest.source, "names": len(t.manifest.names)}
+        record["inputs"]["manifest"] = manifest_record(t.manifest)
         record["manifest_names"] = list(t.manifest.names)
         if score is not None:
             record["settings"]["score"] = score.to_dict()
@@ -205,7 +258,7 @@ def precheck(targets: Sequence[Target], mode: writer.Mode,
     """:func:`writer.precheck_output` of every target's directory (before any cluster starts)."""
     for t in targets:
         writer.precheck_output(t.out, mode=mode, run_fingerprint=t.fingerprint,
-                               storage_options=storage_options)
+                               storage_options=storage_options, run_record=t.record)
 
 
 def _arrow_type(dtype: Any) -> pa.DataType:
@@ -237,11 +290,12 @@ def _target_layout(t: Target, score: ScoreOptions | None, input_dtypes: Mapping[
 
 def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.Mode, plan: Any,
             input_meta: pd.DataFrame, track_meta: pd.DataFrame | None, config: EnrichConfig,
-            storage_options: dict[str, Any] | None = None
+            storage_options: dict[str, Any] | None = None, failed: dict[str, str] | None = None
             ) -> tuple[list[Target], pd.DataFrame, pa.Schema, dict[int, dict[str, Any]]]:
     """Each target's meta and schema, its output directory made ready (``writer.prepare_output``);
     returns the targets, the Dask meta and schema of the frames between enrichment and writing,
-    and the partitions complete in every target (resume), with their reports merged."""
+    and the partitions complete in every target (resume), with their reports merged. The kept
+    parts that failed verification (redone) go to ``failed`` ({path: reason})."""
     dtypes = input_meta.dtypes.to_dict()
     ready, done_each = [], []
     run_out = targets[0].run_out  # several models: OUT, else None
@@ -249,12 +303,17 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
         fs, root = writer._fs(run_out, storage_options)
         if fs.exists(f"{root}/{writer.SUCCESS_FILE}"):
             fs.rm(f"{root}/{writer.SUCCESS_FILE}")
+    digests = [plan.bin_digest(b) for b in range(plan.n_bins)]
     for t in targets:
         meta, schema = _target_layout(t, score, dtypes, track_meta, config)
         record = {**t.record, "plan": plan.summary()}
+        redone: dict[str, str] = {}
         done_each.append(writer.prepare_output(t.out, mode=mode, run_fingerprint=t.fingerprint,
                                                run_record=record, n_bins=plan.n_bins,
-                                               storage_options=storage_options))
+                                               storage_options=storage_options,
+                                               bin_digests=digests, failed=redone))
+        if failed is not None:
+            failed.update({f"{t.out.rstrip('/')}/{name}": why for name, why in redone.items()})
         ready.append(replace(t, meta=meta, schema=schema))
     bins = set(done_each[0]).intersection(*done_each[1:])
     done = {}
@@ -281,12 +340,20 @@ def filter_report(report: Mapping[str, Any], manifest: Manifest) -> dict[str, An
 
 
 def write_successes(targets: Sequence[Target], success: dict[str, Any],
-                    storage_options: dict[str, Any] | None = None) -> str:
-    """Each target's ``_SUCCESS.json`` (its fingerprint, manifest, model and imputed features);
-    returns the path(s) written."""
+                    storage_options: dict[str, Any] | None = None,
+                    files: Mapping[str, list[dict[str, Any]]] | None = None) -> str:
+    """Each target's ``_SUCCESS.json`` (its fingerprint, manifest, model, imputed features, schema
+    and ``files``: each part's rows and hash); returns the path(s) written."""
     paths = []
     for t in targets:
         data = dict(success)
+        if files is not None:
+            data["partitions"] = {**success["partitions"], "files": files.get(t.out, [])}
+        if t.schema is not None:
+            data["schema"] = writer.schema_fields(t.schema)
+            if files is not None:
+                writer.write_dataset_metadata(t.out, [f["file"] for f in files.get(t.out, [])],
+                                              t.schema, storage_options)
         report = filter_report({"imputed": success.get("imputed", {}),
                                 "reasons": success.get("imputed_reasons", {})}, t.manifest)
         data.update(fingerprint=t.fingerprint, imputed=report["imputed"],
@@ -393,12 +460,14 @@ def write_part(frame: pd.DataFrame, ctx: Any, bin_id: int, report: dict[str, Any
     """Write one bin: ``writer.write_part`` into OUT (one target) or into each target's
     directory (its columns, its fingerprint, its features' part of the report)."""
     targets = getattr(ctx, "targets", ())
+    genes = ctx.plan.bin_digest(bin_id)
     if len(targets) <= 1:
         return writer.write_part(frame, ctx.out, bin_id, ctx.schema, ctx.fingerprint, report,
-                                 ctx.storage_options, rows_in=rows_in, rows_rejected=rows_rejected)
+                                 ctx.storage_options, rows_in=rows_in, rows_rejected=rows_rejected,
+                                 genes=genes)
     records = [writer.write_part(split(frame, i, t), t.out, bin_id, t.schema, t.fingerprint,
                                  filter_report(report, t.manifest), ctx.storage_options,
-                                 rows_in=rows_in, rows_rejected=rows_rejected)
+                                 rows_in=rows_in, rows_rejected=rows_rejected, genes=genes)
                for i, t in enumerate(targets)]
     rows = {r["rows"] for r in records}
     if len(rows) != 1:

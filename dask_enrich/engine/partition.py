@@ -7,13 +7,14 @@ loop runs once per bin (a ``searchsorted`` on the cumulative sizes), never once 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunFailure
 
 #: Default target of rows per partition (positions plus track rows of its genes).
 DEFAULT_PARTITION_ROWS = 200_000
@@ -61,6 +62,60 @@ class PartitionPlan:
     #: input partition holding all rows of each bin, when the input is grouped by gene (each gene's
     #: rows in one input partition); such bins are enriched where they are read, with no exchange
     bin_parts: np.ndarray | None = None
+    #: rows of the input each gene must arrive with (positions, or the track's rows when the
+    #: positions are selected from it), checked per gene in every bin (:meth:`check_bin_rows`)
+    rows: np.ndarray | None = None
+
+    def gene_range(self, bin_id: int) -> tuple[int, int]:
+        """The genes of bin ``bin_id``: ``genes[start:end]`` (a bin's genes are consecutive)."""
+        start, end = np.searchsorted(self.bins, [bin_id, bin_id + 1])
+        return int(start), int(end)
+
+    def bin_digest(self, bin_id: int) -> str:
+        """A digest of bin ``bin_id``'s exact gene list (in order) and of each gene's input rows:
+        a part file records it, and ``--resume`` keeps a part only when its plan's bin has the
+        same digest."""
+        start, end = self.gene_range(bin_id)
+        digest = hashlib.sha256("\0".join(self.genes[start:end]).encode())
+        if self.rows is not None:
+            digest.update(np.asarray(self.rows[start:end], dtype="<i8").tobytes())
+        return digest.hexdigest()[:32]
+
+    def digest(self) -> str:
+        """A digest of the whole plan (genes, bins, rows, target, input partitions)."""
+        digest = hashlib.sha256("\0".join(self.genes).encode())
+        for array in (self.bins, self.rows, self.bin_parts):
+            digest.update(b"|" + (b"-" if array is None else np.asarray(array, "<i8").tobytes()))
+        digest.update(str(self.target_rows).encode())
+        return digest.hexdigest()[:32]
+
+    def check_bin_rows(self, bin_id: int, gene_ids: Any) -> None:
+        """RunFailure unless the rows that reached bin ``bin_id`` are exactly its genes' input rows
+        (:attr:`rows`), gene by gene: names the first gene with too few, too many or foreign rows."""
+        if self.rows is None or bin_id < 0:
+            return
+        start, end = self.gene_range(bin_id)
+        codes, uniques = pd.factorize(gene_ids)  # one hash pass; the plan lookup per gene only
+        index = self.genes.get_indexer(pd.Index(uniques, dtype=self.genes.dtype))
+        foreign = (index < start) | (index >= end)
+        if foreign.any() or (len(codes) and codes.min() < 0):
+            gene = uniques[int(np.flatnonzero(foreign)[0])] if foreign.any() else "(missing id)"
+            raise RunFailure(f"partition {bin_id}: rows of gene {gene} reached it, but the plan puts "
+                             "that gene in another partition (rows mixed between partitions)")
+        got = np.zeros(end - start, dtype=np.int64)
+        got[index - start] = np.bincount(codes, minlength=len(uniques))
+        want = np.asarray(self.rows[start:end], dtype=np.int64)
+        wrong = np.flatnonzero(got != want)
+        if len(wrong):
+            i = int(wrong[0])
+            raise RunFailure(f"partition {bin_id}: gene {self.genes[start + i]}: {int(got[i]):,} row(s) "
+                             f"reached it but the input has {int(want[i]):,} (rows lost or duplicated"
+                             f"{f'; {len(wrong) - 1} more gene(s)' if len(wrong) > 1 else ''})")
+
+    def with_rows(self, counts: pd.Series) -> "PartitionPlan":
+        """This plan with each gene's input rows taken from ``counts`` (gene id -> rows)."""
+        rows = counts.reindex(self.genes).fillna(0).to_numpy(dtype=np.int64)
+        return PartitionPlan(self.genes, self.sizes, self.bins, self.target_rows, self.bin_parts, rows)
 
     @property
     def follows_input(self) -> bool:
@@ -101,7 +156,7 @@ class PartitionPlan:
         return {"bins": self.n_bins, "genes": len(self.genes), "target_rows": self.target_rows,
                 "rows": int(self.sizes.sum()), "max_bin_rows": int(rows.max()) if len(rows) else 0,
                 "largest_gene_rows": int(self.sizes.max()) if len(self.sizes) else 0,
-                "follows_input": self.follows_input}
+                "follows_input": self.follows_input, "digest": self.digest()}
 
 
 def plan_partitions(gene_sizes: pd.Series, target_rows: int = DEFAULT_PARTITION_ROWS, *,

@@ -5,7 +5,7 @@
 * :func:`check_bin` runs :func:`dask_enrich.validate.split_bad_rows` on one bin on the worker, before
   ``core.enrich``: with ``--on-bad-rows error`` a bad row fails the run
   (:func:`dask_enrich.validate.raise_for_bad_rows`); with ``quarantine`` the bad rows (input
-  columns + ``reason`` + ``source``) go to ``OUT/rejected/part-NNNNN.parquet`` (temporary name, then
+  columns + ``reason`` + ``source``) go to ``OUT/_rejected/part-NNNNN.parquet`` (temporary name, then
   rename, written before the bin's part file, so a complete part always has its rejected file).
 * :func:`check_parts_visible` and :func:`killed_worker_failure` turn two silent or cryptic cluster
   failures into :class:`~dask_enrich.errors.RunFailure` messages (OUT not shared with the workers;
@@ -36,9 +36,11 @@ OnBadRows = Literal["error", "quarantine"]
 #: to the row checks when the positions come from several files.
 FILE_COLUMN = "_source_file"
 ON_BAD_ROWS = ("error", "quarantine")
-REJECTED_DIR = "rejected"
+#: Bad rows (``--on-bad-rows quarantine``), one file per bin; the underscore makes Parquet dataset
+#: readers of OUT skip it, so OUT reads as exactly the written rows.
+REJECTED_DIR = writer.REJECTED_DIR
 #: Bad rows of a track read for context (``--on-bad-rows quarantine``), one file per bin.
-TRACK_REJECTED_DIR = "rejected-track"
+TRACK_REJECTED_DIR = writer.TRACK_REJECTED_DIR
 #: The key of a bin's check info that counts its track's rejected rows by reason.
 TRACK_REJECTED_KEY = "track_rejected"
 
@@ -73,6 +75,43 @@ def check_source(source: InputSource, kind: str = "positions") -> None:
     """InputError naming the file and every missing (with a close-name suggestion) or mistyped
     required column of ``source`` (``kind``: ``positions`` or ``track``)."""
     validate.check_columns(source_dtypes(source), source=source_name(source), kind=kind)
+
+
+def _file_columns(source: InputSource, file: str) -> list[str]:
+    """The column names of one file of ``source`` (Parquet footer, or the CSV header line)."""
+    fs, path = _input_fs(file, source.storage_options)
+    with fs.open(path, "rb") as raw:
+        if source.format == "parquet":
+            return list(pq.ParquetFile(raw).schema_arrow.names)
+        handle = gzip.GzipFile(fileobj=raw) if source.compression == "gzip" else raw
+        header = handle.readline().decode("utf-8-sig").rstrip("\r\n")
+    return [c.strip() for c in header.split(source.sep)]
+
+
+def check_files_have(source: InputSource | None, columns: Any) -> None:
+    """InputError naming the first file of a multi-file input that lacks a column the run reads
+    (the checks so far saw only the first file's columns). Footers or header lines only, read
+    in parallel."""
+    if source is None or len(source.files) < 2:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = list(dict.fromkeys(columns))
+
+    def missing(file: str) -> list[str]:
+        try:
+            have = set(_file_columns(source, file))
+        except Exception as exc:
+            raise InputError(f"{source.label} file {file}: cannot be read "
+                             f"({type(exc).__name__}: {exc})") from None
+        return [c for c in wanted if c not in have]
+
+    with ThreadPoolExecutor(max_workers=min(16, len(source.files) - 1)) as pool:
+        for file, absent in zip(source.files[1:], pool.map(missing, source.files[1:])):
+            if absent:
+                raise InputError(f"{source.label} file {file}: lacks column(s) "
+                                 f"{', '.join(map(repr, absent))} (the first file of {source.path}, "
+                                 f"{source.files[0]}, has them)")
 
 
 def check_rows_present(rows: int, source: InputSource) -> None:
@@ -115,7 +154,9 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
     good, rejected, warnings = validate.split_bad_rows(
         positions, source=checks.source, gene_table=gene_table,
         has_sequence_for=True if has_sequence else None, config=config,
-        genome_names=(getattr(genomic, "report", None) or {}).get("seq_names_mapped"))
+        genome_names=(getattr(genomic, "report", None) or {}).get("seq_names_mapped"),
+        missing_sequences=(getattr(genomic, "report", None) or {}).get("missing_sequences")
+        if has_sequence else None)
     info: dict[str, Any] = {"warnings": warnings, "rejected": {}}
     if len(rejected):
         source = checks.source
@@ -139,7 +180,7 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
 def write_rejected(rejected: pd.DataFrame, out: str, bin_id: int, fingerprint: str,
                    storage_options: dict[str, Any] | None = None,
                    rejected_dir: str = REJECTED_DIR) -> str:
-    """Write one bin's rejected rows to ``OUT/rejected/part-NNNNN.parquet`` (temporary name, then
+    """Write one bin's rejected rows to ``OUT/_rejected/part-NNNNN.parquet`` (temporary name, then
     rename); the footer records the run fingerprint, the bin and the row count. Returns the path."""
     fs, root = writer._fs(out, storage_options)
     directory = f"{root}/{rejected_dir}"
@@ -147,7 +188,8 @@ def write_rejected(rejected: pd.DataFrame, out: str, bin_id: int, fingerprint: s
     table = pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False)
     record = {"fingerprint": fingerprint, "bin": int(bin_id), "rows": int(table.num_rows)}
     table = table.replace_schema_metadata({writer.META_KEY: json.dumps(record).encode()})
-    return writer.write_table_atomic(fs, table, directory, bin_id, compression="snappy")
+    return writer.write_table_atomic(fs, table, directory, bin_id, compression="snappy",
+                                     write_page_checksum=True)
 
 
 def prepare_rejected(out: str, done: Mapping[int, Any],
@@ -162,6 +204,24 @@ def prepare_rejected(out: str, done: Mapping[int, Any],
             match = writer.PART_PATTERN.match(name)
             if writer.TMP_MARKER in name or not match or int(match.group(1)) not in done:
                 fs.rm(f"{directory}/{name}")
+
+
+def kept_without_rejects(out: str, done: Mapping[int, Mapping[str, Any]],
+                         storage_options: dict[str, Any] | None = None) -> dict[int, str]:
+    """The kept (resumed) bins whose rejected rows are not all in their ``_rejected/`` (or
+    ``_rejected-track/``) file: {bin: why}. Such a bin is redone, so no rejected row is lost."""
+    fs, root = writer._fs(out, storage_options)
+    problems: dict[int, str] = {}
+    for b, record in done.items():
+        checks = (record.get("report") or {}).get(CHECKS_KEY) or {}
+        wanted = ((REJECTED_DIR, int(record.get("rows_rejected", 0))),
+                  (TRACK_REJECTED_DIR, int(sum((checks.get(TRACK_REJECTED_KEY) or {}).values()))))
+        for directory, rows in wanted:
+            if rows:
+                found = writer.read_part_record(fs, f"{root}/{directory}/{writer.part_name(b)}")
+                if found is None or found.get("rows") != rows:
+                    problems[b] = f"its {rows:,} rejected row(s) are not all in {directory}/"
+    return problems
 
 
 def merge_info(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -432,20 +492,90 @@ def result(future: Any, client: Any, plan: Any, futures: Any = (), out: str | No
     try:
         return future.result()
     except BaseException as exc:
-        _abandon(client, futures, out, storage_options)
+        lost = scheduler_lost(client, exc)
+        if not lost:  # an interrupt does not wait for running tasks
+            _abandon(client, futures, out, storage_options, wait=isinstance(exc, Exception))
         if isinstance(exc, KilledWorker):
             key = getattr(future, "key", None)
             names = {str(key[0])} if isinstance(key, tuple) else set()
             raise killed_worker_failure(exc, plan, names, worker_memory_limits(client)) from exc
+        if lost:
+            raise lost_scheduler_failure(exc) from exc
         raise
 
 
+def scheduler_lost(client: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` means the client lost its scheduler (the connection closed, the
+    futures cancelled with it), not a failure of a task."""
+    import asyncio
+    import concurrent.futures
+
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return False
+    if isinstance(exc, (CommClosedError, asyncio.CancelledError, concurrent.futures.CancelledError)):
+        return True
+    status = str(getattr(client, "status", "running"))
+    return isinstance(exc, (OSError, TimeoutError)) and status not in ("running", "connecting")
+
+
+def lost_scheduler_failure(exc: BaseException) -> "RunFailure":
+    """The RunFailure of a run whose scheduler went away (killed, its machine lost)."""
+    from ..errors import SchedulerLost
+
+    return SchedulerLost("scheduler lost; rerun with --resume (the complete partitions are kept; the "
+                      f"client lost its connection to the Dask scheduler: {type(exc).__name__})")
+
+
+#: A worker process uses about 150 MiB at rest (Python, NumPy, pandas, pyarrow, distributed and
+#: this package imported); below this limit it is paused (80%) or killed before any task runs.
+MIN_WORKER_MEMORY = 256 * 2**20
+
+
+def check_memory_limit(memory_limit: Any, workers: int) -> None:
+    """RunFailure when a LocalCluster worker's memory limit is too small to start a worker
+    (else the run would wait forever for paused workers)."""
+    if memory_limit in (None, 0, "0", "auto"):
+        return
+    from dask.utils import parse_bytes
+
+    try:
+        limit = parse_bytes(memory_limit) if isinstance(memory_limit, str) else int(memory_limit)
+    except (ValueError, TypeError):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--memory-limit {memory_limit!r}: expected a size such as 4GB, "
+                          "'auto' or 0") from None
+    if 0 < limit < MIN_WORKER_MEMORY:
+        raise RunFailure(f"--memory-limit {memory_limit} ({_bytes(limit)}) is below what a worker "
+                         f"process needs to start (about 150 MiB at rest; give at least "
+                         f"{_bytes(MIN_WORKER_MEMORY)}, or 0 for no limit)")
+
+
+def check_workers_running(client: Any) -> None:
+    """RunFailure when every worker of the cluster is paused already before any task (its memory
+    at rest above its pause threshold: the run would wait forever)."""
+    try:
+        workers = list(client.scheduler_info()["workers"].values())
+    except Exception:
+        return
+    if workers and all(str(w.get("status", "")).endswith("paused") for w in workers):
+        limits = [int(w.get("memory_limit") or 0) for w in workers]
+        used = [int((w.get("metrics") or {}).get("memory") or 0) for w in workers]
+        raise RunFailure(f"every worker is paused before any task: its memory at rest "
+                         f"({_bytes(max(used))}) is near its memory limit ({_bytes(min(limits))}); "
+                         "start the workers with a larger --memory-limit")
+
+
 def _abandon(client: Any, futures: Any, out: str | None,
-             storage_options: dict[str, Any] | None) -> None:
+             storage_options: dict[str, Any] | None, wait: bool = True) -> None:
     """Cancel a failed run's remaining tasks and delete its staged rows (errors ignored)."""
     try:
         if futures:
             client.cancel(list(futures))
+            if wait:
+                _wait_idle(client)
     except Exception:
         pass
     if out is not None:
@@ -455,6 +585,39 @@ def _abandon(client: Any, futures: Any, out: str | None,
             exchange.remove_staging(out, storage_options)
         except Exception:
             pass
+
+
+def _executing(dask_worker: Any = None) -> int:
+    return len(dask_worker.state.executing) if dask_worker is not None else 0
+
+
+def _wait_idle(client: Any, timeout: float = 15.0) -> None:
+    """Wait (at most ``timeout`` s) until no worker still executes a task: a cancelled task that
+    was running goes on to its end, and may write its part after the run has failed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(client.run(_executing).values()):
+            return
+        time.sleep(0.1)
+
+
+def cache_warnings(cache_path: str | None) -> dict[str, Any]:
+    """The warnings of the genomic cache's build report that a run repeats in its summary and
+    ``_SUCCESS.json`` (genes with exons outside their gene line)."""
+    if cache_path is None:
+        return {}
+    from ..genome.cache import load_cached
+
+    genes = (load_cached(cache_path).report or {}).get("genes_with_exons_outside_gene_line") or []
+    if not genes:
+        return {}
+    shown = ", ".join(genes[:5]) + (", ..." if len(genes) > 5 else "")
+    return {"exons_outside_gene_line": {
+        "count": len(genes), "genes": genes[:50],
+        "message": f"{len(genes)} gene(s) of the annotation with exons outside their gene line "
+                   f"({shown}): their span is the gene line's, their splice sites the exons'"}}
 
 
 def warning_lines(checks: Mapping[str, Any]) -> list[str]:

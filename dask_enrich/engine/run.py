@@ -18,6 +18,7 @@ each worker by path (``genome.cache.load_cached``, once per process), never ship
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,7 +37,8 @@ from .. import __version__
 from .. import settings as dask_settings
 from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
-from ..errors import ConfigError, EnrichError, InputError, RunFailure
+from ..errors import (AllRowsRejected, ConfigError, EnrichError, InputError, PluginError, RunFailure,
+                      SchedulerLost)
 from ..features.registry import parse_kmer
 from ..logs import LOGGER
 from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, input_pieces,
@@ -51,6 +53,10 @@ BIN = "_bin"
 #: Input grouped by gene is enriched where it is read when that gives at most this many times the
 #: bins of packing genes across the input partitions (else small partitions go through the exchange)
 LOCAL_BINS_FACTOR = 1.5
+#: ... and when it is in at least this many input partitions (or bins): one partition of many bins
+#: goes through the exchange. A constant, not the cluster's thread count: the plan must not change
+#: with the cluster (a run resumed on another number of workers keeps its parts).
+MIN_WHERE_READ_PARTS = 2
 Progress = Callable[[int, int], None]
 
 #: The small per-bin record the write step returns (the only data that reaches the client).
@@ -78,6 +84,7 @@ class RunSummary:
     rows_rejected: int
     partitions: int
     partitions_resumed: int
+    partitions_redone: dict[str, str]  # kept parts that failed verification: {path: why}
     imputed: dict[str, int]
     imputed_reasons: dict[str, str]
     seconds: float
@@ -109,7 +116,9 @@ class RunSummary:
             f"rows rejected {self.rows_rejected:,}",
             *([f"track rows rejected {self.track_rows_rejected:,} (in {rejects.TRACK_REJECTED_DIR}/)"]
               if self.track_rows_rejected else []),
-            f"partitions    {self.partitions} ({self.partitions_resumed} resumed)",
+            f"partitions    {self.partitions} ({self.partitions_resumed} resumed"
+            + (f", {len(self.partitions_redone)} redone: failed verification" if self.partitions_redone
+               else "") + ")",
             f"time          {self.seconds:.1f} s  ({self.positions_per_second:,.0f} positions/s)",
         ]
         if self.imputed:
@@ -212,6 +221,8 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     bin_id = partition_info["number"] if partition_info else -1
     if bin_id in ctx.done:
         return ctx.meta.copy()
+    # exactly the rows of the bin's genes, gene by gene (what the plan counted): nothing lost or mixed
+    ctx.plan.check_bin_rows(bin_id, (track if positions is None else positions)["gene_id"])
     selective = positions is None and ctx.score is not None and ctx.score.selective
     track_info: dict[str, Any] = {}
     if track is not None:
@@ -232,7 +243,7 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
         positions = positions.drop(columns=BIN)
     if not selective:
         rows_in = len(positions)
-        # bad rows split off with a reason (error: the run fails; quarantine: OUT/rejected/)
+        # bad rows split off with a reason (error: the run fails; quarantine: OUT/_rejected/)
         positions, rejected, checks = _check_rows(positions, ctx, bin_id)
     positions = _sorted_bin(positions, ctx.plan)
     out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
@@ -347,6 +358,34 @@ def _gene_counts(source: InputSource) -> tuple[pd.Series, pd.Series | None]:
     return counts.astype(np.int64), gene_parts
 
 
+def choose_plan(weights: pd.Series, partition_rows: int, exchange_method: str,
+                gene_parts: pd.Series | None, say: Callable[[str], None]) -> PartitionPlan:
+    """The partition plan: a pure function of the rows per gene, ``--partition-rows``, the
+    exchange setting and the input's partitioning (never of the live cluster, so that a resumed
+    run on another number of workers has the same bins).
+
+    Genes are packed in order of first appearance. With ``auto``, an input grouped by gene (each
+    gene's rows in one input partition, as a per-gene or per-chromosome writer leaves them) is
+    instead enriched where it is read, bins packed within input partitions, with no exchange at
+    all, unless its partitions are so small that small genes would no longer be packed together
+    (more than :data:`LOCAL_BINS_FACTOR` times the bins) or it is one partition of several bins
+    (one task would do all the work)."""
+    plan = plan_partitions(weights, partition_rows, keep_order=True)
+    if exchange_method != "auto" or gene_parts is None or not len(weights):
+        return plan
+    where_read = plan_partitions(weights, partition_rows, gene_parts=gene_parts)
+    parts = len(np.unique(where_read.bin_parts))
+    if where_read.n_bins > LOCAL_BINS_FACTOR * plan.n_bins + 1:
+        say(f"input grouped by gene, but in partitions much smaller than --partition-rows "
+            f"({where_read.n_bins:,} bins where read, {plan.n_bins:,} packed): exchanging rows")
+        return plan
+    if parts < min(MIN_WHERE_READ_PARTS, plan.n_bins):
+        say(f"input grouped by gene, but in {parts} partition(s) for {plan.n_bins} bins: exchanging "
+            "rows so that the bins are enriched in parallel")
+        return plan
+    return where_read
+
+
 def check_row_counts(rows_in: int, written: int, rejected: int, where: str = "") -> None:
     """The run's invariant: every row read is written or rejected, exactly once."""
     if rows_in != written + rejected:
@@ -451,12 +490,12 @@ def run_enrichment(
     200,000 rows, Dask's CPU count, 1, auto, beside OUT).
     ``mode``: ``new`` (refuse a non-empty OUT), ``resume`` or ``overwrite``.
     ``on_bad_rows``: ``error`` (a bad row fails the run, naming the file, reasons and example
-    rows) or ``quarantine`` (bad rows go to ``OUT/rejected/`` with their reason).
+    rows) or ``quarantine`` (bad rows go to ``OUT/_rejected/`` with their reason).
     ``exchange_method``: how rows reach their bin: ``auto`` (the default: when one input is grouped
     by gene, i.e. every gene's rows lie in one input partition, each bin is enriched and written
     where it is read, with no exchange, unless that would make more than
-    :data:`LOCAL_BINS_FACTOR` times the bins of packing across partitions or there are fewer input
-    partitions than the cluster's threads (and bins); otherwise ``staged``),
+    :data:`LOCAL_BINS_FACTOR` times the bins of packing across partitions or the input is one
+    partition of several bins (:func:`choose_plan`); otherwise ``staged``),
     ``staged`` (Arrow files under
     OUT/_staging) or ``p2p`` (Dask's ``set_index`` shuffle on the bin id).
     ``gene_key``/``seq_aliases``: the annotation attribute the positions' gene ids are, and a
@@ -499,6 +538,9 @@ def run_enrichment(
         if track_source is not None:
             track_columns = wanted_columns(track_source, TRACK_COLUMNS)
             track_columns = [c for c in track_columns if c in (*TRACK_COLUMNS, "strand")]
+    rejects.check_files_have(pos_source if not track_only else track_source, position_columns)
+    if not track_only and track_source is not None:
+        rejects.check_files_have(track_source, track_columns)
     cache_path = resolve_cache(cache, genome, annotation, out, cache_dir, say, gene_key, seq_aliases)
     has_context = (pos_source.has_context_columns if pos_source is not None
                    else track_source.has_context_columns)
@@ -520,7 +562,7 @@ def run_enrichment(
     inputs = {"positions": fingerprint(pos_source) if pos_source else None,
               "track": fingerprint(track_source) if track_source else None,
               "cache": {"path": cache_path, "fingerprint": cache_fingerprint} if cache_path else None,
-              "manifest": {"source": manifest.source, "names": len(manifest.names)}}
+              "manifest": models.manifest_record(manifest)}
     for source, key in ((pos_source, "positions"), (track_source, "track")):
         if (source is not None and source.format == "csv" and source.compression
                 and inputs[key]["bytes"] / inputs[key]["files"] > 64e6):
@@ -537,14 +579,56 @@ def run_enrichment(
     run_record, run_fingerprint, targets = models.fingerprint_targets(targets, run_record, score,
                                                                       _fingerprint, out)
 
-    models.precheck(targets, mode, storage_options)
+    # OUT locked for the whole run (a second run into it is refused), then OUT's own refusals
+    lock = writer.OutputLock(out, storage_options, say).acquire()
+    try:
+        models.precheck(targets, mode, storage_options)
+        with _quiet_client_logs():  # until the client is closed
+            return _on_cluster(client, say, dict(
+                scheduler=scheduler, scheduler_file=scheduler_file, workers=workers,
+                threads_per_worker=threads_per_worker, memory_limit=memory_limit,
+                processes=processes), _run, dict(
+                manifest=manifest, config=config, selection=selection if track_only else None,
+                pos_source=pos_source, track_source=track_source,
+                position_columns=position_columns,
+                track_columns=track_columns if track_source is not None else None,
+                cache_path=cache_path, out=out, mode=mode, partition_rows=partition_rows,
+                storage_options=storage_options, exchange_method=exchange_method,
+                run_fingerprint=run_fingerprint, run_record=run_record, progress=progress,
+                say=say, t0=t0, started=started, targets=tuple(targets), score=score))
+    except (InputError, PluginError) as exc:
+        # bad input found by the row checks: what this run wrote cannot be resumed (the corrected
+        # input is another run), so it goes, and the corrected rerun needs no --overwrite
+        if mode != "resume" and not isinstance(exc, AllRowsRejected):  # those rows are kept to see
+            _discard(out, targets, storage_options)
+        raise
+    finally:
+        lock.release()
+
+
+def _discard(out: str, targets: list[models.Target], storage_options: dict[str, Any] | None) -> None:
+    """Delete what this run wrote into OUT (only when its run record is there: this run got as
+    far as preparing OUT), best effort."""
+    try:
+        if not any((writer.read_json(t.out, writer.RUN_FILE, storage_options) or {}).get("fingerprint")
+                   == t.fingerprint for t in targets):
+            return
+        fs, root = writer._fs(out, storage_options)
+        writer.remove_own(fs, root)
+    except Exception:
+        pass
+
+
+def _on_cluster(client: Any, say: Callable[[str], None], cluster: dict[str, Any],
+                work: Callable[..., RunSummary], kwargs: dict[str, Any]) -> RunSummary:
+    """``work(client, dashboard=..., timings=..., **kwargs)`` on ``client``, or on a client of a
+    cluster started here (``cluster``: :func:`.cluster.make_client`'s arguments) and closed at the end;
+    a lost scheduler or a worker killed repeatedly become RunFailures."""
     own_cluster = None
     own_client = client is None
     if own_client:
         t = time.perf_counter()
-        client, own_cluster = make_client(scheduler, scheduler_file, processes=processes,
-                                          workers=workers, threads_per_worker=threads_per_worker,
-                                          memory_limit=memory_limit)
+        client, own_cluster = make_client(**cluster)
         run_record_timings = {"cluster_start": time.perf_counter() - t}
     else:
         run_record_timings = {}
@@ -556,18 +640,17 @@ def run_enrichment(
     try:
         from .reach import check_workers_reach
 
-        check_workers_reach(client, out, storage_options)
-        return _run(client, manifest, config, selection if track_only else None, pos_source,
-                    track_source, position_columns,
-                    track_columns if track_source is not None else None, cache_path, out, mode,
-                    partition_rows, storage_options, exchange_method, run_fingerprint, run_record,
-                    progress, say, dashboard, t0, started, run_record_timings,
-                    targets=tuple(targets), score=score)
+        check_workers_reach(client, kwargs["out"], kwargs["storage_options"])
+        return work(client, dashboard=dashboard, timings=run_record_timings, **kwargs)
     except EnrichError:
         raise
     except Exception as exc:
         from distributed import KilledWorker
 
+        if rejects.scheduler_lost(client, exc):
+            raise rejects.lost_scheduler_failure(exc) from exc
+        if isinstance(exc, OSError) and getattr(exc, "filename", None):  # a file of the run
+            raise writer.os_failure(exc, exc.filename, "I/O error on") from exc
         if isinstance(exc, KilledWorker):
             raise RunFailure(f"a worker died repeatedly while running a task ({exc}); it may have "
                              "run out of memory: lower --partition-rows or raise --memory-limit") from exc
@@ -607,11 +690,49 @@ def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
     for noisy in ("distributed.shuffle", "distributed.shuffle._scheduler_plugin"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_sigint():
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
                             memory_limit=memory_limit, processes=processes,
                             host=host if processes else None,  # threads: in-process comms
                             dashboard_address=f"{host}:0", silence_logs=logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _quiet_client_logs():
+    """The client's own error logs silenced during the run and while it closes: a lost
+    scheduler is reported once, as a RunFailure, not also as the reconnect task's traceback."""
+    import distributed  # noqa: F401 - its import sets the level of its loggers: first
+
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except SchedulerLost:  # the client's reconnect task ends later, at exit: stay quiet
+        raise
+    except BaseException:
+        logger.setLevel(level)
+        raise
+    logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """SIGINT ignored while the worker processes start, so that they inherit it ignored: Ctrl-C
+    (sent to the whole process group) then interrupts the client alone, which closes the cluster,
+    instead of printing a traceback from every worker. Only from the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
 
 
 def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection | None,
@@ -644,24 +765,11 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         weights = pos_counts
     else:  # genes of the positions, weighted by all the rows their partition will hold
         weights = pos_counts + track_counts.reindex(pos_counts.index).fillna(0).astype(np.int64)
-    plan = plan_partitions(weights.astype(np.int64), partition_rows, keep_order=True)
-    # One input grouped by gene (each gene's rows in one input partition, as written by a per-gene
-    # or per-chromosome writer): each bin is enriched where it is read, with no exchange at all,
-    # unless the input partitions are so small that small genes would no longer be packed together
-    # or the input partitions are too few to keep the cluster's threads busy (one task each)
-    gene_parts = pos_parts if track_frame is None else track_parts if pos_frame is None else None
-    if exchange_method == "auto" and gene_parts is not None and len(weights):
-        where_read = plan_partitions(weights.astype(np.int64), partition_rows, gene_parts=gene_parts)
-        threads = sum(client.nthreads().values())  # 0 while an adaptive cluster has no worker
-        parts = len(np.unique(where_read.bin_parts))
-        if where_read.n_bins > LOCAL_BINS_FACTOR * plan.n_bins + 1:
-            say(f"input grouped by gene, but in partitions much smaller than --partition-rows "
-                f"({where_read.n_bins:,} bins where read, {plan.n_bins:,} packed): exchanging rows")
-        elif parts < min(threads, plan.n_bins):
-            say(f"input grouped by gene, but in {parts} partition(s) for {threads} worker thread(s): "
-                "exchanging rows so that every worker gets bins")
-        else:
-            plan = where_read
+    plan = choose_plan(weights.astype(np.int64), partition_rows, exchange_method,
+                       pos_parts if track_frame is None else track_parts if pos_frame is None else None,
+                       say)
+    # the rows each gene must arrive with in its bin (checked gene by gene on the workers)
+    plan = plan.with_rows(pos_counts if pos_counts is not None else track_counts)
     timings["plan"] = time.perf_counter() - t
     track_rows = int(track_counts.sum()) if track_counts is not None else None
     say(f"plan: {plan.n_bins} partition(s) of <= {partition_rows:,} rows for {len(plan.genes):,} genes"
@@ -672,13 +780,19 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     meta = output_meta(manifest, input_meta.dtypes.to_dict(), config)
     schema = output_schema(manifest, input_meta.dtypes.to_dict(), config)
     run_record = {**run_record, "plan": plan.summary()}
+    redone: dict[str, str] = {}
     targets, meta, schema, done = models.prepare(
         list(targets), score, mode=mode, plan=plan, input_meta=input_meta,
         track_meta=track_frame._meta if track_frame is not None else None, config=config,
-        storage_options=storage_options)
+        storage_options=storage_options, failed=redone)
     exchange.remove_staging(out, storage_options)
+    for b, why in rejects.kept_without_rejects(out, done, storage_options).items():
+        done.pop(b)  # redone: its part is written again, with its rejected rows
+        redone[f"{str(out).rstrip('/')}/{writer.part_name(b)}"] = why
     if done:
-        say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete")
+        say(f"resume: {len(done)} of {plan.n_bins} partition(s) already complete (verified)")
+    for line in redone_lines(redone):
+        say(line)
     ctx = _Context(manifest, config, selection, plan, meta, schema, out, storage_options,
                    run_fingerprint, cache_path, frozenset(done), position_columns,
                    targets=tuple(targets), score=score)
@@ -744,6 +858,7 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
     say(f"enriching: {inputs} input partition(s) -> {plan.n_bins} gene partition(s)"
         + (f" ({len(done)} already complete)" if done else ""))
     t = time.perf_counter()
+    rejects.check_workers_running(client)
     futures = client.compute(record_parts)
     results: list[pd.DataFrame] = []
     # progress in bins: a task enriching where it reads finishes all bins of its input partition
@@ -780,21 +895,31 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         raise RunFailure(f"rows lost or duplicated: {int(pos_counts.sum()):,} positions read but "
                          f"{rows_in:,} reached the partitions")
     check_row_counts(rows_in, written, rejected)
+    # per bin: each exactly once, with its plan's genes and rows; the files as recorded
+    exact_rows = pos_counts is not None or (score is not None and score.selective)
+    files = check_bins(plan, fresh, done, targets, exact_rows, storage_options)
     total = time.perf_counter() - t0
     timings["total"] = total
     summary = RunSummary(
         out=str(out), rows_in=rows_in, rows_written=written, rows_rejected=rejected,
-        partitions=plan.n_bins, partitions_resumed=len(done), imputed=dict(report.imputed),
+        partitions=plan.n_bins, partitions_resumed=len(done), partitions_redone=redone,
+        imputed=dict(report.imputed),
         imputed_reasons=dict(report.reasons), seconds=total,
         positions_per_second=rows_in / total if total > 0 else 0.0, fingerprint=run_fingerprint,
         success_file="", dashboard=dashboard, timings={k: round(v, 3) for k, v in timings.items()},
         track_rows=track_rows if pos_source is None else None)
     rejects.check_outputs_visible(ctx)  # every part file is in OUT (a filesystem shared with the workers)
-    summary.warnings = checks.get("warnings", {})
+    checks["warnings"] = {**rejects.cache_warnings(cache_path), **checks.get("warnings", {})}
+    summary.warnings = checks["warnings"]
     track_rejected = checks.get(rejects.TRACK_REJECTED_KEY, {})
     summary.track_rows_rejected = int(sum(track_rejected.values()))
     for line in rejects.warning_lines(checks):
         say(line)
+    if rows_in and not written and rejected == rows_in:
+        reasons = ", ".join(f"{code} ({count:,})" for code, count in checks.get("rejected", {}).items())
+        raise AllRowsRejected(f"every row ({rejected:,}) failed the input checks and was set aside in "
+                         f"{out}/{rejects.REJECTED_DIR}/ ({reasons}): nothing was enriched, so the run "
+                         "did not succeed")
     success = {
         "version": __version__,
         "fingerprint": run_fingerprint,
@@ -805,7 +930,8 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
         "imputed": dict(sorted(report.imputed.items())),
         "imputed_reasons": dict(sorted(report.reasons.items())),
         "partitions": {"count": plan.n_bins, "written": int(len(fresh)), "resumed": len(done),
-                       "files": [writer.part_name(b) for b in range(plan.n_bins)],
+                       "redone": {Path(k).name: v for k, v in redone.items()},
+                       "files": files[targets[0].out] if targets else [],
                        "plan": plan.summary()},
         "inputs": run_record["inputs"],
         "settings": run_record["settings"],
@@ -820,5 +946,61 @@ def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection 
                      **({"track_rows": summary.track_rows_rejected, "track_reasons": track_rejected,
                          "track_dir": rejects.TRACK_REJECTED_DIR} if track_rejected else {})},
     }
-    summary.success_file = models.write_successes(targets, success, storage_options)
+    summary.success_file = models.write_successes(targets, success, storage_options, files)
     return summary
+
+
+def redone_lines(redone: dict[str, str]) -> list[str]:
+    """The lines saying which kept parts failed verification (they are written again)."""
+    if not redone:
+        return []
+    shown = [f"  {Path(path).name}: {why}" for path, why in list(redone.items())[:8]]
+    more = [f"  and {len(redone) - 8} more"] if len(redone) > 8 else []
+    return [f"resume: {len(redone)} part(s) failed verification and are redone:", *shown, *more]
+
+
+def check_bins(plan: PartitionPlan, fresh: pd.DataFrame, done: dict[int, dict[str, Any]],
+               targets: Any, exact_rows: bool, storage_options: dict[str, Any] | None
+               ) -> dict[str, list[dict[str, Any]]]:
+    """The run's final check, per bin and per gene: every bin of the plan written (or kept) exactly
+    once; with ``exact_rows``, each bin's input rows those the plan counted for its genes; and
+    every target's part records (``_parts/``) those of this plan's bins (gene list and rows per
+    gene, fingerprint), with the rows written. Returns each target's files ({out: [entry]}) for
+    ``_SUCCESS.json``."""
+    bins = fresh["bin"].to_numpy(np.int64)
+    seen = np.bincount(np.concatenate([bins, np.fromiter(done, np.int64, len(done))]),
+                       minlength=plan.n_bins)
+    if len(seen) > plan.n_bins or (seen != 1).any():
+        wrong = np.flatnonzero(seen != 1)
+        b = int(wrong[0])
+        raise RunFailure(f"partition {b} was written {int(seen[b])} times (a partition must be written "
+                         f"exactly once; {len(wrong)} partition(s) wrong)")
+    rows_in = np.zeros(plan.n_bins, np.int64)
+    written = np.zeros(plan.n_bins, np.int64)
+    rows_in[bins] = fresh["rows_in"].to_numpy(np.int64)
+    written[bins] = fresh["rows_written"].to_numpy(np.int64)
+    for b, record in done.items():
+        rows_in[b] = int(record.get("rows_in", record["rows"]))
+        written[b] = int(record["rows"])
+    if exact_rows and plan.rows is not None:
+        expected = np.bincount(plan.bins, weights=plan.rows, minlength=plan.n_bins).astype(np.int64)
+        wrong = np.flatnonzero(expected != rows_in)
+        if len(wrong):
+            b = int(wrong[0])
+            raise RunFailure(f"partition {b}: {rows_in[b]:,} input row(s) reached it but its genes "
+                             f"have {expected[b]:,} (rows lost or duplicated)")
+    digests = [plan.bin_digest(b) for b in range(plan.n_bins)]
+    files: dict[str, list[dict[str, Any]]] = {}
+    for t in targets:
+        entries = writer.part_records(t.out, plan.n_bins, storage_options)
+        for b, entry in enumerate(entries):
+            problem = ("no record" if entry is None
+                       else "another run" if entry.get("fingerprint") != t.fingerprint
+                       else "other genes" if entry.get("genes") != digests[b]
+                       else "other rows" if entry.get("rows") != written[b] else "")
+            if problem:
+                raise RunFailure(f"{t.out}/{writer.part_name(b)}: its record ({writer.PARTS_DIR}/) "
+                                 f"does not match partition {b} of this run ({problem})")
+        files[t.out] = [{k: e[k] for k in ("file", "bin", "rows", "bytes", "sha256", "gene_rows")}
+                        for e in entries]
+    return files

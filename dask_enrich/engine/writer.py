@@ -2,28 +2,42 @@
 
 Layout of an output directory::
 
-    OUT/_RUN.json            the run fingerprint and settings, written before any part
+    OUT/_LOCK.json           while a run writes OUT: its pid, host and start time
+    OUT/_RUN.json            the run fingerprint, settings and plan, written before any part
     OUT/part-00000.parquet   one file per bin, every file with the same pyarrow schema
-    OUT/_SUCCESS.json        written last: counts, imputed features, fingerprints, timings
+    OUT/_parts/part-00000.parquet.json   the part's record and the sha256 of its bytes
+    OUT/_metadata            every part's row groups (Dask reads exactly these files), at the end
+    OUT/_SUCCESS.json        written last: counts, imputed features, each file's rows and hash
 
-    OUT/rejected/part-NNNNN.parquet   with --on-bad-rows quarantine: a bin's bad rows and reasons
-    OUT/rejected-track/part-NNNNN.parquet   the same for the rows of a track read for context
+    OUT/_rejected/part-NNNNN.parquet   with --on-bad-rows quarantine: a bin's bad rows and reasons
+    OUT/_rejected-track/part-NNNNN.parquet   the same for the rows of a track read for context
 
-Each part file is written to ``.part-NNNNN.parquet.tmp-<random>`` and renamed when complete, so a
-file with the final name is always whole, and Parquet readers of OUT (which skip names starting
+Each part file is written to ``.part-NNNNN.parquet.tmp-<random>``, its record (with the sha256 of
+those bytes) written to ``_parts/``, and then renamed, so a file with the final name is always
+whole and recorded, and Parquet readers of OUT (which skip names starting
 with ``.`` or ``_``) never see one being written. Its footer metadata (key ``dask_enrich``) records the run
 fingerprint, the bin, its row count and the bin's EnrichReport, which is what ``--resume`` reads to
-skip complete bins of the same run (and to merge their reports into the final summary).
+skip complete bins of the same run (and to merge their reports into the final summary). Part
+files carry Parquet page checksums. ``--resume`` keeps a part only when its ``_parts/`` record,
+footer and bytes agree (same fingerprint and bin, the plan's gene list and rows for that bin, the
+recorded row count and sha256); any other part is deleted and redone.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
+import socket
+import time
 import uuid
-from typing import Any, Literal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, Callable, Literal
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,6 +46,8 @@ from ..errors import ConfigError, RunFailure
 
 RUN_FILE = "_RUN.json"
 SUCCESS_FILE = "_SUCCESS.json"
+#: one JSON record per complete part (record, bytes, sha256), written after the part's rename
+PARTS_DIR = "_parts"
 META_KEY = b"dask_enrich"
 PART_PATTERN = re.compile(r"^part-(\d{5,})\.parquet$")
 TMP_MARKER = ".tmp-"
@@ -39,8 +55,9 @@ TMP_MARKER = ".tmp-"
 #: for the identifying columns (strings and ``position``): doing both for 100+ feature columns
 #: makes writing several times slower for little gain; larger write batches and pages (4 MB) save
 #: another ~10% of the writing time at the same file size.
+#: Page checksums (CRC32 of each page) let a reader find a corrupted page.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "snappy", "write_batch_size": 1 << 16,
-                                   "data_page_size": 4 << 20}
+                                   "data_page_size": 4 << 20, "write_page_checksum": True}
 
 
 def _dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -72,9 +89,48 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
 
 def _write_json(fs: fsspec.AbstractFileSystem, path: str, data: dict[str, Any]) -> None:
     tmp = f"{path}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=False, default=str)
-    _rename(fs, tmp, path)
+    try:
+        with fs.open(tmp, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=False, default=str)
+        _rename(fs, tmp, path)
+    except OSError as exc:
+        _remove_quietly(fs, tmp)
+        raise os_failure(exc, path) from exc
+
+
+def os_failure(exc: OSError, path: str, doing: str = "cannot write") -> RunFailure:
+    """The RunFailure of an OSError on one of the run's own files: the file and the errno text."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return RunFailure(f"{doing} {path}: {reason}")
+
+
+def _remove_quietly(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    try:
+        if fs.exists(path):
+            fs.rm(path)
+    except Exception:
+        pass
+
+
+def file_digest(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
+    """(sha256 hex digest, size in bytes) of a file's bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def gene_rows_digest(gene_ids: Any) -> str:
+    """A digest of the rows per gene of a part (genes in order of first appearance, their row
+    counts): recorded when the part is written, recomputed by ``dask-enrich verify``."""
+    codes, uniques = pd.factorize(gene_ids if isinstance(gene_ids, (pd.Series, pd.Index))
+                                  else pd.Series(gene_ids, dtype=object))
+    digest = hashlib.sha256("\0".join(map(str, uniques)).encode())
+    digest.update(b"|" + np.bincount(codes[codes >= 0], minlength=len(uniques)).astype("<i8").tobytes())
+    return digest.hexdigest()[:32]
 
 
 def _rename(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
@@ -98,18 +154,56 @@ def _listing(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     return [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
 
 
+#: Names dask-enrich writes into OUT besides the part files (``--overwrite`` removes only these).
+STAGING_DIR = "_staging"
+REJECTED_DIR = "_rejected"
+TRACK_REJECTED_DIR = "_rejected-track"
+LOCK_FILE = "_LOCK.json"
+#: the dataset's Parquet summary file (every part's row groups): Dask reads exactly these files
+METADATA_FILE = "_metadata"
+OWN_NAMES = frozenset({RUN_FILE, SUCCESS_FILE, PARTS_DIR, STAGING_DIR, REJECTED_DIR,
+                       TRACK_REJECTED_DIR, LOCK_FILE, METADATA_FILE})
+#: What may be left in OUT by a run that wrote no part (it failed its checks): a new run may reuse it.
+_NO_PART_NAMES = frozenset({RUN_FILE, STAGING_DIR, LOCK_FILE, PARTS_DIR})
+
+
+def _is_own(fs: fsspec.AbstractFileSystem, root: str, name: str) -> bool:
+    """Whether ``root/name`` is something dask-enrich writes (a part, temporary file, record,
+    staging or rejects directory, or a model's output directory of a multi-model run)."""
+    if name in OWN_NAMES or PART_PATTERN.match(name) or TMP_MARKER in name:
+        return True
+    path = f"{root}/{name}"
+    return (fs.isdir(path) and fs.exists(f"{path}/{RUN_FILE}")
+            and not foreign_entries(fs, path))
+
+
+def foreign_entries(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """The entries of directory ``root`` that dask-enrich did not write."""
+    return [n for n in _listing(fs, root) if not _is_own(fs, root, n)]
+
+
 def _refuse(out: str, fs: fsspec.AbstractFileSystem, root: str, mode: Mode, run_fingerprint: str,
             run_record: dict[str, Any] | None, storage_options: dict[str, Any] | None) -> list[str]:
     """The refusals shared by :func:`precheck_output` and :func:`prepare_output`; returns OUT's
-    entries ([] when it does not exist)."""
+    entries ([] when it does not exist, or holds only the records of a run that wrote no part)."""
     if not fs.exists(root):
         return []
     if not fs.isdir(root):
         raise ConfigError(f"output {out} exists and is not a directory")
-    entries = _listing(fs, root)
+    entries = [n for n in _listing(fs, root) if n != LOCK_FILE]
+    if mode == "new" and set(entries) <= _NO_PART_NAMES and not _has_parts(fs, f"{root}/{PARTS_DIR}"):
+        return []  # a run that stopped before writing any part (failed its checks): start afresh
     if entries and mode == "new":
         raise ConfigError(f"output directory {out} is not empty: use --resume to continue the run "
                           "that wrote it, or --overwrite to replace it")
+    if entries and mode == "overwrite":
+        foreign = foreign_entries(fs, root)
+        if foreign:
+            shown = ", ".join(sorted(foreign)[:5]) + (f" and {len(foreign) - 5} more"
+                                                      if len(foreign) > 5 else "")
+            raise ConfigError(f"output directory {out} holds files dask-enrich did not write "
+                              f"({shown}): --overwrite removes only dask-enrich's own output; move "
+                              "them away or choose another --out")
     if entries and mode == "resume":
         previous = read_json(out, RUN_FILE, storage_options)
         if previous is None:
@@ -118,60 +212,104 @@ def _refuse(out: str, fs: fsspec.AbstractFileSystem, root: str, mode: Mode, run_
         if previous.get("fingerprint") != run_fingerprint:
             detail = ""
             if run_record is not None:  # say which settings or inputs changed
-                detail = f" ({', '.join(_changed_keys(previous, run_record)) or 'fingerprint differs'})"
+                changed = changed_paths(previous, run_record)
+                detail = (f" ({', '.join(changed[:6])}{' and more' if len(changed) > 6 else ''} "
+                          "differ)" if changed else " (fingerprint differs)")
             raise ConfigError(f"cannot resume into {out}: it was written by a run with other inputs or "
                               f"settings{detail}; use --overwrite")
     return entries
 
 
+def _has_parts(fs: fsspec.AbstractFileSystem, directory: str) -> bool:
+    return fs.exists(directory) and bool(_listing(fs, directory))
+
+
 def precheck_output(out: str, *, mode: Mode, run_fingerprint: str,
-                    storage_options: dict[str, Any] | None = None) -> None:
+                    storage_options: dict[str, Any] | None = None,
+                    run_record: dict[str, Any] | None = None) -> None:
     """The refusals of :func:`prepare_output`, checked cheaply before any cluster starts."""
     fs, root = _fs(out, storage_options)
-    _refuse(out, fs, root, mode, run_fingerprint, None, storage_options)
+    _refuse(out, fs, root, mode, run_fingerprint, run_record, storage_options)
+
+
+def remove_own(fs: fsspec.AbstractFileSystem, root: str) -> None:
+    """Delete what dask-enrich wrote in ``root`` (not its lock, nothing else)."""
+    for name in _listing(fs, root):
+        if name != LOCK_FILE and _is_own(fs, root, name):
+            fs.rm(f"{root}/{name}", recursive=True)
 
 
 def prepare_output(out: str, *, mode: Mode, run_fingerprint: str, run_record: dict[str, Any],
-                   n_bins: int, storage_options: dict[str, Any] | None = None
+                   n_bins: int, storage_options: dict[str, Any] | None = None,
+                   bin_digests: list[str] | None = None, failed: dict[str, str] | None = None
                    ) -> dict[int, dict[str, Any]]:
     """Make ``out`` ready for a run and return the complete parts to skip ({bin: record}).
 
-    ``new``: refuse a non-empty directory. ``overwrite``: delete it first. ``resume``: keep the
-    parts of the same run (same fingerprint) that are complete; delete temporary files, partial or
-    foreign parts and the previous ``_SUCCESS.json``; refuse a directory of another run.
+    ``new``: refuse a non-empty directory. ``overwrite``: delete what dask-enrich wrote in it
+    first (refusing anything else). ``resume``: keep the parts of the same run that pass
+    :func:`verify_part` (with ``bin_digests``, the plan's digest of each bin); delete temporary
+    files, parts that fail (their reasons go to ``failed``) and the previous ``_SUCCESS.json``;
+    refuse a directory of another run.
     """
     fs, root = _fs(out, storage_options)
     entries = _refuse(out, fs, root, mode, run_fingerprint, run_record, storage_options)
     done: dict[int, dict[str, Any]] = {}
-    if entries and mode == "overwrite":
-        fs.rm(root, recursive=True)
-        entries = []
-    if entries and mode == "resume":
-        for name in entries:
-            path = f"{root}/{name}"
-            match = PART_PATTERN.match(name)
-            if TMP_MARKER in name or name == SUCCESS_FILE:
-                fs.rm(path)
-            elif match:
-                record = read_part_record(fs, path)
-                bin_id = int(match.group(1))
-                if (record is None or record.get("fingerprint") != run_fingerprint
-                        or record.get("bin") != bin_id or bin_id >= n_bins):
-                    fs.rm(path)  # truncated, corrupt, or not of this plan: redo it
-                else:
-                    done[bin_id] = record
-    fs.makedirs(root, exist_ok=True)
-    if not done:
-        _write_json(fs, f"{root}/{RUN_FILE}", {"fingerprint": run_fingerprint, **run_record})
+    failed = {} if failed is None else failed
+    try:
+        if mode == "overwrite" and entries:
+            remove_own(fs, root)
+            entries = []
+        elif mode == "new" and entries == [] and fs.exists(root):
+            remove_own(fs, root)  # the records of a run that wrote no part
+        if entries and mode == "resume":
+            previous = read_json(out, RUN_FILE, storage_options) or {}
+            old_plan = (previous.get("plan") or {}).get("digest")
+            new_plan = (run_record.get("plan") or {}).get("digest")
+            replanned = old_plan is not None and new_plan is not None and old_plan != new_plan
+            for name in entries:
+                if TMP_MARKER in name or name in (SUCCESS_FILE, METADATA_FILE):
+                    fs.rm(f"{root}/{name}")
+            parts = [n for n in entries if PART_PATTERN.match(n)]
+
+            def check(name: str) -> tuple[dict[str, Any] | None, str]:
+                if replanned:
+                    return None, "the plan differs from the one recorded in _RUN.json"
+                return verify_part(fs, root, name, fingerprint=run_fingerprint, n_bins=n_bins,
+                                   bin_digests=bin_digests)
+
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(parts)))) as pool:  # hashing
+                for name, (record, reason) in zip(parts, pool.map(check, parts)):
+                    if record is None:
+                        failed[name] = reason
+                        fs.rm(f"{root}/{name}")  # truncated, corrupt, or not of this plan: redo it
+                    else:
+                        done[int(record["bin"])] = record
+            parts_dir = f"{root}/{PARTS_DIR}"
+            if fs.exists(parts_dir):  # records of parts that are gone or failed
+                for name in _listing(fs, parts_dir):
+                    match = PART_PATTERN.match(name.removesuffix(".json"))
+                    if not match or int(match.group(1)) not in done:
+                        fs.rm(f"{parts_dir}/{name}")
+        fs.makedirs(root, exist_ok=True)
+        if not done:
+            _write_json(fs, f"{root}/{RUN_FILE}", {"fingerprint": run_fingerprint, **run_record})
+    except OSError as exc:
+        raise os_failure(exc, root, "cannot prepare the output directory") from exc
     return done
 
 
-def _changed_keys(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    changed = []
-    for key, value in current.items():
-        if json.loads(json.dumps(value, default=str)) != previous.get(key):
-            changed.append(key)
-    return changed
+def changed_paths(previous: Any, current: Any, prefix: str = "") -> list[str]:
+    """The dotted paths of the values of ``current`` that differ from ``previous`` (leaves of
+    nested dicts; a file name such as ``feature_stats.json`` is one key)."""
+    current = json.loads(json.dumps(current, default=str))
+    if isinstance(current, dict) and isinstance(previous, dict):
+        changed = []
+        for key in current.keys() | previous.keys():
+            if not prefix and key in ("fingerprint", "plan"):
+                continue
+            changed += changed_paths(previous.get(key), current.get(key), f"{prefix}{key}.")
+        return sorted(changed)
+    return [] if current == previous else [prefix.rstrip(".") or "record"]
 
 
 def read_part_record(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:
@@ -186,6 +324,45 @@ def read_part_record(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any]
             return record
     except Exception:  # truncated or corrupt file, or no record: not complete
         return None
+
+
+def part_record_path(root: str, name: str) -> str:
+    """Where the record of part ``name`` (its bytes' sha256, rows, genes) is kept."""
+    return f"{root}/{PARTS_DIR}/{name}.json"
+
+
+def verify_part(fs: fsspec.AbstractFileSystem, root: str, name: str, *,
+                fingerprint: str | None = None, n_bins: int | None = None,
+                bin_digests: list[str] | None = None, record: dict[str, Any] | None = None,
+                ) -> tuple[dict[str, Any] | None, str]:
+    """(the part's record, "") when part ``name`` of ``root`` is whole and is what its record says
+    (fingerprint, bin, the plan's genes for that bin, bytes and sha256, footer rows); else
+    (None, why not). ``record``: the record to check against (default: its ``_parts/`` file)."""
+    path = f"{root}/{name}"
+    bin_id = int(PART_PATTERN.match(name).group(1))
+    if record is None:
+        try:
+            with fs.open(part_record_path(root, name), "r") as handle:
+                record = json.load(handle)
+        except Exception:
+            return None, "no record of a complete write"
+    if fingerprint is not None and record.get("fingerprint") != fingerprint:
+        return None, "written by a run with other inputs or settings"
+    if record.get("bin") != bin_id or (n_bins is not None and bin_id >= n_bins):
+        return None, "not a partition of this run's plan"
+    if bin_digests is not None and record.get("genes") != bin_digests[bin_id]:
+        return None, f"its genes or their rows are not those of partition {bin_id} of the plan"
+    try:
+        sha, size = file_digest(fs, path)
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    if size != record.get("bytes") or sha != record.get("sha256"):
+        return None, "content hash differs from the one recorded when it was written"
+    footer = read_part_record(fs, path)
+    if footer is None or footer.get("rows") != record.get("rows") or footer.get("bin") != bin_id:
+        return None, "its footer does not match its record"
+    return record, ""
+
 
 
 def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -205,10 +382,13 @@ def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, **options: Any) -> str:
+def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, *,
+                       before_rename: Callable[[str], None] | None = None, **options: Any) -> str:
     """Write ``table`` as ``directory/part-NNNNN.parquet``: under a hidden temporary name first
     (Parquet dataset readers skip names starting with "."), renamed when complete, so a reader or
-    ``--resume`` never takes a half-written file as a part. Returns the final path."""
+    ``--resume`` never takes a half-written file as a part. ``before_rename(tmp)`` runs once the
+    file is complete (to record its hash). Returns the final path. An OSError (full disk,
+    read-only, ...) leaves no temporary file and becomes a RunFailure naming the file."""
     final = f"{directory}/{part_name(bin_id)}"
     tmp = f"{directory}/.{part_name(bin_id)}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
     try:
@@ -217,23 +397,23 @@ def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, **
         else:
             with fs.open(tmp, "wb") as handle:
                 pq.write_table(table, handle, **options)
+        if before_rename is not None:
+            before_rename(tmp)
         _rename(fs, tmp, final)
     except OSError as exc:
-        try:
-            fs.rm(tmp)
-        except Exception:
-            pass
-        raise RunFailure(f"bin {bin_id}: cannot write {final}: {exc}") from exc
+        _remove_quietly(fs, tmp)
+        raise RunFailure(f"bin {bin_id}: {os_failure(exc, final)}") from exc
     return final
 
 
 def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, run_fingerprint: str,
                report: dict[str, Any], storage_options: dict[str, Any] | None = None, *,
-               rows_in: int | None = None, rows_rejected: int = 0) -> dict[str, Any]:
+               rows_in: int | None = None, rows_rejected: int = 0, genes: str = "") -> dict[str, Any]:
     """Write one bin's enriched frame as ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return
-    its record (also stored in the file's footer). Runs on the worker; the frame never travels back
-    to the client. ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as
-    bad (kept in the record so that a resumed run can add them up)."""
+    its record (also stored in the file's footer, and with the file's bytes and sha256 in
+    ``OUT/_parts/``). Runs on the worker; the frame never travels back to the client.
+    ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as bad (kept in the
+    record so that a resumed run can add them up); ``genes``: the plan's digest of the bin."""
     fs, root = _fs(out, storage_options)
     if list(frame.columns) != schema.names:
         raise RunFailure(f"bin {bin_id}: enriched columns {list(frame.columns)} do not match the "
@@ -245,10 +425,154 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
     record = {"fingerprint": run_fingerprint, "bin": int(bin_id), "file": part_name(bin_id),
               "rows": int(table.num_rows),
               "rows_in": int(table.num_rows if rows_in is None else rows_in),
-              "rows_rejected": int(rows_rejected), "report": report}
+              "rows_rejected": int(rows_rejected), "report": report, "genes": genes,
+              "gene_rows": gene_rows_digest(frame["gene_id"]) if "gene_id" in frame.columns else ""}
     table = table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
-    write_table_atomic(fs, table, root, bin_id, **_writer_options(schema))
+
+    def record_bytes(tmp: str) -> None:  # the record first: a part under its final name has one
+        sha, size = file_digest(fs, tmp)
+        record.update(sha256=sha, bytes=size)
+        fs.makedirs(f"{root}/{PARTS_DIR}", exist_ok=True)
+        _write_json(fs, part_record_path(root, part_name(bin_id)), record)
+
+    write_table_atomic(fs, table, root, bin_id, before_rename=record_bytes, **_writer_options(schema))
     return record
+
+
+def schema_fields(schema: pa.Schema) -> list[str]:
+    """``name: type`` of each column (what ``_SUCCESS.json`` records and ``verify`` checks)."""
+    return [f"{f.name}: {f.type}" for f in schema]
+
+
+class OutputLock:
+    """``OUT/_LOCK.json`` held for a whole run: its pid, host and start time. Created atomically
+    (``O_EXCL``) on a local filesystem; elsewhere (object stores) checked, then written, which
+    narrows but cannot close the race. A lock left by a dead process on this host is taken over."""
+
+    def __init__(self, out: str, storage_options: dict[str, Any] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.out = out
+        self.fs, self.root = _fs(out, storage_options)
+        self.path = f"{self.root}/{LOCK_FILE}"
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(),
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "token": uuid.uuid4().hex}
+        self.say = say or (lambda message: None)
+        self.created = False
+
+    def acquire(self) -> "OutputLock":
+        """Take the lock: ConfigError (exit 3) naming the holder when another run holds it;
+        RunFailure (exit 4) when OUT cannot be written (read-only, no space, no permission)."""
+        fs = self.fs
+        if fs.exists(self.root) and not fs.isdir(self.root):
+            raise ConfigError(f"output {self.out} exists and is not a directory")
+        try:
+            self.created = not fs.exists(self.root)
+            fs.makedirs(self.root, exist_ok=True)
+        except OSError as exc:
+            raise os_failure(exc, self.root, "cannot create the output directory") from exc
+        for attempt in range(2):
+            try:
+                if self._create():
+                    return self
+            except OSError as exc:
+                self._cleanup_dir()
+                raise os_failure(exc, self.path) from exc
+            holder = self._holder()
+            if attempt == 0 and self._stale(holder):
+                self.say(f"taking over the lock {self.path} of a run that is gone (pid "
+                         f"{holder.get('pid')} on {holder.get('host')}, started {holder.get('started')})")
+                _remove_quietly(fs, self.path)
+                continue
+            break
+        self._cleanup_dir()
+        raise ConfigError(f"output {self.out} is locked by another run (pid {holder.get('pid', '?')} on "
+                          f"{holder.get('host', '?')}, started {holder.get('started', '?')}): wait for it "
+                          f"to finish; if that run is gone, remove {self.path}")
+
+    def _create(self) -> bool:
+        data = json.dumps(self.info).encode()
+        if _is_local(self.fs):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return True
+        if self.fs.exists(self.path):
+            return False
+        with self.fs.open(self.path, "wb") as handle:
+            handle.write(data)
+        return True
+
+    def _holder(self) -> dict[str, Any]:
+        try:
+            with self.fs.open(self.path, "r") as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return {}
+
+    def _stale(self, holder: dict[str, Any]) -> bool:
+        """A lock of a process of this host that no longer runs (or an empty lock file: its
+        writer died between creating and writing it, if it is older than a minute)."""
+        if not holder:
+            try:
+                modified = self.fs.info(self.path).get("mtime")
+                return modified is not None and time.time() - float(modified) > 60
+            except (OSError, TypeError, ValueError):
+                return False
+        if holder.get("host") != self.info["host"] or not isinstance(holder.get("pid"), int):
+            return False
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def release(self) -> None:
+        """Remove the lock if it is still this run's (and OUT itself if this run created it and
+        left nothing in it)."""
+        if self._holder().get("token") == self.info["token"]:
+            _remove_quietly(self.fs, self.path)
+        self._cleanup_dir()
+
+    def _cleanup_dir(self) -> None:
+        try:
+            if self.created and self.fs.exists(self.root) and not _listing(self.fs, self.root):
+                self.fs.rmdir(self.root)
+        except Exception:
+            pass
+
+
+def write_dataset_metadata(out: str, names: list[str], schema: pa.Schema,
+                           storage_options: dict[str, Any] | None = None) -> None:
+    """Write ``OUT/_metadata``: the row groups of the part files ``names``, so that dataset readers
+    that honour it (Dask) read exactly these files and nothing else under OUT (``_rejected/``
+    holds Parquet files too, and Dask's directory listing does not skip ``_`` directories)."""
+    fs, root = _fs(out, storage_options)
+    collected = []
+    path = f"{root}/{METADATA_FILE}"
+    tmp = f"{path}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
+    try:
+        for name in names:
+            with fs.open(f"{root}/{name}", "rb") as handle:
+                metadata = pq.read_metadata(handle)
+            metadata.set_file_path(name)
+            collected.append(metadata)
+        buffer = io.BytesIO()  # write_metadata reads back what it wrote: a seekable buffer
+        pq.write_metadata(schema, buffer, metadata_collector=collected)
+        with fs.open(tmp, "wb") as handle:
+            handle.write(buffer.getvalue())
+        _rename(fs, tmp, path)
+    except OSError as exc:
+        _remove_quietly(fs, tmp)
+        raise os_failure(exc, path) from exc
 
 
 def write_success(out: str, data: dict[str, Any], storage_options: dict[str, Any] | None = None) -> str:
@@ -257,6 +581,20 @@ def write_success(out: str, data: dict[str, Any], storage_options: dict[str, Any
     path = f"{root}/{SUCCESS_FILE}"
     _write_json(fs, path, data)
     return path
+
+
+def part_records(out: str, n_bins: int, storage_options: dict[str, Any] | None = None
+                 ) -> list[dict[str, Any] | None]:
+    """The ``_parts/`` record of each bin's part in ``out`` (None where absent or unreadable)."""
+    fs, root = _fs(out, storage_options)
+    records: list[dict[str, Any] | None] = []
+    for b in range(n_bins):
+        try:
+            with fs.open(part_record_path(root, part_name(b)), "r") as handle:
+                records.append(json.load(handle))
+        except (OSError, ValueError):
+            records.append(None)
+    return records
 
 
 def part_files(out: str, storage_options: dict[str, Any] | None = None) -> list[str]:

@@ -292,6 +292,20 @@ def _read_meta(path: Path) -> dict | None:
     return meta
 
 
+def _exons_outside(genes: pd.DataFrame, exons: pd.DataFrame) -> list[str]:
+    """Genes with an exon outside their span (the gene line's): a warning of ``build-cache`` and of
+    each run's ``_SUCCESS.json`` (the gene's features use the gene line, its sites the exons)."""
+    if not len(exons) or not len(genes):
+        return []
+    span = genes.set_index("gene_id")[["gene_start", "gene_end"]]
+    at = span.index.get_indexer(exons["gene_id"])
+    known = at >= 0
+    start = span["gene_start"].to_numpy()[np.maximum(at, 0)]
+    end = span["gene_end"].to_numpy()[np.maximum(at, 0)]
+    outside = known & ((exons["start"].to_numpy() < start) | (exons["end"].to_numpy() > end))
+    return sorted(pd.unique(exons["gene_id"].to_numpy()[outside]).tolist())
+
+
 Records = Callable[[Callable[[str], bool]], Iterator[tuple[str, int, Callable[[], np.ndarray]]]]
 
 
@@ -486,6 +500,7 @@ def _build(genome, annotation: Path, out: Path, fingerprint: str, details: dict,
         ann = read_annotation(annotation, chrom_aliases=chrom_aliases, gene_key=gene_key)
         genes = ann.genes
         report = dict(ann.report)
+        report["genes_with_exons_outside_gene_line"] = _exons_outside(genes, ann.exons)
         files = list(CACHE_FILES)
         if genome is not None:
             if is_plain_gzip(genome):
@@ -654,6 +669,11 @@ def _cli_build_cache(args: argparse.Namespace) -> int:
             print(f"  {key.replace('_', ' ')}: {len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})")
     if report.get("gene_level_exons_ignored"):
         print(f"  gene-level exons ignored (beside the transcripts' own): {report['gene_level_exons_ignored']}")
+    outside = report.get("genes_with_exons_outside_gene_line") or []
+    if outside:
+        print(f"  warning: {len(outside)} gene(s) with exons outside their gene line "
+              f"({', '.join(outside[:5])}{', ...' if len(outside) > 5 else ''}): their span is the "
+              "gene line's, their splice sites the exons'")
     if report.get("missing_sequences"):
         print(f"  sequences named in the annotation but absent from the genome: {report['missing_sequences']}")
     return 0

@@ -197,6 +197,16 @@ def test_cli_help_and_errors(tmp_path, capsys) -> None:
     args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
                               "--genes", "AT1G01010", "--workers", "0", "--out", str(tmp_path / "t.parquet")])
     assert args.handler(args) == ConfigError.exit_code
+    # an existing output is refused before any work, unless --overwrite
+    (tmp_path / "t.parquet").write_bytes(b"a user's file")
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--genes", "NOT_A_GENE", "--out", str(tmp_path / "t.parquet")])
+    assert args.handler(args) == ConfigError.exit_code
+    assert "exists: give --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "t.parquet").read_bytes() == b"a user's file"
+    args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
+                              "--genes", "NOT_A_GENE", "--out", str(tmp_path / "t.parquet"), "--overwrite"])
+    assert args.handler(args) == InputError.exit_code  # past the refusal: the gene is checked
 
 
 @needs_weights

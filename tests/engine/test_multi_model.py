@@ -110,6 +110,13 @@ def test_two_models_in_one_pass_equal_two_separate_runs(client, slice_cache, tmp
     assert again.partitions_resumed == again.partitions
     _assert_same_dataset(tmp_path / "both" / "small6", tmp_path / "two")
     assert "models" in json.loads((tmp_path / "both" / writer.SUCCESS_FILE).read_text())
+    # verify checks each model's dataset
+    assert main(["verify", str(tmp_path / "both")]) == 0
+    part = tmp_path / "both" / "small6" / writer.part_name(1)
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte of a data page
+    part.write_bytes(bytes(data))
+    assert main(["verify", str(tmp_path / "both")]) == 2
 
 
 def test_scoring_two_models_and_a_directory_of_models_from_the_cli(client, slice_cache, tmp_path):

@@ -115,3 +115,26 @@ def test_plan_following_the_input_partitions():
         plan_partitions(sizes, 10, gene_parts=parts[::-1].reset_index(drop=True).set_axis(parts.index))
     with pytest.raises(ValueError, match="bins do not follow"):
         plan_partitions(sizes, 10).bins_of_part(0)
+
+
+def test_each_bin_is_checked_gene_by_gene_against_the_plan():
+    from dask_enrich.errors import RunFailure
+
+    sizes = pd.Series({"a": 3, "b": 2, "c": 4, "d": 2})
+    plan = plan_partitions(sizes, 5, keep_order=True).with_rows(sizes)
+    assert plan.bins.tolist() == [0, 0, 1, 2]
+    plan.check_bin_rows(0, pd.Series(["b", "a", "a", "b", "a"], dtype="str"))  # any order
+    with pytest.raises(RunFailure, match=r"partition 0: gene b: 1 row\(s\) reached it but the input "
+                                         r"has 2 \(rows lost or duplicated\)"):
+        plan.check_bin_rows(0, pd.Series(["a", "a", "a", "b"], dtype="str"))
+    with pytest.raises(RunFailure, match=r"gene a: 4 row\(s\) reached it but the input has 3"):
+        plan.check_bin_rows(0, pd.Series(["a"] * 4 + ["b"] * 2, dtype="str"))
+    with pytest.raises(RunFailure, match="rows of gene c reached it, but the plan puts that gene in "
+                                         "another partition"):
+        plan.check_bin_rows(0, pd.Series(["a"] * 3 + ["b"] * 2 + ["c"], dtype="str"))
+    # the digest of a bin names its exact genes and rows: another plan's bin 0 differs
+    other = plan_partitions(sizes, 6, keep_order=True).with_rows(sizes)
+    assert other.bins.tolist() == [0, 0, 1, 1]
+    assert plan.bin_digest(0) == other.bin_digest(0) and plan.bin_digest(1) != other.bin_digest(1)
+    assert plan.digest() != other.digest()
+    assert plan.bin_digest(0) != plan.with_rows(sizes.replace({3: 4})).bin_digest(0)

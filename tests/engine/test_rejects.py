@@ -48,6 +48,60 @@ def test_rejected_files_are_whole_or_absent_and_resume_keeps_only_complete_bins(
     assert sorted(p.name for p in folder.iterdir()) == [writer.part_name(0), writer.part_name(2)]
 
 
+def test_a_kept_column_named_reason_does_not_collide_with_the_rejects_own(client, tmp_path):
+    from dask_enrich.config import EnrichConfig
+
+    frame = _positions(12).assign(reason=[f"note {i}" for i in range(12)],
+                                  source=[f"lab {i}" for i in range(12)])
+    frame.loc[[2, 7], "donor_score"] = np.nan
+    frame.to_parquet(tmp_path / "p.parquet", index=False)
+    summary = run_enrichment(str(tmp_path / "p.parquet"), MANIFEST, str(tmp_path / "out"),
+                             client=client, on_bad_rows="quarantine",
+                             config=EnrichConfig(keep_columns=("reason", "source")))
+    assert summary.rows_rejected == 2
+    rejected = pd.read_parquet(tmp_path / "out" / rejects.REJECTED_DIR).sort_values("position")
+    assert rejected["reason_input"].tolist() == ["note 2", "note 7"]
+    assert rejected["source_input"].tolist() == ["lab 2", "lab 7"]
+    assert rejected["reason"].str.startswith("score_").all()
+    assert rejected["source"].str.endswith("p.parquet").all()
+    written = pd.read_parquet(tmp_path / "out").sort_values("position")
+    assert written["reason"].tolist() == [f"note {i}" for i in range(12) if i not in (2, 7)]
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv"])
+def test_a_dataset_file_lacking_a_column_is_named_before_any_work(tmp_path, ext):
+    from dask_enrich.errors import InputError
+
+    frame = _positions(30)
+    (tmp_path / "in").mkdir()
+    for i, (part, drop) in enumerate([(frame.iloc[:10], []), (frame.iloc[10:20], []),
+                                      (frame.iloc[20:], ["neither_score"])]):
+        path = tmp_path / "in" / f"f{i}.{ext}"
+        part = part.drop(columns=drop)
+        part.to_parquet(path, index=False) if ext == "parquet" else part.to_csv(path, index=False)
+    with pytest.raises(InputError, match=rf"positions file {tmp_path}/in/f2.{ext}: lacks column\(s\) "
+                                         r"'neither_score' \(the first file"):
+        run_enrichment(str(tmp_path / "in"), MANIFEST, str(tmp_path / "out"), workers=1)
+    assert not (tmp_path / "out").exists()  # before any cluster or write
+
+
+@pytest.mark.parametrize("exchange", ["auto", "staged"])
+def test_a_position_beyond_int64_is_rejected_as_written_not_wrapped(client, tmp_path, exchange):
+    frame = _positions(12)
+    frame["position"] = frame["position"].astype(np.uint64)
+    frame.loc[[3, 8], "position"] = np.array([2**63 + 5, 2**64 - 1], dtype=np.uint64)
+    frame.to_parquet(tmp_path / "p.parquet", index=False)
+    summary = run_enrichment(str(tmp_path / "p.parquet"), MANIFEST, str(tmp_path / "out"),
+                             client=client, on_bad_rows="quarantine", exchange_method=exchange)
+    assert (summary.rows_written, summary.rows_rejected) == (10, 2)
+    rejected = pd.read_parquet(tmp_path / "out" / rejects.REJECTED_DIR)
+    assert sorted(rejected["reason"]) == ["position_too_large: position=18446744073709551615",
+                                          "position_too_large: position=9223372036854775813"]
+    written = pd.read_parquet(tmp_path / "out")
+    assert written["position"].dtype == np.int64
+    assert sorted(written["position"]) == sorted(frame["position"].drop(index=[3, 8]).astype(np.int64))
+
+
 def test_an_interrupted_part_write_leaves_nothing_a_reader_or_resume_takes_as_complete(
         tmp_path, monkeypatch):
     out = str(tmp_path / "out")
@@ -72,7 +126,7 @@ def test_an_interrupted_part_write_leaves_nothing_a_reader_or_resume_takes_as_co
     assert pq.read_table(out).num_rows == 20  # a dataset reader skips the hidden partial file
     done = writer.prepare_output(out, mode="resume", run_fingerprint="A", run_record={}, n_bins=2)
     assert sorted(done) == [0]
-    assert sorted(os.listdir(out)) == [writer.RUN_FILE, writer.part_name(0)]
+    assert sorted(os.listdir(out)) == [writer.RUN_FILE, writer.PARTS_DIR, writer.part_name(0)]
 
 
 # --- resume never mixes outputs of another version, other inputs or other settings ------------------

@@ -178,5 +178,5 @@ def test_selective_mode_checks_every_track_row_not_only_the_uncertain_ones(clien
     assert summary.rows_in == len(track) and summary.rows_rejected == 2
     assert summary.rows_written == len(got) == len(track) - 2
     assert not got.duplicated(["gene_id", "position"]).any()
-    reasons = pd.read_parquet(tmp_path / "out" / "rejected")["reason"].str.split(":").str[0]
+    reasons = pd.read_parquet(tmp_path / "out" / "_rejected")["reason"].str.split(":").str[0]
     assert sorted(reasons) == ["duplicate_position", "score_above_one"]

@@ -82,7 +82,9 @@ def test_prepare_refuses_overwrites_and_resumes(tmp_path):
     done = writer.prepare_output(out, mode="resume", run_fingerprint="A", run_record={}, n_bins=3)
     assert sorted(done) == [0, 2] and done[0]["rows"] == 10 and done[0]["report"]["rows"] == 10
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        writer.RUN_FILE, writer.part_name(0), writer.part_name(2)]
+        writer.RUN_FILE, writer.PARTS_DIR, writer.part_name(0), writer.part_name(2)]
+    assert sorted(p.name for p in (tmp_path / "out" / writer.PARTS_DIR).iterdir()) == [
+        writer.part_name(0) + ".json", writer.part_name(2) + ".json"]
     # overwrite empties the directory
     assert writer.prepare_output(out, mode="overwrite", run_fingerprint="B", run_record={},
                                  n_bins=1) == {}

@@ -1,0 +1,118 @@
+"""``dask-enrich verify OUT``: check a finished dataset against its record (``_SUCCESS.json``).
+
+For every part file the record lists: present, the same bytes (size and sha256), Parquet page
+checksums valid (every page read back with verification), the footer's fingerprint and bin those
+of the run, the recorded rows and rows per gene, and the recorded schema. Part files the record
+does not list, leftover temporary files, and rejected rows that do not add up are reported too.
+A multi-model output (``OUT/<model>/``) is checked model by model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from . import writer
+
+
+def verify_output(out: str, storage_options: dict[str, Any] | None = None) -> tuple[list[str], dict[str, int]]:
+    """(problems, counts) of the dataset in ``out``; no problems means it is whole and exactly
+    what its run recorded. ``counts``: files and rows checked."""
+    fs, root = writer._fs(out, storage_options)
+    counts = {"files": 0, "rows": 0}
+    if not fs.isdir(root):
+        return [f"{out}: no such directory"], counts
+    success = writer.read_json(out, writer.SUCCESS_FILE, storage_options)
+    if success is None:
+        lock = " (a run is writing it now)" if fs.exists(f"{root}/{writer.LOCK_FILE}") else ""
+        return [f"{out}: no {writer.SUCCESS_FILE}: the run did not finish{lock} (continue it with "
+                "--resume)"], counts
+    if "models" in success:  # one dataset per model
+        problems: list[str] = []
+        for name, info in success["models"].items():
+            found, sub = verify_output(f"{root}/{info.get('dir', name)}", storage_options)
+            problems += found
+            counts = {k: counts[k] + sub[k] for k in counts}
+        return problems, counts
+    problems = _verify_files(fs, root, success, counts)
+    return problems, counts
+
+
+def _verify_files(fs: Any, root: str, success: dict[str, Any], counts: dict[str, int]) -> list[str]:
+    problems: list[str] = []
+    files = success.get("partitions", {}).get("files", [])
+    if files and not isinstance(files[0], dict):
+        return [f"{root}/{writer.SUCCESS_FILE}: written by an older dask-enrich (no file hashes): "
+                "nothing to verify against"]
+    listed = {f["file"] for f in files}
+    for name in writer._listing(fs, root):
+        if writer.TMP_MARKER in name or (writer.PART_PATTERN.match(name) and name not in listed):
+            problems.append(f"{root}/{name}: not in the record (a leftover or foreign file that "
+                            "dataset readers would read)")
+    schema = success.get("schema")
+    for entry in files:
+        path = f"{root}/{entry['file']}"
+        if not fs.exists(path):
+            problems.append(f"{path}: missing")
+            continue
+        record, why = writer.verify_part(fs, root, entry["file"], fingerprint=success.get("fingerprint"),
+                                         record={**entry, "fingerprint": success.get("fingerprint")})
+        if record is None:
+            problems.append(f"{path}: {why}")
+        try:
+            with fs.open(path, "rb") as handle:
+                parquet = pq.ParquetFile(handle, page_checksum_verification=True)
+                table = parquet.read()
+        except Exception as exc:  # a page checksum mismatch, or an unreadable file
+            problems.append(f"{path}: cannot be read back ({type(exc).__name__}: {exc})")
+            continue
+        if table.num_rows != entry["rows"]:
+            problems.append(f"{path}: {table.num_rows:,} rows, the record says {entry['rows']:,}")
+        if schema is not None and writer.schema_fields(table.schema) != schema:
+            problems.append(f"{path}: its columns or types differ from the recorded schema")
+        if entry.get("gene_rows") and "gene_id" in table.column_names:
+            if writer.gene_rows_digest(table.column("gene_id").to_pandas()) != entry["gene_rows"]:
+                problems.append(f"{path}: its rows per gene differ from the record")
+        counts["files"] += 1
+        counts["rows"] += table.num_rows
+    written = success.get("rows", {}).get("written")
+    if written is not None and not problems and counts["rows"] != written:
+        problems.append(f"{root}: {counts['rows']:,} rows in the files, the record says {written:,}")
+    rejected = success.get("rejected", {})
+    if rejected.get("rows"):
+        directory = f"{root}/{rejected.get('dir', writer.REJECTED_DIR)}"
+        try:
+            found = sum(pq.ParquetFile(fs.open(f"{directory}/{n}", "rb")).metadata.num_rows
+                        for n in writer._listing(fs, directory) if writer.PART_PATTERN.match(n))
+        except Exception as exc:
+            found = -1
+            problems.append(f"{directory}: cannot be read ({type(exc).__name__}: {exc})")
+        if found >= 0 and found != rejected["rows"]:
+            problems.append(f"{directory}: {found:,} rejected rows, the record says {rejected['rows']:,}")
+    return problems
+
+
+def register_cli(subparsers: Any) -> None:
+    """``dask-enrich verify OUT``."""
+    p = subparsers.add_parser(
+        "verify", help="check a finished output against its _SUCCESS.json (files, hashes, rows)",
+        description="Check a dataset written by `dask-enrich run`/`score` against its record: every "
+                    "part file present with the recorded bytes (sha256), valid Parquet page "
+                    "checksums, the recorded rows, rows per gene and schema, and no file the record "
+                    "does not list. Exit 0 when whole; else each problem on stderr and exit 2.")
+    p.add_argument("out", metavar="OUT", help="the output directory (local or URL)")
+    p.set_defaults(handler=_cmd_verify)
+
+
+def _cmd_verify(args: Any) -> int:
+    import sys
+
+    problems, counts = verify_output(args.out)
+    if problems:
+        print(f"dask-enrich verify: {args.out}: {len(problems)} problem(s):", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        print("rerun with --resume to rewrite the damaged partitions", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {counts['files']} file(s), {counts['rows']:,} rows: match the record")
+    return 0
