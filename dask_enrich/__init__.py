@@ -1,5 +1,5 @@
 """dask_enrich: training-parity feature enrichment for splice-site meta-models."""
-__version__ = "0.1.0"
+from ._version import __version__
 
 from . import settings as _settings  # noqa: F401  (Dask's `enrich` config section: its defaults)
 from .config import EnrichConfig

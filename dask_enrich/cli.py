@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from . import __version__
+from ._version import __version__
 from .errors import ConfigError, EnrichError
 
 #: Modules that may add subcommands (each through ``register_cli(subparsers)``).

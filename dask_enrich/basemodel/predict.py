@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
 import sys
@@ -339,7 +338,7 @@ def _run_parts(client, genome: str, table: pd.DataFrame, out: Path, weights: str
     inputs and settings and predicts only the other partitions' genes."""
     import fsspec
 
-    from .. import __version__
+    from .._version import __version__
     from ..engine import writer
     from ..engine.partition import plan_partitions
     from ..engine.run import _file_key, _fingerprint
@@ -378,8 +377,8 @@ def _run_parts(client, genome: str, table: pd.DataFrame, out: Path, weights: str
             genes = {gene_ids[k]: stats[k].tolist() for k in np.flatnonzero(plan.bins == bin_id)}
             meta = {"fingerprint": fingerprint, "bin": bin_id, "file": writer.part_name(bin_id),
                     "rows": part.num_rows, "genes": genes}
-            part = part.replace_schema_metadata({writer.META_KEY: json.dumps(meta).encode()})
-            writer.write_table_atomic(fs, part, str(out), bin_id, compression=compression)
+            writer.write_recorded_part(fs, part, str(out), bin_id, meta, compression=compression,
+                                       write_page_checksum=True)
             pending = []
         if progress:
             progress(n, len(todo))

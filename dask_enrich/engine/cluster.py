@@ -10,6 +10,8 @@ sized by ``enrich.workers`` (default: Dask's CPU count), ``enrich.threads-per-wo
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +92,6 @@ def make_client(scheduler: str | None = None, scheduler_file: str | None = None,
     client = connect(scheduler, scheduler_file)
     if client is not None:
         return client, None
-    from .run import make_local_cluster
-
     spec = local_spec(**local)
     from .rejects import check_memory_limit
 
@@ -104,3 +104,56 @@ def make_client(scheduler: str | None = None, scheduler_file: str | None = None,
     if processes:  # its workers' memory warnings, silenced with distributed's chatter, once each
         surface_worker_warnings(client)
     return client, cluster
+
+
+#: glibc malloc settings of LocalCluster worker processes. Each task allocates and frees a few
+#: hundred MB of large arrays; with Dask's default (trim at 64 KiB, large blocks mmap'ed) every one
+#: of them is a fresh mmap whose pages the kernel must zero and fault in, which cost as much system
+#: time as the enrichment's own user time. Keeping freed blocks in the heap for reuse cuts the
+#: worker CPU time by about a third; the heap stays bounded by the largest task, so the peak RSS
+#: stays flat with the input size (see benchmarks/bench_engine.py).
+WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+#: Interface the LocalCluster's scheduler, workers and dashboard listen on, unless asked otherwise.
+LOCAL_HOST = "127.0.0.1"
+
+
+def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
+                       memory_limit: str | int | None = "auto", processes: bool = True,
+                       host: str = LOCAL_HOST):
+    """The engine's LocalCluster: ``workers`` processes x ``threads_per_worker`` threads, quiet
+    logs, a dashboard on a free port, and :data:`WORKER_MALLOC_ENV` in each worker process.
+    Scheduler, workers and dashboard listen on ``host`` only (default 127.0.0.1: nothing is
+    reachable from other machines; "0.0.0.0" for every interface)."""
+    import dask
+    from distributed import LocalCluster
+
+    if workers < 1 or threads_per_worker < 1:
+        raise ConfigError("--workers and --threads-per-worker must be at least 1")
+    for noisy in ("distributed.shuffle", "distributed.shuffle._scheduler_plugin"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_sigint():
+        return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                            memory_limit=memory_limit, processes=processes,
+                            host=host if processes else None,  # threads: in-process comms
+                            dashboard_address=f"{host}:0", silence_logs=logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """SIGINT ignored while the worker processes start, so that they inherit it ignored: Ctrl-C
+    (sent to the whole process group) then interrupts the client alone, which closes the cluster,
+    instead of printing a traceback from every worker. Only from the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

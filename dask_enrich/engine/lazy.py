@@ -84,6 +84,9 @@ def _enrich_partition(positions: pd.DataFrame, ctx: _Context, track: tuple | Non
     if track is not None and track_rows is None:  # no rows, or none of the track's pieces
         track_rows = track[3].copy()
     out = _enrich_bin(rows, track_rows, ctx, {"number": -1})
+    # one block per dtype (the core builds one per column, cheap to write but slow to edit):
+    # what pandas operations on the result (dask's own to_parquet, assign, ...) expect
+    out = out.copy()
     out.attrs = {}
     return out
 

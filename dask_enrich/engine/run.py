@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import __version__
+from .._version import __version__
 from .. import settings as dask_settings
 from ..config import EnrichConfig
 from ..core import EnrichReport, check_inputs, enrich, output_meta, output_schema
@@ -46,7 +46,7 @@ from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, fingerprint, inp
 from ..manifest import Manifest
 from ..selection import Selection, select_mask
 from . import exchange, rejects, models, writer
-from .cluster import make_client
+from .cluster import WORKER_MALLOC_ENV, make_client, make_local_cluster  # noqa: F401 (re-exported)
 from .partition import PartitionPlan, plan_partitions
 
 BIN = "_bin"
@@ -662,41 +662,6 @@ def _on_cluster(client: Any, say: Callable[[str], None], cluster: dict[str, Any]
             own_cluster.close()
 
 
-#: glibc malloc settings of LocalCluster worker processes. Each task allocates and frees a few
-#: hundred MB of large arrays; with Dask's default (trim at 64 KiB, large blocks mmap'ed) every one
-#: of them is a fresh mmap whose pages the kernel must zero and fault in, which cost as much system
-#: time as the enrichment's own user time. Keeping freed blocks in the heap for reuse cuts the
-#: worker CPU time by about a third; the heap stays bounded by the largest task, so the peak RSS
-#: stays flat with the input size (see benchmarks/bench_engine.py).
-WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
-
-
-#: Interface the LocalCluster's scheduler, workers and dashboard listen on, unless asked otherwise.
-LOCAL_HOST = "127.0.0.1"
-
-
-def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
-                       memory_limit: str | int | None = "auto", processes: bool = True,
-                       host: str = LOCAL_HOST):
-    """The engine's LocalCluster: ``workers`` processes x ``threads_per_worker`` threads, quiet
-    logs, a dashboard on a free port, and :data:`WORKER_MALLOC_ENV` in each worker process.
-    Scheduler, workers and dashboard listen on ``host`` only (default 127.0.0.1: nothing is
-    reachable from other machines; "0.0.0.0" for every interface)."""
-    import dask
-    from distributed import LocalCluster
-
-    if workers < 1 or threads_per_worker < 1:
-        raise ConfigError("--workers and --threads-per-worker must be at least 1")
-    for noisy in ("distributed.shuffle", "distributed.shuffle._scheduler_plugin"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_sigint():
-        return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                            memory_limit=memory_limit, processes=processes,
-                            host=host if processes else None,  # threads: in-process comms
-                            dashboard_address=f"{host}:0", silence_logs=logging.CRITICAL)
-
-
 @contextlib.contextmanager
 def _quiet_client_logs():
     """The client's own error logs silenced during the run and while it closes: a lost
@@ -714,25 +679,6 @@ def _quiet_client_logs():
         logger.setLevel(level)
         raise
     logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _workers_ignore_sigint():
-    """SIGINT ignored while the worker processes start, so that they inherit it ignored: Ctrl-C
-    (sent to the whole process group) then interrupts the client alone, which closes the cluster,
-    instead of printing a traceback from every worker. Only from the main thread."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
 
 
 def _run(client, manifest: Manifest, config: EnrichConfig, selection: Selection | None,

@@ -427,6 +427,14 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
               "rows_in": int(table.num_rows if rows_in is None else rows_in),
               "rows_rejected": int(rows_rejected), "report": report, "genes": genes,
               "gene_rows": gene_rows_digest(frame["gene_id"]) if "gene_id" in frame.columns else ""}
+    return write_recorded_part(fs, table, root, bin_id, record, **_writer_options(schema))
+
+
+def write_recorded_part(fs: Any, table: pa.Table, root: str, bin_id: int, record: dict[str, Any],
+                        **options: Any) -> dict[str, Any]:
+    """Write ``table`` as part ``bin_id`` of ``root`` with ``record`` in its footer, and the record
+    with the file's bytes and sha256 in ``_parts/`` before the rename (what ``--resume`` and
+    ``verify`` check a kept part against). Returns the record."""
     table = table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
 
     def record_bytes(tmp: str) -> None:  # the record first: a part under its final name has one
@@ -435,7 +443,7 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
         fs.makedirs(f"{root}/{PARTS_DIR}", exist_ok=True)
         _write_json(fs, part_record_path(root, part_name(bin_id)), record)
 
-    write_table_atomic(fs, table, root, bin_id, before_rename=record_bytes, **_writer_options(schema))
+    write_table_atomic(fs, table, root, bin_id, before_rename=record_bytes, **options)
     return record
 
 
