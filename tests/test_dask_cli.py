@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from dask_enrich._version import __version__
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,10 +27,11 @@ def dist_info(tmp_path_factory) -> Path:
     groups = {"console_scripts": project.get("scripts", {}), **project.get("entry-points", {})}
     assert groups.get("dask_cli") == {"enrich": "dask_enrich.dask_cli:enrich"}
     root = tmp_path_factory.mktemp("site")
-    info = root / f"dask_enrich-{project['version']}.dist-info"
+    version = __version__  # pyproject reads it from dask_enrich/_version.py
+    info = root / f"dask_enrich-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\n"
-                                   f"Version: {project['version']}\n")
+                                   f"Version: {version}\n")
     (info / "entry_points.txt").write_text("".join(
         f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in entries.items()) + "\n"
         for group, entries in groups.items()))
