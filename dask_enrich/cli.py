@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 from ._version import __version__
 from .errors import ConfigError, EnrichError
+from .logs import rate_and_eta
 
 #: Modules that may add subcommands (each through ``register_cli(subparsers)``).
 PLUGIN_MODULES = ("dask_enrich.catalog", "dask_enrich.genome.cache", "dask_enrich.basemodel.predict",
@@ -202,26 +203,6 @@ def add_cluster_arguments(group, local_options: bool = True) -> None:
                        help="memory limit per LocalCluster worker, e.g. 4GiB (default: "
                             "enrich.memory-limit, 'auto': the machine's memory divided among the "
                             "workers; 0 for none)")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def rate_and_eta(done: int, total: int, elapsed: float) -> str:
-    """``, 0.50/s, ETA 14s``: the rate so far and the time left at that rate (at the end, the time
-    taken; nothing before the first item is done)."""
-    if done <= 0 or elapsed <= 0:
-        return ""
-    rate = done / elapsed
-    text = f", {rate:.2f}/s" if rate < 10 else f", {rate:,.0f}/s"
-    return text + (f", ETA {_duration((total - done) / rate)}" if done < total
-                   else f", {_duration(elapsed)}")
 
 
 def _progress_printer(stream, unit: str = "partitions",

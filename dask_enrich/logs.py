@@ -85,3 +85,23 @@ def surface_worker_warnings(client) -> None:
         if _once not in logger.handlers:
             logger.addHandler(_once)
         client.forward_logging(name, level=logging.WARNING)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def rate_and_eta(done: int, total: int, elapsed: float) -> str:
+    """``, 0.50/s, ETA 14s``: the rate so far and the time left at that rate (at the end, the time
+    taken; nothing before the first item is done)."""
+    if done <= 0 or elapsed <= 0:
+        return ""
+    rate = done / elapsed
+    text = f", {rate:.2f}/s" if rate < 10 else f", {rate:,.0f}/s"
+    return text + (f", ETA {_duration((total - done) / rate)}" if done < total
+                   else f", {_duration(elapsed)}")

@@ -38,13 +38,14 @@ import pandas as pd
 from ..errors import EnrichError, InputError
 from ..features.registry import lookup
 from ..features.sequence import check_names, sequence_features, window_bounds
+from ..logs import rate_and_eta
 from .fasta import IndexedFasta, is_plain_gzip, stream_fasta
 from .annotation import read_annotation
 from .gtf import GENOMIC_FEATURES
 from .remote import is_url, local_cache_dir, local_file, local_root, upload_dir
 from .seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
-CACHE_FORMAT_VERSION = 2  # 2: n_splice_sites and num_overlaps as training computes them
+CACHE_FORMAT_VERSION = 2  # 2: n_splice_sites, num_overlaps as training computes them; gene keys, matched names
 CACHE_FILES = ("genes.parquet", "splice_sites.parquet", "exons.parquet")
 BASES_FILE = "bases.npy"
 KEYS_FILE = "gene_keys.parquet"
@@ -358,6 +359,7 @@ def _gene_bases(records: Records, genes: pd.DataFrame, names: SeqNames, out_path
     def better(genome_name: str) -> list[tuple[str, int]]:
         return [(a, prio) for a, prio in names.serves(genome_name) if prio < written.get(a, (9, ""))[0]]
 
+    started, genes_read = time.monotonic(), 0
     for gname, length, fetch in records(lambda name: bool(better(name))):
         lengths[gname] = length
         targets = better(gname)
@@ -371,9 +373,12 @@ def _gene_bases(records: Records, genes: pd.DataFrame, names: SeqNames, out_path
                 continue
             if chrom is None:
                 chrom = fetch()
-            progress(f"reading {gname} ({length:,} nt, {len(rows)} genes"
-                     f"{'' if a == gname else f' annotated on {a}'})")
             _copy_spans(chrom, start - 1, bases, tentative, span_all, rows)
+            genes_read += len(rows)
+            eta = rate_and_eta(genes_read, len(genes), time.monotonic() - started).replace("/s", " genes/s")
+            progress(f"reading {gname} ({length:,} nt, {len(rows)} genes"
+                     f"{'' if a == gname else f' annotated on {a}'}): {genes_read:,}/{len(genes):,} "
+                     f"genes{eta}")
         del chrom
     mapping, report = names.resolve(lengths)
     target = np.array([mapping.get(s, "") for s in seqname], dtype=object)

@@ -288,6 +288,7 @@ def test_build_cache_subcommand(tmp_path, capsys):
     assert (GenomicCache.open(tmp_path / "c").gene_table["chrom"] == 1).all()
     out = capsys.readouterr()
     assert "380 genes" in out.out and "reading NC_003070.9" in out.err
+    assert "380/380 genes" in out.err and " genes/s, " in out.err  # progress with its rate
     bad = parser.parse_args(["build-cache", "--annotation", str(tmp_path / "none.gtf"), "--out", str(tmp_path / "d")])
     assert bad.handler(bad) == InputError.exit_code
     assert "not found" in capsys.readouterr().err
