@@ -10,9 +10,9 @@ pieces whose gene id statistics can hold them), so neither the cache nor the tra
 the graph. Nothing is computed until the result is: ``.compute()``,
 ``.to_parquet()``, ``.persist()``, further ``map_partitions`` all work on it.
 
-Unlike ``run``, the partitions are the input's (planning gene partitions would need a pass over
-the data): give partitions that hold whole genes (e.g. ``set_index``/``shuffle`` on ``gene_id``)
-when a gene's rows should stay together; the values do not depend on it.
+The partitions are by gene: Dask's lazy shuffle on ``gene_id`` (a gene is never split; ``run``'s
+size-based packing would need a pass over the data before the graph exists), or the input's own
+partitions with ``by_gene=False`` when they already hold whole genes.
 """
 from __future__ import annotations
 
@@ -94,10 +94,16 @@ def _enrich_partition(positions: pd.DataFrame, ctx: _Context, track: tuple | Non
 def enrich_dask(frame, manifest: str | Path | Manifest, *, cache: str | None = None,
                 genome: str | None = None, annotation: str | None = None,
                 track: str | None = None, config: EnrichConfig = EnrichConfig(),
-                cache_dir: str | None = None):
+                cache_dir: str | None = None, by_gene: bool = True):
     """Lazily enrich the positions of the Dask DataFrame ``frame`` with the features of
-    ``manifest``; returns a Dask DataFrame (one output partition per input partition, meta from
-    the feature registry).
+    ``manifest``; returns a Dask DataFrame (meta from the feature registry).
+
+    ``by_gene`` (default): the rows are first shuffled on ``gene_id`` (Dask's own lazy shuffle, as
+    many partitions as the input), so that a gene is never split over partitions: each gene's
+    rows are checked together (a repeated position is found wherever it was) and each partition
+    reads the track of whole genes. ``run``'s size-based packing needs a pass over the data; the
+    lazy API hashes genes to partitions instead (the values are the same). ``by_gene=False``
+    keeps the input's partitions (one output partition each): for input already grouped by gene.
 
     ``cache`` (a ``build-cache`` directory) or ``genome``/``annotation`` (the cache is built or
     reused once, here, under ``cache_dir``) give the genomic features; ``track`` (a path: Parquet
@@ -152,5 +158,7 @@ def enrich_dask(frame, manifest: str | Path | Manifest, *, cache: str | None = N
         track_arg = (reader, pieces, _gene_ranges(track_source, pieces), track_meta)
     ctx_key = dask.delayed(ctx, pure=True, traverse=False)
     track_key = dask.delayed(track_arg, pure=True, traverse=False) if track_arg else None
+    if by_gene and frame.npartitions > 1:
+        frame = frame.shuffle("gene_id", npartitions=frame.npartitions)
     return frame.map_partitions(_enrich_partition, ctx_key, track_key, meta=meta,
                                 enforce_metadata=False, align_dataframes=False)

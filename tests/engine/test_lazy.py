@@ -60,11 +60,12 @@ def test_lazy_until_asked_and_composable(inputs, tmp_path):
         ran.append(len(graph))
         return dask.get(graph, keys, **kwargs)
 
-    with dask.config.set(scheduler=counting_get):
+    # the shuffle by gene with the tasks method: this test's scheduler is not a distributed one
+    with dask.config.set(scheduler=counting_get, **{"dataframe.shuffle.method": "tasks"}):
         result = _lazy(inputs)
         rows = result.map_partitions(len)  # further map_partitions stays lazy too
         assert ran == []  # building it computed nothing
-        assert result.npartitions == 4
+        assert result.npartitions == 4  # the shuffle by gene keeps the input's count
         assert int(rows.sum().compute()) == inputs["rows"]
         assert len(ran) == 1 and ran[0] > 0
         result.to_parquet(tmp_path / "written")
@@ -104,8 +105,9 @@ def test_bad_inputs_are_named_before_anything_runs(inputs):
 def test_a_bad_row_fails_the_compute_naming_it(inputs):
     positions = pd.read_parquet(inputs["positions"]).head(50)
     positions.loc[7, "donor_score"] = np.nan
-    lazy = enrich_dask(dd.from_pandas(positions, npartitions=2), MODEL_DIR, cache=inputs["cache"],
-                       track=str(inputs["track"]), config=KEEP)  # building it checks no row
+    with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # computed without the cluster
+        lazy = enrich_dask(dd.from_pandas(positions, npartitions=2), MODEL_DIR, cache=inputs["cache"],
+                           track=str(inputs["track"]), config=KEEP)  # building it checks no row
     with pytest.raises(InputError, match="enrich_dask"):
         lazy.compute(scheduler="sync")
 
@@ -134,3 +136,22 @@ def test_each_task_reads_only_the_track_pieces_of_its_genes(tmp_path):
     assert sorted(set(rows["gene_id"])) == ["B", "E"] and len(rows) == 4
     assert read == [pieces[0], pieces[2]]
     assert _read_track_rows(np.array(["Z"]), counting, pieces, ranges) is None
+
+
+def test_a_gene_split_over_partitions_is_checked_whole(inputs):
+    """Input partitions that split a gene, with one position repeated across the split: by gene
+    (the default) the repeat is found, as run finds it; by_gene=False keeps the input's
+    partitions, and each half looks clean."""
+    positions = pd.read_parquet(inputs["positions"])
+    gene = positions["gene_id"].value_counts().index[0]
+    rows = positions[positions["gene_id"] == gene].head(20).reset_index(drop=True)
+    frame = pd.concat([rows, rows.iloc[[0]]], ignore_index=True)  # row 20 repeats row 0
+    split = dd.from_pandas(frame, npartitions=2, sort=False)
+    assert split.npartitions == 2 and len(split.partitions[0]) < len(frame)
+    with pytest.raises(InputError, match="duplicate_position"), \
+            dask.config.set({"dataframe.shuffle.method": "tasks"}):  # computed without the cluster
+        enrich_dask(split, MODEL_DIR, cache=inputs["cache"], track=str(inputs["track"]),
+                    config=KEEP).compute(scheduler="sync")
+    kept = enrich_dask(split, MODEL_DIR, cache=inputs["cache"], track=str(inputs["track"]),
+                       config=KEEP, by_gene=False).compute(scheduler="sync")
+    assert len(kept) == len(frame)
