@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from ._version import __version__
 from .errors import ConfigError, EnrichError
-from .logs import rate_and_eta
+from .logs import progress_printer as _progress_printer
 
 #: Modules that may add subcommands (each through ``register_cli(subparsers)``).
 PLUGIN_MODULES = ("dask_enrich.catalog", "dask_enrich.genome.cache", "dask_enrich.basemodel.predict",
@@ -203,34 +203,6 @@ def add_cluster_arguments(group, local_options: bool = True) -> None:
                        help="memory limit per LocalCluster worker, e.g. 4GiB (default: "
                             "enrich.memory-limit, 'auto': the machine's memory divided among the "
                             "workers; 0 for none)")
-
-
-def _progress_printer(stream, unit: str = "partitions",
-                      clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
-    """A progress callback ``show(done, total)``: a bar with rate and ETA on a terminal, a line
-    per tenth otherwise (``partitions 3/10, 0.50/s, ETA 14s``)."""
-    tty = stream.isatty()
-    state = {"last": -1, "start": None}
-
-    def show(done: int, total: int) -> None:
-        if state["start"] is None:
-            state["start"] = clock()
-        rate = rate_and_eta(done, total, clock() - state["start"])
-        if tty:
-            width = 30
-            filled = int(width * done / max(total, 1))
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}{rate}   ")
-            if done == total:
-                stream.write("\n")
-            stream.flush()
-        else:
-            tenth = int(10 * done / max(total, 1))
-            if tenth != state["last"] or done == total:
-                state["last"] = tenth
-                stream.write(f"{unit} {done}/{total}{rate}\n")
-                stream.flush()
-
-    return show
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -108,10 +108,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cli_demo(args: argparse.Namespace) -> int:
-    from .cli import _progress_printer
+    from .logs import LOGGER, progress_printer as _progress_printer
 
     summary = run_demo(args.out, workers=args.workers, progress=_progress_printer(sys.stderr),
-                       log=lambda message: print(message, file=sys.stderr), score=args.score)
+                       log=LOGGER.info, score=args.score)
     print("\n".join(summary.lines()))
     print("\nPreview (first re-scored positions: base and meta scores):" if args.score else
           "\nPreview (first rows, a few of the 124 feature columns):")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import TextIO
+import time
+from typing import Callable, TextIO
 
 LOGGER = logging.getLogger("dask_enrich")
 #: Levels of ``--log-level``; ``-v`` is debug, ``--quiet`` warning, the default info.
@@ -105,3 +106,31 @@ def rate_and_eta(done: int, total: int, elapsed: float) -> str:
     text = f", {rate:.2f}/s" if rate < 10 else f", {rate:,.0f}/s"
     return text + (f", ETA {_duration((total - done) / rate)}" if done < total
                    else f", {_duration(elapsed)}")
+
+
+def progress_printer(stream, unit: str = "partitions",
+                      clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
+    """A progress callback ``show(done, total)``: a bar with rate and ETA on a terminal, a line
+    per tenth otherwise (``partitions 3/10, 0.50/s, ETA 14s``)."""
+    tty = stream.isatty()
+    state = {"last": -1, "start": None}
+
+    def show(done: int, total: int) -> None:
+        if state["start"] is None:
+            state["start"] = clock()
+        rate = rate_and_eta(done, total, clock() - state["start"])
+        if tty:
+            width = 30
+            filled = int(width * done / max(total, 1))
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}{rate}   ")
+            if done == total:
+                stream.write("\n")
+            stream.flush()
+        else:
+            tenth = int(10 * done / max(total, 1))
+            if tenth != state["last"] or done == total:
+                state["last"] = tenth
+                stream.write(f"{unit} {done}/{total}{rate}\n")
+                stream.flush()
+
+    return show

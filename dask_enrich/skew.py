@@ -760,11 +760,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 def run_cli(args: argparse.Namespace) -> int:
     """The ``skew`` command: run the check, write the report, print the summary; the exit code."""
-    from .cli import _progress_printer
+    from .logs import LOGGER, progress_printer as _progress_printer
     from .skew_report import summary_lines, write_report
 
-    say = (lambda message: None) if args.quiet else (
-        lambda message: print(message, file=sys.stderr, flush=True))
+    say = LOGGER.info  # filtered by --quiet / --log-level (the main parser configures it)
     try:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from dask_enrich import logs
-from dask_enrich.cli import _progress_printer, main
+from dask_enrich.cli import main
+from dask_enrich.logs import progress_printer as _progress_printer
 from dask_enrich.logs import rate_and_eta
 from tests.engine.conftest import client  # noqa: F401
 from tests.test_cli import _inputs

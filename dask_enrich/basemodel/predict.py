@@ -493,7 +493,7 @@ def run_cli(args: argparse.Namespace) -> int:
         client = connect(args.scheduler, args.scheduler_file)  # None: predict_base chooses
         t0 = time.perf_counter()
         try:
-            from ..cli import _progress_printer
+            from ..logs import progress_printer as _progress_printer
             from ..logs import LOGGER
 
             show = LOGGER.isEnabledFor(logging.INFO)  # --log-level warning / error: no progress

@@ -644,7 +644,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 def _cli_build_cache(args: argparse.Namespace) -> int:
     import sys
 
-    progress = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    from ..logs import LOGGER
+
+    progress = LOGGER.info  # filtered by --quiet / --log-level (the main parser configures it)
     aliases = {}
     for item in args.chrom_alias:
         name, sep, chrom = item.partition("=")

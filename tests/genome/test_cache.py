@@ -284,6 +284,9 @@ def test_build_cache_subcommand(tmp_path, capsys):
     fasta = link_into(tmp_path / "fa", SLICE_FASTA)
     args = parser.parse_args(["build-cache", "--genome", str(fasta), "--annotation", str(SLICE_GTF),
                               "--out", str(tmp_path / "c"), "--chrom-alias", f"{SEQNAME}=1"])
+    from dask_enrich.logs import configure
+
+    configure("info")  # what the main parser does: progress goes through the dask_enrich logger
     assert args.handler(args) == 0
     assert (GenomicCache.open(tmp_path / "c").gene_table["chrom"] == 1).all()
     out = capsys.readouterr()
