@@ -8,6 +8,7 @@ from .manifest import Manifest, load_manifest
 from .seed import InferenceFeatureConfig, OptimizedInferenceEnricher, create_optimized_enricher
 
 __all__ = [
+    "__version__",
     "EnrichConfig",
     "enrich_dask",
     "EnrichReport",

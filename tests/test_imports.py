@@ -16,7 +16,6 @@ PACKAGE = Path(dask_enrich.__file__).parent
 #: appears and when one of these disappears (then take it off the list).
 KNOWN_CIRCLES = {
     frozenset({"dask_enrich.engine.models", "dask_enrich.engine.run"}),
-    frozenset({"dask_enrich.skew", "dask_enrich.skew_report"}),
 }
 
 
@@ -110,6 +109,17 @@ def test_the_circle_finder_finds_a_circle():
 
 def test_no_new_import_circles():
     assert circles(import_graph()) == KNOWN_CIRCLES
+
+
+def test_argparse_only_in_the_cli_and_the_commands_still_to_move():
+    """The command line belongs in ``dask_enrich/cli/``; these modules still declare their own
+    subcommand (to move there, issue 16): the list may only shrink."""
+    still = {"dask_enrich.basemodel.predict", "dask_enrich.catalog", "dask_enrich.demo",
+             "dask_enrich.genome.cache"}
+    users = {_module_name(p) for p in PACKAGE.rglob("*.py")
+             if any(isinstance(n, ast.Import) and any(a.name == "argparse" for a in n.names)
+                    for n in ast.walk(ast.parse(p.read_text())))}
+    assert {m for m in users if not m.startswith("dask_enrich.cli")} == still
 
 
 def test_features_core_and_genome_never_import_the_engine_or_the_cli():

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from dask_enrich.config import EnrichConfig
 from dask_enrich.errors import ConfigError, InputError
 from dask_enrich.manifest import load_manifest, manifest_from_names
-from dask_enrich.skew import compare_features, differs, register_cli, skew_check
+from dask_enrich.cli.skew import register_cli
+from dask_enrich.skew import compare_features, differs, skew_check
 
 from .skew_data import LABEL_COLUMNS, MODEL_DIR, build_training_set
 
@@ -385,12 +386,10 @@ def test_cli_builds_the_cache_from_genome_and_annotation(training_set, tmp_path)
     assert Path(data["settings"]["cache"]).parent == out.parent / ".dask-enrich-cache"  # as `run`
 
 
-def test_main_cli_runs_the_skew_command(training_set, tmp_path, monkeypatch):
+def test_main_cli_runs_the_skew_command(training_set, tmp_path):
     """``dask-enrich skew`` through the package's CLI (registered there by module name)."""
     from dask_enrich import cli
 
-    if "dask_enrich.skew" not in cli.PLUGIN_MODULES:  # until cli.py lists it
-        monkeypatch.setattr(cli, "PLUGIN_MODULES", (*cli.PLUGIN_MODULES, "dask_enrich.skew"))
     path = tmp_path / "training.tsv"
     training_set.training.to_csv(path, sep="\t", index=False)
     code = cli.main(["skew", "--training", str(path), "--manifest", str(MODEL_DIR), "--cache",

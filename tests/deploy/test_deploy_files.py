@@ -309,7 +309,6 @@ def test_image_provides_the_entry_commands_the_chart_and_manifests_use():
         assert shim, "the image calls dask-scheduler/dask-worker but does not provide them"
         assert {f"dask-{r}" for r in shim.group(1).split()} >= legacy
         assert re.search(r"/usr/local/bin/dask-\$\{role\}", text)
-        from shutil import which
         for role in legacy:  # and `dask <role>` itself is real
             assert dask_options(DASK_ROLES[role])
 

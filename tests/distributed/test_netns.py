@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (ENV, assert_same_output, dask_command, enrich_command, run_args, start, stop,
+from .conftest import (ENV, assert_same_output, dask_command, run_args, start, stop,
                        tail)
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import psutil
-import pytest
 from distributed import Client
 
 from dask_enrich.engine.run import make_local_cluster

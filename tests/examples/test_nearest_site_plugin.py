@@ -13,7 +13,7 @@ from dask_enrich.features import plugins
 from dask_enrich.genome.cache import build_cache
 from dask_enrich.manifest import manifest_from_names
 
-from ..conftest import SLICE_FASTA, SLICE_GTF
+from ..conftest import SLICE_GTF
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "examples" / "nearest_site_plugin"
 NAMES = ["distance_to_nearest_donor", "distance_to_nearest_acceptor", "donor_score"]

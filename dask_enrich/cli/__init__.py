@@ -14,16 +14,15 @@ import logging
 import os
 import signal
 import sys
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
-from ._version import __version__
-from .errors import ConfigError, EnrichError
-from .logs import progress_printer as _progress_printer
+from .._version import __version__
+from ..errors import ConfigError, EnrichError
+from ..logs import progress_printer as _progress_printer
 
 #: Modules that may add subcommands (each through ``register_cli(subparsers)``).
 PLUGIN_MODULES = ("dask_enrich.catalog", "dask_enrich.genome.cache", "dask_enrich.basemodel.predict",
-                  "dask_enrich.demo", "dask_enrich.skew", "dask_enrich.engine.verify")
+                  "dask_enrich.demo", "dask_enrich.cli.skew", "dask_enrich.engine.verify")
 
 _EPILOG_RUN = """\
 inputs:
@@ -67,7 +66,7 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
 
 def _add_logging(parser: argparse.ArgumentParser, top: bool = False) -> None:
     """``-v`` and ``--log-level`` (on the main parser and, not overriding it, on each command)."""
-    from .logs import LEVELS
+    from ..logs import LEVELS
 
     default = None if top else argparse.SUPPRESS
     parser.add_argument("-v", "--verbose", action="store_const", const="debug", dest="log_level",
@@ -78,8 +77,8 @@ def _add_logging(parser: argparse.ArgumentParser, top: bool = False) -> None:
 
 
 def _add_run(subparsers, name: str = "run") -> None:
-    from .engine import models
-    from .engine.partition import DEFAULT_PARTITION_ROWS
+    from ..engine import models
+    from ..engine.partition import DEFAULT_PARTITION_ROWS
 
     p = subparsers.add_parser(
         name, help="enrich positions with a manifest's features on Dask, write Parquet"
@@ -115,7 +114,7 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="where to build the cache from --genome/--annotation (default: "
                         "enrich.cache-dir of Dask's config, else .dask-enrich-cache beside OUT); "
                         "reused when the inputs are unchanged")
-    from .genome.cache import add_reference_arguments
+    from ..genome.cache import add_reference_arguments
 
     add_reference_arguments(g)
     o = p.add_argument_group("output")
@@ -206,22 +205,22 @@ def add_cluster_arguments(group, local_options: bool = True) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import EnrichConfig
-    from .engine.run import run_enrichment
-    from .selection import Selection
+    from ..config import EnrichConfig
+    from ..engine.run import run_enrichment
+    from ..selection import Selection
 
     if args.positions is None and args.track is None:
         raise ConfigError("give --positions, or --track to select uncertain positions from it")
-    from . import settings
+    from .. import settings
 
     config = EnrichConfig(missing=settings.get("missing", args.missing), coordinates=args.coordinates,
                           context_track=args.context_track, keep_columns=tuple(args.keep_columns))
     selection = Selection(args.select, args.band_low, args.band_high, args.max_below,
                           args.entropy_above, args.spread_below)
-    from .logs import LOGGER
+    from ..logs import LOGGER
 
     log = LOGGER.info
-    from .engine.models import score_options
+    from ..engine.models import score_options
 
     manifest = args.manifest[0] if len(args.manifest) == 1 else args.manifest
     summary = run_enrichment(
@@ -275,7 +274,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dask-enrich") -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = bool(getattr(args, "debug", False))
-    from .logs import configure
+    from ..logs import configure
 
     configure(args.log_level or ("warning" if getattr(args, "quiet", False) else "info"))
     previous = _catch_sigterm()
@@ -335,7 +334,3 @@ def _silence_stdout() -> None:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
