@@ -2,6 +2,7 @@
 import argparse
 
 from dask_enrich import catalog
+from dask_enrich.cli import features as features_command
 from dask_enrich.features import registry
 
 
@@ -24,7 +25,7 @@ def test_check_manifest_groups_needs(model_dir, capsys):
     assert len(needs[registry.ANNOTATION]) == 14
     assert "context_score_m1" in needs[registry.CONTEXT]
     parser = argparse.ArgumentParser()
-    catalog.register_cli(parser.add_subparsers())
+    features_command.register_cli(parser.add_subparsers())
     args = parser.parse_args(["check-manifest", str(model_dir)])
     assert args.handler(args) == 0
     out = capsys.readouterr().out

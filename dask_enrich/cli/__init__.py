@@ -21,8 +21,9 @@ from ..errors import ConfigError, EnrichError
 from ..logs import progress_printer as _progress_printer
 
 #: Modules that may add subcommands (each through ``register_cli(subparsers)``).
-PLUGIN_MODULES = ("dask_enrich.catalog", "dask_enrich.genome.cache", "dask_enrich.basemodel.predict",
-                  "dask_enrich.demo", "dask_enrich.cli.skew", "dask_enrich.engine.verify")
+PLUGIN_MODULES = ("dask_enrich.cli.features", "dask_enrich.cli.build_cache",
+                  "dask_enrich.cli.predict_base", "dask_enrich.cli.demo", "dask_enrich.cli.skew",
+                  "dask_enrich.cli.verify")
 
 _EPILOG_RUN = """\
 inputs:
@@ -114,7 +115,7 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="where to build the cache from --genome/--annotation (default: "
                         "enrich.cache-dir of Dask's config, else .dask-enrich-cache beside OUT); "
                         "reused when the inputs are unchanged")
-    from ..genome.cache import add_reference_arguments
+    from .build_cache import add_reference_arguments
 
     add_reference_arguments(g)
     o = p.add_argument_group("output")

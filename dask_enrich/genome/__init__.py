@@ -7,7 +7,6 @@ from .cache import (
     gene_relative_to_genomic,
     genomic_to_gene_relative,
     load_cached,
-    register_cli,
 )
 from .fasta import IndexedFasta, reverse_complement
 from .gtf import GENOMIC_FEATURES, Annotation, encode_chrom, read_gtf
@@ -16,6 +15,5 @@ __all__ = [
     "Annotation", "GENOMIC_FEATURES", "GenomicCache", "IndexedFasta", "build_cache", "detect_format",
     "encode_chrom", "read_annotation",
     "gene_relative_to_genomic", "genomic_to_gene_relative", "load_cached", "read_gtf",
-    "register_cli",
     "reverse_complement",
 ]

@@ -17,6 +17,7 @@ import pytest
 
 from dask_enrich.basemodel import predict as bp
 from dask_enrich.basemodel import spliceai as sa
+from dask_enrich.cli import predict_base as command
 from dask_enrich.errors import ConfigError, InputError
 
 DATA = Path(__file__).resolve().parents[2] / "dask_enrich" / "data"
@@ -168,7 +169,7 @@ def test_gene_window_pads_with_n_beyond_sequence_ends() -> None:
 def test_cli_help_and_errors(tmp_path, capsys) -> None:
     parser = argparse.ArgumentParser(prog="dask-enrich")
     sub = parser.add_subparsers(dest="command")
-    bp.register_cli(sub)
+    command.register_cli(sub)
     with pytest.raises(SystemExit):
         parser.parse_args(["predict-base", "--help"])
     text = capsys.readouterr().out
@@ -213,7 +214,7 @@ def test_cli_help_and_errors(tmp_path, capsys) -> None:
 @pytest.mark.distributed
 def test_cli_runs_on_local_worker_processes(tmp_path, capsys) -> None:
     parser = argparse.ArgumentParser(prog="dask-enrich")
-    bp.register_cli(parser.add_subparsers(dest="command"))
+    command.register_cli(parser.add_subparsers(dest="command"))
     (tmp_path / "genes.txt").write_text(f"{MINUS_GENE}\n")
     out = tmp_path / "t.parquet"
     args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
@@ -233,9 +234,9 @@ def test_cli_predicts_every_gene_by_default_and_chrom_narrows(tmp_path, monkeypa
         seen["genes"], seen["chroms"] = genes, kw.get("chroms")
         return pd.DataFrame({"gene_id": ["g"], "length": [10], "flank_padded": [0]})
 
-    monkeypatch.setattr(bp, "predict_base", fake_predict_base)
+    monkeypatch.setattr(command, "predict_base", fake_predict_base)
     parser = argparse.ArgumentParser(prog="dask-enrich")
-    bp.register_cli(parser.add_subparsers(dest="command"))
+    command.register_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["predict-base", "--genome", str(FASTA), "--annotation", str(GTF),
                               "--out", str(tmp_path / "t.parquet")])
     assert args.genes is None and args.genes_file is None

@@ -21,8 +21,8 @@ from dask_enrich.genome.cache import (
     gene_relative_to_genomic,
     genomic_to_gene_relative,
     load_cached,
-    register_cli,
 )
+from dask_enrich.cli.build_cache import register_cli
 from dask_enrich.genome.gtf import GENOMIC_FEATURES
 from tests.genome.conftest import SEQNAME, SLICE_FASTA, SLICE_GTF, link_into
 from tests.genome.reference import features_of_window, revcomp, window_string

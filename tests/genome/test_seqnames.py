@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from dask_enrich.errors import InputError
-from dask_enrich.genome.cache import build_cache, register_cli
+from dask_enrich.cli.build_cache import register_cli
+from dask_enrich.genome.cache import build_cache
 from dask_enrich.genome.seqnames import SeqNames, automatic_candidates, read_seq_aliases
 from tests.genome.conftest import renamed_copies
 
