@@ -78,15 +78,15 @@ def _add_logging(parser: argparse.ArgumentParser, top: bool = False) -> None:
 
 
 def _add_run(subparsers, name: str = "run") -> None:
-    from ..engine import models
+    from . import scoring
     from ..engine.partition import DEFAULT_PARTITION_ROWS
 
     p = subparsers.add_parser(
         name, help="enrich positions with a manifest's features on Dask, write Parquet"
-        if name == "run" else models.SCORE_HELP,
+        if name == "run" else scoring.SCORE_HELP,
         description="Compute, for each position, the feature vector a meta-model's manifest names;\n"
                     "partitioned by gene on Dask; written as a Parquet dataset."
-        if name == "run" else models.SCORE_DESCRIPTION,
+        if name == "run" else scoring.SCORE_DESCRIPTION,
         epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("inputs")
     g.add_argument("--positions", metavar="P",
@@ -177,7 +177,7 @@ def _add_run(subparsers, name: str = "run") -> None:
                         "files under OUT/_staging, or 'p2p' (Dask's shuffle)")
     c.add_argument("--quiet", action="store_true",
                    help="no progress bar or log lines (warnings and errors only: --log-level warning)")
-    models.add_score_arguments(p, name)
+    scoring.add_score_arguments(p, name)
     _add_debug(p)
     p.set_defaults(handler=_cmd_run)
 
@@ -221,7 +221,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..logs import LOGGER
 
     log = LOGGER.info
-    from ..engine.models import score_options
+    from .scoring import score_options
 
     manifest = args.manifest[0] if len(args.manifest) == 1 else args.manifest
     summary = run_enrichment(
