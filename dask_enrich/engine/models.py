@@ -417,11 +417,10 @@ def _slice(enriched: pd.DataFrame, input_columns: Sequence[str], union: Manifest
 def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFrame | None,
                   t: Target, ctx: Any) -> pd.DataFrame:
     from ..scoring import load_model_cached, score_partition, selective_scores
-    from .run import _genomic
 
     frame = _slice(enriched, list(positions.columns), ctx.manifest, t, ctx.config)
     if t.overrides is not None:  # this model's own fill values for features shared with others
-        again, _ = enrich(positions, t.overrides, genomic=_genomic(ctx), track=track, config=ctx.config)
+        again, _ = enrich(positions, t.overrides, genomic=ctx.genomic(), track=track, config=ctx.config)
         frame = frame.copy(deep=False)
         for name in t.overrides.names:
             frame[name] = again[name].to_numpy()

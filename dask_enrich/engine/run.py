@@ -161,6 +161,14 @@ class _Context:
     track_checks: rejects.BinChecks = rejects.BinChecks()  # of track rows read for context
     gene_aliases: tuple[tuple[str, str], ...] = ()  # (input id, annotation id): version matching
 
+    def genomic(self):
+        """The run's genomic cache, opened on this worker (once per process), or None."""
+        if self.cache_path is None:
+            return None
+        from ..genome.cache import load_cached
+
+        return load_cached(self.cache_path).with_gene_aliases(self.gene_aliases)
+
 
 # --- worker-side functions ----------------------------------------------------------------------
 def _assign_bins(frame: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
@@ -207,14 +215,6 @@ def _in_plan_order(frame: pd.DataFrame, plan: PartitionPlan) -> bool:
     return bool((change | (position[1:] >= position[:-1])).all())
 
 
-def _genomic(ctx: _Context):
-    if ctx.cache_path is None:
-        return None
-    from ..genome.cache import load_cached
-
-    return load_cached(ctx.cache_path).with_gene_aliases(ctx.gene_aliases)
-
-
 def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: _Context,
                 partition_info: dict | None = None) -> pd.DataFrame:
     """Enrich one bin (one partition) with the pure core; the report rides in ``attrs``."""
@@ -246,7 +246,7 @@ def _enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
         # bad rows split off with a reason (error: the run fails; quarantine: OUT/_rejected/)
         positions, rejected, checks = _check_rows(positions, ctx, bin_id)
     positions = _sorted_bin(positions, ctx.plan)
-    out, report = enrich(positions, ctx.manifest, genomic=_genomic(ctx), track=track, config=ctx.config)
+    out, report = enrich(positions, ctx.manifest, genomic=ctx.genomic(), track=track, config=ctx.config)
     checks = rejects.with_track_info(checks, track_info)
     out.attrs[_REPORT_ATTR] = {**report.to_dict(), rejects.CHECKS_KEY: checks}
     out.attrs[_ROWS_IN_ATTR] = rows_in
@@ -266,7 +266,7 @@ def _enrich_positions_only(positions: pd.DataFrame, ctx: _Context,
 
 def _check_rows(rows: pd.DataFrame, ctx: _Context, bin_id: int
                 ) -> tuple[pd.DataFrame, int, dict[str, Any]]:
-    return rejects.check_bin(rows, ctx.checks, bin_id=bin_id, config=ctx.config, genomic=_genomic(ctx),
+    return rejects.check_bin(rows, ctx.checks, bin_id=bin_id, config=ctx.config, genomic=ctx.genomic(),
                              out=ctx.out, fingerprint=ctx.fingerprint,
                              storage_options=ctx.storage_options)
 
