@@ -36,7 +36,7 @@ output:
   OUT/part-NNNNN.parquet, one per gene partition, all with the same schema: gene_id, position,
   [chrom or chrom_name, strand], the --keep-columns, then the manifest's features in order.
   OUT/_SUCCESS.json records rows in/written/rejected, imputed features, each file's rows and
-  sha256, fingerprints and timings; `dask-enrich verify OUT` checks OUT against it.
+  CRC-32, fingerprints and timings; `dask-enrich verify OUT` checks OUT against it.
 
 exit codes: 0 success, 2 bad input or manifest (also usage errors, every row rejected), 3 bad
   option, missing features, or OUT not usable as asked (locked by another run, not empty, ...),

@@ -11,7 +11,7 @@ def register_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "verify", help="check a finished output against its _SUCCESS.json (files, hashes, rows)",
         description="Check a dataset written by `dask-enrich run`/`score` against its record: every "
-                    "part file present with the recorded bytes (sha256), valid Parquet page "
+                    "part file present with the recorded bytes (CRC-32), valid Parquet page "
                     "checksums, the recorded rows, rows per gene and schema, and no file the record "
                     "does not list. Exit 0 when whole; else each problem on stderr and exit 2.")
     p.add_argument("out", metavar="OUT", help="the output directory (local or URL)")

@@ -947,6 +947,6 @@ def check_bins(plan: PartitionPlan, fresh: pd.DataFrame, done: dict[int, dict[st
             if problem:
                 raise RunFailure(f"{t.out}/{writer.part_name(b)}: its record ({writer.PARTS_DIR}/) "
                                  f"does not match partition {b} of this run ({problem})")
-        files[t.out] = [{k: e[k] for k in ("file", "bin", "rows", "bytes", "sha256", "gene_rows")}
+        files[t.out] = [{k: e[k] for k in ("file", "bin", "rows", "bytes", writer.HASH_KEY, "gene_rows")}
                         for e in entries]
     return files

@@ -1,6 +1,6 @@
 """``dask-enrich verify OUT``: check a finished dataset against its record (``_SUCCESS.json``).
 
-For every part file the record lists: present, the same bytes (size and sha256), Parquet page
+For every part file the record lists: present, the same bytes (size and CRC-32), Parquet page
 checksums valid (every page read back with verification), the footer's fingerprint and bin those
 of the run, the recorded rows and rows per gene, and the recorded schema. Part files the record
 does not list, leftover temporary files, and rejected rows that do not add up are reported too.
