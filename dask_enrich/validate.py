@@ -276,14 +276,17 @@ def _check_chromosome(rows: "_Reasons", chrom: pd.Series, seqname: pd.Series, fo
     if len(uniques) == 0:
         return
     row_keys = sequence_name_key(pd.Index(np.asarray(uniques, dtype=object)))
-    names = pd.Index(seqname.to_numpy(dtype=object))
+    # the names are worked out on the few distinct sequence names, then spread to genes and rows
+    seq_codes, names = pd.factorize(seqname.to_numpy(dtype=object))
+    names = pd.Index(np.asarray(names, dtype=object))
     gene_keys = sequence_name_key(names)
-    alt_keys = sequence_name_key(pd.Index(names.map(lambda n: (genome_names or {}).get(n, n))))
+    alt_keys = sequence_name_key(pd.Index([(genome_names or {}).get(n, n) for n in names], dtype=object))
     # every side as codes in one space: the rows' uniques, then the gene names of the other sides
     space = row_keys.append(gene_keys.append(alt_keys).difference(row_keys)).unique()
     row_code = np.where(codes >= 0, space.get_indexer(row_keys)[np.maximum(codes, 0)], -1)
-    gene_code = space.get_indexer(gene_keys)[at]
-    alt_code = space.get_indexer(alt_keys)[at]
+    gene_seq = seq_codes[at]
+    gene_code = space.get_indexer(gene_keys)[gene_seq]
+    alt_code = space.get_indexer(alt_keys)[gene_seq]
     bad = found & (row_code >= 0) & (row_code != gene_code) & (row_code != alt_code)
     if bad.any():
         row_names = np.asarray(uniques, dtype=object)[np.maximum(codes, 0)]
