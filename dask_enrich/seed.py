@@ -18,7 +18,7 @@ from .config import ContextTrackRule, EnrichConfig
 from .core import enrich, impute_value
 from .errors import InputError
 from .features.registry import CONTEXT
-from .io import OPTIONAL_COLUMNS, TRACK_COLUMNS, check_columns, inspect_input, normalise_frame, read_pandas
+from .io import TRACK_COLUMNS, check_columns, inspect_input, normalise_frame, read_pandas
 from .manifest import Manifest, find_manifest, load_manifest
 from .validate import raise_for_bad_rows, split_bad_rows
 
@@ -75,7 +75,7 @@ class _GeneTrack:
             source = inspect_input(str(track), label="track")
             check_columns(source, TRACK_COLUMNS)
             self.kind, self.name = "track file", str(track)
-            columns = [c for c in (*TRACK_COLUMNS, *OPTIONAL_COLUMNS[:3]) if source.has(c)]
+            columns = [c for c in (*TRACK_COLUMNS, "neither_score", "chrom", "strand") if source.has(c)]
             frame = read_pandas(source, columns)
         self.frame = frame  # sorted lazily: a frame without gene_id is one gene's track
         self._bounds: tuple[pd.Index, np.ndarray] | None = None
@@ -88,7 +88,7 @@ class _GeneTrack:
             if self._bounds is None:
                 self.frame = self.frame.sort_values("gene_id", kind="stable", ignore_index=True)
                 genes = self.frame["gene_id"].to_numpy(dtype=object)
-                starts = np.flatnonzero(np.r_[True, genes[1:] != genes[:-1]])
+                starts = np.flatnonzero(np.r_[len(genes) > 0, genes[1:] != genes[:-1]])
                 self._bounds = pd.Index(genes[starts]), np.r_[starts, len(genes)]
             uniques, bounds = self._bounds
             i = uniques.get_indexer([gene_id])[0]

@@ -139,3 +139,13 @@ def test_a_bad_track_row_is_refused_naming_the_track(model_dir, tmp_path):
     with pytest.raises(InputError, match="missing required column.*acceptor_score"):
         enricher.generate_features_for_uncertain_positions(
             positions, "AT1G01020", track=track.drop(columns="acceptor_score"))
+
+
+def test_an_empty_track_leaves_the_context_missing(model_dir):
+    """A track without rows (it crashed the grouping): every row's context is missing, imputed."""
+    positions = _uncertain_rows(pd.read_parquet(DEMO_TRACK), "AT1G01020")
+    empty = pd.read_parquet(DEMO_TRACK).iloc[:0]
+    enricher = dask_enrich.create_optimized_enricher(verbose=False, track=empty)
+    enricher.load_feature_manifest(model_dir)
+    out = enricher.generate_features_for_uncertain_positions(positions, "AT1G01020")
+    assert len(out) == len(positions) and out["context_score_m1"].nunique() == 1
