@@ -102,12 +102,10 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="full per-nucleotide base-model predictions (same formats): the source of "
                         "context scores (neighbouring nucleotides), and of positions when "
                         "--positions is omitted")
-    g.add_argument("--genome", metavar="FASTA",
-                   help="reference genome (FASTA: plain, bgzip or plain gzip) for sequence features "
-                        "and k-mers; needs --annotation; a genomic cache is built (or reused) in --cache-dir")
-    g.add_argument("--annotation", metavar="FILE",
-                   help="gene annotation for genomic features, strands and gene spans: GTF, GFF3 or a "
-                        "SpliceAI gene table, plain or gzip (format read from the content)")
+    from .build_cache import add_genome_arguments, add_reference_arguments
+
+    add_genome_arguments(g, genome_note=" for sequence features and k-mers; needs --annotation; a "
+                                        "genomic cache is built (or reused) in --cache-dir")
     g.add_argument("--cache", metavar="DIR",
                    help="a genomic cache built earlier by `dask-enrich build-cache` (instead of "
                         "--genome/--annotation)")
@@ -115,8 +113,6 @@ def _add_run(subparsers, name: str = "run") -> None:
                    help="where to build the cache from --genome/--annotation (default: "
                         "enrich.cache-dir of Dask's config, else .dask-enrich-cache beside OUT); "
                         "reused when the inputs are unchanged")
-    from .build_cache import add_reference_arguments
-
     add_reference_arguments(g)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", required=True,

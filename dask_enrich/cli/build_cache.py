@@ -14,6 +14,15 @@ ANNOTATION_HELP = ("gene annotation: GTF (GENCODE, Ensembl, RefSeq), GFF3 (GENCO
 GENOME_HELP = "reference genome FASTA: plain, bgzip or plain gzip (read once into the cache)"
 
 
+def add_genome_arguments(group, *, genome_required: bool = False, annotation_required: bool = False,
+                         genome_note: str = "") -> None:
+    """``--genome`` and ``--annotation``, in one wording for every command that reads them."""
+    group.add_argument("--genome", metavar="FASTA", required=genome_required, default=None,
+                       help=GENOME_HELP + genome_note)
+    group.add_argument("--annotation", metavar="FILE", required=annotation_required, default=None,
+                       help=ANNOTATION_HELP)
+
+
 def add_reference_arguments(group) -> None:
     """``--gene-key`` and ``--seq-aliases``: the options of every command that reads an annotation."""
     group.add_argument("--gene-key", metavar="ATTRIBUTE", default=None,
@@ -40,9 +49,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
             "changed inputs rebuild it. Without --genome the cache holds the annotation only (no "
             "sequence features)."),
     )
-    parser.add_argument("--genome", metavar="FASTA", default=None,
-                        help=GENOME_HELP + " (needed for gc_content, k-mers, ...)")
-    parser.add_argument("--annotation", metavar="FILE", required=True, help=ANNOTATION_HELP)
+    add_genome_arguments(parser, annotation_required=True,
+                         genome_note=" (needed for gc_content, k-mers, ...)")
     parser.add_argument("--out", metavar="DIR", required=True, help="cache directory (created if needed)")
     parser.add_argument("--chrom-alias", metavar="SEQNAME=CHROM", action="append", default=[],
                         help="encode SEQNAME as chromosome CHROM in the 'chrom' feature (repeatable), e.g. "

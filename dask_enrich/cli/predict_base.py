@@ -42,9 +42,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--genome", required=True, metavar="FASTA", help="genome FASTA (plain, bgzip or plain gzip)")
-    p.add_argument("--annotation", required=True, metavar="FILE",
-                   help="gene annotation: GTF, GFF3 or SpliceAI gene table, plain or gzip")
+    from .build_cache import add_genome_arguments
+
+    add_genome_arguments(p, genome_required=True, annotation_required=True)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--genes", metavar="ID[,ID...]",
                        help="comma-separated gene ids (default: every gene of the annotation)")

@@ -28,10 +28,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
                         help="training feature matrix: .tsv/.csv(.gz), .parquet, or a directory of them")
     parser.add_argument("--manifest", required=True, metavar="M",
                         help="feature manifest (CSV, JSON, text) or model directory")
-    from .build_cache import ANNOTATION_HELP, GENOME_HELP, add_reference_arguments
+    from .build_cache import add_genome_arguments, add_reference_arguments
 
-    parser.add_argument("--genome", metavar="FASTA", help=GENOME_HELP)
-    parser.add_argument("--annotation", metavar="FILE", help=ANNOTATION_HELP)
+    add_genome_arguments(parser)
     parser.add_argument("--cache", metavar="DIR", help="genomic cache from `dask-enrich build-cache`")
     add_reference_arguments(parser)
     parser.add_argument("--track", metavar="T",
