@@ -169,7 +169,7 @@ def manifest_57(root: Path) -> Path:
     from dask_enrich.genome.gtf import GENOMIC_FEATURES
 
     path = root / "manifest57.txt"
-    path.write_text("\n".join([*SCORE_FEATURES, *GENOMIC_FEATURES]) + "\n")
+    path.write_text("\n".join([*sorted(SCORE_FEATURES), *GENOMIC_FEATURES]) + "\n")
     return path
 
 
