@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+# the required position columns and the context columns, declared in columns.py
+from .columns import CONTEXT_COLUMNS, POSITION_COLUMNS as REQUIRED_COLUMNS
 from .config import EnrichConfig
 from .errors import InputError, MissingFeatureError, PluginError
 from .features import registry
@@ -26,9 +28,6 @@ from .manifest import Manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from .genome.cache import GenomicCache
-
-REQUIRED_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score", "neither_score")
-CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in registry.CONTEXT_OFFSETS)
 
 
 @dataclass

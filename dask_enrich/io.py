@@ -21,21 +21,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# the input columns are declared in columns.py; the names stay importable from here
+from .columns import (CONTEXT_COLUMNS, FLOAT_COLUMNS as _FLOAT_COLUMNS, OPTIONAL_COLUMNS,  # noqa: F401
+                      POSITION_COLUMNS, STRING_COLUMNS as _STRING_COLUMNS, TRACK_COLUMNS)
 from .errors import InputError
-from .features.registry import CONTEXT_OFFSETS
 
-#: Columns every positions input must have.
-POSITION_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score", "neither_score")
-#: Columns every base-prediction track must have (``neither_score``, ``chrom``, ``strand`` optional).
-TRACK_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score")
-#: Optional columns carried when present.
-OPTIONAL_COLUMNS = ("neither_score", "chrom", "strand") + tuple(
-    f"context_score_{s}" for s in CONTEXT_OFFSETS
-)
-CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in CONTEXT_OFFSETS)
 
-_STRING_COLUMNS = ("gene_id", "chrom", "strand")
-_FLOAT_COLUMNS = ("donor_score", "acceptor_score", "neither_score") + CONTEXT_COLUMNS
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _CSV_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .columns import BASE_SCORES
 from .errors import ConfigError, InputError
 
 SelectRule = Literal["band", "entropy"]
@@ -105,9 +106,10 @@ def select_mask(frame: pd.DataFrame, selection: Selection = Selection()) -> np.n
             raise InputError(f"track lacks column {name!r}, needed by the {selection.rule} selection rule")
         return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
 
+    donor, acceptor, neither = BASE_SCORES
     if selection.rule == "band":
-        return band_mask(column("donor_score"), column("acceptor_score"), selection.low, selection.high)
-    return entropy_mask(column("donor_score"), column("acceptor_score"), column("neither_score"),
+        return band_mask(column(donor), column(acceptor), selection.low, selection.high)
+    return entropy_mask(column(donor), column(acceptor), column(neither),
                         selection.max_below, selection.entropy_above, selection.spread_below)
 
 

@@ -27,17 +27,13 @@ from typing import Any, Callable, Collection, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from . import columns as _columns
+from .columns import ALIASES, CONTEXT_COLUMNS, REQUIRED  # noqa: F401 (declared there, kept importable)
 from .config import EnrichConfig
 from .errors import InputError
-from .features.registry import CONTEXT_OFFSETS
 
-#: Required columns of each kind of input.
-REQUIRED = {
-    "positions": ("gene_id", "position", "donor_score", "acceptor_score", "neither_score"),
-    "track": ("gene_id", "position", "donor_score", "acceptor_score"),
-}
-SCORE_COLUMNS = ("donor_score", "acceptor_score", "neither_score")
-CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in CONTEXT_OFFSETS)
+#: The base scores (checked in [0, 1] and never missing).
+SCORE_COLUMNS = _columns.BASE_SCORES
 #: Default tolerance of the score-sum warning: |d + a + n - 1| above this is reported (not rejected).
 SUM_TOLERANCE = 0.05
 #: Columns added to the rejected rows.
@@ -63,26 +59,6 @@ REASONS: dict[str, str] = {
     "gene_beyond_sequence_end": "the gene's span runs past the end of its chromosome in the genome",
     "duplicate_position": "a repeat of an earlier (gene_id, position) row (the first is kept)",
 }
-
-#: Column names other tools use for the required columns (normalised: lower case, '_' separators).
-ALIASES: dict[str, str] = {
-    **dict.fromkeys(["gene", "geneid", "gene_name", "genename", "gene_symbol", "gene_stable_id",
-                     "ensembl_gene_id", "gid"], "gene_id"),
-    **dict.fromkeys(["pos", "coord", "coordinate", "coordinates", "genomic_position", "loc",
-                     "location", "site", "site_position", "pos1", "position_1based", "bp"],
-                    "position"),
-    **dict.fromkeys(["donor", "donor_prob", "donor_probability", "donor_scores", "p_donor",
-                     "prob_donor", "donor_p", "donorscore", "d", "donor_pred"], "donor_score"),
-    **dict.fromkeys(["acceptor", "acceptor_prob", "acceptor_probability", "acceptor_scores",
-                     "p_acceptor", "prob_acceptor", "acceptor_p", "acceptorscore", "a",
-                     "acceptor_pred", "acc", "acc_score"], "acceptor_score"),
-    **dict.fromkeys(["neither", "neither_prob", "neither_probability", "neither_scores",
-                     "p_neither", "prob_neither", "neither_p", "neitherscore", "n", "none",
-                     "none_score", "other_score", "neither_pred", "background"], "neither_score"),
-    **dict.fromkeys(["str", "strand_sign", "orientation"], "strand"),
-    **dict.fromkeys(["chr", "chromosome", "seqname", "seqid", "contig", "chrom_name"], "chrom"),
-}
-
 
 # --- schema level --------------------------------------------------------------------------------
 def _normalise_name(name: str) -> str:
@@ -143,11 +119,7 @@ def check_columns(columns_and_dtypes: Mapping[str, Any], *, source: str,
     (``positions`` or ``track``). Cheap: no data is read. Fractional positions and out-of-range
     scores are row-level problems, left to :func:`split_bad_rows`.
     """
-    if required is None:
-        if kind not in REQUIRED:
-            raise ValueError(f"kind must be one of {', '.join(REQUIRED)}, not {kind!r}")
-        required = REQUIRED[kind]
-    required = list(required)
+    required = list(_columns.required(kind) if required is None else required)
     columns = {str(k): v for k, v in columns_and_dtypes.items()}
     problems = []
     spare = [c for c in columns if c not in required]
