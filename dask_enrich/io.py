@@ -15,7 +15,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 # the input columns are declared in columns.py; the names stay importable from here
 from .columns import (CONTEXT_COLUMNS, FLOAT_COLUMNS as _FLOAT_COLUMNS, OPTIONAL_COLUMNS,  # noqa: F401
                       POSITION_COLUMNS, STRING_COLUMNS as _STRING_COLUMNS, TRACK_COLUMNS)
+from . import storage
 from .errors import InputError
 
 
@@ -55,13 +55,7 @@ class InputSource:
         return all(c in self.columns for c in CONTEXT_COLUMNS)
 
 
-def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    return fsspec.core.url_to_fs(path, **(storage_options or {}))
-
-
-def _full(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return path if protocol in ("file", "local") else fs.unstrip_protocol(path)
+_fs = storage.url_to_fs  # the old name, still imported by the engine
 
 
 def _kind(name: str) -> tuple[Format | None, str | None, str]:
@@ -118,11 +112,11 @@ def inspect_input(path: str, *, label: str = "positions",
     if fmt == "csv" and sep == "," and "\t" in ",".join(columns) and len(columns) == 1:
         sep = "\t"
         columns = tuple(columns[0].split("\t"))
-    return InputSource(path, label, fmt, tuple(_full(fs, f) for f in files), columns, sep,
+    return InputSource(path, label, fmt, tuple(storage.full_path(fs, f) for f in files), columns, sep,
                        compression, storage_options)
 
 
-def _columns_of(fs: fsspec.AbstractFileSystem, file: str, fmt: Format, compression: str | None,
+def _columns_of(fs: storage.FileSystem, file: str, fmt: Format, compression: str | None,
                 label: str) -> tuple[str, ...]:
     try:
         if fmt == "parquet":
@@ -254,8 +248,7 @@ def _read_head(source: InputSource, columns: Sequence[str]) -> pd.DataFrame:
         with fs.open(stripped, "rb") as handle:
             return pq.ParquetFile(handle).schema_arrow.empty_table().select(list(columns)).to_pandas()
     try:  # the first 100 rows only (pandas would read a whole buffer of a gzip stream)
-        with fsspec.open(source.files[0], "rb", compression=source.compression,
-                         **(source.storage_options or {})) as handle:
+        with storage.open_file(source.files[0], source.storage_options, source.compression) as handle:
             head = b"".join(line for _, line in zip(range(101), handle))
         return pd.read_csv(_io.BytesIO(head), sep=source.sep, usecols=list(columns),
                            dtype=_csv_dtypes(columns))
@@ -346,7 +339,7 @@ class _PieceReader:
         if source.format == "parquet":
             file, groups = piece
             fs, stripped = _fs(file, source.storage_options)
-            local = _full(fs, stripped) == stripped  # a local file: pyarrow's own reader
+            local = storage.is_local(fs)  # a local file: pyarrow's own reader
             with (open(stripped, "rb") if local else fs.open(stripped, "rb")) as handle:
                 parquet = pq.ParquetFile(handle)
                 table = (parquet.read(columns=self.columns) if groups is None
@@ -356,8 +349,7 @@ class _PieceReader:
         dtypes = _csv_dtypes(self.columns)
         if np.dtype(self.position_dtype) == np.float64 and "position" in self.columns:
             dtypes["position"] = "float64"
-        with fsspec.open(file, "rb", compression=source.compression,
-                         **(source.storage_options or {})) as handle:
+        with storage.open_file(file, source.storage_options, source.compression) as handle:
             if offset is None:
                 data = handle.read()
             else:
@@ -429,8 +421,7 @@ def read_pandas(source: InputSource | str, columns: Sequence[str] | None = None)
         if source.format == "parquet":
             parts.append(pd.read_parquet(file, columns=columns, storage_options=source.storage_options))
         else:
-            with fsspec.open(file, "rb", compression=source.compression,
-                             **(source.storage_options or {})) as handle:
+            with storage.open_file(file, source.storage_options, source.compression) as handle:
                 parts.append(pd.read_csv(handle, sep=source.sep, usecols=columns,
                                          dtype=_csv_dtypes(columns))[columns])
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-import fsspec
 import numpy as np
 import pandas as pd
 
@@ -41,6 +40,7 @@ from ..logs import rate_and_eta
 from .fasta import IndexedFasta, is_plain_gzip, stream_fasta
 from .annotation import read_annotation
 from .gtf import GENOMIC_FEATURES
+from ..storage import url_to_fs
 from .remote import is_url, local_cache_dir, local_file, local_root, upload_dir
 from .seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
@@ -454,7 +454,8 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
     if is_url(out):  # built locally, then copied to the URL (reused when its record matches)
         url, out = str(out), local_root() / "builds" / hashlib.sha256(str(out).encode()).hexdigest()[:16]
         try:
-            remote = json.loads(fsspec.open(f"{url.rstrip('/')}/{META_FILE}").open().read())
+            fs, meta = url_to_fs(f"{url.rstrip('/')}/{META_FILE}")
+            remote = json.loads(fs.cat_file(meta))
         except (OSError, ValueError):
             remote = None
         cache = build_cache(genome, annotation, out, progress=progress, chrom_aliases=chrom_aliases,
