@@ -238,20 +238,36 @@ def normalise_frame(frame: pd.DataFrame, label: str = "positions", *,
 def _meta_of(source: InputSource, columns: Sequence[str], position_dtype: Any = np.int64
              ) -> pd.DataFrame:
     """The normalised empty frame for these columns (keep-columns typed from the file)."""
-    sample = _read_head(source, columns)
+    sample = read_head(source, columns)
     return normalise_frame(sample.iloc[:0], source.label, position_dtype=position_dtype)
 
 
-def _read_head(source: InputSource, columns: Sequence[str]) -> pd.DataFrame:
-    if source.format == "parquet":
-        fs, stripped = _fs(source.files[0], source.storage_options)
-        with fs.open(stripped, "rb") as handle:
-            return pq.ParquetFile(handle).schema_arrow.empty_table().select(list(columns)).to_pandas()
-    try:  # the first 100 rows only (pandas would read a whole buffer of a gzip stream)
+def file_columns(source: InputSource, file: str) -> tuple[str, ...]:
+    """The column names of one file of ``source`` (Parquet footer, or the CSV header line)."""
+    fs, stripped = _fs(file, source.storage_options)
+    return _columns_of(fs, stripped, source.format, source.compression, source.label)
+
+
+def read_head(source: InputSource, columns: Sequence[str] | None = None, *,
+              typed: bool = True) -> pd.DataFrame:
+    """The head of the first file of ``source``, cheaply: the empty frame of a Parquet footer's
+    schema, or the first 100 rows of a CSV file (``typed``: the input columns' canonical CSV
+    dtypes, else pandas' inferred ones). ``columns``: only these (None: all). A file that cannot
+    be read is an InputError naming it."""
+    try:
+        if source.format == "parquet":
+            fs, stripped = _fs(source.files[0], source.storage_options)
+            with fs.open(stripped, "rb") as handle:
+                table = pq.ParquetFile(handle).schema_arrow.empty_table()
+            return (table if columns is None else table.select(list(columns))).to_pandas()
+        # the first 100 rows only (pandas would read a whole buffer of a gzip stream)
         with storage.open_file(source.files[0], source.storage_options, source.compression) as handle:
             head = b"".join(line for _, line in zip(range(101), handle))
-        return pd.read_csv(_io.BytesIO(head), sep=source.sep, usecols=list(columns),
-                           dtype=_csv_dtypes(columns))
+        wanted = None if columns is None else list(columns)
+        frame = pd.read_csv(_io.BytesIO(head), sep=source.sep, usecols=wanted,
+                            dtype=_csv_dtypes(wanted or []) if typed else None)
+        frame.columns = [str(c).strip() for c in frame.columns]
+        return frame
     except Exception as exc:  # truncated, undecodable or unparseable first rows
         raise InputError(f"{source.label} file {source.files[0]}: cannot be read "
                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
