@@ -21,15 +21,16 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .features.registry import CONTEXT_OFFSETS
-
 GENE_ID = "gene_id"
 POSITION = "position"
 CHROM = "chrom"
 STRAND = "strand"
 #: The base model's three scores of a position, in output order.
 BASE_SCORES = ("donor_score", "acceptor_score", "neither_score")
-#: The context scores of the neighbouring nucleotides (one per offset of the registry).
+#: The context neighbours: column suffix -> offset in transcript orientation (the registry's
+#: ``context_score_*`` features and the positions' optional context columns).
+CONTEXT_OFFSETS = {"m2": -2, "m1": -1, "p1": 1, "p2": 2}
+#: The context scores of the neighbouring nucleotides, one per offset.
 CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in CONTEXT_OFFSETS)
 #: The two keys of a row.
 KEYS = (GENE_ID, POSITION)

@@ -597,3 +597,36 @@ def test_corrupted_frames_yield_exactly_the_clean_rows_enriched_as_in_a_clean_ru
 def _index_of(rows, is_clean, i):
     """Index in ``rows`` of the i-th clean row."""
     return [k for k, c in enumerate(is_clean) if c][i]
+
+
+def test_the_one_placement_check_by_hand():
+    """validate.place: gene known, chromosome agrees, position inside the span, sequence present;
+    the first problem of each row, hand-worked."""
+    from dask_enrich.validate import (CHROMOSOME_DIFFERS, GENE_ABSENT, NO_SEQUENCE, OUTSIDE_GENE,
+                                      PLACED, place)
+
+    table = pd.DataFrame({"gene_start": [100, 500], "gene_end": [200, 520], "strand": ["+", "-"],
+                          "seqname": ["Chr1", "Chr2"], "seq_offset": [0, -1]},
+                         index=pd.Index(["GA", "GB"], name="gene_id"))
+    rows = np.array([0, 0, 0, -1, 1, 1, 0])
+    pos = np.array([100, 201, 150, 150, 510, 519, 99])
+    chrom = pd.Series(["chr1", "Chr1", "Chr2", "Chr1", None, "Chr2", "Chr1"])
+    got = place(table, rows, pos, chrom=chrom, has_sequence_for=True)
+    assert got.code.tolist() == [PLACED, OUTSIDE_GENE, CHROMOSOME_DIFFERS, GENE_ABSENT,
+                                 NO_SEQUENCE, NO_SEQUENCE, OUTSIDE_GENE]
+    assert got.start.tolist() == [100, 100, 100, 100, 500, 500, 100]
+    assert got.end.tolist()[4] == 520 and got.placed.tolist() == [True] + [False] * 6
+    # without the chromosome and sequence checks
+    assert place(table, rows, pos).code.tolist() == [PLACED, OUTSIDE_GENE, PLACED, GENE_ABSENT,
+                                                    PLACED, PLACED, OUTSIDE_GENE]
+    # gene-relative: offsets 0 .. end - start (100 for GA, 20 for GB)
+    rel = place(table, np.array([0, 0, 0, 1, 1]), np.array([0, 100, 101, 20, -1]),
+                coordinates="gene_relative")
+    assert rel.code.tolist() == [PLACED, PLACED, OUTSIDE_GENE, PLACED, OUTSIDE_GENE]
+    assert rel.lo.tolist() == [0] * 5 and rel.hi.tolist() == [100, 100, 100, 20, 20]
+    # sequence names instead of seq_offset; an empty gene table places nothing
+    assert place(table, np.array([0, 1]), np.array([150, 510]),
+                 has_sequence_for={"Chr2"}).code.tolist() == [NO_SEQUENCE, PLACED]
+    assert place(table.iloc[:0], np.array([-1]), np.array([5])).code.tolist() == [GENE_ABSENT]
+    with pytest.raises(ValueError, match="seq_offset"):
+        place(table.drop(columns="seq_offset"), rows, pos, has_sequence_for=True)

@@ -33,6 +33,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..errors import InputError
+from ..validate import place
 from .registry import COUNT, FLOAT, INT, SEQUENCE, Computed, Feature, builtin_features, declare, \
     declare_pattern, lookup, parse_kmer
 
@@ -336,9 +337,9 @@ def sequence_kernel(inputs, names: list[str]) -> Computed:
     rows whose gene, chromosome or position cannot be placed are missing."""
     n = len(inputs.frame)
     offset = np.where(inputs.in_annotation, inputs.gene_column("seq_offset"), -1)
-    start, end = inputs.gene_column("gene_start"), inputs.gene_column("gene_end")
-    valid = (inputs.in_annotation & (offset >= 0) & inputs.strand_known
-             & (inputs.positions >= start) & (inputs.positions <= end))
+    placement = place(inputs.genomic.gene_table, inputs.gene_row, inputs.positions, has_sequence_for=True)
+    start, end = placement.start, placement.end
+    valid = placement.placed & inputs.strand_known
     reason = ("gene absent from the annotation, its chromosome absent from the genome, or the "
               "position outside the gene span")
     if not valid.any():

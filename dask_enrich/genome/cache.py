@@ -41,6 +41,7 @@ from .fasta import IndexedFasta, is_plain_gzip, stream_fasta
 from .annotation import read_annotation
 from .gtf import GENOMIC_FEATURES
 from ..storage import url_to_fs
+from ..validate import place
 from .remote import is_url, local_cache_dir, local_file, local_root, upload_dir
 from .seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
@@ -209,19 +210,9 @@ class GenomicCache:
     def problem_codes(self, rows: np.ndarray, position, *, need_sequence: bool) -> np.ndarray:
         """Per row (gene-table row numbers from :meth:`gene_rows`), an int8 code: 0 ok, 1 gene not in
         annotation, 2 position outside gene, 3 no sequence for gene (see ``PROBLEMS``)."""
-        position = np.asarray(position, dtype=np.int64)
-        idx = np.asarray(rows)
-        safe = np.maximum(idx, 0)
-        code = np.zeros(len(idx), dtype=np.int8)
-        found = idx >= 0
-        code[~found] = 1
-        start = self.gene_table["gene_start"].to_numpy()[safe]
-        end = self.gene_table["gene_end"].to_numpy()[safe]
-        outside = found & ((position < start) | (position > end))
-        code[outside] = 2
-        if need_sequence:
-            code[found & ~outside & (self.gene_table["seq_offset"].to_numpy()[safe] < 0)] = 3
-        return code
+        # the one placement check (validate.place); its codes are these
+        return place(self.gene_table, np.asarray(rows), position,
+                     has_sequence_for=True if need_sequence else None).code
 
     @property
     def problems(self) -> tuple[str, ...]:
