@@ -16,56 +16,12 @@ the base model is unsure. Two documented rules:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
 import numpy as np
 import pandas as pd
 
 from .columns import BASE_SCORES
-from .errors import ConfigError, InputError
-
-SelectRule = Literal["band", "entropy"]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """A selection rule and its thresholds (see the module docs)."""
-
-    rule: SelectRule = "band"
-    low: float = 0.02
-    high: float = 0.80
-    max_below: float = 0.80
-    entropy_above: float = 0.9
-    spread_below: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.rule not in ("band", "entropy"):
-            raise ConfigError(f"selection rule must be 'band' or 'entropy', not {self.rule!r}")
-        if self.rule == "band" and not (0.0 <= self.low < self.high):
-            raise ConfigError(f"band selection needs 0 <= low < high, not low={self.low}, high={self.high}")
-        if not 0.0 <= self.entropy_above <= 1.0:
-            raise ConfigError(f"entropy threshold must lie in [0, 1], not {self.entropy_above}")
-        if self.spread_below < 0 or self.max_below < 0:
-            raise ConfigError("selection thresholds must not be negative")
-
-    @property
-    def needs_neither(self) -> bool:
-        """True when the rule reads ``neither_score``."""
-        return self.rule == "entropy"
-
-    def to_dict(self) -> dict[str, Any]:
-        keys = ("rule", "low", "high") if self.rule == "band" else (
-            "rule", "max_below", "entropy_above", "spread_below")
-        data = asdict(self)
-        return {k: data[k] for k in keys}
-
-    def describe(self) -> str:
-        """One line for messages and summaries."""
-        if self.rule == "band":
-            return f"band: {self.low} <= max(donor, acceptor) < {self.high}"
-        return (f"entropy: max score < {self.max_below} or normalised entropy > {self.entropy_above}"
-                f" or top-two spread < {self.spread_below}")
+from .errors import InputError
+from .options import SelectRule, Selection  # noqa: F401 (declared there, kept importable)
 
 
 def band_mask(donor: np.ndarray, acceptor: np.ndarray, low: float = 0.02, high: float = 0.80
