@@ -21,6 +21,7 @@ from .errors import InputError
 from .features.registry import CONTEXT
 from .io import check_columns, inspect_input, normalise_frame, read_pandas
 from .manifest import Manifest, find_manifest, load_manifest
+from .options import DEFAULT_CONTEXT_TRACK
 from .validate import raise_for_bad_rows, split_bad_rows
 
 #: A per-nucleotide base-model track: a frame, or a Parquet/CSV path (file, directory or glob).
@@ -59,7 +60,7 @@ class InferenceFeatureConfig:
     include_context_features: bool = True
     missing: str = "impute"
     track: Track | None = None
-    context_track: ContextTrackRule = "larger"
+    context_track: ContextTrackRule = DEFAULT_CONTEXT_TRACK
 
 
 class _GeneTrack:

@@ -375,7 +375,7 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     never split across partitions), so a duplicate (gene_id, position) pair is always inside one
     partition and checking per partition finds them all.
     """
-    missing = [c for c in ("gene_id", "position") if c not in frame.columns]
+    missing = [c for c in _columns.KEYS if c not in frame.columns]
     if missing:
         raise InputError(f"positions file {source}: missing required column(s) {', '.join(missing)}")
     n = len(frame)
