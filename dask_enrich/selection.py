@@ -21,11 +21,11 @@ import pandas as pd
 
 from .columns import BASE_SCORES
 from .errors import InputError
-from .options import SelectRule, Selection  # noqa: F401 (declared there, kept importable)
+from .options import SELECTION, SelectRule, Selection  # noqa: F401 (declared there, kept importable)
 
 
-def band_mask(donor: np.ndarray, acceptor: np.ndarray, low: float = 0.02, high: float = 0.80
-              ) -> np.ndarray:
+def band_mask(donor: np.ndarray, acceptor: np.ndarray, low: float = SELECTION.low,
+              high: float = SELECTION.high) -> np.ndarray:
     """``low <= max(donor, acceptor) < high`` for each row (NaN scores are never selected)."""
     top = np.maximum(np.asarray(donor, dtype=np.float64), np.asarray(acceptor, dtype=np.float64))
     return (top >= low) & (top < high)
@@ -43,7 +43,8 @@ def normalised_entropy(donor: np.ndarray, acceptor: np.ndarray, neither: np.ndar
 
 
 def entropy_mask(donor: np.ndarray, acceptor: np.ndarray, neither: np.ndarray,
-                 max_below: float = 0.80, entropy_above: float = 0.9, spread_below: float = 0.1
+                 max_below: float = SELECTION.max_below, entropy_above: float = SELECTION.entropy_above,
+                 spread_below: float = SELECTION.spread_below
                  ) -> np.ndarray:
     """Rows where the top score < ``max_below``, or the normalised entropy > ``entropy_above``, or
     the top-two spread < ``spread_below``."""

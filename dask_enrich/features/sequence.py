@@ -33,6 +33,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..errors import InputError
+from ..options import SEQUENCE_FLANK
 from ..validate import place
 from .registry import COUNT, FLOAT, INT, SEQUENCE, Computed, Feature, builtin_features, declare, \
     declare_pattern, lookup, parse_kmer
@@ -51,7 +52,7 @@ _RC = str.maketrans("ACGTN", "TGCAN")
 
 
 def window_bounds(position: np.ndarray, gene_start: np.ndarray, gene_end: np.ndarray,
-                  minus: np.ndarray, flank: int = 250) -> tuple[np.ndarray, np.ndarray]:
+                  minus: np.ndarray, flank: int = SEQUENCE_FLANK) -> tuple[np.ndarray, np.ndarray]:
     """Half-open window ``[lo, hi)`` per position, in 0-based forward coordinates local to the gene
     (0 = gene_start). Positions are 1-based genomic; a position outside its gene raises InputError."""
     position = np.asarray(position, dtype=np.int64)

@@ -40,6 +40,7 @@ from ..logs import rate_and_eta
 from .fasta import IndexedFasta, is_plain_gzip, stream_fasta
 from .annotation import read_annotation
 from .gtf import GENOMIC_FEATURES
+from ..options import SEQUENCE_FLANK
 from ..storage import url_to_fs
 from ..validate import place
 from .remote import is_url, local_cache_dir, local_file, local_root, upload_dir
@@ -247,7 +248,8 @@ class GenomicCache:
             raise InputError(f"{int(np.sum(idx < 0))} row(s) whose gene is not in annotation cache {self.path}")
         return {n: self.gene_table[n].to_numpy()[idx].astype(lookup(n).dtype) for n in names}
 
-    def sequence_features(self, gene_id, position, names: list[str], flank: int = 250) -> dict[str, np.ndarray]:
+    def sequence_features(self, gene_id, position, names: list[str], flank: int = SEQUENCE_FLANK
+                          ) -> dict[str, np.ndarray]:
         """Sequence features / k-mer counts (registry dtypes) of 1-based genomic positions."""
         bad = check_names(list(names))
         if bad:
