@@ -17,18 +17,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+# the required position columns and the context columns, declared in columns.py
+from .columns import CONTEXT_COLUMNS, POSITION_COLUMNS as REQUIRED_COLUMNS
 from .config import EnrichConfig
 from .errors import InputError, MissingFeatureError, PluginError
 from .features import registry
 from .features.context import choose_track, context_from_track
 from .features.registry import ANNOTATION, CONTEXT, INPUT_HINTS, SEQUENCE
 from .manifest import Manifest
+from .validate import OUTSIDE_GENE, place
 
 if TYPE_CHECKING:  # pragma: no cover
     from .genome.cache import GenomicCache
-
-REQUIRED_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score", "neither_score")
-CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in registry.CONTEXT_OFFSETS)
 
 
 @dataclass
@@ -358,10 +358,11 @@ class PartitionInputs:
             lost = pd.unique(self.frame["gene_id"].to_numpy()[~self.in_annotation])[:5]
             raise InputError("gene-relative positions of genes absent from the annotation cannot be "
                              f"converted: {', '.join(map(str, lost))}")
-        start, end = self.gene_column("gene_start"), self.gene_column("gene_end")
+        placement = place(self.genomic.gene_table, self.gene_row, positions, coordinates="gene_relative")
+        start, end = placement.start, placement.end
         minus = self.gene_column("strand") == "-"
         genomic = np.where(minus, end - positions, start + positions)
-        outside = (genomic < start) | (genomic > end)
+        outside = placement.code == OUTSIDE_GENE
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
             raise InputError(

@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from .options import DEFAULT_DEMO_WORKERS
+
 DATA = Path(str(files("dask_enrich") / "data"))
 GENOME = DATA / "athal_chr1_1mb.fa.gz"
 ANNOTATION = DATA / "athal_chr1_1mb.gtf.gz"
@@ -35,7 +37,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "dask-enrich"
 
 
-def run_demo(out: str | Path = "dask-enrich-demo", *, workers: int = 2, log=print, progress=None,
+def run_demo(out: str | Path = "dask-enrich-demo", *, workers: int = DEFAULT_DEMO_WORKERS, log=print, progress=None,
              score: bool = False):
     """Run the demo into ``out`` (replacing an earlier demo output); returns the run summary.
     ``score``: apply the bundled meta-model in the same pass, in selective mode (every track

@@ -15,27 +15,18 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# the input columns are declared in columns.py; the names stay importable from here
+from .columns import (CONTEXT_COLUMNS, FLOAT_COLUMNS as _FLOAT_COLUMNS, OPTIONAL_COLUMNS,  # noqa: F401
+                      POSITION_COLUMNS, STRING_COLUMNS as _STRING_COLUMNS, TRACK_COLUMNS)
+from . import storage
 from .errors import InputError
-from .features.registry import CONTEXT_OFFSETS
 
-#: Columns every positions input must have.
-POSITION_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score", "neither_score")
-#: Columns every base-prediction track must have (``neither_score``, ``chrom``, ``strand`` optional).
-TRACK_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score")
-#: Optional columns carried when present.
-OPTIONAL_COLUMNS = ("neither_score", "chrom", "strand") + tuple(
-    f"context_score_{s}" for s in CONTEXT_OFFSETS
-)
-CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in CONTEXT_OFFSETS)
 
-_STRING_COLUMNS = ("gene_id", "chrom", "strand")
-_FLOAT_COLUMNS = ("donor_score", "acceptor_score", "neither_score") + CONTEXT_COLUMNS
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _CSV_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
 
@@ -64,13 +55,7 @@ class InputSource:
         return all(c in self.columns for c in CONTEXT_COLUMNS)
 
 
-def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    return fsspec.core.url_to_fs(path, **(storage_options or {}))
-
-
-def _full(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return path if protocol in ("file", "local") else fs.unstrip_protocol(path)
+_fs = storage.url_to_fs  # the old name, still imported by the engine
 
 
 def _kind(name: str) -> tuple[Format | None, str | None, str]:
@@ -127,11 +112,11 @@ def inspect_input(path: str, *, label: str = "positions",
     if fmt == "csv" and sep == "," and "\t" in ",".join(columns) and len(columns) == 1:
         sep = "\t"
         columns = tuple(columns[0].split("\t"))
-    return InputSource(path, label, fmt, tuple(_full(fs, f) for f in files), columns, sep,
+    return InputSource(path, label, fmt, tuple(storage.full_path(fs, f) for f in files), columns, sep,
                        compression, storage_options)
 
 
-def _columns_of(fs: fsspec.AbstractFileSystem, file: str, fmt: Format, compression: str | None,
+def _columns_of(fs: storage.FileSystem, file: str, fmt: Format, compression: str | None,
                 label: str) -> tuple[str, ...]:
     try:
         if fmt == "parquet":
@@ -253,21 +238,36 @@ def normalise_frame(frame: pd.DataFrame, label: str = "positions", *,
 def _meta_of(source: InputSource, columns: Sequence[str], position_dtype: Any = np.int64
              ) -> pd.DataFrame:
     """The normalised empty frame for these columns (keep-columns typed from the file)."""
-    sample = _read_head(source, columns)
+    sample = read_head(source, columns)
     return normalise_frame(sample.iloc[:0], source.label, position_dtype=position_dtype)
 
 
-def _read_head(source: InputSource, columns: Sequence[str]) -> pd.DataFrame:
-    if source.format == "parquet":
-        fs, stripped = _fs(source.files[0], source.storage_options)
-        with fs.open(stripped, "rb") as handle:
-            return pq.ParquetFile(handle).schema_arrow.empty_table().select(list(columns)).to_pandas()
-    try:  # the first 100 rows only (pandas would read a whole buffer of a gzip stream)
-        with fsspec.open(source.files[0], "rb", compression=source.compression,
-                         **(source.storage_options or {})) as handle:
+def file_columns(source: InputSource, file: str) -> tuple[str, ...]:
+    """The column names of one file of ``source`` (Parquet footer, or the CSV header line)."""
+    fs, stripped = _fs(file, source.storage_options)
+    return _columns_of(fs, stripped, source.format, source.compression, source.label)
+
+
+def read_head(source: InputSource, columns: Sequence[str] | None = None, *,
+              typed: bool = True) -> pd.DataFrame:
+    """The head of the first file of ``source``, cheaply: the empty frame of a Parquet footer's
+    schema, or the first 100 rows of a CSV file (``typed``: the input columns' canonical CSV
+    dtypes, else pandas' inferred ones). ``columns``: only these (None: all). A file that cannot
+    be read is an InputError naming it."""
+    try:
+        if source.format == "parquet":
+            fs, stripped = _fs(source.files[0], source.storage_options)
+            with fs.open(stripped, "rb") as handle:
+                table = pq.ParquetFile(handle).schema_arrow.empty_table()
+            return (table if columns is None else table.select(list(columns))).to_pandas()
+        # the first 100 rows only (pandas would read a whole buffer of a gzip stream)
+        with storage.open_file(source.files[0], source.storage_options, source.compression) as handle:
             head = b"".join(line for _, line in zip(range(101), handle))
-        return pd.read_csv(_io.BytesIO(head), sep=source.sep, usecols=list(columns),
-                           dtype=_csv_dtypes(columns))
+        wanted = None if columns is None else list(columns)
+        frame = pd.read_csv(_io.BytesIO(head), sep=source.sep, usecols=wanted,
+                            dtype=_csv_dtypes(wanted or []) if typed else None)
+        frame.columns = [str(c).strip() for c in frame.columns]
+        return frame
     except Exception as exc:  # truncated, undecodable or unparseable first rows
         raise InputError(f"{source.label} file {source.files[0]}: cannot be read "
                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
@@ -355,7 +355,7 @@ class _PieceReader:
         if source.format == "parquet":
             file, groups = piece
             fs, stripped = _fs(file, source.storage_options)
-            local = _full(fs, stripped) == stripped  # a local file: pyarrow's own reader
+            local = storage.is_local(fs)  # a local file: pyarrow's own reader
             with (open(stripped, "rb") if local else fs.open(stripped, "rb")) as handle:
                 parquet = pq.ParquetFile(handle)
                 table = (parquet.read(columns=self.columns) if groups is None
@@ -365,8 +365,7 @@ class _PieceReader:
         dtypes = _csv_dtypes(self.columns)
         if np.dtype(self.position_dtype) == np.float64 and "position" in self.columns:
             dtypes["position"] = "float64"
-        with fsspec.open(file, "rb", compression=source.compression,
-                         **(source.storage_options or {})) as handle:
+        with storage.open_file(file, source.storage_options, source.compression) as handle:
             if offset is None:
                 data = handle.read()
             else:
@@ -438,8 +437,7 @@ def read_pandas(source: InputSource | str, columns: Sequence[str] | None = None)
         if source.format == "parquet":
             parts.append(pd.read_parquet(file, columns=columns, storage_options=source.storage_options))
         else:
-            with fsspec.open(file, "rb", compression=source.compression,
-                             **(source.storage_options or {})) as handle:
+            with storage.open_file(file, source.storage_options, source.compression) as handle:
                 parts.append(pd.read_csv(handle, sep=source.sep, usecols=columns,
                                          dtype=_csv_dtypes(columns))[columns])
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]

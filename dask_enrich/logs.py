@@ -17,10 +17,11 @@ import sys
 import time
 from typing import Callable, TextIO
 
+from .options import LOG_LEVELS
+
 LOGGER = logging.getLogger("dask_enrich")
 #: Levels of ``--log-level``; ``-v`` is debug, ``--quiet`` warning, the default info.
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {name: logging.getLevelName(name.upper()) for name in LOG_LEVELS}
 #: Worker loggers whose warnings reach the user (memory use high, pausing, resuming; spilling to
 #: disk failed or the spill directory full).
 WORKER_WARNING_LOGGERS = ("distributed.worker.memory", "distributed.spill")

@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .columns import BASE_SCORES, REQUIRED
 from .errors import ConfigError, EnrichError, InputError, ManifestError, RunFailure
 from .manifest import Manifest, load_manifest
 
@@ -72,7 +73,7 @@ INFO_KEYS = frozenset({"name", "description", "version", "made_by", "training", 
 META_COLUMNS = ("donor_meta", "acceptor_meta", "neither_meta")
 #: Flag column of selective mode: True where the meta-model re-scored the position.
 RESCORED = "rescored"
-BASE_COLUMNS = ("donor_score", "acceptor_score", "neither_score")
+BASE_COLUMNS = BASE_SCORES  # the base scores of columns.py, kept importable
 ENTRY_POINT_GROUP = "dask_enrich.models"
 EXTRA_HINT = "install the optional extra: pip install 'dask-enrich[models]'"
 #: Types a skops file may contain beyond skops' own default trusted set (scikit-learn estimators
@@ -514,7 +515,7 @@ def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.Dat
     if len(meta) != int(mask.sum()):
         raise InputError(f"{len(meta)} meta-score rows for {int(mask.sum())} uncertain positions")
     absent = [c for c in (*META_COLUMNS, ) if c not in meta.columns]
-    absent += [c for c in ("gene_id", "position", *BASE_COLUMNS, *keep_columns)
+    absent += [c for c in (*REQUIRED["score input"], *keep_columns)
                if c not in track_part.columns]
     if absent:
         raise InputError(f"selective scoring lacks column(s) {', '.join(absent)}")

@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .columns import SEED_TRACK_COLUMNS, TRACK_COLUMNS
 from .config import ContextTrackRule, EnrichConfig
 from .core import enrich, impute_value
 from .errors import InputError
 from .features.registry import CONTEXT
-from .io import TRACK_COLUMNS, check_columns, inspect_input, normalise_frame, read_pandas
+from .io import check_columns, inspect_input, normalise_frame, read_pandas
 from .manifest import Manifest, find_manifest, load_manifest
+from .options import DEFAULT_CONTEXT_TRACK
 from .validate import raise_for_bad_rows, split_bad_rows
 
 #: A per-nucleotide base-model track: a frame, or a Parquet/CSV path (file, directory or glob).
@@ -58,7 +60,7 @@ class InferenceFeatureConfig:
     include_context_features: bool = True
     missing: str = "impute"
     track: Track | None = None
-    context_track: ContextTrackRule = "larger"
+    context_track: ContextTrackRule = DEFAULT_CONTEXT_TRACK
 
 
 class _GeneTrack:
@@ -67,7 +69,7 @@ class _GeneTrack:
     def __init__(self, track: Track):
         if isinstance(track, pd.DataFrame):
             self.kind, self.name = "track", "(DataFrame)"
-            absent = [c for c in ("position", *TRACK_COLUMNS[2:]) if c not in track.columns]
+            absent = [c for c in TRACK_COLUMNS if c != "gene_id" and c not in track.columns]
             if absent:
                 raise InputError(f"track (DataFrame): missing required column(s) {', '.join(absent)}")
             frame = normalise_frame(track, "track", position_dtype=np.float64)
@@ -75,7 +77,7 @@ class _GeneTrack:
             source = inspect_input(str(track), label="track")
             check_columns(source, TRACK_COLUMNS)
             self.kind, self.name = "track file", str(track)
-            columns = [c for c in (*TRACK_COLUMNS, "neither_score", "chrom", "strand") if source.has(c)]
+            columns = [c for c in SEED_TRACK_COLUMNS if source.has(c)]
             frame = read_pandas(source, columns)
         self.frame = frame  # sorted lazily: a frame without gene_id is one gene's track
         self._bounds: tuple[pd.Index, np.ndarray] | None = None

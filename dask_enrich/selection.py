@@ -16,59 +16,16 @@ the base model is unsure. Two documented rules:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, InputError
-
-SelectRule = Literal["band", "entropy"]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """A selection rule and its thresholds (see the module docs)."""
-
-    rule: SelectRule = "band"
-    low: float = 0.02
-    high: float = 0.80
-    max_below: float = 0.80
-    entropy_above: float = 0.9
-    spread_below: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.rule not in ("band", "entropy"):
-            raise ConfigError(f"selection rule must be 'band' or 'entropy', not {self.rule!r}")
-        if self.rule == "band" and not (0.0 <= self.low < self.high):
-            raise ConfigError(f"band selection needs 0 <= low < high, not low={self.low}, high={self.high}")
-        if not 0.0 <= self.entropy_above <= 1.0:
-            raise ConfigError(f"entropy threshold must lie in [0, 1], not {self.entropy_above}")
-        if self.spread_below < 0 or self.max_below < 0:
-            raise ConfigError("selection thresholds must not be negative")
-
-    @property
-    def needs_neither(self) -> bool:
-        """True when the rule reads ``neither_score``."""
-        return self.rule == "entropy"
-
-    def to_dict(self) -> dict[str, Any]:
-        keys = ("rule", "low", "high") if self.rule == "band" else (
-            "rule", "max_below", "entropy_above", "spread_below")
-        data = asdict(self)
-        return {k: data[k] for k in keys}
-
-    def describe(self) -> str:
-        """One line for messages and summaries."""
-        if self.rule == "band":
-            return f"band: {self.low} <= max(donor, acceptor) < {self.high}"
-        return (f"entropy: max score < {self.max_below} or normalised entropy > {self.entropy_above}"
-                f" or top-two spread < {self.spread_below}")
+from .columns import BASE_SCORES
+from .errors import InputError
+from .options import SELECTION, SelectRule, Selection  # noqa: F401 (declared there, kept importable)
 
 
-def band_mask(donor: np.ndarray, acceptor: np.ndarray, low: float = 0.02, high: float = 0.80
-              ) -> np.ndarray:
+def band_mask(donor: np.ndarray, acceptor: np.ndarray, low: float = SELECTION.low,
+              high: float = SELECTION.high) -> np.ndarray:
     """``low <= max(donor, acceptor) < high`` for each row (NaN scores are never selected)."""
     top = np.maximum(np.asarray(donor, dtype=np.float64), np.asarray(acceptor, dtype=np.float64))
     return (top >= low) & (top < high)
@@ -86,7 +43,8 @@ def normalised_entropy(donor: np.ndarray, acceptor: np.ndarray, neither: np.ndar
 
 
 def entropy_mask(donor: np.ndarray, acceptor: np.ndarray, neither: np.ndarray,
-                 max_below: float = 0.80, entropy_above: float = 0.9, spread_below: float = 0.1
+                 max_below: float = SELECTION.max_below, entropy_above: float = SELECTION.entropy_above,
+                 spread_below: float = SELECTION.spread_below
                  ) -> np.ndarray:
     """Rows where the top score < ``max_below``, or the normalised entropy > ``entropy_above``, or
     the top-two spread < ``spread_below``."""
@@ -105,9 +63,10 @@ def select_mask(frame: pd.DataFrame, selection: Selection = Selection()) -> np.n
             raise InputError(f"track lacks column {name!r}, needed by the {selection.rule} selection rule")
         return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
 
+    donor, acceptor, neither = BASE_SCORES
     if selection.rule == "band":
-        return band_mask(column("donor_score"), column("acceptor_score"), selection.low, selection.high)
-    return entropy_mask(column("donor_score"), column("acceptor_score"), column("neither_score"),
+        return band_mask(column(donor), column(acceptor), selection.low, selection.high)
+    return entropy_mask(column(donor), column(acceptor), column(neither),
                         selection.max_below, selection.entropy_above, selection.spread_below)
 
 

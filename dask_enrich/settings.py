@@ -14,6 +14,7 @@ from typing import Any
 import dask.config
 import yaml
 
+from . import options
 from .errors import ConfigError
 
 DEFAULTS_FILE = Path(__file__).with_name("enrich.yaml")
@@ -68,7 +69,7 @@ _CHECKS = {
     "workers": (lambda v: None if v is None else _whole(v), "a whole number >= 1, or null"),
     "threads-per-worker": (_whole, "a whole number >= 1"),
     "memory-limit": (_size, "a size such as 4GiB, 'auto', or 0 (none)"),
-    "missing": (_one_of("error", "impute"), "error or impute"),
+    "missing": (_one_of(*options.MISSING), " or ".join(options.MISSING)),
     "cache-dir": (lambda v: None if v in (None, "") else _text(v), "a directory, or null"),
     "host": (_text, "an interface address such as 127.0.0.1"),
 }

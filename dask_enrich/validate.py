@@ -22,22 +22,19 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from . import columns as _columns
+from .columns import ALIASES, CONTEXT_COLUMNS, REQUIRED  # noqa: F401 (declared there, kept importable)
 from .config import EnrichConfig
 from .errors import InputError
-from .features.registry import CONTEXT_OFFSETS
 
-#: Required columns of each kind of input.
-REQUIRED = {
-    "positions": ("gene_id", "position", "donor_score", "acceptor_score", "neither_score"),
-    "track": ("gene_id", "position", "donor_score", "acceptor_score"),
-}
-SCORE_COLUMNS = ("donor_score", "acceptor_score", "neither_score")
-CONTEXT_COLUMNS = tuple(f"context_score_{s}" for s in CONTEXT_OFFSETS)
+#: The base scores (checked in [0, 1] and never missing).
+SCORE_COLUMNS = _columns.BASE_SCORES
 #: Default tolerance of the score-sum warning: |d + a + n - 1| above this is reported (not rejected).
 SUM_TOLERANCE = 0.05
 #: Columns added to the rejected rows.
@@ -63,26 +60,6 @@ REASONS: dict[str, str] = {
     "gene_beyond_sequence_end": "the gene's span runs past the end of its chromosome in the genome",
     "duplicate_position": "a repeat of an earlier (gene_id, position) row (the first is kept)",
 }
-
-#: Column names other tools use for the required columns (normalised: lower case, '_' separators).
-ALIASES: dict[str, str] = {
-    **dict.fromkeys(["gene", "geneid", "gene_name", "genename", "gene_symbol", "gene_stable_id",
-                     "ensembl_gene_id", "gid"], "gene_id"),
-    **dict.fromkeys(["pos", "coord", "coordinate", "coordinates", "genomic_position", "loc",
-                     "location", "site", "site_position", "pos1", "position_1based", "bp"],
-                    "position"),
-    **dict.fromkeys(["donor", "donor_prob", "donor_probability", "donor_scores", "p_donor",
-                     "prob_donor", "donor_p", "donorscore", "d", "donor_pred"], "donor_score"),
-    **dict.fromkeys(["acceptor", "acceptor_prob", "acceptor_probability", "acceptor_scores",
-                     "p_acceptor", "prob_acceptor", "acceptor_p", "acceptorscore", "a",
-                     "acceptor_pred", "acc", "acc_score"], "acceptor_score"),
-    **dict.fromkeys(["neither", "neither_prob", "neither_probability", "neither_scores",
-                     "p_neither", "prob_neither", "neither_p", "neitherscore", "n", "none",
-                     "none_score", "other_score", "neither_pred", "background"], "neither_score"),
-    **dict.fromkeys(["str", "strand_sign", "orientation"], "strand"),
-    **dict.fromkeys(["chr", "chromosome", "seqname", "seqid", "contig", "chrom_name"], "chrom"),
-}
-
 
 # --- schema level --------------------------------------------------------------------------------
 def _normalise_name(name: str) -> str:
@@ -143,11 +120,7 @@ def check_columns(columns_and_dtypes: Mapping[str, Any], *, source: str,
     (``positions`` or ``track``). Cheap: no data is read. Fractional positions and out-of-range
     scores are row-level problems, left to :func:`split_bad_rows`.
     """
-    if required is None:
-        if kind not in REQUIRED:
-            raise ValueError(f"kind must be one of {', '.join(REQUIRED)}, not {kind!r}")
-        required = REQUIRED[kind]
-    required = list(required)
+    required = list(_columns.required(kind) if required is None else required)
     columns = {str(k): v for k, v in columns_and_dtypes.items()}
     problems = []
     spare = [c for c in columns if c not in required]
@@ -266,15 +239,15 @@ def sequence_name_key(names: pd.Index) -> pd.Index:
     return key.where(key != "M", "MT")
 
 
-def _check_chromosome(rows: "_Reasons", chrom: pd.Series, seqname: pd.Series, found: np.ndarray,
-                      at: np.ndarray, gene_text: "_Lazy", genome_names: Mapping[str, str] | None) -> None:
-    """Reject rows whose ``chrom`` names another chromosome than the annotation has for the gene
-    (a missing ``chrom`` is not a disagreement: the annotation's is used). ``genome_names`` maps
+def _chromosome_disagrees(chrom: pd.Series, seqname: pd.Series, found: np.ndarray, at: np.ndarray,
+                          genome_names: Mapping[str, str] | None) -> np.ndarray:
+    """Rows whose ``chrom`` names another chromosome than the annotation has for the gene (a
+    missing ``chrom`` is not a disagreement: the annotation's is used). ``genome_names`` maps
     annotation names to the genome's name of the same sequence (the cache's matched names): a row
     may use either."""
     codes, uniques = pd.factorize(chrom, use_na_sentinel=True)
     if len(uniques) == 0:
-        return
+        return np.zeros(len(chrom), dtype=bool)
     row_keys = sequence_name_key(pd.Index(np.asarray(uniques, dtype=object)))
     # the names are worked out on the few distinct sequence names, then spread to genes and rows
     seq_codes, names = pd.factorize(seqname.to_numpy(dtype=object))
@@ -287,13 +260,83 @@ def _check_chromosome(rows: "_Reasons", chrom: pd.Series, seqname: pd.Series, fo
     gene_seq = seq_codes[at]
     gene_code = space.get_indexer(gene_keys)[gene_seq]
     alt_code = space.get_indexer(alt_keys)[gene_seq]
-    bad = found & (row_code >= 0) & (row_code != gene_code) & (row_code != alt_code)
-    if bad.any():
-        row_names = np.asarray(uniques, dtype=object)[np.maximum(codes, 0)]
-        gene_names = seqname.to_numpy(dtype=object)[at]
-        rows.add(bad, "chromosome_mismatch",
-                 lambda take: [f"chrom={r!r} but the annotation has {g!r} for gene {gene}"
-                               for r, g, gene in zip(row_names[take], gene_names[take], gene_text[take])])
+    return found & (row_code >= 0) & (row_code != gene_code) & (row_code != alt_code)
+
+
+# --- the placement check: can a row be placed in its gene? ---------------------------------------
+#: Codes of :attr:`Placement.code`, in the order they are given (a row gets the first that applies).
+PLACED, GENE_ABSENT, OUTSIDE_GENE, NO_SEQUENCE, CHROMOSOME_DIFFERS = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where each row lands in the gene table (:func:`place`), row by row."""
+
+    #: gene-table row of the row's gene (-1: absent from the annotation)
+    row: np.ndarray
+    #: int8: PLACED, or why not (GENE_ABSENT, CHROMOSOME_DIFFERS, OUTSIDE_GENE, NO_SEQUENCE)
+    code: np.ndarray
+    #: the gene's span (1-based genomic, 0 where the gene is absent)
+    start: np.ndarray
+    end: np.ndarray
+    #: the positions allowed, in the rows' coordinates: [start, end], or [0, end - start]
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def found(self) -> np.ndarray:
+        return self.row >= 0
+
+    @property
+    def placed(self) -> np.ndarray:
+        return self.code == PLACED
+
+
+def place(gene_table: pd.DataFrame, gene_row: np.ndarray, position: np.ndarray, *,
+          coordinates: str = "genomic", chrom: pd.Series | None = None,
+          genome_names: Mapping[str, str] | None = None,
+          has_sequence_for: bool | Collection[str] | None = None) -> Placement:
+    """The one placement check (pure numpy): can each row be placed in its gene?
+
+    gene_row: the row of each row's gene in ``gene_table`` (``gene_table.index.get_indexer``,
+        -1: absent). position: int64, genomic (1-based) or ``coordinates="gene_relative"`` (0-based
+        offset from the gene's 5' end). chrom: the rows' chromosome (None: not checked; a missing
+        one agrees); ``genome_names`` as in :func:`split_bad_rows`. has_sequence_for: True checks
+        that the gene has sequence (``seq_offset >= 0``), a collection of sequence names that its
+        ``seqname`` is one of them; None/False: not checked.
+
+    Codes, first that applies: GENE_ABSENT, CHROMOSOME_DIFFERS, OUTSIDE_GENE, NO_SEQUENCE.
+    """
+    idx = np.asarray(gene_row, dtype=np.int64)
+    position = np.asarray(position, dtype=np.int64)
+    n = len(idx)
+    found = idx >= 0
+    at = np.maximum(idx, 0)
+    empty = len(gene_table) == 0
+    if empty:
+        start = end = np.zeros(n, dtype=np.int64)
+    else:
+        start = gene_table["gene_start"].to_numpy(dtype=np.int64)[at]
+        end = gene_table["gene_end"].to_numpy(dtype=np.int64)[at]
+    lo, hi = (np.zeros_like(start), end - start) if coordinates == "gene_relative" else (start, end)
+    code = np.where(found, PLACED, GENE_ABSENT).astype(np.int8)
+    if chrom is not None and "seqname" in gene_table.columns and not empty:
+        differs = _chromosome_disagrees(chrom, gene_table["seqname"], found, at, genome_names)
+        code[differs & (code == PLACED)] = CHROMOSOME_DIFFERS
+    code[(code == PLACED) & ((position < lo) | (position > hi))] = OUTSIDE_GENE
+    if has_sequence_for is True:
+        if "seq_offset" not in gene_table.columns:
+            raise ValueError("has_sequence_for=True needs the gene table's seq_offset column")
+        no_seq = gene_table["seq_offset"].to_numpy()[at] < 0 if not empty else np.zeros(n, dtype=bool)
+    elif has_sequence_for:
+        names = (gene_table["seqname"].astype(str).to_numpy(dtype=object)[at] if not empty
+                 else np.full(n, "", dtype=object))
+        no_seq = ~np.isin(names, np.asarray(list(has_sequence_for), dtype=object))
+    else:
+        no_seq = None
+    if no_seq is not None:
+        code[no_seq & (code == PLACED)] = NO_SEQUENCE
+    return Placement(idx, code, start, end, lo, hi)
 
 
 def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame | None = None,
@@ -332,7 +375,7 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     never split across partitions), so a duplicate (gene_id, position) pair is always inside one
     partition and checking per partition finds them all.
     """
-    missing = [c for c in ("gene_id", "position") if c not in frame.columns]
+    missing = [c for c in _columns.KEYS if c not in frame.columns]
     if missing:
         raise InputError(f"positions file {source}: missing required column(s) {', '.join(missing)}")
     n = len(frame)
@@ -400,10 +443,12 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
 
     # annotation and genome
     if gene_table is not None:
-        idx = gene_table.index.get_indexer(gene_uniques)[gene_codes]
-        found = idx >= 0
+        placement = place(gene_table, gene_table.index.get_indexer(gene_uniques)[gene_codes], pos_int,
+                          coordinates=config.coordinates,
+                          chrom=frame["chrom"] if "chrom" in frame.columns else None,
+                          genome_names=genome_names, has_sequence_for=has_sequence_for)
+        found, at, code = placement.found, np.maximum(placement.row, 0), placement.code
         rows.add(~found, "gene_not_in_annotation", rows.shown("gene_id"))
-        at = np.maximum(idx, 0)
         if has_strand and "strand" in gene_table.columns and len(gene_table):
             # booleans, not strings: rows with a strand other than + or - are already rejected
             gene_minus = np.asarray(gene_table["strand"].astype(str) == "-", dtype=bool)[at]
@@ -413,33 +458,19 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
                                    f"{'-' if g else '+'!r} for gene {gene}"
                                    for r, g, gene in zip(row_minus[take], gene_minus[take],
                                                          gene_text[take])])
-        if "chrom" in frame.columns and "seqname" in gene_table.columns and len(gene_table):
-            _check_chromosome(rows, frame["chrom"], gene_table["seqname"], found, at, gene_text,
-                              genome_names)
-        if len(gene_table):
-            start = gene_table["gene_start"].to_numpy(dtype=np.int64)[at]
-            end = gene_table["gene_end"].to_numpy(dtype=np.int64)[at]
-        else:
-            start = end = np.zeros(n, dtype=np.int64)
-        if config.coordinates == "gene_relative":
-            lo, hi = np.zeros_like(start), end - start
-        else:
-            lo, hi = start, end
-        rows.add(found & ((pos_int < lo) | (pos_int > hi)), "position_outside_gene",
+        if (code == CHROMOSOME_DIFFERS).any():
+            row_chrom = frame["chrom"].to_numpy(dtype=object)
+            gene_chrom = gene_table["seqname"].to_numpy(dtype=object)
+            rows.add(code == CHROMOSOME_DIFFERS, "chromosome_mismatch",
+                     lambda take: [f"chrom={r!r} but the annotation has {g!r} for gene {gene}"
+                                   for r, g, gene in zip(row_chrom[take], gene_chrom[at[take]],
+                                                         gene_text[take])])
+        lo, hi, end = placement.lo, placement.hi, placement.end
+        rows.add(code == OUTSIDE_GENE, "position_outside_gene",
                  lambda take: [f"position={p} not in [{a}, {b}] of gene {g}"
                                for p, a, b, g in zip(pos_int[take], lo[take], hi[take],
                                                      gene_text[take])])
-        if has_sequence_for is True:
-            if "seq_offset" not in gene_table.columns:
-                raise ValueError("has_sequence_for=True needs the gene table's seq_offset column")
-            no_seq = found & (gene_table["seq_offset"].to_numpy()[at] < 0) if len(gene_table) \
-                else np.zeros(n, dtype=bool)
-        elif has_sequence_for:
-            names = (gene_table["seqname"].astype(str).to_numpy(dtype=object)[at] if len(gene_table)
-                     else np.full(n, "", dtype=object))
-            no_seq = found & ~np.isin(names, np.asarray(list(has_sequence_for), dtype=object))
-        else:
-            no_seq = np.zeros(n, dtype=bool)
+        no_seq = code == NO_SEQUENCE
         if no_seq.any():
             seqname = (gene_table["seqname"].astype(str).to_numpy(dtype=object)[at]
                        if "seqname" in gene_table.columns else np.full(n, "?", dtype=object))

@@ -124,3 +124,41 @@ def test_fingerprint_follows_the_file(tmp_path):
     assert fingerprint(inspect_input(str(path))) == first
     _frame(8).to_csv(path, index=False)
     assert fingerprint(inspect_input(str(path)))["sha256"] != first["sha256"]
+
+
+@pytest.mark.parametrize("layout", ["parquet", "csv.gz", "tsv"])
+def test_the_one_header_reader(tmp_path, layout):
+    """file_columns and read_head: the header of any file of an input, and its first rows typed
+    (canonical dtypes) or as pandas infers them."""
+    from dask_enrich.io import file_columns, read_head
+
+    frame = _frame()
+    (tmp_path / "d").mkdir()
+    if layout == "parquet":
+        frame.to_parquet(tmp_path / "d" / "a.parquet")
+        frame.drop(columns=["sample"]).to_parquet(tmp_path / "d" / "b.parquet")
+    else:
+        sep, suffix = ("\t", "tsv") if layout == "tsv" else (",", "csv.gz")
+        frame.to_csv(tmp_path / "d" / f"a.{suffix}", sep=sep, index=False)
+        frame.drop(columns=["sample"]).to_csv(tmp_path / "d" / f"b.{suffix}", sep=sep, index=False)
+    source = inspect_input(str(tmp_path / "d"))
+    names = ["gene_id", "position", "donor_score", "acceptor_score", "neither_score", "strand"]
+    assert file_columns(source, source.files[0]) == (*names, "sample")
+    assert file_columns(source, source.files[1]) == tuple(names)
+    head = read_head(source, ["gene_id", "position", "donor_score"])
+    assert list(head.columns) == ["gene_id", "position", "donor_score"]
+    assert len(head) == (0 if layout == "parquet" else 7)
+    assert head["donor_score"].dtype == np.float64 and head["position"].dtype == np.int64
+    raw = read_head(source, typed=False)
+    assert list(raw.columns) == [*names, "sample"]
+    assert raw["position"].dtype == np.int64 and raw["donor_score"].dtype == np.float64
+
+
+def test_read_head_names_an_unreadable_file(tmp_path):
+    from dask_enrich.io import read_head
+
+    (tmp_path / "p.csv").write_text("gene_id,position\n")
+    source = inspect_input(str(tmp_path / "p.csv"))
+    (tmp_path / "p.csv").write_bytes(b"\x00\x01\xff\xfe")  # replaced after inspection
+    with pytest.raises(InputError, match=r"p\.csv: cannot be read"):
+        read_head(source, ["gene_id", "position"])

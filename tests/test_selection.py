@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from dask_enrich.errors import ConfigError, InputError
 from dask_enrich.selection import (Selection, band_mask, entropy_mask, normalised_entropy,
                                    select_mask, select_uncertain)
+from tests.strategies import probabilities, score_rows
 
 
 def test_band_by_hand():
@@ -50,11 +50,11 @@ def _slow_entropy_rule(d, a, n, max_below, entropy_above, spread_below) -> bool:
     return top < max_below or h > entropy_above or top - second < spread_below
 
 
-unit = st.floats(0.0, 1.0, allow_nan=False)
+unit = probabilities
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(unit, unit, unit), min_size=1, max_size=40), unit, unit, unit)
+@given(score_rows(3, min_size=1, max_size=40), unit, unit, unit)
 def test_entropy_rule_matches_row_by_row_reference(rows, max_below, entropy_above, spread_below):
     d, a, n = (np.array(c) for c in zip(*rows))
     got = entropy_mask(d, a, n, max_below, entropy_above, spread_below)
@@ -66,7 +66,7 @@ def test_entropy_rule_matches_row_by_row_reference(rows, max_below, entropy_abov
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(unit, unit), min_size=1, max_size=40), unit, unit)
+@given(score_rows(2, min_size=1, max_size=40), unit, unit)
 def test_band_matches_row_by_row_reference(rows, low, width):
     high = low + width + 1e-6
     d, a = (np.array(c) for c in zip(*rows))

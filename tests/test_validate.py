@@ -21,6 +21,7 @@ from dask_enrich.manifest import manifest_from_names
 from dask_enrich.validate import (REASONS, check_columns, check_not_empty, merge_warnings,
                                   raise_for_bad_rows, reason_code, rejected_meta, split_bad_rows,
                                   suggest_column, summarise_rejected)
+from tests.strategies import SEQNAMES as ANY_SEQNAME, gene_tables, raw_position_rows
 
 SCORE_MANIFEST = manifest_from_names(sorted(SCORE_FEATURES))
 CTX = ["context_score_m2", "context_score_m1", "context_score_p1", "context_score_p2"]
@@ -490,15 +491,7 @@ def table_of(genes):
                         index=pd.Index(list(genes), name="gene_id"))
 
 
-score = st.one_of(st.floats(0, 1), st.sampled_from([0.0, 1.0, np.nan, np.inf, -np.inf, -0.2, 1.3]))
-row_strategy = st.fixed_dictionaries({
-    "gene_id": st.sampled_from(["G1", "G2", "G3", "GX", "", None]),
-    "position": st.one_of(st.integers(-2, 1200), st.sampled_from([150.5, np.nan, 101, 200, 301, 350])),
-    "donor_score": score, "acceptor_score": score, "neither_score": score,
-    "context_score_m1": score,
-    "strand": st.sampled_from(["+", "-", ".", None]),
-    "chrom": st.sampled_from(["chr1", "1", "CHR1", "chrZ", "Z", "chr2", "M", None]),
-})
+row_strategy = raw_position_rows(genes=["G1", "G2", "G3", "GX", "", None])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -597,3 +590,72 @@ def test_corrupted_frames_yield_exactly_the_clean_rows_enriched_as_in_a_clean_ru
 def _index_of(rows, is_clean, i):
     """Index in ``rows`` of the i-th clean row."""
     return [k for k, c in enumerate(is_clean) if c][i]
+
+
+def test_the_one_placement_check_by_hand():
+    """validate.place: gene known, chromosome agrees, position inside the span, sequence present;
+    the first problem of each row, hand-worked."""
+    from dask_enrich.validate import (CHROMOSOME_DIFFERS, GENE_ABSENT, NO_SEQUENCE, OUTSIDE_GENE,
+                                      PLACED, place)
+
+    table = pd.DataFrame({"gene_start": [100, 500], "gene_end": [200, 520], "strand": ["+", "-"],
+                          "seqname": ["Chr1", "Chr2"], "seq_offset": [0, -1]},
+                         index=pd.Index(["GA", "GB"], name="gene_id"))
+    rows = np.array([0, 0, 0, -1, 1, 1, 0])
+    pos = np.array([100, 201, 150, 150, 510, 519, 99])
+    chrom = pd.Series(["chr1", "Chr1", "Chr2", "Chr1", None, "Chr2", "Chr1"])
+    got = place(table, rows, pos, chrom=chrom, has_sequence_for=True)
+    assert got.code.tolist() == [PLACED, OUTSIDE_GENE, CHROMOSOME_DIFFERS, GENE_ABSENT,
+                                 NO_SEQUENCE, NO_SEQUENCE, OUTSIDE_GENE]
+    assert got.start.tolist() == [100, 100, 100, 100, 500, 500, 100]
+    assert got.end.tolist()[4] == 520 and got.placed.tolist() == [True] + [False] * 6
+    # without the chromosome and sequence checks
+    assert place(table, rows, pos).code.tolist() == [PLACED, OUTSIDE_GENE, PLACED, GENE_ABSENT,
+                                                    PLACED, PLACED, OUTSIDE_GENE]
+    # gene-relative: offsets 0 .. end - start (100 for GA, 20 for GB)
+    rel = place(table, np.array([0, 0, 0, 1, 1]), np.array([0, 100, 101, 20, -1]),
+                coordinates="gene_relative")
+    assert rel.code.tolist() == [PLACED, PLACED, OUTSIDE_GENE, PLACED, OUTSIDE_GENE]
+    assert rel.lo.tolist() == [0] * 5 and rel.hi.tolist() == [100, 100, 100, 20, 20]
+    # sequence names instead of seq_offset; an empty gene table places nothing
+    assert place(table, np.array([0, 1]), np.array([150, 510]),
+                 has_sequence_for={"Chr2"}).code.tolist() == [NO_SEQUENCE, PLACED]
+    assert place(table.iloc[:0], np.array([-1]), np.array([5])).code.tolist() == [GENE_ABSENT]
+    with pytest.raises(ValueError, match="seq_offset"):
+        place(table.drop(columns="seq_offset"), rows, pos, has_sequence_for=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(table=gene_tables(), data=st.data(), relative=st.booleans(), need_sequence=st.booleans())
+def test_placement_matches_a_row_by_row_reading(table, data, relative, need_sequence):
+    """validate.place on random gene tables and rows (known and unknown genes, positions in and
+    around their span, chromosome spellings) equals reading each row by the rule."""
+    from dask_enrich.validate import (CHROMOSOME_DIFFERS, GENE_ABSENT, NO_SEQUENCE, OUTSIDE_GENE,
+                                      PLACED, place)
+
+    names = [*table.index, "GX"]
+    rows = data.draw(st.lists(st.tuples(st.sampled_from(names), st.integers(-5, 1300),
+                                        st.sampled_from([*ANY_SEQNAME, None])), max_size=30))
+    gene_row = table.index.get_indexer([g for g, _, _ in rows])
+    chrom = pd.Series([c for _, _, c in rows], dtype=object)
+    got = place(table, gene_row, np.array([p for _, p, _ in rows], dtype=np.int64),
+                coordinates="gene_relative" if relative else "genomic", chrom=chrom,
+                has_sequence_for=True if need_sequence else None)
+    expected = []
+    for gene, pos, name in rows:
+        if gene not in table.index:
+            expected.append(GENE_ABSENT)
+            continue
+        gene_line = table.loc[gene]
+        start, end = int(gene_line["gene_start"]), int(gene_line["gene_end"])
+        lo, hi = (0, end - start) if relative else (start, end)
+        if name is not None and not same_chromosome(name, gene_line["seqname"]):
+            expected.append(CHROMOSOME_DIFFERS)
+        elif not lo <= pos <= hi:
+            expected.append(OUTSIDE_GENE)
+        elif need_sequence and gene_line["seq_offset"] < 0:
+            expected.append(NO_SEQUENCE)
+        else:
+            expected.append(PLACED)
+    assert got.code.tolist() == expected
+    assert got.found.tolist() == [g in table.index for g, _, _ in rows]

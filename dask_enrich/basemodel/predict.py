@@ -27,20 +27,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..columns import BASE_SCORES, CHROM, GENE_ID, POSITION, STRAND
 from ..errors import ConfigError, EnrichError, InputError, RunFailure
+from ..options import OUTPUT_MODES
 from .spliceai import DEFAULT_CHUNK, FLANK, load_models, predict_gene
 
+#: The track written: identifying columns, then the three base scores (float32).
+TRACK_SCHEMA = pa.schema([(GENE_ID, pa.string()), (CHROM, pa.string()), (STRAND, pa.string()),
+                          (POSITION, pa.int64()), *((c, pa.float32()) for c in BASE_SCORES)])
 #: Columns of the track, in order.
-TRACK_COLUMNS = ["gene_id", "chrom", "strand", "position", "donor_score", "acceptor_score", "neither_score"]
-TRACK_SCHEMA = pa.schema([
-    ("gene_id", pa.string()),
-    ("chrom", pa.string()),
-    ("strand", pa.string()),
-    ("position", pa.int64()),
-    ("donor_score", pa.float32()),
-    ("acceptor_score", pa.float32()),
-    ("neither_score", pa.float32()),
-])
+TRACK_COLUMNS = TRACK_SCHEMA.names
 #: Columns of the summary :func:`predict_base` returns (one row per gene).
 SUMMARY_COLUMNS = ["gene_id", "chrom", "strand", "gene_start", "gene_end", "length", "flank_padded", "seconds",
                    "cpu_seconds"]
@@ -177,8 +173,9 @@ def predict_base(
     from ..genome.remote import local_file
     from ..genome.seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
-    if mode not in ("new", "resume", "overwrite"):
-        raise ConfigError(f"mode must be new, resume or overwrite, not {mode!r}")
+    if mode not in OUTPUT_MODES:
+        raise ConfigError(f"mode must be {', '.join(OUTPUT_MODES[:-1])} or {OUTPUT_MODES[-1]}, "
+                          f"not {mode!r}")
     one_file = Path(out).suffix == ".parquet"
     if one_file and mode == "resume":
         raise ConfigError(f"--resume needs a directory --out (one part file per gene partition), "

@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import Sequence
 
+from .. import options
 from .._version import __version__
 from ..errors import ConfigError, EnrichError
 from ..logs import progress_printer as _progress_printer
@@ -67,19 +68,16 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
 
 def _add_logging(parser: argparse.ArgumentParser, top: bool = False) -> None:
     """``-v`` and ``--log-level`` (on the main parser and, not overriding it, on each command)."""
-    from ..logs import LEVELS
-
     default = None if top else argparse.SUPPRESS
     parser.add_argument("-v", "--verbose", action="store_const", const="debug", dest="log_level",
                         default=default, help="log debug messages too (--log-level debug)")
-    parser.add_argument("--log-level", choices=tuple(LEVELS), default=default,
+    parser.add_argument("--log-level", choices=options.LOG_LEVELS, default=default,
                         help="messages of the dask_enrich logger to show on stderr: debug, info "
                              "(default: plan, cluster, progress notes), warning (also --quiet), error")
 
 
 def _add_run(subparsers, name: str = "run") -> None:
     from . import scoring
-    from ..engine.partition import DEFAULT_PARTITION_ROWS
 
     p = subparsers.add_parser(
         name, help="enrich positions with a manifest's features on Dask, write Parquet"
@@ -128,44 +126,49 @@ def _add_run(subparsers, name: str = "run") -> None:
     o.add_argument("--keep-columns", metavar="A,B", type=_columns, default=(),
                    help="comma-separated extra columns of the positions to carry into the output")
     f = p.add_argument_group("features")
-    f.add_argument("--missing", choices=("error", "impute"), default=None,
+    f.add_argument("--missing", choices=options.MISSING, default=None,
                    help="a manifest feature the inputs cannot provide: 'error' stops before any "
                         "work (naming the input that would provide it, the default); 'impute' fills "
                         "it with the training median (else a documented constant) and reports counts "
                         "(default: enrich.missing of Dask's config, 'error')")
-    f.add_argument("--on-bad-rows", choices=("error", "quarantine"), default="error",
+    f.add_argument("--on-bad-rows", choices=options.ON_BAD_ROWS, default=options.DEFAULT_ON_BAD_ROWS,
                    help="rows that fail the input checks (NaN or out-of-range scores, fractional "
                         "positions, duplicates, genes absent from the annotation, ...): 'error' "
                         "fails the run naming the file, reasons and example rows (default); "
                         "'quarantine' writes them with their reason to OUT/_rejected/ and goes on")
-    f.add_argument("--coordinates", choices=("genomic", "gene_relative"), default="genomic",
+    f.add_argument("--coordinates", choices=options.COORDINATES, default=options.DEFAULT_COORDINATES,
                    help="positions are 1-based genomic coordinates (default) or 0-based offsets from "
                         "the gene's 5' end in transcript orientation (MetaSpliceAI training rows; "
                         "needs the annotation)")
-    f.add_argument("--context-track", choices=("larger", "donor", "acceptor"), default="larger",
+    f.add_argument("--context-track", choices=options.CONTEXT_TRACK,
+                   default=options.DEFAULT_CONTEXT_TRACK,
                    help="which track of --track gives a position's context scores: the one of its "
                         "larger score (ties: donor; default), or always donor/acceptor")
     s = p.add_argument_group("selection (only when --positions is omitted)")
-    s.add_argument("--select", choices=("band", "entropy"), default="band",
+    s.add_argument("--select", choices=options.SELECT_RULES, default=options.DEFAULT_SELECT_RULE,
                    help="rule choosing uncertain track rows: 'band' keeps LOW <= max(donor, "
                         "acceptor) < HIGH (default); 'entropy' keeps rows whose top score < "
                         "MAX_BELOW, or normalised entropy > ENTROPY_ABOVE, or top-two spread < "
                         "SPREAD_BELOW")
-    s.add_argument("--band-low", type=float, default=0.02, metavar="LOW", help="band lower bound (0.02)")
-    s.add_argument("--band-high", type=float, default=0.80, metavar="HIGH", help="band upper bound (0.80)")
-    s.add_argument("--max-below", type=float, default=0.80, help="entropy rule: top-score threshold (0.80)")
-    s.add_argument("--entropy-above", type=float, default=0.9,
-                   help="entropy rule: normalised-entropy threshold (0.9)")
-    s.add_argument("--spread-below", type=float, default=0.1,
-                   help="entropy rule: top-two spread threshold (0.1)")
+    chosen = options.SELECTION
+    s.add_argument("--band-low", type=float, default=chosen.low, metavar="LOW",
+                   help=f"band lower bound ({chosen.low})")
+    s.add_argument("--band-high", type=float, default=chosen.high, metavar="HIGH",
+                   help=f"band upper bound ({chosen.high:.2f})")
+    s.add_argument("--max-below", type=float, default=chosen.max_below,
+                   help=f"entropy rule: top-score threshold ({chosen.max_below:.2f})")
+    s.add_argument("--entropy-above", type=float, default=chosen.entropy_above,
+                   help=f"entropy rule: normalised-entropy threshold ({chosen.entropy_above})")
+    s.add_argument("--spread-below", type=float, default=chosen.spread_below,
+                   help=f"entropy rule: top-two spread threshold ({chosen.spread_below})")
     c = p.add_argument_group("cluster")
     add_cluster_arguments(c)
     c.add_argument("--partition-rows", type=_positive_int, default=None, metavar="N",
                    help=f"target rows per partition (positions plus their genes' track rows; default "
-                        f"enrich.partition-rows of Dask's config, {DEFAULT_PARTITION_ROWS:,}). Genes "
+                        f"enrich.partition-rows of Dask's config, {options.DEFAULT_PARTITION_ROWS:,}). Genes "
                         "are never split: small genes are packed together, a larger gene gets a "
                         "partition of its own")
-    c.add_argument("--exchange", choices=("auto", "staged", "p2p"), default="auto",
+    c.add_argument("--exchange", choices=options.EXCHANGE, default=options.DEFAULT_EXCHANGE,
                    help="how rows reach their gene partition: 'auto' (default: no exchange when "
                         "the input is grouped by gene, i.e. each gene's rows in one file or row "
                         "group, its files are not much smaller than --partition-rows, and there "
@@ -273,7 +276,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "dask-enrich") -> int:
     debug = bool(getattr(args, "debug", False))
     from ..logs import configure
 
-    configure(args.log_level or ("warning" if getattr(args, "quiet", False) else "info"))
+    configure(args.log_level or ("warning" if getattr(args, "quiet", False) else options.DEFAULT_LOG_LEVEL))
     previous = _catch_sigterm()
     try:
         code = int(args.handler(args) or 0)

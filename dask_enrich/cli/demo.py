@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import demo
+from .. import demo, options
 from ..logs import LOGGER, progress_printer
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         description=demo.__doc__.split("\n\n")[0] + " " + " ".join(demo.__doc__.split("\n\n")[1].split()))
     parser.add_argument("--out", default="dask-enrich-demo",
                         help="output directory (default ./dask-enrich-demo; replaced if it exists)")
-    parser.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
+    parser.add_argument("--workers", type=int, default=options.DEFAULT_DEMO_WORKERS,
+                        help=f"local Dask workers (default {options.DEFAULT_DEMO_WORKERS})")
     parser.add_argument("--score", action="store_true",
                         help="apply the bundled meta-model in the same pass: every track position "
                              "with base and meta scores (meta where uncertain) and a 'rescored' flag")

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 
+from .. import options
 from ..basemodel.predict import predict_base, read_gene_list
 from ..errors import ConfigError, EnrichError
 
@@ -66,11 +67,12 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
 
     p.add_argument("--partition-rows", type=_positive_int, default=None, metavar="N",
                    help="directory --out: nucleotides of genes per part file (default: "
-                        "enrich.partition-rows of Dask's config, 200,000); genes are never split")
+                        "enrich.partition-rows of Dask's config, "
+                        f"{options.DEFAULT_PARTITION_ROWS:,}); genes are never split")
     from . import add_cluster_arguments
 
     add_cluster_arguments(p, local_options=False)
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=int, metavar="N", default=options.DEFAULT_WORKERS,
                    help="local worker processes (default: enrich.workers, else Dask's CPU count)")
     p.add_argument("--weights", metavar="DIR", help="folder with spliceai1..5.h5 (default: the installed "
                    "spliceai package)")

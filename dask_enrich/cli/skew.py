@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .. import options
 from ..config import EnrichConfig
 from ..errors import EnrichError, InputError
 from ..skew import ATOL, EXAMPLES, RTOL, SKEW_EXIT_CODE, skew_check
@@ -37,15 +38,18 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
                         help="full base-prediction track; the context is then recomputed from it")
     parser.add_argument("--rtol", type=float, default=RTOL, help=f"relative tolerance (default {RTOL})")
     parser.add_argument("--atol", type=float, default=ATOL, help=f"absolute tolerance (default {ATOL})")
-    parser.add_argument("--coordinates", choices=("genomic", "gene_relative"), default="genomic",
+    parser.add_argument("--coordinates", choices=options.COORDINATES, default=options.DEFAULT_COORDINATES,
                         help="training positions: 1-based genomic (default) or gene-relative "
                              "(MetaSpliceAI: 0-based offset from the gene's 5' end)")
-    parser.add_argument("--context-track", choices=("larger", "donor", "acceptor"), default="larger",
+    parser.add_argument("--context-track", choices=options.CONTEXT_TRACK,
+                        default=options.DEFAULT_CONTEXT_TRACK,
                         help="which track gives a row's context neighbours (default: larger score)")
     parser.add_argument("--examples", type=int, default=EXAMPLES, help="example rows per feature")
     parser.add_argument("--local", action="store_true",
                         help="recompute in this process (no Dask cluster); for small matrices")
-    parser.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
+    parser.add_argument("--workers", type=int, default=options.DEFAULT_WORKERS,
+                        help="local Dask workers (default: enrich.workers of Dask's config, else "
+                             "Dask's CPU count, as `run`)")
     parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="report directory")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.set_defaults(handler=run_cli)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..columns import CONTEXT_OFFSETS  # noqa: F401 (context column suffix -> offset)
 from ..errors import ConfigError
 
 # The inputs a feature can need. ``scores`` always come with the positions.
@@ -48,9 +49,6 @@ INT = np.dtype("int64")
 COUNT = np.dtype("int32")
 
 KMER_PATTERN = re.compile(r"^(\d+)mer_([ACGTN]+)$")
-#: The context neighbours: column suffix -> offset in transcript orientation.
-CONTEXT_OFFSETS = {"m2": -2, "m1": -1, "p1": 1, "p2": 2}
-
 
 @dataclass(frozen=True)
 class Feature:

@@ -33,6 +33,8 @@ from collections import defaultdict
 import numpy as np
 
 from ..errors import InputError
+from ..options import SEQUENCE_FLANK
+from ..validate import place
 from .registry import COUNT, FLOAT, INT, SEQUENCE, Computed, Feature, builtin_features, declare, \
     declare_pattern, lookup, parse_kmer
 
@@ -50,7 +52,7 @@ _RC = str.maketrans("ACGTN", "TGCAN")
 
 
 def window_bounds(position: np.ndarray, gene_start: np.ndarray, gene_end: np.ndarray,
-                  minus: np.ndarray, flank: int = 250) -> tuple[np.ndarray, np.ndarray]:
+                  minus: np.ndarray, flank: int = SEQUENCE_FLANK) -> tuple[np.ndarray, np.ndarray]:
     """Half-open window ``[lo, hi)`` per position, in 0-based forward coordinates local to the gene
     (0 = gene_start). Positions are 1-based genomic; a position outside its gene raises InputError."""
     position = np.asarray(position, dtype=np.int64)
@@ -336,9 +338,9 @@ def sequence_kernel(inputs, names: list[str]) -> Computed:
     rows whose gene, chromosome or position cannot be placed are missing."""
     n = len(inputs.frame)
     offset = np.where(inputs.in_annotation, inputs.gene_column("seq_offset"), -1)
-    start, end = inputs.gene_column("gene_start"), inputs.gene_column("gene_end")
-    valid = (inputs.in_annotation & (offset >= 0) & inputs.strand_known
-             & (inputs.positions >= start) & (inputs.positions <= end))
+    placement = place(inputs.genomic.gene_table, inputs.gene_row, inputs.positions, has_sequence_for=True)
+    start, end = placement.start, placement.end
+    valid = placement.placed & inputs.strand_known
     reason = ("gene absent from the annotation, its chromosome absent from the genome, or the "
               "position outside the gene span")
     if not valid.any():

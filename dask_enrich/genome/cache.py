@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-import fsspec
 import numpy as np
 import pandas as pd
 
@@ -41,6 +40,9 @@ from ..logs import rate_and_eta
 from .fasta import IndexedFasta, is_plain_gzip, stream_fasta
 from .annotation import read_annotation
 from .gtf import GENOMIC_FEATURES
+from ..options import SEQUENCE_FLANK
+from ..storage import url_to_fs
+from ..validate import place
 from .remote import is_url, local_cache_dir, local_file, local_root, upload_dir
 from .seqnames import SeqNames, describe_mismatch, read_seq_aliases
 
@@ -209,19 +211,9 @@ class GenomicCache:
     def problem_codes(self, rows: np.ndarray, position, *, need_sequence: bool) -> np.ndarray:
         """Per row (gene-table row numbers from :meth:`gene_rows`), an int8 code: 0 ok, 1 gene not in
         annotation, 2 position outside gene, 3 no sequence for gene (see ``PROBLEMS``)."""
-        position = np.asarray(position, dtype=np.int64)
-        idx = np.asarray(rows)
-        safe = np.maximum(idx, 0)
-        code = np.zeros(len(idx), dtype=np.int8)
-        found = idx >= 0
-        code[~found] = 1
-        start = self.gene_table["gene_start"].to_numpy()[safe]
-        end = self.gene_table["gene_end"].to_numpy()[safe]
-        outside = found & ((position < start) | (position > end))
-        code[outside] = 2
-        if need_sequence:
-            code[found & ~outside & (self.gene_table["seq_offset"].to_numpy()[safe] < 0)] = 3
-        return code
+        # the one placement check (validate.place); its codes are these
+        return place(self.gene_table, np.asarray(rows), position,
+                     has_sequence_for=True if need_sequence else None).code
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -256,7 +248,8 @@ class GenomicCache:
             raise InputError(f"{int(np.sum(idx < 0))} row(s) whose gene is not in annotation cache {self.path}")
         return {n: self.gene_table[n].to_numpy()[idx].astype(lookup(n).dtype) for n in names}
 
-    def sequence_features(self, gene_id, position, names: list[str], flank: int = 250) -> dict[str, np.ndarray]:
+    def sequence_features(self, gene_id, position, names: list[str], flank: int = SEQUENCE_FLANK
+                          ) -> dict[str, np.ndarray]:
         """Sequence features / k-mer counts (registry dtypes) of 1-based genomic positions."""
         bad = check_names(list(names))
         if bad:
@@ -454,7 +447,8 @@ def build_cache(genome: str | Path | None, annotation: str | Path, out: str | Pa
     if is_url(out):  # built locally, then copied to the URL (reused when its record matches)
         url, out = str(out), local_root() / "builds" / hashlib.sha256(str(out).encode()).hexdigest()[:16]
         try:
-            remote = json.loads(fsspec.open(f"{url.rstrip('/')}/{META_FILE}").open().read())
+            fs, meta = url_to_fs(f"{url.rstrip('/')}/{META_FILE}")
+            remote = json.loads(fs.cat_file(meta))
         except (OSError, ValueError):
             remote = None
         cache = build_cache(genome, annotation, out, progress=progress, chrom_aliases=chrom_aliases,

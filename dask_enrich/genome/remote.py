@@ -19,14 +19,10 @@ from typing import Any
 import fsspec
 
 from ..errors import InputError
+from ..storage import is_url, url_to_fs
 
 #: Environment variable naming the local directory for downloaded inputs and caches.
 ROOT_ENV = "DASK_ENRICH_REMOTE_CACHE"
-
-
-def is_url(path: str | Path | None) -> bool:
-    """Whether ``path`` is a URL other than ``file://``."""
-    return path is not None and "://" in str(path) and not str(path).startswith("file://")
 
 
 def local_root() -> Path:
@@ -56,7 +52,7 @@ def local_file(path: str | Path | None, storage_options: dict[str, Any] | None =
 
 def local_cache_dir(url: str, storage_options: dict[str, Any] | None = None, meta_file: str = "cache.json") -> Path:
     """A local copy of the genomic cache directory at ``url`` (copied when absent or stale)."""
-    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, root = url_to_fs(url, storage_options)
     root = root.rstrip("/")
     try:
         remote_meta = fs.cat_file(f"{root}/{meta_file}")
@@ -98,7 +94,7 @@ def upload_dir(local: Path, url: str, storage_options: dict[str, Any] | None = N
     reader never sees a record whose files are not all there)."""
     import json
 
-    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, root = url_to_fs(url, storage_options)
     root = root.rstrip("/")
     fs.makedirs(root, exist_ok=True)
     if fs.exists(f"{root}/{meta_file}"):

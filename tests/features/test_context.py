@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dask_enrich.features.context import choose_track, context_from_track
+from tests.strategies import gene_spans, positions_in, tracks
 
 OFFSETS = (-2, -1, 1, 2)
 
@@ -65,20 +66,10 @@ def test_choose_track_rule():
 @settings(max_examples=40, deadline=None)
 @given(st.data())
 def test_matches_slow_reference(data):
-    n_genes = data.draw(st.integers(1, 3))
-    span, track = {}, []
-    for g in range(n_genes):
-        start = data.draw(st.integers(1, 50))
-        end = start + data.draw(st.integers(0, 12))
-        span[g] = (start, end)
-        for p in range(start, end + 1):
-            if data.draw(st.booleans()) or p % 3:
-                track.append((g, p, data.draw(st.floats(0, 1)), data.draw(st.floats(0, 1))))
-    rows = []
-    for _ in range(data.draw(st.integers(1, 10))):
-        g = data.draw(st.integers(0, n_genes - 1))
-        rows.append((g, data.draw(st.integers(*span[g])), data.draw(st.booleans()),
-                     data.draw(st.booleans())))
+    span = data.draw(gene_spans(max_genes=3, max_start=50, max_extra=12))
+    track = data.draw(tracks(span))
+    rows = [(g, p, data.draw(st.booleans()), data.draw(st.booleans()))  # (.., minus, use_donor)
+            for g, p in data.draw(positions_in(span, min_size=1, max_size=10))]
     shuffled = data.draw(st.permutations(track)) if track else track
     out = run(rows, shuffled, span)
     for i, row in enumerate(rows):

@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 from dask_enrich.features import registry
 from dask_enrich.features.scores import SCORE_FEATURES, score_features
+from tests.strategies import probabilities, score_rows
 
 EPS = 1e-10
 
@@ -97,11 +98,10 @@ def test_local_peak_is_integer_and_respects_threshold():
     assert out["donor_is_local_peak"].tolist() == [1, 0]
 
 
-probabilities = st.floats(0, 1, allow_nan=False)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(*[probabilities] * 7), min_size=1, max_size=40))
+@given(score_rows(7, min_size=1, max_size=40))
 def test_matches_reference_and_is_finite_for_valid_scores(rows):
     out = compute(rows)
     for i, row in enumerate(rows):

@@ -14,6 +14,7 @@ from dask_enrich.features import sequence as seqmod
 from dask_enrich.features.registry import lookup
 from dask_enrich.features.sequence import sequence_features, window_bounds
 from tests.genome.reference import features_of_window, revcomp, window_string
+from tests.strategies import positions_in
 
 ALPHABET = "ACGTNacgtnRY"
 
@@ -127,7 +128,7 @@ def test_window_bounds_match_literal_gene_slices(gene, data, flank):
     gene string in transcript orientation, clipped."""
     gene_start = data.draw(st.integers(1, 10_000))
     gene_end = gene_start + len(gene) - 1
-    pos = np.array(data.draw(st.lists(st.integers(gene_start, gene_end), min_size=1, max_size=20)))
+    pos = np.array([p for _, p in data.draw(positions_in({0: (gene_start, gene_end)}, 1, 20))])
     chrom = "N" * (gene_start - 1) + gene
     for strand in "+-":
         lo, hi = window_bounds(pos, np.full(len(pos), gene_start), np.full(len(pos), gene_end),
