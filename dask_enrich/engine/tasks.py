@@ -103,11 +103,11 @@ def in_plan_order(frame: pd.DataFrame, plan: PartitionPlan) -> bool:
     return bool((change | (position[1:] >= position[:-1])).all())
 
 
-def _check_rows(rows: pd.DataFrame, ctx: RunContext, bin_id: int
+def _check_rows(rows: pd.DataFrame, ctx: RunContext, bin_id: int, genomic: Any
                 ) -> tuple[pd.DataFrame, int, dict[str, Any]]:
     """The bin's rows checked (bad ones: the run fails, or they go to OUT/_rejected/)."""
     return quarantine.check_bin(rows, ctx.checks, bin_id=bin_id, config=ctx.config,
-                                genomic=ctx.genomic(), out=ctx.out, fingerprint=ctx.fingerprint,
+                                genomic=genomic, out=ctx.out, fingerprint=ctx.fingerprint,
                                 storage_options=ctx.storage_options)
 
 
@@ -127,16 +127,18 @@ def _drop_bin(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: RunContext,
-               bin_id: int = -1) -> EnrichedBin:
+               bin_id: int = -1, *, genomic: Any = None) -> EnrichedBin:
     """Check, order and enrich one bin with the pure core, then each model's finish (scoring,
-    its columns): ``positions`` None means the positions are the track's uncertain rows."""
+    its columns): ``positions`` None means the positions are the track's uncertain rows.
+    ``genomic``: a genomic cache already open in this process (else ``ctx.genomic()``)."""
+    genomic = genomic if genomic is not None else ctx.genomic()
     # exactly the rows of the bin's genes, gene by gene (what the plan counted): nothing lost or mixed
     ctx.plan.check_bin_rows(bin_id, (track if positions is None else positions)["gene_id"])
     track_info: dict[str, Any] = {}
     track = _drop_bin(track) if track is not None else None
     if ctx.selective:  # every track row is written (base or meta scores) or rejected: check them all
         rows_in = len(track)
-        track, rejected, checks = _check_rows(track, ctx, bin_id)
+        track, rejected, checks = _check_rows(track, ctx, bin_id, genomic)
     elif track is not None:  # the track's rows give context
         track, track_info = _check_track(track, ctx, bin_id)
     track = sorted_bin(track, ctx.plan) if track is not None else None
@@ -145,9 +147,9 @@ def enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: 
     positions = _drop_bin(positions)
     if not ctx.selective:
         rows_in = len(positions)
-        positions, rejected, checks = _check_rows(positions, ctx, bin_id)
+        positions, rejected, checks = _check_rows(positions, ctx, bin_id, genomic)
     positions = sorted_bin(positions, ctx.plan)
-    out, report = enrich(positions, ctx.manifest, genomic=ctx.genomic(), track=track, config=ctx.config)
+    out, report = enrich(positions, ctx.manifest, genomic=genomic, track=track, config=ctx.config)
     frames = models.finish_bin(out, positions, track, ctx)  # scoring; one frame per model
     return EnrichedBin(frames, report, quarantine.with_track_info(checks, track_info), rows_in,
                        rejected, positions, track)
