@@ -3,7 +3,7 @@ worker task needs, built once on the client and shipped as one small graph key).
 
 ``run_enrichment(...)`` takes loose keywords for the CLI and the tests; they become the options
 dataclasses here (:class:`InputOptions`, :class:`OutputOptions`, :class:`ClusterOptions`), checked
-once. :class:`RunContext` is frozen: it is built in one place (``run._context``), never patched.
+once. :class:`RunContext` is frozen: it is built in one place (``run._prepare``), never patched.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..config import EnrichConfig
-from ..core import _id_columns, enrich, impute_value, output_meta, output_schema
+from ..core import _id_columns, enrich, impute_value, output_schema
 from ..errors import ConfigError
 from ..features import registry
 from ..manifest import MANIFEST_FILES, Manifest, load_manifest
@@ -69,7 +69,6 @@ class Target:
     overrides: Manifest | None = None
     fingerprint: str = ""
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    meta: pd.DataFrame | None = field(default=None, compare=False, repr=False)
     schema: pa.Schema | None = field(default=None, compare=False, repr=False)
     #: OUT of a run with one dataset per model (this target writes OUT/<name>/), else None
     run_out: str | None = None
@@ -265,30 +264,27 @@ def _arrow_type(dtype: Any) -> pa.DataType:
                                  preserve_index=False).field("c").type
 
 
-def _target_layout(t: Target, score: ScoreOptions | None, input_dtypes: Mapping[str, Any],
-                   track_meta: pd.DataFrame | None, config: EnrichConfig
-                   ) -> tuple[pd.DataFrame, pa.Schema]:
-    from ..scoring import scored_meta, scored_schema, selective_meta, selective_schema
+def _target_schema(t: Target, score: ScoreOptions | None, input_dtypes: Mapping[str, Any],
+                   track_meta: pd.DataFrame | None, config: EnrichConfig) -> pa.Schema:
+    """The Arrow schema of target ``t``'s part files."""
+    from ..scoring import scored_schema, selective_schema
 
-    meta = output_meta(t.manifest, input_dtypes, config)
     schema = output_schema(t.manifest, input_dtypes, config)
     if score is None:
-        return meta, schema
+        return schema
     if score.selective:
-        dtypes = track_meta.dtypes.to_dict()
-        track_schema = pa.schema([pa.field(c, _arrow_type(d)) for c, d in dtypes.items()])
-        return (selective_meta(dtypes, config.keep_columns),
-                selective_schema(track_schema, config.keep_columns))
+        track_schema = pa.schema([pa.field(c, _arrow_type(d))
+                                  for c, d in track_meta.dtypes.to_dict().items()])
+        return selective_schema(track_schema, config.keep_columns)
     model = SimpleNamespace(manifest=t.manifest)  # the layout needs only the feature names
-    return (scored_meta(meta, model, keep_features=score.keep_features),
-            scored_schema(schema, model, keep_features=score.keep_features))
+    return scored_schema(schema, model, keep_features=score.keep_features)
 
 
 def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.Mode, plan: Any,
             input_meta: pd.DataFrame, track_meta: pd.DataFrame | None, config: EnrichConfig,
             storage_options: dict[str, Any] | None = None, failed: dict[str, str] | None = None
             ) -> tuple[list[Target], dict[int, dict[str, Any]]]:
-    """Each target's meta and schema, its output directory made ready (``writer.prepare_output``);
+    """Each target's schema, its output directory made ready (``writer.prepare_output``);
     returns the targets and the partitions complete in every target (resume), with their reports
     merged. The kept parts that failed verification (redone) go to ``failed`` ({path: reason})."""
     dtypes = input_meta.dtypes.to_dict()
@@ -300,7 +296,7 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
             fs.rm(f"{root}/{writer.SUCCESS_FILE}")
     digests = [plan.bin_digest(b) for b in range(plan.n_bins)]
     for t in targets:
-        meta, schema = _target_layout(t, score, dtypes, track_meta, config)
+        schema = _target_schema(t, score, dtypes, track_meta, config)
         record = {**t.record, "plan": plan.summary()}
         redone: dict[str, str] = {}
         done_each.append(writer.prepare_output(t.out, mode=mode, run_fingerprint=t.fingerprint,
@@ -309,7 +305,7 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
                                                bin_digests=digests, failed=redone))
         if failed is not None:
             failed.update({f"{t.out.rstrip('/')}/{name}": why for name, why in redone.items()})
-        ready.append(replace(t, meta=meta, schema=schema))
+        ready.append(replace(t, schema=schema))
     bins = set(done_each[0]).intersection(*done_each[1:])
     done = {}
     for b in sorted(bins):

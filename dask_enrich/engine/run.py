@@ -127,18 +127,20 @@ def run_enrichment(
     sequence-name alias file, for the cache built from ``genome``/``annotation``. Gene ids that
     differ from the annotation's only by a version suffix (``.N``) are matched when one-to-one.
     """
-    return run(manifest, InputOptions(positions, track, cache, genome, annotation, cache_dir, gene_key,
-                                      seq_aliases, selection, storage_options),
+    options = (InputOptions(positions, track, cache, genome, annotation, cache_dir, gene_key,
+                            seq_aliases, selection, storage_options),
                OutputOptions(out, mode, partition_rows, on_bad_rows, exchange_method),
                ClusterOptions(client, scheduler, scheduler_file, workers, threads_per_worker,
-                              memory_limit, processes),
-               config=config, score=score, progress=progress, log=log)
+                              memory_limit, processes))
+    return run_enrichment_with(manifest, *options, config=config, score=score, progress=progress,
+                               log=log)
 
 
-def run(manifest: str | Path | Manifest, inputs: InputOptions, output: OutputOptions,
-        cluster: ClusterOptions = ClusterOptions(), *, config: EnrichConfig = EnrichConfig(),
-        score: models.ScoreOptions | None = None, progress: Progress | None = None,
-        log: Callable[[str], None] | None = None) -> RunSummary:
+def run_enrichment_with(manifest: str | Path | Manifest, inputs: InputOptions, output: OutputOptions,
+                        cluster: ClusterOptions = ClusterOptions(), *,
+                        config: EnrichConfig = EnrichConfig(),
+                        score: models.ScoreOptions | None = None, progress: Progress | None = None,
+                        log: Callable[[str], None] | None = None) -> RunSummary:
     """:func:`run_enrichment` with its options as objects."""
     say = log or LOGGER.info  # the dask_enrich logger (silent unless logging is configured)
     t0 = time.perf_counter()
