@@ -14,6 +14,7 @@ from ..config import EnrichConfig
 from ..errors import ConfigError
 from ..manifest import Manifest
 from ..selection import Selection
+from .models import ScoreOptions, Target
 from .partition import PartitionPlan
 from .quarantine import ON_BAD_ROWS, BinChecks
 
@@ -103,8 +104,8 @@ class RunContext:
     fingerprint: str = ""
     cache_path: str | None = None
     done: frozenset[int] = frozenset()
-    targets: tuple[Any, ...] = ()  # models.Target: the output datasets (one per manifest)
-    score: Any = None  # models.ScoreOptions: meta-model scoring
+    targets: tuple[Target, ...] = ()  # the output datasets (one per manifest)
+    score: ScoreOptions | None = None  # meta-model scoring
     checks: BinChecks = BinChecks()  # row checks before enrich (validate)
     track_checks: BinChecks = BinChecks()  # of track rows read for context
     gene_aliases: tuple[tuple[str, str], ...] = ()  # (input id, annotation id): version matching

@@ -29,6 +29,7 @@ grow with the input size; the staged files are deleted when the run ends.
 """
 from __future__ import annotations
 
+import abc
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -147,7 +148,7 @@ class TaskPlace:
 BinTask = Callable[..., Any]
 
 
-class Exchange:
+class Exchange(abc.ABC):
     """The parallel strategy of a run: :meth:`graph` builds the tasks (each computes to a list of
     ``BinResult``) and :meth:`bins_of_key` names what a task key stands for."""
 
@@ -191,9 +192,10 @@ class Exchange:
                     return TaskPlace(input=(label, int(key[-1])))
         return place
 
+    @abc.abstractmethod
     def graph(self, inputs: Any, ctx: Any, task: BinTask) -> list[Any]:
-        """The run's tasks (``dask.delayed``), one list of ``BinResult`` each."""
-        raise NotImplementedError
+        """The run's tasks (``dask.delayed``), one list of ``BinResult`` each: ``inputs`` an
+        ``inputs.RunInputs``, ``ctx`` the ``RunContext``, ``task`` ``tasks.process_bin``."""
 
 
 def _where_read_part(read: Callable[[Any], pd.DataFrame], piece: Any, part: int, ctx: Any,
