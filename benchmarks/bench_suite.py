@@ -501,7 +501,8 @@ def breakdown(src: Path, m: dict[str, Manifest], kind: str, cache: Path | None) 
     too, outside the total."""
     from dask_enrich.engine import exchange, rejects, writer
     from dask_enrich.engine.partition import DEFAULT_PARTITION_ROWS, plan_partitions
-    from dask_enrich.engine.run import _count_genes, _sorted_bin
+    from dask_enrich.engine.inputs import _count_genes
+    from dask_enrich.engine.tasks import sorted_bin as _sorted_bin
     from dask_enrich.io import (POSITION_COLUMNS, _parquet_pieces, _PieceReader, _raw_position_dtype,
                                 inspect_input, wanted_columns)
 

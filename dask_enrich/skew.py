@@ -23,7 +23,7 @@ Rules of the comparison
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -453,41 +453,48 @@ def place_rows(training: pd.DataFrame, *, genomic: Any = None, track_span: pd.Da
 def recompute_local(inputs: pd.DataFrame, manifest: Manifest, *, genomic: Any = None,
                     track: pd.DataFrame | None = None, config: EnrichConfig = EnrichConfig(),
                     partition_rows: int = 200_000) -> tuple[pd.DataFrame, EnrichReport]:
-    """``core.enrich`` over gene-partitions of ``inputs`` in this process (no Dask).
+    """The engine's per-bin function (``engine.tasks.enrich_bin``: the row checks, the
+    gene-then-position order, the pure core) over gene-partitions of ``inputs`` in this process
+    (no Dask), so that both engines compute the rows by one code path.
 
-    Genes are packed whole into partitions of about ``partition_rows`` rows; the track is split
-    the same way once (sorted by partition, sliced by offsets). Output rows follow ``inputs``.
+    Genes are packed whole into partitions of about ``partition_rows`` rows (the engine's plan);
+    the track is split the same way once (sorted by partition, sliced by offsets). Output rows
+    follow ``inputs`` (by their ``_training_row``, which ``config`` must keep).
     """
+    from .engine.context import RunContext
+    from .engine.partition import plan_partitions
+    from .engine.quarantine import BinChecks, bin_checks
+    from .engine.tasks import enrich_bin
+
     if inputs.empty:
         return enrich(inputs, manifest, genomic=genomic, track=track, config=config)
-    codes, uniques = pd.factorize(inputs["gene_id"].astype("str"))
-    per_gene = np.bincount(codes, minlength=len(uniques))
-    gene_bin = (np.cumsum(per_gene) - per_gene) // max(1, partition_rows)
-    row_bin = gene_bin[codes]
+    genes = inputs["gene_id"].astype("str")
+    plan = plan_partitions(genes.value_counts(sort=False), partition_rows, keep_order=True)
+    checks = bin_checks({}, manifest, None, "in-process" if genomic is not None else None)
+    ctx = RunContext(manifest, config, plan, tuple(inputs.columns),
+                     checks=replace(checks, source="training rows"),
+                     track_checks=BinChecks(source="track", need_annotation=False))
+    row_bin = plan.bin_of(genes)
     order = np.argsort(row_bin, kind="stable")
-    bounds = np.searchsorted(row_bin[order], np.arange(gene_bin.max() + 2))
+    bounds = np.searchsorted(row_bin[order], np.arange(plan.n_bins + 1))
     track_parts = None
     if track is not None:
-        t_codes = pd.Index(uniques).get_indexer(track["gene_id"].astype("str"))
-        keep = t_codes >= 0
-        t_bin = gene_bin[t_codes[keep]]
-        t_order = np.argsort(t_bin, kind="stable")
-        sub = track[keep].iloc[t_order]
-        t_bounds = np.searchsorted(t_bin[t_order], np.arange(gene_bin.max() + 2))
-        track_parts = (sub, t_bounds)
+        t_bin = plan.bin_of(track["gene_id"].astype("str"))
+        keep = np.flatnonzero(t_bin >= 0)
+        t_order = keep[np.argsort(t_bin[keep], kind="stable")]
+        track_parts = (track.iloc[t_order], np.searchsorted(t_bin[t_order], np.arange(plan.n_bins + 1)))
     outputs, report = [], EnrichReport()
-    for b in range(len(bounds) - 1):  # one iteration per partition, not per gene
-        rows = order[bounds[b]:bounds[b + 1]]
-        if len(rows) == 0:
-            continue
+    for b in range(plan.n_bins):  # one iteration per partition, not per gene
         part_track = None
         if track_parts is not None:
             part_track = track_parts[0].iloc[track_parts[1][b]:track_parts[1][b + 1]]
-        out, part_report = enrich(inputs.iloc[rows], manifest, genomic=genomic, track=part_track,
-                                  config=config)
-        outputs.append(out)
-        report = report.merge(part_report)
-    return pd.concat(outputs).loc[inputs.index], report
+        done = enrich_bin(inputs.iloc[order[bounds[b]:bounds[b + 1]]], part_track, ctx, b,
+                          genomic=genomic)
+        outputs.append(done.frames[0])
+        report = report.merge(done.report)
+    out = pd.concat(outputs, ignore_index=True)
+    out = out.set_index(out[ROW].to_numpy()).reindex(inputs[ROW].to_numpy())
+    return out.set_axis(inputs.index), report
 
 
 def recompute_dask(inputs: pd.DataFrame, manifest: Manifest, work_dir: Path, *,

@@ -1,7 +1,20 @@
-"""The staged exchange: moving rows from input partitions to their bins through files on disk.
+"""How rows reach their bin: the :class:`Exchange` strategies, each building its part of the graph
+(one :func:`~.tasks.process_bin` per bin) and owning its task keys.
 
-This is the engine's default way to regroup rows by bin (``--exchange staged``); Dask's own
-``set_index`` shuffle on the bin id (``--exchange p2p``) is the alternative. Two task kinds:
+:class:`WhereRead`
+    input grouped by gene (``plan.follows_input``): one task per input partition reads it and
+    processes each of its bins in turn; no rows move between tasks.
+:class:`Staged` (``--exchange staged``, the default otherwise)
+    rows regrouped through Arrow files on disk, then one task per bin.
+:class:`P2P` (``--exchange p2p``)
+    Dask's ``set_index`` shuffle on the bin id with explicit integer divisions, then one task
+    per bin.
+
+Each strategy names the keys of the tasks it builds and records what each key stands for, so
+that :meth:`Exchange.bins_of_key` turns a lost task (a worker killed by it) back into its bins
+or input partition for the error message (``diagnose.py``), with no key parsing elsewhere.
+
+The staged exchange has two task kinds:
 
 ``split_part`` (one per input partition)
     gives each row its bin id, sorts the rows by bin (stable), and writes them to
@@ -16,8 +29,10 @@ grow with the input size; the staged files are deleted when the run ends.
 """
 from __future__ import annotations
 
+import abc
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import fsspec
 import numpy as np
@@ -118,3 +133,199 @@ def remove_staging(out: str, storage_options: dict[str, Any] | None = None) -> N
     fs, root = _fs(str(out).rstrip("/") + "/" + STAGING_DIR, storage_options)
     if fs.exists(root):
         fs.rm(root, recursive=True)
+
+
+# --- the strategies ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskPlace:
+    """What a task of the graph stands for: its bins, and the input partition it reads."""
+
+    bins: tuple[int, ...] = ()
+    input: tuple[str, int] | None = None  # (input label, input partition)
+
+
+#: A per-bin task: ``task(positions, track, ctx, bin_id) -> BinResult`` (``tasks.process_bin``).
+BinTask = Callable[..., Any]
+
+
+class Exchange(abc.ABC):
+    """The parallel strategy of a run: :meth:`graph` builds the tasks (each computes to a list of
+    ``BinResult``) and :meth:`bins_of_key` names what a task key stands for."""
+
+    name = "exchange"
+
+    def __init__(self, fingerprint: str) -> None:
+        self.tag = fingerprint[:8]
+        self._places: dict[Any, TaskPlace] = {}
+
+    def _key(self, text: str, place: TaskPlace) -> str:
+        key = f"{text}-{self.tag}"
+        self._places[key] = place
+        return key
+
+    def bin_key(self, bin_id: int) -> str:
+        """The key of the task that processes bin ``bin_id`` (staged, p2p)."""
+        return self._key(f"enrich-bin-{bin_id}", TaskPlace((int(bin_id),)))
+
+    def split_key(self, label: str, part: int) -> str:
+        """The key of the task that stages input partition ``part`` (staged)."""
+        return self._key(f"split-{label}-{part}", TaskPlace(input=(label, int(part))))
+
+    def part_key(self, label: str, part: int, bins: Any) -> str:
+        """The key of the task that reads input partition ``part`` and processes its ``bins``
+        (where read)."""
+        return self._key(f"enrich-write-{label}-{part}",
+                         TaskPlace(tuple(int(b) for b in bins), (label, int(part))))
+
+    def bins_of_key(self, key: Any) -> TaskPlace | None:
+        """The bins and input partition of a task key of this graph, or None (unknown)."""
+        if isinstance(key, bytes):
+            key = key.decode()
+        try:
+            place = self._places.get(key)
+        except TypeError:  # an unhashable key
+            return None
+        if place is None and isinstance(key, tuple) and len(key) >= 2 \
+                and isinstance(key[-1], (int, np.integer)):
+            for label in ("positions", "track"):  # a read task of ``io.read_dask`` (``read-<label>``)
+                if str(key[0]).startswith(f"read-{label}-"):
+                    return TaskPlace(input=(label, int(key[-1])))
+        return place
+
+    @abc.abstractmethod
+    def graph(self, inputs: Any, ctx: Any, task: BinTask) -> list[Any]:
+        """The run's tasks (``dask.delayed``), one list of ``BinResult`` each: ``inputs`` an
+        ``inputs.RunInputs``, ``ctx`` the ``RunContext``, ``task`` ``tasks.process_bin``."""
+
+
+def _where_read_part(read: Callable[[Any], pd.DataFrame], piece: Any, part: int, ctx: Any,
+                     track_only: bool, task: BinTask) -> list[Any]:
+    """Read one input partition, then process each of its bins (input grouped by gene): one task,
+    so the partition is in memory only while its own bins are worked on, one bin at a time."""
+    frame = read(piece)
+    bins = ctx.plan.bin_of(frame["gene_id"])
+    if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # genes not contiguous: group rows
+        order = np.argsort(bins, kind="stable")
+        frame, bins = frame.take(order), bins[order]
+    results = []
+    for bin_id in ctx.plan.bins_of_part(part):  # one iteration per bin
+        if bin_id in ctx.done:
+            continue
+        start, end = np.searchsorted(bins, [bin_id, bin_id + 1])
+        rows = frame.iloc[start:end]
+        results.append(task(None, rows, ctx, int(bin_id)) if track_only
+                       else task(rows, None, ctx, int(bin_id)))
+    return results
+
+
+class WhereRead(Exchange):
+    """Input grouped by gene: one task per input partition reads it (the same pieces as the plan's
+    pass over ``gene_id``) and processes its bins; partitions of complete bins only are skipped."""
+
+    name = "where-read"
+
+    def graph(self, inputs: Any, ctx: Any, task: BinTask) -> list[Any]:
+        import dask
+
+        label, reader, pieces = inputs.sources.pieces()
+        process = dask.delayed(_where_read_part, pure=True)
+        reader_key = dask.delayed(reader, pure=True, traverse=False)
+        ctx_key = dask.delayed(ctx, pure=True, traverse=False)
+        tasks = []
+        for p, piece in enumerate(pieces):
+            bins = ctx.plan.bins_of_part(p)
+            if set(bins.tolist()) <= ctx.done:
+                continue
+            tasks.append(process(reader_key, piece, p, ctx_key, inputs.sources.track_only, task,
+                                 dask_key_name=self.part_key(label, p, bins)))
+        return tasks
+
+
+def _one_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: Any, bin_id: int,
+             task: BinTask) -> list[Any]:
+    return [task(positions, track, ctx, bin_id)]
+
+
+def _gather_one_bin(bin_id: int, staged: dict[str, tuple[list, pd.DataFrame]], ctx: Any,
+                    task: BinTask) -> list[Any]:
+    """Gather one bin's staged rows (of the positions, of the track) and process it."""
+    rows = {label: gather_bin(bin_id, splits, meta, label, ctx.storage_options)
+            for label, (splits, meta) in staged.items()}
+    return _one_bin(rows.get("positions"), rows.get("track"), ctx, bin_id, task)
+
+
+class Staged(Exchange):
+    """Each input partition written once, grouped by bin, under ``OUT/_staging`` (``split_part``);
+    each bin's task reads its slices back (``gather_bin``) and processes the bin."""
+
+    name = "staged"
+
+    def graph(self, inputs: Any, ctx: Any, task: BinTask) -> list[Any]:
+        import dask
+
+        staging = staging_path(ctx.out, ctx.fingerprint)
+        split = dask.delayed(split_part, pure=True)
+        plan_key = dask.delayed(ctx.plan, pure=True, traverse=False)
+        staged = {}
+        for label in ("positions", "track"):
+            frame = inputs.frame(label)
+            if frame is None:
+                continue
+            splits = []
+            for i, part in enumerate(frame.to_delayed()):
+                self._places[part.key] = TaskPlace(input=(label, i))
+                splits.append(split(part, i, label, plan_key, ctx.done, staging, ctx.storage_options,
+                                    dask_key_name=self.split_key(label, i)))
+            staged[label] = (splits, frame._meta)
+        process = dask.delayed(_gather_one_bin, pure=True)
+        ctx_key = dask.delayed(ctx, pure=True, traverse=False)
+        return [process(b, staged, ctx_key, task, dask_key_name=self.bin_key(b))
+                for b in range(ctx.plan.n_bins) if b not in ctx.done]
+
+
+def _assign_bins(frame: pd.DataFrame, ctx: Any) -> pd.DataFrame:
+    """Add the bin id of each row; drop rows of genes outside the plan or of complete bins."""
+    from .tasks import BIN
+
+    bins = ctx.plan.bin_of(frame["gene_id"])
+    keep = bins >= 0
+    if ctx.done:
+        keep &= ~np.isin(bins, np.fromiter(ctx.done, dtype=np.int64))
+    out = frame[keep] if not keep.all() else frame.copy()
+    out[BIN] = bins[keep]
+    return out
+
+
+class P2P(Exchange):
+    """Dask's ``set_index`` shuffle on the bin id (``shuffle_method="p2p"``) with the plan's integer
+    divisions, so that partition i holds exactly the rows of bin i; then one task per bin."""
+
+    name = "p2p"
+
+    def graph(self, inputs: Any, ctx: Any, task: BinTask) -> list[Any]:
+        import dask
+
+        from .tasks import BIN
+
+        ctx_key = dask.delayed(ctx, pure=True, traverse=False)
+        parts = {}
+        for label in ("positions", "track"):
+            frame = inputs.frame(label)
+            if frame is None:
+                continue
+            with_bins = frame.map_partitions(_assign_bins, ctx_key,
+                                             meta=frame._meta.assign(**{BIN: np.int64(0)}))
+            by_bin = with_bins.set_index(BIN, divisions=list(ctx.plan.divisions), shuffle_method="p2p")
+            parts[label] = by_bin.to_delayed()
+        process = dask.delayed(_one_bin, pure=True)
+        none = [None] * ctx.plan.n_bins
+        return [process(parts.get("positions", none)[b], parts.get("track", none)[b], ctx_key, b,
+                        task, dask_key_name=self.bin_key(b))
+                for b in range(ctx.plan.n_bins) if b not in ctx.done]
+
+
+def choose_exchange(plan: PartitionPlan, exchange_method: str, fingerprint: str) -> Exchange:
+    """The strategy of a run: where read when the plan follows the input, else staged or p2p."""
+    if plan.follows_input:
+        return WhereRead(fingerprint)
+    return P2P(fingerprint) if exchange_method == "p2p" else Staged(fingerprint)

@@ -1,7 +1,7 @@
 """``enrich_dask``: a Dask DataFrame of positions in, a lazy Dask DataFrame of features out.
 
 Each partition of the input is enriched by the engine's own bin function
-(``run._enrich_bin``: the row checks, the gene-then-position order, the pure core), so
+(``tasks.enrich_bin``: the row checks, the gene-then-position order, the pure core), so
 ``enrich_dask`` and ``run_enrichment`` compute the same values by one code path. The graph holds
 one small context key (manifest, config, the cache's *path*, the track's file list) and one task
 per input partition: the genomic cache is opened on the worker by path (once per process) and
@@ -24,13 +24,15 @@ import numpy as np
 import pandas as pd
 
 from ..config import EnrichConfig
-from ..core import check_inputs, check_position_columns, output_meta, output_schema
+from ..core import check_inputs, check_position_columns, output_meta
 from ..errors import ConfigError
 from ..io import POSITION_COLUMNS, TRACK_COLUMNS, column_order, input_pieces, inspect_input, wanted_columns
 from ..manifest import Manifest, load_manifest
-from . import rejects
+from . import quarantine
+from .context import RunContext
+from .inputs import read_options, resolve_cache
 from .partition import PartitionPlan
-from .run import _Context, _enrich_bin, resolve_cache
+from .tasks import enrich_bin
 
 
 def _gene_ranges(source: Any, pieces: list) -> list[tuple[str, str] | None]:
@@ -75,20 +77,18 @@ def _read_track_rows(genes: np.ndarray, reader: Any, pieces: list,
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def _enrich_partition(positions: pd.DataFrame, ctx: _Context, track: tuple | None,
+def _enrich_partition(positions: pd.DataFrame, ctx: RunContext, track: tuple | None,
                       partition_info: dict | None = None) -> pd.DataFrame:
-    """One input partition through the engine's bin function; the report attrs dropped."""
+    """One input partition through the engine's bin function."""
     rows = positions[list(ctx.position_columns)]
     track_rows = (_read_track_rows(rows["gene_id"].to_numpy(), *track[:3])
                   if track is not None and len(rows) else None)
     if track is not None and track_rows is None:  # no rows, or none of the track's pieces
         track_rows = track[3].copy()
-    out = _enrich_bin(rows, track_rows, ctx, {"number": -1})
+    (out,) = enrich_bin(rows, track_rows, ctx).frames
     # one block per dtype (the core builds one per column, cheap to write but slow to edit):
     # what pandas operations on the result (dask's own to_parquet, assign, ...) expect
-    out = out.copy()
-    out.attrs = {}
-    return out
+    return out.copy()
 
 
 def enrich_dask(frame, manifest: str | Path | Manifest, *, cache: str | None = None,
@@ -138,23 +138,19 @@ def enrich_dask(frame, manifest: str | Path | Manifest, *, cache: str | None = N
                  has_annotation=genomic is not None)
     input_meta = frame._meta[list(columns)]
     meta = output_meta(manifest, input_meta.dtypes.to_dict(), config)
-    schema = output_schema(manifest, input_meta.dtypes.to_dict(), config)
     empty_plan = PartitionPlan(pd.Index([], dtype="str"), np.zeros(0, np.int64),
                                np.zeros(0, np.int64), 1)
     record = {"settings": {"on_bad_rows": "error"}}
-    checks = replace(rejects.bin_checks(record, manifest, None, cache_path),
+    checks = replace(quarantine.bin_checks(record, manifest, None, cache_path),
                      source="the positions of enrich_dask")
-    ctx = _Context(manifest, config, None, empty_plan, meta, schema, out="", storage_options=None,
-                   fingerprint="", cache_path=cache_path, done=frozenset(),
-                   position_columns=columns,
-                   checks=checks,
-                   track_checks=rejects.track_checks(record, track_source))
+    ctx = RunContext(manifest, config, empty_plan, columns, cache_path=cache_path, checks=checks,
+                     track_checks=quarantine.track_checks(record, track_source))
     track_arg = None
     if track_source is not None:
         track_columns = [c for c in wanted_columns(track_source, TRACK_COLUMNS)
                          if c in (*TRACK_COLUMNS, "strand")]
         reader, pieces, track_meta = input_pieces(track_source, track_columns,
-                                                  **rejects.read_options(track_source))
+                                                  **read_options(track_source))
         track_arg = (reader, pieces, _gene_ranges(track_source, pieces), track_meta)
     ctx_key = dask.delayed(ctx, pure=True, traverse=False)
     track_key = dask.delayed(track_arg, pure=True, traverse=False) if track_arg else None

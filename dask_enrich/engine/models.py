@@ -33,16 +33,12 @@ import pandas as pd
 import pyarrow as pa
 
 from ..config import EnrichConfig
-from ..core import _id_columns, enrich, impute_value, output_meta, output_schema
+from ..core import _id_columns, enrich, impute_value, output_schema
 from ..errors import ConfigError
 from ..features import registry
 from ..manifest import MANIFEST_FILES, Manifest, load_manifest
 from ..selection import select_mask
 from . import writer
-
-#: Separator of target index and column name in the combined frame of a multi-target run.
-SEP = "|"
-
 
 @dataclass(frozen=True)
 class ScoreOptions:
@@ -73,7 +69,6 @@ class Target:
     overrides: Manifest | None = None
     fingerprint: str = ""
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    meta: pd.DataFrame | None = field(default=None, compare=False, repr=False)
     schema: pa.Schema | None = field(default=None, compare=False, repr=False)
     #: OUT of a run with one dataset per model (this target writes OUT/<name>/), else None
     run_out: str | None = None
@@ -269,33 +264,29 @@ def _arrow_type(dtype: Any) -> pa.DataType:
                                  preserve_index=False).field("c").type
 
 
-def _target_layout(t: Target, score: ScoreOptions | None, input_dtypes: Mapping[str, Any],
-                   track_meta: pd.DataFrame | None, config: EnrichConfig
-                   ) -> tuple[pd.DataFrame, pa.Schema]:
-    from ..scoring import scored_meta, scored_schema, selective_meta, selective_schema
+def _target_schema(t: Target, score: ScoreOptions | None, input_dtypes: Mapping[str, Any],
+                   track_meta: pd.DataFrame | None, config: EnrichConfig) -> pa.Schema:
+    """The Arrow schema of target ``t``'s part files."""
+    from ..scoring import scored_schema, selective_schema
 
-    meta = output_meta(t.manifest, input_dtypes, config)
     schema = output_schema(t.manifest, input_dtypes, config)
     if score is None:
-        return meta, schema
+        return schema
     if score.selective:
-        dtypes = track_meta.dtypes.to_dict()
-        track_schema = pa.schema([pa.field(c, _arrow_type(d)) for c, d in dtypes.items()])
-        return (selective_meta(dtypes, config.keep_columns),
-                selective_schema(track_schema, config.keep_columns))
+        track_schema = pa.schema([pa.field(c, _arrow_type(d))
+                                  for c, d in track_meta.dtypes.to_dict().items()])
+        return selective_schema(track_schema, config.keep_columns)
     model = SimpleNamespace(manifest=t.manifest)  # the layout needs only the feature names
-    return (scored_meta(meta, model, keep_features=score.keep_features),
-            scored_schema(schema, model, keep_features=score.keep_features))
+    return scored_schema(schema, model, keep_features=score.keep_features)
 
 
 def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.Mode, plan: Any,
             input_meta: pd.DataFrame, track_meta: pd.DataFrame | None, config: EnrichConfig,
             storage_options: dict[str, Any] | None = None, failed: dict[str, str] | None = None
-            ) -> tuple[list[Target], pd.DataFrame, pa.Schema, dict[int, dict[str, Any]]]:
-    """Each target's meta and schema, its output directory made ready (``writer.prepare_output``);
-    returns the targets, the Dask meta and schema of the frames between enrichment and writing,
-    and the partitions complete in every target (resume), with their reports merged. The kept
-    parts that failed verification (redone) go to ``failed`` ({path: reason})."""
+            ) -> tuple[list[Target], dict[int, dict[str, Any]]]:
+    """Each target's schema, its output directory made ready (``writer.prepare_output``);
+    returns the targets and the partitions complete in every target (resume), with their reports
+    merged. The kept parts that failed verification (redone) go to ``failed`` ({path: reason})."""
     dtypes = input_meta.dtypes.to_dict()
     ready, done_each = [], []
     run_out = targets[0].run_out  # several models: OUT, else None
@@ -305,7 +296,7 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
             fs.rm(f"{root}/{writer.SUCCESS_FILE}")
     digests = [plan.bin_digest(b) for b in range(plan.n_bins)]
     for t in targets:
-        meta, schema = _target_layout(t, score, dtypes, track_meta, config)
+        schema = _target_schema(t, score, dtypes, track_meta, config)
         record = {**t.record, "plan": plan.summary()}
         redone: dict[str, str] = {}
         done_each.append(writer.prepare_output(t.out, mode=mode, run_fingerprint=t.fingerprint,
@@ -314,7 +305,7 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
                                                bin_digests=digests, failed=redone))
         if failed is not None:
             failed.update({f"{t.out.rstrip('/')}/{name}": why for name, why in redone.items()})
-        ready.append(replace(t, meta=meta, schema=schema))
+        ready.append(replace(t, schema=schema))
     bins = set(done_each[0]).intersection(*done_each[1:])
     done = {}
     for b in sorted(bins):
@@ -323,12 +314,7 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
             record["report"]["imputed"].update(other[b]["report"].get("imputed", {}))
             record["report"]["reasons"].update(other[b]["report"].get("reasons", {}))
         done[b] = record
-    if len(ready) == 1:
-        return ready, ready[0].meta, ready[0].schema, done
-    meta = combine([t.meta for t in ready])
-    schema = pa.schema([pa.field(f"{i}{SEP}{f.name}", f.type)
-                        for i, t in enumerate(ready) for f in t.schema])
-    return ready, meta, schema, done
+    return ready, done
 
 
 def filter_report(report: Mapping[str, Any], manifest: Manifest) -> dict[str, Any]:
@@ -386,19 +372,6 @@ def _values(series: pd.Series) -> Any:
     return series.to_numpy()
 
 
-def combine(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The targets' frames side by side, columns ``i|name`` (no copy of the data)."""
-    data = {f"{i}{SEP}{c}": _values(f[c]) for i, f in enumerate(frames) for c in f.columns}
-    index = frames[0].index if frames else None
-    return pd.DataFrame(data, index=index, copy=False)
-
-
-def split(frame: pd.DataFrame, i: int, t: Target) -> pd.DataFrame:
-    """Target ``i``'s frame out of a :func:`combine`d frame."""
-    return pd.DataFrame({c: _values(frame[f"{i}{SEP}{c}"]) for c in t.schema.names},
-                        index=frame.index, copy=False)
-
-
 def _slice(enriched: pd.DataFrame, input_columns: Sequence[str], union: Manifest, t: Target,
            config: EnrichConfig) -> pd.DataFrame:
     """Target ``t``'s enriched frame (its identifying columns, its features in its order) out
@@ -430,7 +403,7 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
     model = load_model_cached(t.model_dir, score.trust_model, t.manifest)
     if not score.selective:
         return score_partition(frame, model, keep_features=score.keep_features)
-    track = track.reset_index(drop=True)  # the bin's checked track rows (run._enrich_bin)
+    track = track.reset_index(drop=True)  # the bin's checked track rows (tasks.enrich_bin)
     mask = np.asarray(select_mask(track, ctx.selection), dtype=bool)
     meta = model.predict(frame)
     meta.insert(0, "gene_id", frame["gene_id"].to_numpy())
@@ -440,37 +413,32 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
 
 
 def finish_bin(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFrame | None,
-               ctx: Any) -> pd.DataFrame:
-    """The frame the write step receives for one bin: the enriched frame itself (one target, no
-    scoring: today's path), the target's scored or selective frame, or the targets' frames
-    :func:`combine`d. The engine's attrs (report, row counts) are kept."""
+               ctx: Any) -> tuple[pd.DataFrame, ...]:
+    """One frame per target for one bin (in the order of ``ctx.targets``): the enriched frame
+    itself (one target, no scoring), or each target's columns, scored or selective. Without
+    targets (the lazy API): the enriched frame."""
     targets = getattr(ctx, "targets", ())
     score = getattr(ctx, "score", None)
     if not targets or (len(targets) == 1 and score is None and targets[0].overrides is None):
-        return enriched
-    frames = [_target_frame(enriched, positions, track, t, ctx) for t in targets]
-    out = frames[0] if len(frames) == 1 else combine(frames)
-    out.attrs = dict(enriched.attrs)  # in selective mode rows in = the bin's track rows
-    return out
+        return (enriched,)
+    return tuple(_target_frame(enriched, positions, track, t, ctx) for t in targets)
 
 
-def write_part(frame: pd.DataFrame, ctx: Any, bin_id: int, report: dict[str, Any], *,
-               rows_in: int, rows_rejected: int) -> dict[str, Any]:
-    """Write one bin: ``writer.write_part`` into OUT (one target) or into each target's
-    directory (its columns, its fingerprint, its features' part of the report)."""
-    targets = getattr(ctx, "targets", ())
+def write_part(frames: Sequence[pd.DataFrame], ctx: Any, bin_id: int, report: dict[str, Any], *,
+               rows_in: int, rows_rejected: int) -> int:
+    """Write one bin: each target's frame (:func:`finish_bin`) into its directory with its schema,
+    its fingerprint and its features' part of the report (``writer.write_part``). Returns the
+    rows written (the same in every target)."""
     genes = ctx.plan.bin_digest(bin_id)
-    if len(targets) <= 1:
-        return writer.write_part(frame, ctx.out, bin_id, ctx.schema, ctx.fingerprint, report,
+    one = len(ctx.targets) == 1
+    records = [writer.write_part(frame, t.out, bin_id, t.schema, t.fingerprint,
+                                 report if one else filter_report(report, t.manifest),
                                  ctx.storage_options, rows_in=rows_in, rows_rejected=rows_rejected,
                                  genes=genes)
-    records = [writer.write_part(split(frame, i, t), t.out, bin_id, t.schema, t.fingerprint,
-                                 filter_report(report, t.manifest), ctx.storage_options,
-                                 rows_in=rows_in, rows_rejected=rows_rejected, genes=genes)
-               for i, t in enumerate(targets)]
+               for frame, t in zip(frames, ctx.targets, strict=True)]
     rows = {r["rows"] for r in records}
     if len(rows) != 1:
         from ..errors import RunFailure
 
         raise RunFailure(f"bin {bin_id}: the models' outputs have different row counts {sorted(rows)}")
-    return records[0]
+    return int(records[0]["rows"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,13 @@ from ..errors import ConfigError, RunFailure
 
 #: Default target of rows per partition (positions plus track rows of its genes).
 DEFAULT_PARTITION_ROWS = 200_000
+#: Input grouped by gene is enriched where it is read when that gives at most this many times the
+#: bins of packing genes across the input partitions (else small partitions go through the exchange)
+LOCAL_BINS_FACTOR = 1.5
+#: ... and when it is in at least this many input partitions (or bins): one partition of many bins
+#: goes through the exchange. A constant, not the cluster's thread count: the plan must not change
+#: with the cluster (a run resumed on another number of workers keeps its parts).
+MIN_WHERE_READ_PARTS = 2
 
 
 def pack_next_fit(sizes: np.ndarray, target: int, groups: np.ndarray | None = None) -> np.ndarray:
@@ -189,3 +196,41 @@ def plan_partitions(gene_sizes: pd.Series, target_rows: int = DEFAULT_PARTITION_
     sizes = ordered.to_numpy(dtype=np.int64)
     return PartitionPlan(pd.Index(ordered.index.astype("str"), dtype="str"), sizes,
                          pack_next_fit(sizes, target_rows), int(target_rows))
+
+
+def choose_plan(weights: pd.Series, partition_rows: int, exchange_method: str,
+                gene_parts: pd.Series | None, say: Callable[[str], None]) -> PartitionPlan:
+    """The partition plan: a pure function of the rows per gene, ``--partition-rows``, the
+    exchange setting and the input's partitioning (never of the live cluster, so that a resumed
+    run on another number of workers has the same bins).
+
+    Genes are packed in order of first appearance. With ``auto``, an input grouped by gene (each
+    gene's rows in one input partition, as a per-gene or per-chromosome writer leaves them) is
+    instead enriched where it is read, bins packed within input partitions, with no exchange at
+    all, unless its partitions are so small that small genes would no longer be packed together
+    (more than :data:`LOCAL_BINS_FACTOR` times the bins) or it is one partition of several bins
+    (one task would do all the work)."""
+    plan = plan_partitions(weights, partition_rows, keep_order=True)
+    if exchange_method != "auto" or gene_parts is None or not len(weights):
+        return plan
+    where_read = plan_partitions(weights, partition_rows, gene_parts=gene_parts)
+    parts = len(np.unique(where_read.bin_parts))
+    if where_read.n_bins > LOCAL_BINS_FACTOR * plan.n_bins + 1:
+        say(f"input grouped by gene, but in partitions much smaller than --partition-rows "
+            f"({where_read.n_bins:,} bins where read, {plan.n_bins:,} packed): exchanging rows")
+        return plan
+    if parts < min(MIN_WHERE_READ_PARTS, plan.n_bins):
+        say(f"input grouped by gene, but in {parts} partition(s) for {plan.n_bins} bins: exchanging "
+            "rows so that the bins are enriched in parallel")
+        return plan
+    return where_read
+
+
+def make_plan(inputs: Any, partition_rows: int, exchange_method: str,
+              say: Callable[[str], None]) -> PartitionPlan:
+    """The plan of a run's inputs (``inputs.RunInputs``): :func:`choose_plan` on the genes' packing
+    weights, with the rows each gene must arrive with in its bin (checked gene by gene on the
+    workers)."""
+    plan = choose_plan(inputs.weights.astype(np.int64), partition_rows, exchange_method,
+                       inputs.gene_parts, say)
+    return plan.with_rows(inputs.counts)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dask_enrich.engine.partition import plan_partitions
-from dask_enrich.engine.run import _in_plan_order, _sorted_bin
+from dask_enrich.engine.tasks import in_plan_order as _in_plan_order, sorted_bin as _sorted_bin
 
 GENES = ["g3", "g1", "g2", "g0"]  # plan order (first appearance), not sorted order
 

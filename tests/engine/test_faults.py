@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from dask_enrich.config import EnrichConfig
-from dask_enrich.engine import run, run_enrichment, writer
+from dask_enrich.engine import inputs as engine_inputs, run_enrichment, writer
 from dask_enrich.errors import ConfigError, InputError, RunFailure
 from dask_enrich.manifest import manifest_from_names
 
@@ -96,7 +96,7 @@ def test_a_read_only_out_fails_with_exit_4_before_any_work(client, tmp_path, mon
         def no_work(*args, **kwargs):
             raise AssertionError("work started on a read-only OUT")
 
-        monkeypatch.setattr(run, "_gene_counts", no_work)
+        monkeypatch.setattr(engine_inputs, "gene_counts", no_work)
         with pytest.raises(RunFailure, match=rf"cannot write {out}/_LOCK.json: Read-only file system"):
             run_enrichment(str(tmp_path / "p.parquet"), SCORES_ONLY, str(out), config=KEEP,
                            client=client)

@@ -219,22 +219,24 @@ def test_changed_medians_refuse_the_resume_naming_feature_stats(client, tmp_path
 def test_the_final_check_is_per_partition_not_only_totals():
     """Totals can match while a partition is written twice and another not at all."""
     from dask_enrich.engine.partition import plan_partitions
-    from dask_enrich.engine.run import check_bins
+    from dask_enrich.engine.summary import check_bins
+    from dask_enrich.engine.tasks import BinResult
     from dask_enrich.errors import RunFailure
 
     sizes = pd.Series({"a": 3, "b": 3, "c": 3})
     plan = plan_partitions(sizes, 3, keep_order=True).with_rows(sizes)
 
     def fresh(bins, rows_in):
-        return pd.DataFrame({"bin": bins, "rows_in": rows_in, "rows_written": rows_in})
+        return [BinResult(b, n, n, 0) for b, n in zip(bins, rows_in)]
 
-    assert check_bins(plan, fresh([0, 1, 2], [3, 3, 3]), {}, [], True, None) == {}
+    kept = BinResult(0, 3, 3, 0, resumed=True)
+    assert check_bins(plan, fresh([0, 1, 2], [3, 3, 3]), [], True, None) == {}
     with pytest.raises(RunFailure, match="partition 1 was written 2 times"):
-        check_bins(plan, fresh([0, 1, 1], [3, 3, 3]), {}, [], True, None)  # totals: 9 == 9
+        check_bins(plan, fresh([0, 1, 1], [3, 3, 3]), [], True, None)  # totals: 9 == 9
     with pytest.raises(RunFailure, match="partition 2 was written 0 times"):
-        check_bins(plan, fresh([0, 1], [3, 3]), {}, [], True, None)
+        check_bins(plan, fresh([0, 1], [3, 3]), [], True, None)
     with pytest.raises(RunFailure, match="partition 0 was written 2 times"):  # kept and redone
-        check_bins(plan, fresh([0, 1, 2], [3, 3, 3]), {0: {"rows": 3}}, [], True, None)
+        check_bins(plan, fresh([0, 1, 2], [3, 3, 3]) + [kept], [], True, None)
     with pytest.raises(RunFailure, match=r"partition 0: 4 input row\(s\) reached it but its genes "
                                          r"have 3"):
-        check_bins(plan, fresh([0, 1, 2], [4, 2, 3]), {}, [], True, None)
+        check_bins(plan, fresh([0, 1, 2], [4, 2, 3]), [], True, None)

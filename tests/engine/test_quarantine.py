@@ -1,5 +1,5 @@
-"""The engine's validation wiring (engine/rejects.py): rejected files, crash safety of the output,
-resume refusals, OUT not shared with the workers, and the killed-worker message."""
+"""The engine's validation wiring (engine/quarantine.py, inputs.py, summary.py): rejected files,
+crash safety of the output, resume refusals, OUT not shared with the workers."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dask_enrich.core import enrich, output_schema
-from dask_enrich.engine import rejects, run as engine_run, writer
+from dask_enrich.engine import inputs, quarantine, run as engine_run, summary as summaries, writer
 from dask_enrich.engine.partition import plan_partitions
 from dask_enrich.engine.run import run_enrichment
 from dask_enrich.errors import ConfigError, RunFailure
@@ -35,8 +35,8 @@ def test_rejected_files_are_whole_or_absent_and_resume_keeps_only_complete_bins(
     out = str(tmp_path / "out")
     bad = _positions(6).assign(reason="score_missing: x", source="p.parquet")
     for b in range(3):
-        rejects.write_rejected(bad.iloc[: b + 1], out, b, "F")
-    folder = tmp_path / "out" / rejects.REJECTED_DIR
+        quarantine.write_rejected(bad.iloc[: b + 1], out, b, "F")
+    folder = tmp_path / "out" / quarantine.REJECTED_DIR
     assert sorted(p.name for p in folder.iterdir()) == [writer.part_name(b) for b in range(3)]
     table = pq.read_table(folder / writer.part_name(2))
     assert table.num_rows == 3 and json.loads(table.schema.metadata[writer.META_KEY]) == {
@@ -44,7 +44,7 @@ def test_rejected_files_are_whole_or_absent_and_resume_keeps_only_complete_bins(
     (folder / f".{writer.part_name(3)}{writer.TMP_MARKER}abc").write_bytes(b"half a file")
     # a reader of the rejected dataset never sees the hidden temporary file
     assert len(pd.read_parquet(folder)) == 1 + 2 + 3
-    rejects.prepare_rejected(out, {0: {}, 2: {}})  # bins 0 and 2 complete, bin 1 redone
+    quarantine.prepare_rejected(out, {0: {}, 2: {}})  # bins 0 and 2 complete, bin 1 redone
     assert sorted(p.name for p in folder.iterdir()) == [writer.part_name(0), writer.part_name(2)]
 
 
@@ -59,7 +59,7 @@ def test_a_kept_column_named_reason_does_not_collide_with_the_rejects_own(client
                              client=client, on_bad_rows="quarantine",
                              config=EnrichConfig(keep_columns=("reason", "source")))
     assert summary.rows_rejected == 2
-    rejected = pd.read_parquet(tmp_path / "out" / rejects.REJECTED_DIR).sort_values("position")
+    rejected = pd.read_parquet(tmp_path / "out" / quarantine.REJECTED_DIR).sort_values("position")
     assert rejected["reason_input"].tolist() == ["note 2", "note 7"]
     assert rejected["source_input"].tolist() == ["lab 2", "lab 7"]
     assert rejected["reason"].str.startswith("score_").all()
@@ -94,7 +94,7 @@ def test_a_position_beyond_int64_is_rejected_as_written_not_wrapped(client, tmp_
     summary = run_enrichment(str(tmp_path / "p.parquet"), MANIFEST, str(tmp_path / "out"),
                              client=client, on_bad_rows="quarantine", exchange_method=exchange)
     assert (summary.rows_written, summary.rows_rejected) == (10, 2)
-    rejected = pd.read_parquet(tmp_path / "out" / rejects.REJECTED_DIR)
+    rejected = pd.read_parquet(tmp_path / "out" / quarantine.REJECTED_DIR)
     assert sorted(rejected["reason"]) == ["position_too_large: position=18446744073709551615",
                                           "position_too_large: position=9223372036854775813"]
     written = pd.read_parquet(tmp_path / "out")
@@ -166,88 +166,28 @@ def test_missing_part_files_mean_out_is_not_shared(tmp_path):
     out.mkdir()
     (out / writer.part_name(0)).write_bytes(b"x")
     with pytest.raises(RunFailure, match="not on a filesystem shared with the workers") as info:
-        rejects.check_parts_visible(str(out), 3)
+        summaries.check_parts_visible(str(out), 3)
     assert "2 of the 3" in str(info.value) and writer.part_name(1) in str(info.value)
     (out / writer.part_name(1)).write_bytes(b"x")
     (out / writer.part_name(2)).write_bytes(b"x")
-    rejects.check_parts_visible(str(out), 3)
+    summaries.check_parts_visible(str(out), 3)
 
 
 def test_local_paths_become_absolute_urls_do_not(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert rejects.absolute("out") == str(tmp_path / "out")
-    assert rejects.absolute("file://rel/x") == "file://" + str(tmp_path / "rel" / "x")
-    assert rejects.absolute("s3://bucket/key") == "s3://bucket/key"
-    assert rejects.absolute(None) is None
-
-
-# --- a worker killed by one bin -------------------------------------------------------------------------
-def test_killed_worker_message_names_the_bins_genes_rows_and_memory_limit():
-    sizes = pd.Series({"small1": 5, "BIG": 600_000, "small2": 7, "small3": 3})
-    plan = plan_partitions(sizes, 10, keep_order=True)
-    big_bin = int(plan.bins[list(plan.genes).index("BIG")])
-
-    class Killed(Exception):
-        task = ("_enrich_positions_only-_write_bin-abc", big_bin)
-
-    failure = rejects.killed_worker_failure(Killed("boom"), plan, {"x"}, [450 * 2**20, 0])
-    text = str(failure)
-    assert f"partition {big_bin} (gene BIG (600,000 rows)" in text
-    assert "450 MiB" in text and "--memory-limit" in text and "small1" not in text
-    # the gather task of a bin is named by its key; an input partition's task is not a bin
-    assert rejects.bin_of_key(f"gather-positions-{big_bin}-abcdef12", set()) == big_bin
-    assert rejects.bin_of_key("split-positions-3-abcdef12", set()) is None
-    assert rejects.bin_of_key(("read-positions-abc", 3), set()) is None
-    assert rejects.bin_of_key(("records-abc", 2), {"records-abc"}) == 2
-
-
-def test_killed_worker_in_a_bin_of_several_genes_lists_the_largest_first():
-    sizes = pd.Series({"a": 3, "b": 9, "c": 5})
-    plan = plan_partitions(sizes, 100, keep_order=True)
-
-    class Killed(Exception):
-        task = "gather-positions-0-abcdef12"
-
-    text = str(rejects.killed_worker_failure(Killed("x"), plan, set(), []))
-    assert "genes b (9 rows), c (5 rows), a (3 rows); 17 rows in all" in text
-    assert "memory limit unknown" in text
-
-
-def test_killed_worker_enriching_where_read_names_the_input_partitions_genes():
-    sizes = pd.Series({"a": 3, "b": 9, "HUGE": 500_000, "c": 5})
-    parts = pd.Series({"a": 0, "b": 0, "HUGE": 1, "c": 1})
-    plan = plan_partitions(sizes, 100, gene_parts=parts)
-
-    class Killed(Exception):
-        task = rejects.local_part_key("positions", 1, "abcdef1234")
-
-    assert rejects.local_part_of_key(Killed.task) == ("positions", 1)
-    text = str(rejects.killed_worker_failure(Killed("x"), plan, set(), [2**30]))
-    assert "input partition 1 of the positions" in text and "partitions 1, 2" in text
-    assert "genes HUGE (500,000 rows), c (5 rows); 500,005 rows in all" in text
-    assert " a (" not in text and "1 GiB" in text
-
-
-def test_killed_worker_while_reading_names_the_input_partition():
-    plan = plan_partitions(pd.Series({"a": 3}), 100, keep_order=True)
-    for key, label, part in [("split-positions-4-abcdef12", "positions", 4),
-                             (("read-track-0123abcd", 2), "track", 2)]:
-        class Killed(Exception):
-            task = key
-
-        assert rejects.input_of_key(key) == (label, part)
-        text = str(rejects.killed_worker_failure(Killed("x"), plan, set(), [2**30]))
-        assert f"reading partition {part} of the {label} input" in text and "1 GiB" in text
-    assert rejects.input_of_key(("_write_bin-abc", 1)) is None
+    assert inputs.absolute("out") == str(tmp_path / "out")
+    assert inputs.absolute("file://rel/x") == "file://" + str(tmp_path / "rel" / "x")
+    assert inputs.absolute("s3://bucket/key") == "s3://bucket/key"
+    assert inputs.absolute(None) is None
 
 
 def test_the_end_of_a_run_removes_temporaries_of_killed_writers_then_checks_every_part(tmp_path):
     out = tmp_path / "out"
-    (out / rejects.REJECTED_DIR).mkdir(parents=True)
+    (out / quarantine.REJECTED_DIR).mkdir(parents=True)
     for b in range(2):
         (out / writer.part_name(b)).write_bytes(b"x")
     stale = [out / f".{writer.part_name(1)}{writer.TMP_MARKER}dead",
-             out / rejects.REJECTED_DIR / f".{writer.part_name(0)}{writer.TMP_MARKER}dead"]
+             out / quarantine.REJECTED_DIR / f".{writer.part_name(0)}{writer.TMP_MARKER}dead"]
     for path in stale:
         path.write_bytes(b"half")
     plan = plan_partitions(pd.Series({"a": 3, "b": 4}), 3, keep_order=True)
@@ -255,8 +195,8 @@ def test_the_end_of_a_run_removes_temporaries_of_killed_writers_then_checks_ever
 
     ctx = SimpleNamespace(out=str(out), plan=plan, storage_options=None, targets=())
     assert plan.n_bins == 2
-    rejects.check_outputs_visible(ctx)
+    summaries.check_outputs_visible(ctx)
     assert not any(path.exists() for path in stale)
     (out / writer.part_name(1)).unlink()
     with pytest.raises(RunFailure, match="not on a filesystem shared"):
-        rejects.check_outputs_visible(ctx)
+        summaries.check_outputs_visible(ctx)
