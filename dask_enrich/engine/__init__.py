@@ -6,8 +6,13 @@ Public entry point: :func:`run_enrichment` (the ``dask-enrich run`` command call
 """
 from __future__ import annotations
 
-from .partition import DEFAULT_PARTITION_ROWS, PartitionPlan, pack_next_fit, plan_partitions
 from .context import ClusterOptions, InputOptions, OutputOptions
+from .partition import (
+           DEFAULT_PARTITION_ROWS,
+           PartitionPlan,
+           pack_next_fit,
+           plan_partitions,
+)
 from .run import RunSummary, make_local_cluster, run_enrichment, run_enrichment_with
 
 __all__ = ["DEFAULT_PARTITION_ROWS", "ClusterOptions", "InputOptions", "OutputOptions", "PartitionPlan",

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import RunFailure
 
+
 def _genes_of_bins(plan: Any, bins: Any) -> str:
     """'(genes A (n rows), ...; N rows in all)': the largest genes of these bins first."""
     in_bins = np.flatnonzero(np.isin(np.asarray(plan.bins), np.asarray(bins)))

@@ -34,24 +34,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from .. import storage
 from ..io import normalise_frame
 from .partition import PartitionPlan
 from .writer import STAGING_DIR, os_failure
-
-
-def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    return fsspec.core.url_to_fs(path, **(storage_options or {}))
-
-
-def _local(fs: fsspec.AbstractFileSystem) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
 
 
 def split_part(frame: pd.DataFrame, part: int, label: str, plan: PartitionPlan,
@@ -79,11 +70,11 @@ def split_part(frame: pd.DataFrame, part: int, label: str, plan: PartitionPlan,
     present = bins[starts]
     ends = np.append(starts[1:], len(bins))
     batch = table.combine_chunks().to_batches()[0]
-    fs, root = _fs(staging, storage_options)
+    fs, root = storage.url_to_fs(staging, storage_options)
     path = f"{root}/{label}-{part:05d}-{uuid.uuid4().hex[:6]}.arrow"
     try:
         fs.makedirs(root, exist_ok=True)
-        sink = pa.OSFile(path, "wb") if _local(fs) else fs.open(path, "wb")
+        sink = pa.OSFile(path, "wb") if storage.is_local(fs) else fs.open(path, "wb")
         with sink, ipc.new_file(sink, table.schema) as stream:
             for start, end in zip(starts, ends):
                 stream.write_batch(batch.slice(int(start), int(end - start)))
@@ -94,7 +85,7 @@ def split_part(frame: pd.DataFrame, part: int, label: str, plan: PartitionPlan,
             pass
         raise os_failure(exc, path, "cannot write staged rows to") from exc
     # a URL keeps its protocol (memory://, s3://): gather_bin opens it on whichever worker runs it
-    path = path if _local(fs) else fs.unstrip_protocol(path)
+    path = path if storage.is_local(fs) else fs.unstrip_protocol(path)
     return {"path": path, "batches": {int(b): i for i, b in enumerate(present)}, "rows": int(len(frame))}
 
 
@@ -106,9 +97,9 @@ def gather_bin(bin_id: int, splits: list[dict[str, Any]], meta: pd.DataFrame, la
         index = split["batches"].get(bin_id)
         if index is None:
             continue
-        fs, path = _fs(split["path"], storage_options)
+        fs, path = storage.url_to_fs(split["path"], storage_options)
         try:
-            if _local(fs):  # the batch's buffers keep the mapping alive after this function returns
+            if storage.is_local(fs):  # the batch's buffers keep the mapping alive after this function returns
                 batches.append(ipc.open_file(pa.memory_map(path, "r")).get_batch(index))
             else:
                 with fs.open(path, "rb") as handle:
@@ -130,7 +121,7 @@ def staging_path(out: str, fingerprint: str) -> str:
 
 def remove_staging(out: str, storage_options: dict[str, Any] | None = None) -> None:
     """Delete ``OUT/_staging`` (staged rows of this or an interrupted run)."""
-    fs, root = _fs(str(out).rstrip("/") + "/" + STAGING_DIR, storage_options)
+    fs, root = storage.url_to_fs(str(out).rstrip("/") + "/" + STAGING_DIR, storage_options)
     if fs.exists(root):
         fs.rm(root, recursive=True)
 

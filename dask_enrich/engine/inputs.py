@@ -24,16 +24,26 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .. import settings as dask_settings, validate
+from .. import settings as dask_settings
+from .. import validate
 from ..errors import ConfigError, InputError
-from ..io import (POSITION_COLUMNS, TRACK_COLUMNS, InputSource, _fs as _input_fs, input_pieces,
-                  inspect_input, read_dask, wanted_columns)
+from ..io import (
+    POSITION_COLUMNS,
+    TRACK_COLUMNS,
+    InputSource,
+    input_pieces,
+    inspect_input,
+    read_dask,
+    wanted_columns,
+)
+from ..storage import url_to_fs
 from .quarantine import FILE_COLUMN, source_name
+
 
 def source_dtypes(source: InputSource) -> dict[str, Any]:
     """The input's columns and their raw dtypes, read cheaply (Parquet footer of the first file, or
     the first 100 rows of the first CSV file, types inferred)."""
-    fs, path = _input_fs(source.files[0], source.storage_options)
+    fs, path = url_to_fs(source.files[0], source.storage_options)
     try:
         if source.format == "parquet":
             with fs.open(path, "rb") as handle:
@@ -58,7 +68,7 @@ def check_source(source: InputSource, kind: str = "positions") -> None:
 
 def _file_columns(source: InputSource, file: str) -> list[str]:
     """The column names of one file of ``source`` (Parquet footer, or the CSV header line)."""
-    fs, path = _input_fs(file, source.storage_options)
+    fs, path = url_to_fs(file, source.storage_options)
     with fs.open(path, "rb") as raw:
         if source.format == "parquet":
             return list(pq.ParquetFile(raw).schema_arrow.names)

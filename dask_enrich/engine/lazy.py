@@ -26,7 +26,14 @@ import pandas as pd
 from ..config import EnrichConfig
 from ..core import check_inputs, check_position_columns, output_meta
 from ..errors import ConfigError
-from ..io import POSITION_COLUMNS, TRACK_COLUMNS, column_order, input_pieces, inspect_input, wanted_columns
+from ..io import (
+    POSITION_COLUMNS,
+    TRACK_COLUMNS,
+    column_order,
+    input_pieces,
+    inspect_input,
+    wanted_columns,
+)
 from ..manifest import Manifest, load_manifest
 from . import quarantine
 from .context import RunContext

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .. import storage
 from ..config import EnrichConfig
 from ..core import _id_columns, enrich, impute_value, output_schema
 from ..errors import ConfigError
@@ -39,6 +40,7 @@ from ..features import registry
 from ..manifest import MANIFEST_FILES, Manifest, load_manifest
 from ..selection import select_mask
 from . import writer
+
 
 @dataclass(frozen=True)
 class ScoreOptions:
@@ -291,7 +293,7 @@ def prepare(targets: list[Target], score: ScoreOptions | None, *, mode: writer.M
     ready, done_each = [], []
     run_out = targets[0].run_out  # several models: OUT, else None
     if run_out is not None:  # several models: the run's own _SUCCESS.json is stale from here on
-        fs, root = writer._fs(run_out, storage_options)
+        fs, root = storage.url_to_fs(run_out, storage_options)
         if fs.exists(f"{root}/{writer.SUCCESS_FILE}"):
             fs.rm(f"{root}/{writer.SUCCESS_FILE}")
     digests = [plan.bin_digest(b) for b in range(plan.n_bins)]

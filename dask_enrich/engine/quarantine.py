@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import validate
+from .. import storage, validate
 from ..config import EnrichConfig
 from ..io import InputSource
 from . import writer
@@ -108,7 +108,7 @@ def write_rejected(rejected: pd.DataFrame, out: str, bin_id: int, fingerprint: s
                    rejected_dir: str = REJECTED_DIR) -> str:
     """Write one bin's rejected rows to ``OUT/_rejected/part-NNNNN.parquet`` (temporary name, then
     rename); the footer records the run fingerprint, the bin and the row count. Returns the path."""
-    fs, root = writer._fs(out, storage_options)
+    fs, root = storage.url_to_fs(out, storage_options)
     directory = f"{root}/{rejected_dir}"
     fs.makedirs(directory, exist_ok=True)
     table = pa.Table.from_pandas(rejected.reset_index(drop=True), preserve_index=False)
@@ -122,11 +122,11 @@ def prepare_rejected(out: str, done: Mapping[int, Any],
                      storage_options: dict[str, Any] | None = None) -> None:
     """Before a (resumed) run: keep the rejected files of complete bins only; delete temporary
     files and the files of bins that will be redone (they are written again)."""
-    fs, root = writer._fs(out, storage_options)
+    fs, root = storage.url_to_fs(out, storage_options)
     for directory in (f"{root}/{REJECTED_DIR}", f"{root}/{TRACK_REJECTED_DIR}"):
         if not fs.exists(directory):
             continue
-        for name in writer._listing(fs, directory):
+        for name in storage.listing(fs, directory):
             match = writer.PART_PATTERN.match(name)
             if writer.TMP_MARKER in name or not match or int(match.group(1)) not in done:
                 fs.rm(f"{directory}/{name}")
@@ -136,7 +136,7 @@ def kept_without_rejects(out: str, done: Mapping[int, Mapping[str, Any]],
                          storage_options: dict[str, Any] | None = None) -> dict[int, str]:
     """The kept (resumed) bins whose rejected rows are not all in their ``_rejected/`` (or
     ``_rejected-track/``) file: {bin: why}. Such a bin is redone, so no rejected row is lost."""
-    fs, root = writer._fs(out, storage_options)
+    fs, root = storage.url_to_fs(out, storage_options)
     problems: dict[int, str] = {}
     for b, record in done.items():
         checks = (record.get("report") or {}).get(CHECKS_KEY) or {}

@@ -6,13 +6,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import fsspec
-
 from ..errors import ConfigError
+from ..storage import url_to_fs
 
 
 def _sees(url: str, storage_options: dict[str, Any] | None) -> bool:
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs, path = url_to_fs(url, storage_options)
     try:
         return bool(fs.exists(path))
     except Exception:  # noqa: BLE001 - any failure to look is "cannot reach"
@@ -21,7 +20,7 @@ def _sees(url: str, storage_options: dict[str, Any] | None) -> bool:
 
 def check_workers_reach(client: Any, out: str, storage_options: dict[str, Any] | None = None) -> None:
     """ConfigError unless every current worker sees a probe file the client writes into ``out``."""
-    fs, root = fsspec.core.url_to_fs(out, **(storage_options or {}))
+    fs, root = url_to_fs(out, storage_options)
     fs.makedirs(root, exist_ok=True)
     probe = f"{root.rstrip('/')}/.dask-enrich-probe-{uuid.uuid4().hex[:12]}"
     fs.pipe_file(probe, b"dask-enrich: can the workers read this?\n")

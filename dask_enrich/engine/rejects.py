@@ -7,5 +7,13 @@ from __future__ import annotations
 
 from .diagnose import check_memory_limit, check_workers_running  # noqa: F401
 from .inputs import absolute, check_source, read_options  # noqa: F401
-from .quarantine import (FILE_COLUMN, ON_BAD_ROWS, REJECTED_DIR, TRACK_REJECTED_DIR,  # noqa: F401
-                         BinChecks, bin_checks, check_bin, write_rejected)
+from .quarantine import (  # noqa: F401
+                         FILE_COLUMN,
+                         ON_BAD_ROWS,
+                         REJECTED_DIR,
+                         TRACK_REJECTED_DIR,
+                         BinChecks,
+                         bin_checks,
+                         check_bin,
+                         write_rejected,
+)

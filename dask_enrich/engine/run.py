@@ -29,20 +29,36 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .._version import __version__
 from .. import settings as dask_settings
+from .. import storage
+from .._version import __version__
 from ..config import EnrichConfig
 from ..core import check_inputs
-from ..errors import AllRowsRejected, EnrichError, InputError, PluginError, SchedulerLost
+from ..errors import (
+    AllRowsRejected,
+    EnrichError,
+    InputError,
+    PluginError,
+    SchedulerLost,
+)
 from ..io import fingerprint
 from ..logs import LOGGER
 from ..manifest import Manifest
 from ..selection import Selection
-from . import diagnose, exchange, models, quarantine, summary as summaries, writer
+from . import diagnose, exchange, models, quarantine, writer
+from . import summary as summaries
 from .cluster import WORKER_MALLOC_ENV, make_client, make_local_cluster  # noqa: F401 (re-exported)
 from .context import ClusterOptions, InputOptions, OutputOptions, Progress, RunContext
-from .inputs import (InputSources, RunInputs, _count_genes, _file_key, absolute,  # noqa: F401
-                     read_inputs, resolve_cache, resolve_sources)
+from .inputs import (  # noqa: F401
+    InputSources,
+    RunInputs,
+    _count_genes,
+    _file_key,
+    absolute,
+    read_inputs,
+    resolve_cache,
+    resolve_sources,
+)
 from .partition import PartitionPlan, make_plan
 from .summary import RunSummary, Totals, check_bins
 from .tasks import BinResult, check_row_counts, process_bin  # noqa: F401 (re-exported)
@@ -232,7 +248,7 @@ def _discard(out: str, targets: list[models.Target], storage_options: dict[str, 
         if not any((writer.read_json(t.out, writer.RUN_FILE, storage_options) or {}).get("fingerprint")
                    == t.fingerprint for t in targets):
             return
-        fs, root = writer._fs(out, storage_options)
+        fs, root = storage.url_to_fs(out, storage_options)
         writer.remove_own(fs, root)
     except Exception:
         pass

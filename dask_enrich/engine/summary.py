@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .. import storage
 from ..core import EnrichReport
 from ..errors import AllRowsRejected, RunFailure
 from ..features.registry import parse_kmer
@@ -186,8 +187,8 @@ def check_bins(plan: Any, results: Sequence[BinResult], targets: Any, exact_rows
 def check_parts_visible(out: str, n_bins: int, storage_options: dict[str, Any] | None = None) -> None:
     """RunFailure when OUT does not hold every part file the workers reported written (the workers
     wrote to another filesystem than the one the client sees at that path)."""
-    fs, root = writer._fs(out, storage_options)
-    present = set(writer._listing(fs, root)) if fs.exists(root) else set()
+    fs, root = storage.url_to_fs(out, storage_options)
+    present = set(storage.listing(fs, root)) if fs.exists(root) else set()
     missing = [writer.part_name(b) for b in range(n_bins) if writer.part_name(b) not in present]
     if missing:
         raise RunFailure(
@@ -215,9 +216,9 @@ def check_outputs_visible(ctx: Any) -> None:
 
 def remove_temporaries(directory: str, storage_options: dict[str, Any] | None = None) -> None:
     """Delete the files of ``directory`` whose names mark them temporary (errors ignored)."""
-    fs, root = writer._fs(directory, storage_options)
+    fs, root = storage.url_to_fs(directory, storage_options)
     try:
-        names = writer._listing(fs, root) if fs.exists(root) else []
+        names = storage.listing(fs, root) if fs.exists(root) else []
     except Exception:
         return
     for name in names:

@@ -12,13 +12,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from .. import storage
 from . import writer
 
 
 def verify_output(out: str, storage_options: dict[str, Any] | None = None) -> tuple[list[str], dict[str, int]]:
     """(problems, counts) of the dataset in ``out``; no problems means it is whole and exactly
     what its run recorded. ``counts``: files and rows checked."""
-    fs, root = writer._fs(out, storage_options)
+    fs, root = storage.url_to_fs(out, storage_options)
     counts = {"files": 0, "rows": 0}
     if not fs.isdir(root):
         return [f"{out}: no such directory"], counts
@@ -45,7 +46,7 @@ def _verify_files(fs: Any, root: str, success: dict[str, Any], counts: dict[str,
         return [f"{root}/{writer.SUCCESS_FILE}: written by an older dask-enrich (no file hashes): "
                 "nothing to verify against"]
     listed = {f["file"] for f in files}
-    for name in writer._listing(fs, root):
+    for name in storage.listing(fs, root):
         if writer.TMP_MARKER in name or (writer.PART_PATTERN.match(name) and name not in listed):
             problems.append(f"{root}/{name}: not in the record (a leftover or foreign file that "
                             "dataset readers would read)")
@@ -83,7 +84,7 @@ def _verify_files(fs: Any, root: str, success: dict[str, Any], counts: dict[str,
         directory = f"{root}/{rejected.get('dir', writer.REJECTED_DIR)}"
         try:
             found = sum(pq.ParquetFile(fs.open(f"{directory}/{n}", "rb")).metadata.num_rows
-                        for n in writer._listing(fs, directory) if writer.PART_PATTERN.match(n))
+                        for n in storage.listing(fs, directory) if writer.PART_PATTERN.match(n))
         except Exception as exc:
             found = -1
             problems.append(f"{directory}: cannot be read ({type(exc).__name__}: {exc})")

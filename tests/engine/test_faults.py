@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from dask_enrich.config import EnrichConfig
+from dask_enrich import storage
 from dask_enrich.engine import inputs as engine_inputs, run_enrichment, writer
 from dask_enrich.errors import ConfigError, InputError, RunFailure
 from dask_enrich.manifest import manifest_from_names
@@ -129,7 +130,7 @@ def test_a_full_disk_fails_with_exit_4_and_resume_completes_identically(client, 
         assert left == [], left
         assert not (out / writer.LOCK_FILE).exists() and not (out / writer.SUCCESS_FILE).exists()
         for part in out.glob("part-*.parquet"):  # whatever stays is whole or will be redone
-            record, _ = writer.verify_part(writer._fs(str(out))[0], str(out), part.name)
+            record, _ = writer.verify_part(storage.url_to_fs(str(out))[0], str(out), part.name)
             assert record is None or record["rows"] == len(pd.read_parquet(part))
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         resumed = run_enrichment(str(tmp_path / "p.parquet"), SCORES_ONLY, str(out), mode="resume",

@@ -12,6 +12,7 @@ import pytest
 
 from dask_enrich.config import EnrichConfig
 from dask_enrich.core import enrich
+from dask_enrich import storage
 from dask_enrich.engine import quarantine, writer
 from dask_enrich.engine.context import RunContext
 from dask_enrich.engine.models import Target, prepare
@@ -74,7 +75,7 @@ def test_process_bin_writes_the_part_and_returns_its_counts(tmp_path):
     rejected = pd.read_parquet(tmp_path / "out" / quarantine.REJECTED_DIR)
     assert rejected["position"].tolist() == [20] and rejected["gene_id"].tolist() == ["A"]
     # the part's footer record is what a resumed run reads back: the same counts and report
-    record = writer.read_part_record(writer._fs(out)[0], f"{out}/{writer.part_name(0)}")
+    record = writer.read_part_record(storage.url_to_fs(out)[0], f"{out}/{writer.part_name(0)}")
     kept = BinResult.kept(0, record)
     assert kept.resumed and (kept.rows_in, kept.rows_written, kept.rows_rejected) == (5, 4, 1)
     assert kept.report == result.report and kept.checks == result.checks
