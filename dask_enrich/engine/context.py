@@ -8,7 +8,7 @@ once. :class:`RunContext` is frozen: it is built in one place (``run._prepare``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from ..config import EnrichConfig
 from ..errors import ConfigError
@@ -18,8 +18,7 @@ from .models import ScoreOptions, Target
 from .partition import PartitionPlan
 from .quarantine import ON_BAD_ROWS, BinChecks
 
-Mode = Literal["new", "resume", "overwrite"]
-ExchangeMethod = Literal["auto", "staged", "p2p"]
+from ..options import ExchangeMethod, OutputMode as Mode  # noqa: F401 (the engine's names)
 Progress = Callable[[int, int], None]
 
 

@@ -27,9 +27,8 @@ import pyarrow.parquet as pq
 from .. import settings as dask_settings
 from .. import validate
 from ..errors import ConfigError, InputError
+from ..columns import CONTEXT_TRACK_OPTIONAL, POSITION_COLUMNS, TRACK_COLUMNS
 from ..io import (
-    POSITION_COLUMNS,
-    TRACK_COLUMNS,
     InputSource,
     input_pieces,
     inspect_input,
@@ -201,7 +200,7 @@ def resolve_sources(positions: str | None, track: str | None, keep_columns: Any,
         position_columns = tuple(wanted_columns(pos_source, POSITION_COLUMNS, keep_columns))
         if track_source is not None:
             track_columns = tuple(c for c in wanted_columns(track_source, TRACK_COLUMNS)
-                                  if c in (*TRACK_COLUMNS, "strand"))
+                                  if c in (*TRACK_COLUMNS, *CONTEXT_TRACK_OPTIONAL))
     check_files_have(pos_source or track_source, position_columns)
     if pos_source is not None and track_source is not None:
         check_files_have(track_source, track_columns)

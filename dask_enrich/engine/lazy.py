@@ -26,9 +26,8 @@ import pandas as pd
 from ..config import EnrichConfig
 from ..core import check_inputs, check_position_columns, output_meta
 from ..errors import ConfigError
+from ..columns import CONTEXT_TRACK_OPTIONAL, POSITION_COLUMNS, TRACK_COLUMNS
 from ..io import (
-    POSITION_COLUMNS,
-    TRACK_COLUMNS,
     column_order,
     input_pieces,
     inspect_input,
@@ -155,7 +154,7 @@ def enrich_dask(frame, manifest: str | Path | Manifest, *, cache: str | None = N
     track_arg = None
     if track_source is not None:
         track_columns = [c for c in wanted_columns(track_source, TRACK_COLUMNS)
-                         if c in (*TRACK_COLUMNS, "strand")]
+                         if c in (*TRACK_COLUMNS, *CONTEXT_TRACK_OPTIONAL)]
         reader, pieces, track_meta = input_pieces(track_source, track_columns,
                                                   **read_options(track_source))
         track_arg = (reader, pieces, _gene_ranges(track_source, pieces), track_meta)

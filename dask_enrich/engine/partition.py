@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, RunFailure
+from ..options import DEFAULT_PARTITION_ROWS  # noqa: F401 (re-exported: the engine default)
 
-#: Default target of rows per partition (positions plus track rows of its genes).
-DEFAULT_PARTITION_ROWS = 200_000
 #: Input grouped by gene is enriched where it is read when that gives at most this many times the
 #: bins of packing genes across the input partitions (else small partitions go through the exchange)
 LOCAL_BINS_FACTOR = 1.5

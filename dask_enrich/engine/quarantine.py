@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,13 +22,12 @@ import pyarrow as pa
 from .. import storage, validate
 from ..config import EnrichConfig
 from ..io import InputSource
+from ..options import ON_BAD_ROWS, OnBadRows  # noqa: F401 (declared once there)
 from . import writer
 
-OnBadRows = Literal["error", "quarantine"]
 #: The int32 column of each row's input file (index into the input's files), carried from the read
 #: to the row checks when the positions come from several files.
 FILE_COLUMN = "_source_file"
-ON_BAD_ROWS = ("error", "quarantine")
 #: Bad rows (``--on-bad-rows quarantine``), one file per bin; the underscore makes Parquet dataset
 #: readers of OUT skip it, so OUT reads as exactly the written rows.
 REJECTED_DIR = writer.REJECTED_DIR

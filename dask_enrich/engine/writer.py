@@ -35,7 +35,7 @@ import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from .. import storage
 from ..errors import ConfigError, RunFailure
+from ..options import OutputMode
 
 RUN_FILE = "_RUN.json"
 SUCCESS_FILE = "_SUCCESS.json"
@@ -70,7 +71,7 @@ def _writer_options(schema: pa.Schema) -> dict[str, Any]:
     return {**PARQUET_OPTIONS, "use_dictionary": strings,
             "write_statistics": strings + [n for n in ("position",) if n in schema.names]}
 
-Mode = Literal["new", "resume", "overwrite"]
+Mode = OutputMode
 
 
 def part_name(bin_id: int) -> str:
