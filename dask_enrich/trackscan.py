@@ -1,0 +1,526 @@
+"""Reading a base-prediction track at the floor: checks, selection and context rows of one piece.
+
+Pure pyarrow + numpy (no Dask). A *piece* is what :func:`dask_enrich.io.input_pieces` makes: a
+Parquet file's row groups ``(file, groups)``, or a CSV block ``(file, offset, length)`` (read in
+full with today's reader: CSV has no cheap column access).
+
+:func:`scan_piece` reads the columns every row is checked on (``gene_id`` and the other text
+columns as Parquet dictionaries, so no per-row Python strings; ``position``; the score columns),
+applies the track's row checks to every row, vectorised (the checks of
+:func:`dask_enrich.validate.split_bad_rows` without an annotation, as the engine checks a track
+today: the reason strings of the bad rows come from ``split_bad_rows`` itself, run on those rows
+only), selects the uncertain rows, and returns a :class:`TrackScan`: the selected rows (every
+requested column), the *context rows* they need from this piece, the bad rows with their reason,
+rows per gene, and the neighbour keys it could not find here.
+
+The context rows of a set of positions are a subset of the track on which
+:func:`dask_enrich.core.enrich` gives the same context values as on the whole (checked) track:
+the rows at p-2..p+2 of the same gene (both directions: the strand decides which are -1/+1), and
+each gene's rows of lowest and highest position (without an annotation a gene's span is the extent
+of its track rows; with the lowest row first, the track's strand of the gene is read from the same
+row as in a full read). :func:`lookup_piece` finds requested keys (and genes' end rows) in a piece,
+reading only the row groups whose Parquet statistics may hold them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import validate
+from .config import EnrichConfig
+from .errors import InputError
+from .features.context import POSITION_BITS, track_keys
+from .features.registry import CONTEXT_OFFSETS
+from .io import CONTEXT_COLUMNS, InputSource, _PieceReader, _fs, normalise_frame
+from .selection import Selection, select_mask
+
+#: Offsets looked up around a position: both strands' -2..+2 (the strand is known later).
+NEIGHBOUR_OFFSETS = tuple(sorted({s * o for o in CONTEXT_OFFSETS.values() for s in (-1, 1)}))
+#: Columns of the context rows (what ``core.enrich`` reads from a track), when present.
+CONTEXT_ROW_COLUMNS = ("gene_id", "position", "donor_score", "acceptor_score", "strand")
+#: Columns added to the rows a scan returns: the piece (index into the pieces) and the row number
+#: within the piece, so that a row found twice is kept once, and rows keep input order.
+PIECE, ROW = "_piece", "_row"
+#: Text columns read as Parquet dictionaries.
+DICTIONARY_COLUMNS = ("gene_id", "chrom", "strand")
+_BASE_SCORES = validate.SCORE_COLUMNS
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """What a scan of the track needs (shipped once to the workers).
+
+    ``columns``: the columns of the selected and the bad rows (the run's track columns).
+    ``selection``: the rule of the uncertain rows (None: no selection, lookups only).
+    ``lenient``: positions that are missing or fractional are bad rows (as the engine reads a track
+    given with positions) instead of failing the read (as it reads a track-only input).
+    ``source``: the name in the bad rows' ``source`` column (``rejects.source_name``);
+    ``name_files``: each bad row names its own file instead (several files read leniently).
+    """
+
+    columns: tuple[str, ...]
+    selection: Selection | None = Selection()
+    config: EnrichConfig = EnrichConfig()
+    lenient: bool = False
+    source: str = ""
+    name_files: bool = False
+    label: str = "track"
+
+    @property
+    def low(self) -> int:
+        """The lowest valid position (0 for gene-relative positions)."""
+        return 0 if self.config.coordinates == "gene_relative" else 1
+
+    def check_columns(self, available: Sequence[str]) -> list[str]:
+        """The columns every row is read and checked on (those of ``columns`` or needed)."""
+        wanted = ["gene_id", "position", *_BASE_SCORES, "strand", *CONTEXT_COLUMNS]
+        return [c for c in wanted if c in available and (c in self.columns or c in CONTEXT_ROW_COLUMNS)]
+
+
+@dataclass
+class TrackScan:
+    """What one piece's scan found (small: a few percent of its rows).
+
+    ``selected``: the good selected rows (``spec.columns`` with canonical dtypes, plus ``_row``);
+    ``context``: the rows of this piece the selected rows' context needs (:data:`CONTEXT_ROW_COLUMNS`
+    present, plus ``_row``); ``missing``: neighbour keys (``gene_id``, ``position``) of selected rows
+    that are not a good row of this piece (maybe in another piece); ``rejected``: the bad rows
+    (``spec.columns`` + ``reason`` + ``source``, plus ``_row``); ``genes``: per gene of the piece in
+    order of first appearance: ``rows`` (every row), ``good``, ``selected``, ``min_position`` and
+    ``max_position`` (of the good rows; -1 when none); ``warnings`` as ``split_bad_rows`` gives them;
+    ``null_gene_rows``: rows without a gene id (the engine refuses such a track); ``rows``: the
+    piece's row count; ``sorted``: whether its good rows were in (gene, position) order.
+    """
+
+    piece: int
+    rows: int
+    selected: pd.DataFrame
+    context: pd.DataFrame
+    missing: pd.DataFrame
+    rejected: pd.DataFrame
+    genes: pd.DataFrame
+    warnings: dict[str, Any] = field(default_factory=dict)
+    null_gene_rows: int = 0
+    sorted: bool = True
+
+    @property
+    def rejected_counts(self) -> dict[str, int]:
+        """Bad rows by reason code."""
+        if not len(self.rejected):
+            return {}
+        codes = validate.reason_code(self.rejected[validate.REASON]).value_counts()
+        return {str(k): int(v) for k, v in codes.items()}
+
+
+# --- reading ---------------------------------------------------------------------------------------
+@dataclass
+class _Loaded:
+    """The checked columns of (some row groups of) one piece, as numpy arrays."""
+
+    file: str
+    groups: list[int] | None  # the row groups read (None: a CSV piece)
+    rows: np.ndarray  # each loaded row's number within the piece
+    table: pa.Table  # the columns read (text columns dictionary-encoded)
+    codes: np.ndarray  # int64 gene code per row (-1: no gene id)
+    genes: np.ndarray  # the gene ids of the codes (object array of str)
+    position: np.ndarray  # int64 (0 where not a valid whole number)
+    bad: np.ndarray  # rows failing a row-local check
+    scores: dict[str, np.ndarray]  # float64 score columns
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def _open(source: InputSource, file: str, text_columns: Sequence[str]) -> tuple[Any, pq.ParquetFile]:
+    fs, stripped = _fs(file, source.storage_options)
+    handle = fs.open(stripped, "rb")
+    schema = pq.read_schema(handle)
+    handle.seek(0)
+    dictionary = [c for c in text_columns if c in schema.names
+                  and (pa.types.is_string(schema.field(c).type)
+                       or pa.types.is_large_string(schema.field(c).type))]
+    return handle, pq.ParquetFile(handle, read_dictionary=dictionary)
+
+
+def _fail(source: InputSource, file: str, exc: Exception) -> InputError:
+    if isinstance(exc, InputError):
+        return InputError(f"{source.label} file {file}: {str(exc).split(': ', 1)[-1]}")
+    return InputError(f"{source.label} file {file}: cannot be read "
+                      f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})")
+
+
+def _dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 codes with -1 for null, the values as str) of a column, dictionary-encoded if needed."""
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    column = column.unify_dictionaries() if column.num_chunks > 1 else column
+    if column.num_chunks == 0:
+        return np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    values = column.chunk(0).dictionary
+    codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+                            for c in column.chunks]) if column.num_chunks else np.zeros(0, np.int64)
+    text = values.cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    return codes, text
+
+
+def _group_offsets(parquet: pq.ParquetFile, groups: Sequence[int]) -> np.ndarray:
+    sizes = np.array([parquet.metadata.row_group(g).num_rows for g in groups], dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(sizes)])
+
+
+def _load(source: InputSource, piece: tuple, spec: ScanSpec, wanted: pd.DataFrame | None = None
+          ) -> _Loaded:
+    """Read and check one piece (``wanted``: only the row groups whose statistics may hold one of
+    its (gene_id, lo, hi) intervals)."""
+    file = piece[0]
+    try:
+        if source.format == "parquet":
+            handle, parquet = _open(source, file, DICTIONARY_COLUMNS)
+            with handle:
+                all_groups = (list(piece[1]) if piece[1] is not None
+                              else list(range(parquet.metadata.num_row_groups)))
+                offsets = _group_offsets(parquet, all_groups)
+                keep = (list(range(len(all_groups))) if wanted is None
+                        else _groups_holding(parquet, all_groups, wanted))
+                columns = spec.check_columns(parquet.schema_arrow.names)
+                groups = [all_groups[k] for k in keep]
+                table = (parquet.read_row_groups(groups, columns=columns) if groups
+                         else parquet.schema_arrow.empty_table().select(columns))
+                rows = (np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in keep])
+                        if keep else np.zeros(0, np.int64))
+        else:
+            frame = _PieceReader(source, list(spec.columns), np.float64 if spec.lenient
+                                 else np.int64)._read(piece)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            groups, rows = None, np.arange(len(frame), dtype=np.int64)
+        return _check(table, file, groups, rows, spec)
+    except InputError as exc:
+        raise _fail(source, file, exc) from None
+    except Exception as exc:  # truncated, corrupt, undecodable
+        raise _fail(source, file, exc) from None
+
+
+def _groups_holding(parquet: pq.ParquetFile, groups: Sequence[int], wanted: pd.DataFrame) -> list[int]:
+    """Indices (into ``groups``) of the row groups whose gene_id and position statistics may hold a
+    row of one of the ``wanted`` intervals (gene_id, lo, hi); groups without statistics are kept."""
+    names = parquet.schema_arrow.names
+    gene_at, pos_at = names.index("gene_id"), names.index("position")
+    gene_type = parquet.schema_arrow.field("gene_id").type
+    text_ids = pa.types.is_string(gene_type) or pa.types.is_large_string(gene_type) or (
+        pa.types.is_dictionary(gene_type) and pa.types.is_string(gene_type.value_type))
+    wanted = wanted.sort_values("gene_id", kind="stable")
+    genes = wanted["gene_id"].to_numpy(dtype=object).astype(str)
+    lo, hi = wanted["lo"].to_numpy(np.int64), wanted["hi"].to_numpy(np.int64)
+    keep = []
+    for k, g in enumerate(groups):  # one step per row group (a few per file), not per row
+        meta = parquet.metadata.row_group(g)
+        gs, ps = meta.column(gene_at).statistics, meta.column(pos_at).statistics
+        if gs is None or not gs.has_min_max or not text_ids:
+            a, b = 0, len(genes)
+        else:
+            a = int(np.searchsorted(genes, str(gs.min), side="left"))
+            b = int(np.searchsorted(genes, str(gs.max), side="right"))
+        if a >= b:
+            continue
+        if ps is None or not ps.has_min_max:
+            keep.append(k)
+        elif bool(((lo[a:b] <= int(ps.max)) & (hi[a:b] >= int(ps.min))).any()):
+            keep.append(k)
+    return keep
+
+
+def _positions(column: pa.ChunkedArray, spec: ScanSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 positions, bad mask: not a whole number, too large or below the lowest)."""
+    typ = column.type
+    if pa.types.is_integer(typ) and column.null_count == 0:
+        raw = column.to_numpy()
+        too_large = raw >= 2**62 if raw.dtype.kind == "u" else np.abs(raw) >= 2**62
+        pos = np.where(too_large, 0, raw).astype(np.int64) if too_large.any() else raw.astype(np.int64)
+        return pos, too_large | (pos < spec.low)
+    if not spec.lenient:  # the strict read's own conversion and message (missing, fractional)
+        frame = normalise_frame(pd.DataFrame({"position": column.to_pandas()}), spec.label)
+        pos = frame["position"].to_numpy(np.int64)
+        return pos, (np.abs(pos) >= 2**62) | (pos < spec.low)
+    values = column.cast(pa.float64()).to_numpy(zero_copy_only=False) if column.num_chunks else \
+        np.zeros(0)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        bad |= ~bad & (np.abs(values) >= 2.0**62)
+    pos = np.where(bad, 0, np.nan_to_num(values)).astype(np.int64)
+    return pos, bad | (pos < spec.low)
+
+
+def _check(table: pa.Table, file: str, groups: list[int] | None, rows: np.ndarray,
+           spec: ScanSpec) -> _Loaded:
+    """The row-local checks of ``split_bad_rows`` (no annotation), vectorised over the piece."""
+    codes, genes = _dictionary(table.column("gene_id"))
+    blank = np.asarray(pd.Index(genes, dtype=object).astype(str).str.strip() == "", dtype=bool)
+    bad = (codes < 0) | np.append(blank, False)[codes]
+    position, bad_position = _positions(table.column("position"), spec)
+    bad |= bad_position
+    scores = {}
+    for name in [c for c in (*_BASE_SCORES, *CONTEXT_COLUMNS) if c in table.column_names]:
+        values = table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False) \
+            if table.num_rows else np.zeros(0)
+        scores[name] = values
+        with np.errstate(invalid="ignore"):
+            inside = (values >= 0) & (values <= 1)
+        bad |= ~(inside | np.isnan(values)) if name in CONTEXT_COLUMNS else ~inside
+    if "strand" in table.column_names:
+        s_codes, s_values = _dictionary(table.column("strand"))
+        valid = np.append(np.isin(s_values.astype(str), ["+", "-"]), False)
+        bad |= ~valid[s_codes]
+    return _Loaded(file, groups, rows, table, codes, genes, position, bad, scores)
+
+
+# --- per-piece logic ---------------------------------------------------------------------------------
+@dataclass
+class _Index:
+    """The good rows of a loaded piece by sorted (gene, position) key, repeats left out."""
+
+    keys: np.ndarray  # sorted unique int64 keys
+    at: np.ndarray  # loaded-row index of each key (the first good row with it)
+    repeats: np.ndarray  # loaded-row indices of the good rows that repeat an earlier key
+    in_order: bool  # the good rows were already sorted
+
+
+def _index(loaded: _Loaded) -> _Index:
+    good = np.flatnonzero(~loaded.bad)
+    keys = track_keys(loaded.codes[good], loaded.position[good])
+    in_order = bool(len(keys) < 2 or (keys[1:] >= keys[:-1]).all())
+    if not in_order:  # the cost of an unsorted piece: one stable sort of its keys
+        order = np.argsort(keys, kind="stable")
+        keys, good = keys[order], good[order]
+    repeat = np.zeros(len(keys), dtype=bool)
+    repeat[1:] = keys[1:] == keys[:-1]
+    return _Index(keys[~repeat], good[~repeat], np.sort(good[repeat]), in_order)
+
+
+def _find(index: _Index, keys: np.ndarray) -> np.ndarray:
+    """Loaded-row index of each key (-1: no good row with it)."""
+    if not len(index.keys):
+        return np.full(len(keys), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(index.keys, keys), len(index.keys) - 1)
+    return np.where(index.keys[at] == keys, index.at[at], -1)
+
+
+def _ends(index: _Index, codes: np.ndarray) -> np.ndarray:
+    """Loaded-row indices of the lowest and highest good row of each gene code (genes with none
+    left out)."""
+    first = np.searchsorted(index.keys, codes.astype(np.int64) << POSITION_BITS, side="left")
+    last = np.searchsorted(index.keys, (codes.astype(np.int64) + 1) << POSITION_BITS, side="left") - 1
+    has = last >= first
+    return np.concatenate([index.at[first[has]], index.at[last[has]]])
+
+
+def neighbour_keys(codes: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, positions) of the neighbours p-2..p+2 (both strands) of each position (p >= 1)."""
+    offsets = np.asarray(NEIGHBOUR_OFFSETS, dtype=np.int64)
+    pos = (positions.astype(np.int64)[:, None] + offsets[None, :]).ravel()
+    code = np.repeat(codes.astype(np.int64), len(offsets))
+    keep = pos >= 0
+    return code[keep], pos[keep]
+
+
+def _frame(source: InputSource, loaded: _Loaded, take: np.ndarray, columns: Sequence[str],
+           spec: ScanSpec) -> pd.DataFrame:
+    """The rows ``take`` (loaded-row indices) with ``columns``, canonical dtypes, plus ``_row``."""
+    columns = list(columns)
+    take_arr = pa.array(take, type=pa.int64())
+    parts: dict[str, pa.ChunkedArray | pa.Array] = {}
+    extra = [c for c in columns if c not in loaded.table.column_names]
+    if extra and len(take):
+        handle, parquet = _open(source, loaded.file, DICTIONARY_COLUMNS)
+        with handle:
+            more = parquet.read_row_groups(loaded.groups, columns=extra)
+        parts.update({c: more.column(c).take(take_arr) for c in extra})
+    elif extra:  # no rows: the file's own types
+        handle, parquet = _open(source, loaded.file, DICTIONARY_COLUMNS)
+        with handle:
+            schema = parquet.schema_arrow
+        parts.update({c: pa.array([], type=schema.field(c).type) for c in extra})
+    for c in columns:
+        if c not in parts:
+            parts[c] = loaded.table.column(c).take(take_arr)
+    arrays = []
+    for c in columns:
+        array = parts[c]
+        if pa.types.is_dictionary(array.type):
+            array = array.cast(array.type.value_type)
+        arrays.append(array)
+    frame = pa.table(arrays, names=columns).to_pandas()
+    position_dtype = np.int64
+    if spec.lenient and frame["position"].dtype.kind != "i":
+        position_dtype = np.uint64 if frame["position"].dtype.kind == "u" else np.float64
+    frame = normalise_frame(frame, spec.label, position_dtype=position_dtype)
+    frame[ROW] = loaded.rows[take]
+    return frame
+
+
+def _rejected(source: InputSource, loaded: _Loaded, bad: np.ndarray, repeats: np.ndarray,
+              spec: ScanSpec) -> pd.DataFrame:
+    """The bad rows with their reasons (``split_bad_rows`` on the row-locally bad rows; repeats of
+    an earlier good row get ``duplicate_position``), in input order, plus ``_row``."""
+    frame = _frame(source, loaded, bad, spec.columns, spec)
+    rows = frame.pop(ROW)
+    good, rejected, _ = validate.split_bad_rows(frame, source=_source(spec, loaded), config=spec.config)
+    if len(good):  # the vectorised checks above and validate's disagree: a bug, never a silent loss
+        raise AssertionError(f"trackscan: {len(good)} row(s) flagged bad pass split_bad_rows")
+    rejected[ROW] = rows.to_numpy()
+    if len(repeats):
+        copies = _frame(source, loaded, repeats, spec.columns, spec)
+        copies = copies.rename(columns=validate._clashes(copies.columns))
+        copies.insert(len(copies.columns) - 1, validate.REASON, pd.Series(
+            "duplicate_position: repeats an earlier row with the same gene_id and position",
+            index=copies.index, dtype="str"))
+        copies.insert(len(copies.columns) - 1, validate.SOURCE,
+                      pd.Series(_source(spec, loaded), index=copies.index, dtype="str"))
+        rejected = pd.concat([rejected, copies], ignore_index=True)
+    return rejected.sort_values(ROW, kind="stable").reset_index(drop=True)
+
+
+def _source(spec: ScanSpec, loaded: _Loaded) -> str:
+    return loaded.file if spec.name_files else spec.source
+
+
+def _warnings(loaded: _Loaded, good: np.ndarray, repeats: int) -> dict[str, Any]:
+    """The warnings ``split_bad_rows`` gives for these rows (score sums off 1, repeats)."""
+    warnings: dict[str, Any] = {}
+    if repeats:
+        warnings["duplicate_position"] = {
+            "count": repeats,
+            "message": f"{repeats} duplicate (gene_id, position) row(s): the first of each was "
+                       "kept, the repeats rejected"}
+    if all(c in loaded.scores for c in _BASE_SCORES) and good.any():
+        s = loaded.scores
+        with np.errstate(invalid="ignore"):
+            deviation = np.abs(s["donor_score"] + s["acceptor_score"] + s["neither_score"] - 1.0)
+            off = good & (deviation > validate.SUM_TOLERANCE)
+        if off.any():
+            count = int(off.sum())
+            tol = validate.SUM_TOLERANCE
+            warnings["score_sum"] = {
+                "count": count, "threshold": float(tol), "max_deviation": float(deviation[off].max()),
+                "message": f"{count} row(s) whose donor + acceptor + neither score is further than "
+                           f"{tol:g} from 1 (kept; check the base model's output)"}
+    return warnings
+
+
+def _gene_table(loaded: _Loaded, index: _Index, selected: np.ndarray) -> pd.DataFrame:
+    """Rows per gene of the piece in order of first appearance (see :class:`TrackScan`)."""
+    codes = loaded.codes
+    named = codes >= 0
+    if not named.any():
+        return empty_gene_table()
+    c = codes[named]
+    heads = c[np.concatenate([[True], c[1:] != c[:-1]])] if len(c) else c
+    order = pd.unique(heads)  # first appearance (runs first: cheap for a track grouped by gene)
+    n = len(loaded.genes)
+    rows = np.bincount(c, minlength=n)
+    good = np.bincount(codes[~loaded.bad], minlength=n)
+    good[:] = good - np.bincount(codes[index.repeats], minlength=n)
+    chosen = np.bincount(codes[selected], minlength=n)
+    lo = np.full(n, -1, np.int64)
+    hi = np.full(n, -1, np.int64)
+    gene_of_key = index.keys >> POSITION_BITS
+    if len(gene_of_key):
+        first = np.concatenate([[True], gene_of_key[1:] != gene_of_key[:-1]])
+        last = np.concatenate([gene_of_key[1:] != gene_of_key[:-1], [True]])
+        mask = (1 << POSITION_BITS) - 1
+        lo[gene_of_key[first]] = index.keys[first] & mask
+        hi[gene_of_key[last]] = index.keys[last] & mask
+    return pd.DataFrame({"gene_id": pd.Series(loaded.genes[order], dtype="str"),
+                         "rows": rows[order].astype(np.int64), "good": good[order].astype(np.int64),
+                         "selected": chosen[order].astype(np.int64),
+                         "min_position": lo[order], "max_position": hi[order]})
+
+
+def empty_gene_table() -> pd.DataFrame:
+    """The empty per-gene table of :class:`TrackScan`."""
+    return pd.DataFrame({"gene_id": pd.Series([], dtype="str"),
+                         **{c: pd.Series([], dtype="int64") for c in
+                            ("rows", "good", "selected", "min_position", "max_position")}})
+
+
+def _context_columns(loaded: _Loaded, spec: ScanSpec) -> list[str]:
+    return [c for c in CONTEXT_ROW_COLUMNS if c in loaded.table.column_names]
+
+
+def scan_piece(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec) -> TrackScan:
+    """Check, select and find the context rows of one piece of the track (see the module docs)."""
+    loaded = _load(source, piece, spec)
+    index = _index(loaded)
+    good = ~loaded.bad
+    good[index.repeats] = False
+    if spec.selection is not None:
+        frame = pd.DataFrame({c: v for c, v in loaded.scores.items()}, copy=False)
+        chosen = np.flatnonzero(select_mask(frame, spec.selection) & good)
+    else:
+        chosen = np.zeros(0, dtype=np.int64)
+    want_codes, want_pos = neighbour_keys(loaded.codes[chosen], loaded.position[chosen])
+    want = track_keys(want_codes, want_pos)
+    found = _find(index, want)
+    absent = np.unique(want[found < 0])  # maybe in another piece (a gene split across pieces)
+    context_rows = np.unique(np.concatenate([found[found >= 0],
+                                             _ends(index, np.unique(loaded.codes[chosen]))]))
+    missing_codes = absent >> POSITION_BITS
+    missing = pd.DataFrame({"gene_id": pd.Series(loaded.genes[missing_codes], dtype="str"),
+                            "position": absent & ((1 << POSITION_BITS) - 1)})
+    bad_rows = np.flatnonzero(loaded.bad)
+    rejected = (_rejected(source, loaded, bad_rows, index.repeats, spec)
+                if len(bad_rows) or len(index.repeats) else
+                _empty_rejected(source, loaded, spec))
+    return TrackScan(
+        piece=piece_index, rows=len(loaded),
+        selected=_frame(source, loaded, chosen, spec.columns, spec),
+        context=_frame(source, loaded, context_rows, _context_columns(loaded, spec), spec),
+        missing=missing, rejected=rejected, genes=_gene_table(loaded, index, chosen),
+        warnings=_warnings(loaded, good, len(index.repeats)),
+        null_gene_rows=int((loaded.codes < 0).sum()), sorted=index.in_order)
+
+
+def _empty_rejected(source: InputSource, loaded: _Loaded, spec: ScanSpec) -> pd.DataFrame:
+    frame = _frame(source, loaded, np.zeros(0, np.int64), spec.columns, spec)
+    rows = frame.pop(ROW)
+    meta = validate.rejected_meta(frame)
+    meta[ROW] = rows.to_numpy()
+    return meta
+
+
+def lookup_piece(source: InputSource, piece: tuple, spec: ScanSpec, keys: pd.DataFrame,
+                 end_genes: Sequence[str] = ()) -> pd.DataFrame:
+    """The context rows of one piece for ``keys`` (``gene_id``, ``position``: the good row with
+    each key, when the piece has one) and the lowest and highest good rows of each gene of
+    ``end_genes``; :data:`CONTEXT_ROW_COLUMNS` present plus ``_row``, in piece order, each row
+    once. Only the row groups whose statistics may hold a key (or a row of an end gene) are read."""
+    end_genes = pd.Index(pd.unique(np.asarray(end_genes, dtype=object)), dtype=object)
+    intervals = pd.concat([
+        keys.groupby("gene_id", sort=False)["position"].agg(lo="min", hi="max").reset_index(),
+        pd.DataFrame({"gene_id": end_genes, "lo": np.zeros(len(end_genes), np.int64),
+                      "hi": np.full(len(end_genes), _INT64_MAX)})], ignore_index=True)
+    loaded = _load(source, piece, spec, wanted=intervals)
+    index = _index(loaded)
+    lookup = pd.Index(loaded.genes, dtype=object)
+    key_codes = lookup.get_indexer(keys["gene_id"].to_numpy(dtype=object))
+    known = key_codes >= 0
+    found = _find(index, track_keys(key_codes[known], keys["position"].to_numpy(np.int64)[known]))
+    end_codes = lookup.get_indexer(end_genes)
+    rows = np.unique(np.concatenate([found[found >= 0], _ends(index, end_codes[end_codes >= 0])]))
+    return _frame(source, loaded, rows, _context_columns(loaded, spec), spec)
+
+
+def position_keys(positions: pd.DataFrame) -> pd.DataFrame:
+    """The neighbour keys (``gene_id``, ``position``) that positions' context needs (p-2..p+2 of
+    both strands), each once."""
+    codes, genes = pd.factorize(positions["gene_id"].astype(str))
+    c, p = neighbour_keys(codes, positions["position"].to_numpy(np.int64))
+    keys = np.unique(track_keys(c, p))
+    return pd.DataFrame({"gene_id": pd.Series(np.asarray(genes, dtype=object)[keys >> POSITION_BITS],
+                                              dtype="str"),
+                         "position": keys & ((1 << POSITION_BITS) - 1)})
