@@ -93,7 +93,8 @@ class TrackScan:
     that are not a good row of this piece (maybe in another piece); ``rejected``: the bad rows
     (``spec.columns`` + ``reason`` + ``source``, plus ``_row``); ``genes``: per gene of the piece in
     order of first appearance: ``rows`` (every row), ``good``, ``selected``, ``min_position`` and
-    ``max_position`` (of the good rows; -1 when none); ``warnings`` as ``split_bad_rows`` gives them;
+    ``max_position`` (of the good rows; -1 when none); ``repeats``: rows repeating an earlier row
+    of the piece; ``off_sums``: (rows, deviations) of the kept rows whose scores do not sum to 1;
     ``null_gene_rows``: rows without a gene id (the engine refuses such a track); ``rows``: the
     piece's row count; ``sorted``: whether its good rows were in (gene, position) order.
     """
@@ -105,9 +106,20 @@ class TrackScan:
     missing: pd.DataFrame
     rejected: pd.DataFrame
     genes: pd.DataFrame
-    warnings: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 0
+    off_sums: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
     null_gene_rows: int = 0
     sorted: bool = True
+
+    @property
+    def warnings(self) -> dict[str, Any]:
+        """The piece's warnings, as ``split_bad_rows`` gives them."""
+        return check_warnings(self.repeats, self.off_sums[1])
+
+    def warnings_without(self, rows: np.ndarray) -> dict[str, Any]:
+        """The warnings once the rows numbered ``rows`` are rejected too (repeats of an earlier
+        piece's rows: counted by the caller)."""
+        return check_warnings(self.repeats, self.off_sums[1][~np.isin(self.off_sums[0], rows)])
 
     @property
     def rejected_counts(self) -> dict[str, int]:
@@ -375,13 +387,7 @@ def _rejected(source: InputSource, loaded: _Loaded, bad: np.ndarray, repeats: np
     rejected[ROW] = rows.to_numpy()
     if len(repeats):
         copies = _frame(source, loaded, repeats, spec.columns, spec)
-        copies = copies.rename(columns=validate._clashes(copies.columns))
-        copies.insert(len(copies.columns) - 1, validate.REASON, pd.Series(
-            "duplicate_position: repeats an earlier row with the same gene_id and position",
-            index=copies.index, dtype="str"))
-        copies.insert(len(copies.columns) - 1, validate.SOURCE,
-                      pd.Series(_source(spec, loaded), index=copies.index, dtype="str"))
-        rejected = pd.concat([rejected, copies], ignore_index=True)
+        rejected = pd.concat([rejected, _as_repeats(copies, _source(spec, loaded))], ignore_index=True)
     return rejected.sort_values(ROW, kind="stable").reset_index(drop=True)
 
 
@@ -389,26 +395,33 @@ def _source(spec: ScanSpec, loaded: _Loaded) -> str:
     return loaded.file if spec.name_files else spec.source
 
 
-def _warnings(loaded: _Loaded, good: np.ndarray, repeats: int) -> dict[str, Any]:
-    """The warnings ``split_bad_rows`` gives for these rows (score sums off 1, repeats)."""
+def _off_sums(loaded: _Loaded, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(piece rows, deviations) of the good rows whose donor + acceptor + neither is further than
+    ``validate.SUM_TOLERANCE`` from 1 (none without the three scores)."""
+    if not (all(c in loaded.scores for c in _BASE_SCORES) and good.any()):
+        return np.zeros(0, np.int64), np.zeros(0)
+    s = loaded.scores
+    with np.errstate(invalid="ignore"):
+        deviation = np.abs(s["donor_score"] + s["acceptor_score"] + s["neither_score"] - 1.0)
+        off = np.flatnonzero(good & (deviation > validate.SUM_TOLERANCE))
+    return loaded.rows[off], deviation[off]
+
+
+def check_warnings(repeats: int, off_deviation: np.ndarray) -> dict[str, Any]:
+    """The warnings ``split_bad_rows`` gives for rows with ``repeats`` repeated keys and these
+    score-sum deviations of kept rows."""
     warnings: dict[str, Any] = {}
     if repeats:
         warnings["duplicate_position"] = {
             "count": repeats,
             "message": f"{repeats} duplicate (gene_id, position) row(s): the first of each was "
                        "kept, the repeats rejected"}
-    if all(c in loaded.scores for c in _BASE_SCORES) and good.any():
-        s = loaded.scores
-        with np.errstate(invalid="ignore"):
-            deviation = np.abs(s["donor_score"] + s["acceptor_score"] + s["neither_score"] - 1.0)
-            off = good & (deviation > validate.SUM_TOLERANCE)
-        if off.any():
-            count = int(off.sum())
-            tol = validate.SUM_TOLERANCE
-            warnings["score_sum"] = {
-                "count": count, "threshold": float(tol), "max_deviation": float(deviation[off].max()),
-                "message": f"{count} row(s) whose donor + acceptor + neither score is further than "
-                           f"{tol:g} from 1 (kept; check the base model's output)"}
+    if len(off_deviation):
+        count, tol = int(len(off_deviation)), validate.SUM_TOLERANCE
+        warnings["score_sum"] = {
+            "count": count, "threshold": float(tol), "max_deviation": float(off_deviation.max()),
+            "message": f"{count} row(s) whose donor + acceptor + neither score is further than "
+                       f"{tol:g} from 1 (kept; check the base model's output)"}
     return warnings
 
 
@@ -481,7 +494,7 @@ def scan_piece(source: InputSource, piece: tuple, piece_index: int, spec: ScanSp
         selected=_frame(source, loaded, chosen, spec.columns, spec),
         context=_frame(source, loaded, context_rows, _context_columns(loaded, spec), spec),
         missing=missing, rejected=rejected, genes=_gene_table(loaded, index, chosen),
-        warnings=_warnings(loaded, good, len(index.repeats)),
+        repeats=len(index.repeats), off_sums=_off_sums(loaded, good),
         null_gene_rows=int((loaded.codes < 0).sum()), sorted=index.in_order)
 
 
@@ -524,3 +537,65 @@ def position_keys(positions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"gene_id": pd.Series(np.asarray(genes, dtype=object)[keys >> POSITION_BITS],
                                               dtype="str"),
                          "position": keys & ((1 << POSITION_BITS) - 1)})
+
+
+# --- repeats across pieces ------------------------------------------------------------------------
+def good_keys(source: InputSource, piece: tuple, spec: ScanSpec, region: pd.DataFrame
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gene, position, row) of the good rows (first of each key within the piece) that lie in the
+    ``region`` intervals (``gene_id``, ``lo``, ``hi``); ``gene`` indexes ``region``'s rows. The
+    row groups that cannot hold such a row are not read."""
+    loaded = _load(source, piece, spec, wanted=region)
+    index = _index(loaded)
+    region_of = pd.Index(region["gene_id"].to_numpy(dtype=object)).get_indexer(loaded.genes)
+    gene = region_of[loaded.codes[index.at]] if len(index.at) else np.zeros(0, np.int64)
+    pos = loaded.position[index.at]
+    safe = np.maximum(gene, 0)
+    lo, hi = region["lo"].to_numpy(np.int64), region["hi"].to_numpy(np.int64)
+    inside = (gene >= 0) & (pos >= lo[safe]) & (pos <= hi[safe]) if len(gene) else gene >= 0
+    return gene[inside].astype(np.int64), pos[inside], loaded.rows[index.at[inside]]
+
+
+def find_repeats(*parts: tuple[np.ndarray, np.ndarray, np.ndarray]
+                 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Keys held by several pieces, from :func:`good_keys` of each piece in piece order (``parts``
+    as (piece, (gene, position, row)) pairs): ({piece: rows that repeat an earlier piece's row},
+    {piece: rows that are the first copy of a repeated key})."""
+    if not parts:
+        return {}, {}
+    piece = np.concatenate([np.full(len(k[0]), p, np.int64) for p, k in parts])
+    keys = np.concatenate([track_keys(k[0], k[1]) for _, k in parts])
+    rows = np.concatenate([k[2] for _, k in parts])
+    order = np.argsort(keys, kind="stable")  # pieces in order: the first copy first
+    keys, piece, rows = keys[order], piece[order], rows[order]
+    later = np.zeros(len(keys), dtype=bool)
+    later[1:] = keys[1:] == keys[:-1]
+    first = np.zeros(len(keys), dtype=bool)
+    first[:-1] = later[1:] & ~later[:-1]
+    return ({int(p): np.sort(rows[later & (piece == p)]) for p in np.unique(piece[later])},
+            {int(p): np.sort(rows[first & (piece == p)]) for p in np.unique(piece[first])})
+
+
+def rows_of_piece(source: InputSource, piece: tuple, spec: ScanSpec, rows: np.ndarray,
+                  columns: Sequence[str]) -> pd.DataFrame:
+    """The rows numbered ``rows`` of one piece, with ``columns`` (canonical dtypes) and ``_row``."""
+    loaded = _load(source, piece, spec)
+    return _frame(source, loaded, np.searchsorted(loaded.rows, np.asarray(rows, np.int64)),
+                  columns, spec)
+
+
+def repeat_rows(source: InputSource, piece: tuple, spec: ScanSpec, rows: np.ndarray) -> pd.DataFrame:
+    """The rejected-row frame of rows that repeat a row of an earlier piece."""
+    return _as_repeats(rows_of_piece(source, piece, spec, rows, spec.columns),
+                       piece[0] if spec.name_files else spec.source)
+
+
+def _as_repeats(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Rows (with ``_row`` last) as rejected repeats: ``reason`` and ``source`` before ``_row``."""
+    frame = frame.rename(columns=validate._clashes(frame.columns))
+    at = len(frame.columns) - 1
+    frame.insert(at, validate.REASON, pd.Series(
+        "duplicate_position: repeats an earlier row with the same gene_id and position",
+        index=frame.index, dtype="str"))
+    frame.insert(at + 1, validate.SOURCE, pd.Series(source, index=frame.index, dtype="str"))
+    return frame

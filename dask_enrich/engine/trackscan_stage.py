@@ -1,0 +1,288 @@
+"""The track read at the floor, on Dask: a scan task per track piece, a targeted second pass.
+
+:func:`scan_track` maps :func:`dask_enrich.trackscan.scan_piece` over the track's pieces (one task
+each; its result stays on its worker, only a small summary comes back), combines the rows per gene
+on the client, and asks only the pieces that can hold a neighbour a piece could not find itself
+(a gene split across row groups or files, found from the per-piece position ranges of the
+genes) or a gene's end row (its span, when no annotation gives it). The result,
+:class:`TrackScanResult`, holds the selected rows, their context rows and the bad rows as Dask
+DataFrames of one partition per piece (kept in memory on the workers), the rows per gene and the
+bad-row counts: the input of the engine's plan and exchange in place of the whole track.
+
+Unsorted tracks work: a piece whose rows are not in (gene, position) order costs one sort of its
+int64 keys; a gene whose rows are spread over many pieces makes the second pass ask each of them
+(at most as much reading as the first pass: position, gene_id as dictionary, scores).
+Repeats of a (gene_id, position) *across* pieces (the same key in two files) are looked for where
+a gene's good position ranges in two pieces overlap (the keys of those genes only, as int64:
+nothing for a track sorted within its genes; every key for a track shuffled across files, sorted in
+one task): the later copies are rejected (``duplicate_position``) and the first copies join the
+context rows, so that the result still equals the full read.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import validate
+from ..errors import InputError
+from ..io import InputSource, input_pieces
+from ..trackscan import (CONTEXT_ROW_COLUMNS, PIECE, ROW, ScanSpec, TrackScan, check_warnings,
+                         empty_gene_table, find_repeats, good_keys, lookup_piece, repeat_rows,
+                         rows_of_piece, scan_piece)
+
+
+@dataclass
+class TrackScanResult:
+    """The track as the engine's plan needs it (see the module docs).
+
+    ``selected``/``context``/``rejected``: Dask DataFrames, one partition per piece in piece order,
+    each with ``_piece`` and ``_row`` (drop them before enrich; sorting a bin's rows by them gives
+    input order). ``genes``: per gene in order of first appearance: ``rows`` (every track row),
+    ``good``, ``selected``, ``min_position``/``max_position`` (good rows; -1 when none), ``pieces``.
+    ``rejected_counts``: bad rows by reason code; ``warnings``: as ``split_bad_rows`` gives them,
+    merged; ``rows``: track rows; ``timings``: seconds per step; ``second_pass``: pieces and keys
+    asked; ``cross_piece_repeats``: rows rejected as repeats of an earlier piece's row (included in
+    the counts and the rejected rows)."""
+
+    selected: Any
+    context: Any
+    rejected: Any
+    genes: pd.DataFrame
+    rejected_counts: dict[str, int]
+    warnings: dict[str, Any]
+    rows: int
+    pieces: int
+    sorted: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    second_pass: dict[str, int] = field(default_factory=dict)
+    cross_piece_repeats: int = 0
+
+
+def _summary(scan: TrackScan) -> dict[str, Any]:
+    """The small part of a scan the client needs."""
+    return {"rows": scan.rows, "genes": scan.genes, "missing": scan.missing,
+            "rejected": scan.rejected_counts, "warnings": scan.warnings,
+            "null_gene_rows": scan.null_gene_rows, "sorted": scan.sorted,
+            "context_genes": pd.unique(scan.selected["gene_id"].to_numpy(dtype=object))}
+
+
+def _tagged(frame: pd.DataFrame, piece: int, drop: np.ndarray | None = None) -> pd.DataFrame:
+    """The frame with its ``_piece`` (before ``_row``), without the rows numbered ``drop``."""
+    if drop is not None and len(drop):
+        frame = frame[~np.isin(frame[ROW].to_numpy(), drop)]
+    frame = frame.reset_index(drop=True)
+    frame.insert(len(frame.columns) - 1, PIECE, np.full(len(frame), piece, dtype=np.int64))
+    return frame
+
+
+def _selected(scan: TrackScan, drop: np.ndarray | None = None) -> pd.DataFrame:
+    return _tagged(scan.selected, scan.piece, drop)
+
+
+def _dropped_selected(scan: TrackScan, drop: np.ndarray) -> pd.Series:
+    """Selected rows per gene that repeat an earlier piece's row."""
+    hit = scan.selected[np.isin(scan.selected[ROW].to_numpy(), drop)]
+    return hit.groupby("gene_id", sort=False).size()
+
+
+def _rejected(scan: TrackScan, *more: pd.DataFrame) -> pd.DataFrame:
+    frame = scan.rejected
+    if more:
+        frame = pd.concat([frame, *more], ignore_index=True).sort_values(ROW, kind="stable")
+    return _tagged(frame, scan.piece)
+
+
+def _context(scan: TrackScan, drop: np.ndarray | None, *found: pd.DataFrame) -> pd.DataFrame:
+    """The piece's context rows: its own and those other pieces asked of it, each row once, in
+    piece order, without the rows that repeat an earlier piece's row."""
+    frame = pd.concat([scan.context, *found], ignore_index=True) if found else scan.context
+    if found:
+        frame = frame.drop_duplicates(ROW).sort_values(ROW, kind="stable")
+    return _tagged(frame, scan.piece, drop)
+
+
+def _overlaps(per_piece: pd.DataFrame) -> pd.DataFrame:
+    """(gene_id, lo, hi) per gene whose good position ranges in two pieces overlap: the region a
+    repeated key could lie in."""
+    ranges = per_piece[per_piece["good"] > 0]
+    multi = ranges[ranges.duplicated("gene_id", keep=False)]
+    if not len(multi):
+        return pd.DataFrame({"gene_id": pd.Series([], dtype="str"), "lo": [], "hi": []})
+    multi = multi.sort_values(["gene_id", "min_position"], kind="stable")
+    prev_hi = multi.groupby("gene_id", sort=False)["max_position"].cummax().shift(1)
+    same = multi["gene_id"].eq(multi["gene_id"].shift(1))
+    hit = same & (multi["min_position"] <= prev_hi)
+    genes = multi.loc[hit, "gene_id"].unique()
+    region = multi[multi["gene_id"].isin(genes)]
+    return (region.groupby("gene_id", sort=False)
+            .agg(lo=("min_position", "min"), hi=("max_position", "max")).reset_index())
+
+
+def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
+               blocksize: str | int | None = "128MiB", check_repeats: bool = True) -> TrackScanResult:
+    """Scan the track ``source`` on ``client``'s cluster (see the module docs).
+
+    ``spec``: :class:`~dask_enrich.trackscan.ScanSpec` (the run's track columns, selection rule,
+    config, leniency, the bad rows' source name). ``blocksize``: the pieces' size, as
+    :func:`dask_enrich.io.input_pieces`. Raises InputError as today's read does (unreadable piece,
+    a row without a gene id)."""
+    import dask.dataframe as dd
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    _, pieces, _ = input_pieces(source, spec.columns, blocksize=blocksize, lenient=spec.lenient)
+    scans = [client.submit(scan_piece, source, piece, i, spec, pure=False)
+             for i, piece in enumerate(pieces)]
+    summaries = client.gather(client.map(_summary, scans, pure=False))
+    timings["scan"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    null_rows = sum(s["null_gene_rows"] for s in summaries)
+    if null_rows:
+        raise InputError(f"{source.label} {source.path}: {null_rows} row(s) have no gene_id")
+    per_piece = pd.concat([empty_gene_table().assign(piece=pd.Series([], dtype="int64"))]
+                          + [s["genes"].assign(piece=i) for i, s in enumerate(summaries)],
+                          ignore_index=True)
+    genes = _combine_genes(per_piece)
+    rejected_counts: dict[str, int] = {}
+    for s in summaries:
+        for code, count in s["rejected"].items():
+            rejected_counts[code] = rejected_counts.get(code, 0) + int(count)
+    requests = _requests(summaries, per_piece, genes)
+    timings["combine"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    later, first = _repeats(client, source, pieces, spec, per_piece) if check_repeats else ({}, {})
+    repeats = int(sum(len(r) for r in later.values()))
+    found: dict[int, list] = {}
+    for j, keys in requests.items():
+        found.setdefault(j, []).append(client.submit(lookup_piece, source, pieces[j], spec, keys,
+                                                     pure=False))
+    context_columns = [c for c in CONTEXT_ROW_COLUMNS if c in source.columns]
+    for j, rows in first.items():  # the first copy of a repeated key: the row a full read keeps
+        found.setdefault(j, []).append(client.submit(rows_of_piece, source, pieces[j], spec, rows,
+                                                     context_columns, pure=False))
+    contexts = [client.submit(_context, scans[i], later.get(i), *found.get(i, []), pure=False)
+                for i in range(len(pieces))]
+    selected = [client.submit(_selected, scans[i], later.get(i), pure=False)
+                for i in range(len(pieces))]
+    repeated = {i: client.submit(repeat_rows, source, pieces[i], spec, later[i], pure=False)
+                for i in later}
+    rejected = [client.submit(_rejected, scans[i], *([repeated[i]] if i in repeated else []),
+                              pure=False) for i in range(len(pieces))]
+    piece_warnings = [s["warnings"] for s in summaries]
+    if repeats:  # the repeats are bad rows too: counts, warnings and rows per gene say so
+        rejected_counts["duplicate_position"] = rejected_counts.get("duplicate_position", 0) + repeats
+        for i, w in zip(later, client.gather([client.submit(TrackScan.warnings_without, scans[i],
+                                                            later[i], pure=False) for i in later])):
+            piece_warnings[i] = w
+        piece_warnings.append(check_warnings(repeats, np.zeros(0)))
+        good_off = client.gather([client.submit(_gene_sizes, repeated[i], pure=False) for i in later])
+        selected_off = client.gather([client.submit(_dropped_selected, scans[i], later[i], pure=False)
+                                      for i in later])
+        genes = _without_repeats(genes, good_off, selected_off)
+    warnings: dict[str, Any] = {}
+    for w in piece_warnings:
+        warnings = validate.merge_warnings(warnings, w)
+    client.gather(contexts)  # the second pass done (its failures raised here)
+    timings["second_pass"] = time.perf_counter() - t
+    meta_sel, meta_ctx, meta_rej = client.gather([selected[0], contexts[0], rejected[0]]) \
+        if pieces else (None, None, None)
+    return TrackScanResult(
+        selected=dd.from_delayed(selected, meta=meta_sel.iloc[:0], verify_meta=False),
+        context=dd.from_delayed(contexts, meta=meta_ctx.iloc[:0], verify_meta=False),
+        rejected=dd.from_delayed(rejected, meta=meta_rej.iloc[:0], verify_meta=False),
+        genes=genes, rejected_counts=rejected_counts, warnings=warnings,
+        rows=int(sum(s["rows"] for s in summaries)), pieces=len(pieces),
+        sorted=all(s["sorted"] for s in summaries), timings=timings,
+        second_pass={"pieces": len(requests), "keys": int(sum(len(k) for k in requests.values())),
+                     "repeat_check_pieces": len(set(later) | set(first)) if repeats else 0},
+        cross_piece_repeats=repeats)
+
+
+def _repeats(client: Any, source: InputSource, pieces: list, spec: ScanSpec, per_piece: pd.DataFrame
+             ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """({piece: rows repeating an earlier piece's row}, {piece: first copies of repeated keys}),
+    from the good keys of the genes whose position ranges in two pieces overlap (none for a track
+    sorted within genes: nothing is read)."""
+    region = _overlaps(per_piece)
+    if not len(region):
+        return {}, {}
+    holders = sorted(set(per_piece.loc[per_piece["gene_id"].isin(region["gene_id"])
+                                       & (per_piece["good"] > 0), "piece"].tolist()))
+    parts = [client.submit(_pair, j, client.submit(
+        good_keys, source, pieces[j], spec, region, pure=False), pure=False) for j in holders]
+    return client.submit(find_repeats, *parts, pure=False).result()
+
+
+def _without_repeats(genes: pd.DataFrame, good_off: list[pd.Series], selected_off: list[pd.Series]
+                     ) -> pd.DataFrame:
+    """The per-gene table with the cross-piece repeats taken off ``good`` and ``selected``."""
+    genes = genes.set_index("gene_id")
+    for column, parts in (("good", good_off), ("selected", selected_off)):
+        for counts in parts:
+            genes.loc[counts.index, column] -= counts.to_numpy()
+    return genes.reset_index()
+
+
+def _gene_sizes(frame: pd.DataFrame) -> pd.Series:
+    return frame.groupby("gene_id", sort=False).size()
+
+
+def _pair(piece: int, keys: Any) -> tuple[int, Any]:
+    return piece, keys
+
+
+def _combine_genes(per_piece: pd.DataFrame) -> pd.DataFrame:
+    """Rows per gene over the pieces, in order of first appearance."""
+    by = per_piece.groupby("gene_id", sort=False)
+    good = per_piece[per_piece["good"] > 0].groupby("gene_id", sort=False)
+    genes = by.agg(rows=("rows", "sum"), good=("good", "sum"), selected=("selected", "sum"),
+                   pieces=("piece", "nunique"))
+    genes["min_position"] = good["min_position"].min().reindex(genes.index).fillna(-1).astype(np.int64)
+    genes["max_position"] = good["max_position"].max().reindex(genes.index).fillna(-1).astype(np.int64)
+    genes = genes.reset_index()
+    genes["gene_id"] = genes["gene_id"].astype("str")
+    return genes[["gene_id", "rows", "good", "selected", "min_position", "max_position", "pieces"]]
+
+
+def _requests(summaries: list[dict[str, Any]], per_piece: pd.DataFrame, genes: pd.DataFrame
+              ) -> dict[int, pd.DataFrame]:
+    """The keys each piece is asked for in the second pass: {piece: (gene_id, position)}.
+
+    A neighbour key a piece could not find goes to every other piece whose good rows of the gene
+    span it; a gene's end rows (lowest and highest position) go to the first piece holding them,
+    unless that piece has selected rows of the gene (its scan kept its end rows)."""
+    ranges = per_piece.loc[per_piece["good"] > 0, ["gene_id", "piece", "min_position", "max_position"]]
+    asks = []
+    missing = [s["missing"].assign(source=i) for i, s in enumerate(summaries) if len(s["missing"])]
+    if missing:
+        keys = pd.concat(missing, ignore_index=True)
+        keys = keys[keys["gene_id"].isin(ranges.loc[ranges.duplicated("gene_id", keep=False),
+                                                    "gene_id"])]
+        cand = keys.merge(ranges, on="gene_id")
+        cand = cand[(cand["piece"] != cand["source"]) & (cand["position"] >= cand["min_position"])
+                    & (cand["position"] <= cand["max_position"])]
+        asks.append(cand[["piece", "gene_id", "position"]])
+    chosen = genes.loc[genes["selected"] > 0, ["gene_id", "min_position", "max_position"]]
+    if len(chosen):
+        with_sel = set()
+        for i, s in enumerate(summaries):
+            with_sel.update((g, i) for g in s["context_genes"])
+        for end, col in (("min", "min_position"), ("max", "max_position")):
+            at = ranges.merge(chosen[["gene_id", col]], on=["gene_id", col])
+            at = at.drop_duplicates("gene_id", keep="first")  # the first piece holding it
+            need = [(g, p) not in with_sel for g, p in zip(at["gene_id"], at["piece"])]
+            at = at[np.asarray(need, dtype=bool)]
+            asks.append(pd.DataFrame({"piece": at["piece"].to_numpy(np.int64),
+                                      "gene_id": at["gene_id"].astype("str"),
+                                      "position": at[col].to_numpy(np.int64)}))
+    if not asks:
+        return {}
+    every = pd.concat(asks, ignore_index=True).drop_duplicates()
+    return {int(p): part[["gene_id", "position"]].reset_index(drop=True)
+            for p, part in every.groupby("piece", sort=True)}
