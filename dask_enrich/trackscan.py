@@ -175,8 +175,9 @@ def _dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     if column.num_chunks == 0:
         return np.zeros(0, np.int64), np.zeros(0, dtype=object)
     values = column.chunk(0).dictionary
-    codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-                            for c in column.chunks]) if column.num_chunks else np.zeros(0, np.int64)
+    parts = [(c.indices.fill_null(-1) if c.null_count else c.indices).to_numpy(zero_copy_only=False)
+             for c in column.chunks]
+    codes = (np.concatenate(parts) if len(parts) > 1 else parts[0]).astype(np.int64)
     text = values.cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
     return codes, text
 
@@ -201,6 +202,8 @@ def _load(source: InputSource, piece: tuple, spec: ScanSpec, wanted: pd.DataFram
                 keep = (list(range(len(all_groups))) if wanted is None
                         else _groups_holding(parquet, all_groups, wanted))
                 columns = spec.check_columns(parquet.schema_arrow.names)
+                columns += [c for c in spec.columns if c in DICTIONARY_COLUMNS and c not in columns
+                            and wanted is None]  # cheap as dictionaries: no second read for them
                 groups = [all_groups[k] for k in keep]
                 table = (parquet.read_row_groups(groups, columns=columns) if groups
                          else parquet.schema_arrow.empty_table().select(columns))
@@ -278,8 +281,11 @@ def _check(table: pa.Table, file: str, groups: list[int] | None, rows: np.ndarra
     bad |= bad_position
     scores = {}
     for name in [c for c in (*_BASE_SCORES, *CONTEXT_COLUMNS) if c in table.column_names]:
-        values = table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False) \
-            if table.num_rows else np.zeros(0)
+        column = table.column(name)
+        if not pa.types.is_floating(column.type):  # integer scores: as float64, as validate reads them
+            column = column.cast(pa.float64())
+        # float32 kept as read: the range checks are exact on it (0 and 1 are float32 numbers)
+        values = column.to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
         scores[name] = values
         with np.errstate(invalid="ignore"):
             inside = (values >= 0) & (values <= 1)
@@ -303,14 +309,22 @@ class _Index:
 
 
 def _index(loaded: _Loaded) -> _Index:
-    good = np.flatnonzero(~loaded.bad)
-    keys = track_keys(loaded.codes[good], loaded.position[good])
+    if loaded.bad.any():
+        good = np.flatnonzero(~loaded.bad)
+        keys = np.left_shift(loaded.codes[good], POSITION_BITS)
+        keys |= loaded.position[good]
+    else:  # the usual case: no copy of the columns, only the keys (as features.context.track_keys)
+        good = np.arange(len(loaded), dtype=np.int64)
+        keys = np.left_shift(loaded.codes, POSITION_BITS)
+        keys |= loaded.position
     in_order = bool(len(keys) < 2 or (keys[1:] >= keys[:-1]).all())
     if not in_order:  # the cost of an unsorted piece: one stable sort of its keys
         order = np.argsort(keys, kind="stable")
         keys, good = keys[order], good[order]
     repeat = np.zeros(len(keys), dtype=bool)
-    repeat[1:] = keys[1:] == keys[:-1]
+    np.equal(keys[1:], keys[:-1], out=repeat[1:])
+    if not repeat.any():
+        return _Index(keys, good, np.zeros(0, np.int64), in_order)
     return _Index(keys[~repeat], good[~repeat], np.sort(good[repeat]), in_order)
 
 
@@ -397,14 +411,23 @@ def _source(spec: ScanSpec, loaded: _Loaded) -> str:
 
 def _off_sums(loaded: _Loaded, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(piece rows, deviations) of the good rows whose donor + acceptor + neither is further than
-    ``validate.SUM_TOLERANCE`` from 1 (none without the three scores)."""
+    ``validate.SUM_TOLERANCE`` from 1 (none without the three scores). The sum is validate's,
+    in float64; float32 scores are summed in float32 first only to find the candidates."""
     if not (all(c in loaded.scores for c in _BASE_SCORES) and good.any()):
         return np.zeros(0, np.int64), np.zeros(0)
-    s = loaded.scores
+    d, a, n = (loaded.scores[c] for c in _BASE_SCORES)
     with np.errstate(invalid="ignore"):
-        deviation = np.abs(s["donor_score"] + s["acceptor_score"] + s["neither_score"] - 1.0)
-        off = np.flatnonzero(good & (deviation > validate.SUM_TOLERANCE))
-    return loaded.rows[off], deviation[off]
+        rough = d + a
+        rough += n
+        rough -= 1
+        np.abs(rough, out=rough)
+        # float32 rounding is far below this margin: every row off in float64 is a candidate
+        near = np.flatnonzero(good & ~(rough <= validate.SUM_TOLERANCE - 1e-3))
+        total = (d[near].astype(np.float64) + a[near].astype(np.float64)
+                 + n[near].astype(np.float64))
+        deviation = np.abs(total - 1.0)
+        off = deviation > validate.SUM_TOLERANCE
+    return loaded.rows[near[off]], deviation[off]
 
 
 def check_warnings(repeats: int, off_deviation: np.ndarray) -> dict[str, Any]:
@@ -428,23 +451,29 @@ def check_warnings(repeats: int, off_deviation: np.ndarray) -> dict[str, Any]:
 def _gene_table(loaded: _Loaded, index: _Index, selected: np.ndarray) -> pd.DataFrame:
     """Rows per gene of the piece in order of first appearance (see :class:`TrackScan`)."""
     codes = loaded.codes
-    named = codes >= 0
-    if not named.any():
+    nulls = codes < 0
+    c = codes[~nulls] if nulls.any() else codes
+    if not len(c):
         return empty_gene_table()
-    c = codes[named]
-    heads = c[np.concatenate([[True], c[1:] != c[:-1]])] if len(c) else c
-    order = pd.unique(heads)  # first appearance (runs first: cheap for a track grouped by gene)
+    starts = np.concatenate([[0], np.flatnonzero(c[1:] != c[:-1]) + 1])
+    runs = c[starts]
+    order = pd.unique(runs)  # first appearance (of the runs: cheap for a track grouped by gene)
     n = len(loaded.genes)
-    rows = np.bincount(c, minlength=n)
-    good = np.bincount(codes[~loaded.bad], minlength=n)
-    good[:] = good - np.bincount(codes[index.repeats], minlength=n)
+    if len(order) == len(runs):  # each gene one run of rows: the counts are the run lengths
+        rows = np.zeros(n, np.int64)
+        rows[runs] = np.diff(np.append(starts, len(c)))
+    else:
+        rows = np.bincount(c, minlength=n)
+    bad = codes[loaded.bad & ~nulls] if loaded.bad.any() else codes[:0]
+    good = rows - np.bincount(bad, minlength=n) - np.bincount(codes[index.repeats], minlength=n)
     chosen = np.bincount(codes[selected], minlength=n)
     lo = np.full(n, -1, np.int64)
     hi = np.full(n, -1, np.int64)
-    gene_of_key = index.keys >> POSITION_BITS
-    if len(gene_of_key):
-        first = np.concatenate([[True], gene_of_key[1:] != gene_of_key[:-1]])
-        last = np.concatenate([gene_of_key[1:] != gene_of_key[:-1], [True]])
+    if len(index.keys):
+        gene_of_key = index.keys >> POSITION_BITS
+        change = np.flatnonzero(gene_of_key[1:] != gene_of_key[:-1])
+        first = np.concatenate([[0], change + 1])
+        last = np.concatenate([change, [len(gene_of_key) - 1]])
         mask = (1 << POSITION_BITS) - 1
         lo[gene_of_key[first]] = index.keys[first] & mask
         hi[gene_of_key[last]] = index.keys[last] & mask
@@ -513,17 +542,35 @@ def lookup_piece(source: InputSource, piece: tuple, spec: ScanSpec, keys: pd.Dat
     ``end_genes``; :data:`CONTEXT_ROW_COLUMNS` present plus ``_row``, in piece order, each row
     once. Only the row groups whose statistics may hold a key (or a row of an end gene) are read."""
     end_genes = pd.Index(pd.unique(np.asarray(end_genes, dtype=object)), dtype=object)
-    intervals = pd.concat([
-        keys.groupby("gene_id", sort=False)["position"].agg(lo="min", hi="max").reset_index(),
-        pd.DataFrame({"gene_id": end_genes, "lo": np.zeros(len(end_genes), np.int64),
-                      "hi": np.full(len(end_genes), _INT64_MAX)})], ignore_index=True)
-    loaded = _load(source, piece, spec, wanted=intervals)
+    wanted = pd.concat([_intervals(keys), pd.DataFrame({
+        "gene_id": end_genes, "lo": np.zeros(len(end_genes), np.int64),
+        "hi": np.full(len(end_genes), _INT64_MAX)})], ignore_index=True)
+    loaded = _load(source, piece, spec, wanted=wanted)
+    return _lookup(source, loaded, _index(loaded), spec, keys, end_genes)
+
+
+def lookup_and_keys(source: InputSource, piece: tuple, spec: ScanSpec, keys: pd.DataFrame,
+                    region: pd.DataFrame) -> tuple[pd.DataFrame, tuple[np.ndarray, ...]]:
+    """:func:`lookup_piece` of ``keys`` and the good keys in ``region`` (gene: index into its rows,
+    position, row), for the search of repeats across pieces (:func:`find_repeats`), from one read."""
+    loaded = _load(source, piece, spec, wanted=pd.concat([_intervals(keys), region],
+                                                         ignore_index=True))
     index = _index(loaded)
+    return _lookup(source, loaded, index, spec, keys, ()), _keys_in(loaded, index, region)
+
+
+def _intervals(keys: pd.DataFrame) -> pd.DataFrame:
+    """(gene_id, lo, hi): the position range of the keys of each gene."""
+    return keys.groupby("gene_id", sort=False)["position"].agg(lo="min", hi="max").reset_index()
+
+
+def _lookup(source: InputSource, loaded: _Loaded, index: _Index, spec: ScanSpec,
+            keys: pd.DataFrame, end_genes: Sequence[str]) -> pd.DataFrame:
     lookup = pd.Index(loaded.genes, dtype=object)
     key_codes = lookup.get_indexer(keys["gene_id"].to_numpy(dtype=object))
     known = key_codes >= 0
     found = _find(index, track_keys(key_codes[known], keys["position"].to_numpy(np.int64)[known]))
-    end_codes = lookup.get_indexer(end_genes)
+    end_codes = lookup.get_indexer(pd.Index(end_genes, dtype=object))
     rows = np.unique(np.concatenate([found[found >= 0], _ends(index, end_codes[end_codes >= 0])]))
     return _frame(source, loaded, rows, _context_columns(loaded, spec), spec)
 
@@ -540,13 +587,10 @@ def position_keys(positions: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- repeats across pieces ------------------------------------------------------------------------
-def good_keys(source: InputSource, piece: tuple, spec: ScanSpec, region: pd.DataFrame
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(gene, position, row) of the good rows (first of each key within the piece) that lie in the
-    ``region`` intervals (``gene_id``, ``lo``, ``hi``); ``gene`` indexes ``region``'s rows. The
-    row groups that cannot hold such a row are not read."""
-    loaded = _load(source, piece, spec, wanted=region)
-    index = _index(loaded)
+def _keys_in(loaded: _Loaded, index: _Index, region: pd.DataFrame
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gene, position, row) of the good rows (first of each key within the piece) that lie in
+    the ``region`` intervals (``gene_id``, ``lo``, ``hi``); ``gene`` indexes ``region``'s rows."""
     region_of = pd.Index(region["gene_id"].to_numpy(dtype=object)).get_indexer(loaded.genes)
     gene = region_of[loaded.codes[index.at]] if len(index.at) else np.zeros(0, np.int64)
     pos = loaded.position[index.at]
@@ -558,7 +602,7 @@ def good_keys(source: InputSource, piece: tuple, spec: ScanSpec, region: pd.Data
 
 def find_repeats(*parts: tuple[np.ndarray, np.ndarray, np.ndarray]
                  ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """Keys held by several pieces, from :func:`good_keys` of each piece in piece order (``parts``
+    """Keys held by several pieces, from :func:`lookup_and_keys` of each piece in piece order (``parts``
     as (piece, (gene, position, row)) pairs): ({piece: rows that repeat an earlier piece's row},
     {piece: rows that are the first copy of a repeated key})."""
     if not parts:

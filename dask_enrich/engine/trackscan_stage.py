@@ -20,6 +20,7 @@ context rows, so that the result still equals the full read.
 """
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from .. import validate
 from ..errors import InputError
 from ..io import InputSource, input_pieces
 from ..trackscan import (CONTEXT_ROW_COLUMNS, PIECE, ROW, ScanSpec, TrackScan, check_warnings,
-                         empty_gene_table, find_repeats, good_keys, lookup_piece, repeat_rows,
+                         empty_gene_table, find_repeats, lookup_and_keys, lookup_piece, repeat_rows,
                          rows_of_piece, scan_piece)
 
 
@@ -60,6 +61,9 @@ class TrackScanResult:
     timings: dict[str, float] = field(default_factory=dict)
     second_pass: dict[str, int] = field(default_factory=dict)
     cross_piece_repeats: int = 0
+
+
+_NO_KEYS = pd.DataFrame({"gene_id": pd.Series([], dtype="str"), "position": pd.Series([], dtype="int64")})
 
 
 def _summary(scan: TrackScan) -> dict[str, Any]:
@@ -156,12 +160,24 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
     timings["combine"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    later, first = _repeats(client, source, pieces, spec, per_piece) if check_repeats else ({}, {})
-    repeats = int(sum(len(r) for r in later.values()))
     found: dict[int, list] = {}
-    for j, keys in requests.items():
-        found.setdefault(j, []).append(client.submit(lookup_piece, source, pieces[j], spec, keys,
-                                                     pure=False))
+    region = _overlaps(per_piece if check_repeats else per_piece.iloc[:0])
+    holders = set(per_piece.loc[per_piece["gene_id"].isin(region["gene_id"])
+                                & (per_piece["good"] > 0), "piece"].tolist()) if len(region) else set()
+    key_parts = []
+    for j in sorted(set(requests) | holders):  # one read of each piece asked
+        if j in holders:
+            both = client.submit(lookup_and_keys, source, pieces[j], spec,
+                                 requests.get(j, _NO_KEYS), region, pure=False)
+            found.setdefault(j, []).append(client.submit(operator.getitem, both, 0, pure=False))
+            key_parts.append(client.submit(_pair, j, client.submit(operator.getitem, both, 1,
+                                                                   pure=False), pure=False))
+        else:
+            found.setdefault(j, []).append(client.submit(lookup_piece, source, pieces[j], spec,
+                                                         requests[j], pure=False))
+    later, first = (client.submit(find_repeats, *key_parts, pure=False).result() if key_parts
+                    else ({}, {}))
+    repeats = int(sum(len(r) for r in later.values()))
     context_columns = [c for c in CONTEXT_ROW_COLUMNS if c in source.columns]
     for j, rows in first.items():  # the first copy of a repeated key: the row a full read keeps
         found.setdefault(j, []).append(client.submit(rows_of_piece, source, pieces[j], spec, rows,
@@ -188,6 +204,9 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
     warnings: dict[str, Any] = {}
     for w in piece_warnings:
         warnings = validate.merge_warnings(warnings, w)
+    from distributed import wait
+
+    wait(contexts + selected + rejected)
     client.gather(contexts)  # the second pass done (its failures raised here)
     timings["second_pass"] = time.perf_counter() - t
     meta_sel, meta_ctx, meta_rej = client.gather([selected[0], contexts[0], rejected[0]]) \
@@ -200,23 +219,8 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
         rows=int(sum(s["rows"] for s in summaries)), pieces=len(pieces),
         sorted=all(s["sorted"] for s in summaries), timings=timings,
         second_pass={"pieces": len(requests), "keys": int(sum(len(k) for k in requests.values())),
-                     "repeat_check_pieces": len(set(later) | set(first)) if repeats else 0},
+                     "repeat_check_pieces": len(holders)},
         cross_piece_repeats=repeats)
-
-
-def _repeats(client: Any, source: InputSource, pieces: list, spec: ScanSpec, per_piece: pd.DataFrame
-             ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """({piece: rows repeating an earlier piece's row}, {piece: first copies of repeated keys}),
-    from the good keys of the genes whose position ranges in two pieces overlap (none for a track
-    sorted within genes: nothing is read)."""
-    region = _overlaps(per_piece)
-    if not len(region):
-        return {}, {}
-    holders = sorted(set(per_piece.loc[per_piece["gene_id"].isin(region["gene_id"])
-                                       & (per_piece["good"] > 0), "piece"].tolist()))
-    parts = [client.submit(_pair, j, client.submit(
-        good_keys, source, pieces[j], spec, region, pure=False), pure=False) for j in holders]
-    return client.submit(find_repeats, *parts, pure=False).result()
 
 
 def _without_repeats(genes: pd.DataFrame, good_off: list[pd.Series], selected_off: list[pd.Series]
