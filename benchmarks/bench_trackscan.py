@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_track  # noqa: E402
+import bench_track
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -23,7 +23,7 @@ reading only the row groups whose Parquet statistics may hold them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,7 +36,7 @@ from .config import EnrichConfig
 from .errors import InputError
 from .features.context import POSITION_BITS, track_keys
 from .features.registry import CONTEXT_OFFSETS
-from .io import CONTEXT_COLUMNS, InputSource, _PieceReader, _fs, normalise_frame
+from .io import CONTEXT_COLUMNS, InputSource, _fs, _PieceReader, normalise_frame
 from .selection import Selection, select_mask
 
 #: Offsets looked up around a position: both strands' -2..+2 (the strand is known later).
@@ -50,6 +50,7 @@ PIECE, ROW = "_piece", "_row"
 DICTIONARY_COLUMNS = ("gene_id", "chrom", "strand")
 _BASE_SCORES = validate.SCORE_COLUMNS
 _INT64_MAX = np.iinfo(np.int64).max
+_POSITION_MASK = (1 << POSITION_BITS) - 1
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,26 @@ class ScanSpec:
         return [c for c in wanted if c in available and (c in self.columns or c in CONTEXT_ROW_COLUMNS)]
 
 
+class _Warned:
+    """The warnings of checked rows: ``repeats`` (rows repeating an earlier row of the piece) and
+    ``off_sums`` ((rows, deviations) of the kept rows whose three scores do not sum to 1)."""
+
+    repeats: int
+    off_sums: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def warnings(self) -> dict[str, Any]:
+        """The warnings, as ``split_bad_rows`` gives them."""
+        return check_warnings(self.repeats, self.off_sums[1])
+
+    def warnings_without(self, rows: np.ndarray) -> dict[str, Any]:
+        """The warnings once the rows numbered ``rows`` are rejected too (repeats of an earlier
+        piece's rows: counted by the caller)."""
+        return check_warnings(self.repeats, self.off_sums[1][~np.isin(self.off_sums[0], rows)])
+
+
 @dataclass
-class TrackScan:
+class TrackScan(_Warned):
     """What one piece's scan found (small: a few percent of its rows).
 
     ``selected``: the good selected rows (``spec.columns`` with canonical dtypes, plus ``_row``);
@@ -112,22 +131,17 @@ class TrackScan:
     sorted: bool = True
 
     @property
-    def warnings(self) -> dict[str, Any]:
-        """The piece's warnings, as ``split_bad_rows`` gives them."""
-        return check_warnings(self.repeats, self.off_sums[1])
-
-    def warnings_without(self, rows: np.ndarray) -> dict[str, Any]:
-        """The warnings once the rows numbered ``rows`` are rejected too (repeats of an earlier
-        piece's rows: counted by the caller)."""
-        return check_warnings(self.repeats, self.off_sums[1][~np.isin(self.off_sums[0], rows)])
-
-    @property
     def rejected_counts(self) -> dict[str, int]:
         """Bad rows by reason code."""
-        if not len(self.rejected):
-            return {}
-        codes = validate.reason_code(self.rejected[validate.REASON]).value_counts()
-        return {str(k): int(v) for k, v in codes.items()}
+        return reason_counts(self.rejected)
+
+
+def reason_counts(rejected: pd.DataFrame) -> dict[str, int]:
+    """Rejected rows (with ``reason``) by reason code."""
+    if not len(rejected):
+        return {}
+    codes = validate.reason_code(rejected[validate.REASON]).value_counts()
+    return {str(k): int(v) for k, v in codes.items()}
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -243,9 +257,7 @@ def _groups_holding(parquet: pq.ParquetFile, groups: Sequence[int], wanted: pd.D
             b = int(np.searchsorted(genes, str(gs.max), side="right"))
         if a >= b:
             continue
-        if ps is None or not ps.has_min_max:
-            keep.append(k)
-        elif bool(((lo[a:b] <= int(ps.max)) & (hi[a:b] >= int(ps.min))).any()):
+        if ps is None or not ps.has_min_max or bool(((lo[a:b] <= int(ps.max)) & (hi[a:b] >= int(ps.min))).any()):
             keep.append(k)
     return keep
 
@@ -440,7 +452,7 @@ def check_warnings(repeats: int, off_deviation: np.ndarray) -> dict[str, Any]:
             "message": f"{repeats} duplicate (gene_id, position) row(s): the first of each was "
                        "kept, the repeats rejected"}
     if len(off_deviation):
-        count, tol = int(len(off_deviation)), validate.SUM_TOLERANCE
+        count, tol = len(off_deviation), validate.SUM_TOLERANCE
         warnings["score_sum"] = {
             "count": count, "threshold": float(tol), "max_deviation": float(off_deviation.max()),
             "message": f"{count} row(s) whose donor + acceptor + neither score is further than "
@@ -559,6 +571,51 @@ def lookup_and_keys(source: InputSource, piece: tuple, spec: ScanSpec, keys: pd.
     return _lookup(source, loaded, index, spec, keys, ()), _keys_in(loaded, index, region)
 
 
+@dataclass
+class GeneLookup(_Warned):
+    """What :func:`lookup_genes` found in one piece: the context rows (as :func:`lookup_piece`),
+    the bad rows of the genes asked (``spec.columns`` + ``reason`` + ``source`` + ``_row``), their
+    rows per gene (as :class:`TrackScan`'s ``genes``) and what their warnings need."""
+
+    context: pd.DataFrame
+    rejected: pd.DataFrame
+    genes: pd.DataFrame
+    repeats: int = 0
+    off_sums: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))
+
+
+def lookup_genes(source: InputSource, piece: tuple, spec: ScanSpec, genes: Sequence[str],
+                 *keys: np.ndarray) -> GeneLookup:
+    """For positions given with a track: the context rows in one piece of ``keys`` (int64 keys of
+    :func:`position_keys`, gene codes indexing ``genes``) and of the end rows of ``genes``, and
+    every row of those genes checked (the engine checks the track rows of the positions' genes).
+    Reads only the row groups whose statistics may hold a row of ``genes``."""
+    genes = pd.Index(np.asarray(genes, dtype=object), dtype=object)
+    wanted = pd.DataFrame({"gene_id": genes, "lo": np.zeros(len(genes), np.int64),
+                           "hi": np.full(len(genes), _INT64_MAX)})
+    loaded = _load(source, piece, spec, wanted=wanted)
+    index = _index(loaded)
+    local = pd.Index(loaded.genes, dtype=object).get_indexer(genes)  # code in genes -> in piece
+    wanted_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    at = local[wanted_keys >> POSITION_BITS] if len(wanted_keys) else np.zeros(0, np.int64)
+    here = at >= 0
+    found = _find(index, (at[here] << POSITION_BITS) | (wanted_keys[here] & _POSITION_MASK))
+    rows = np.unique(np.concatenate([found[found >= 0], _ends(index, local[local >= 0])]))
+    asked = np.zeros(len(loaded.genes) + 1, dtype=bool)
+    asked[local[local >= 0]] = True
+    of_genes = asked[loaded.codes]  # code -1 (no gene id) reads the appended False
+    bad = np.flatnonzero(loaded.bad & of_genes)
+    repeats = index.repeats[of_genes[index.repeats]]
+    good = ~loaded.bad & of_genes
+    good[repeats] = False
+    rejected = (_rejected(source, loaded, bad, repeats, spec) if len(bad) or len(repeats)
+                else _empty_rejected(source, loaded, spec))
+    table = _gene_table(loaded, index, np.zeros(0, np.int64))
+    table = table[table["gene_id"].isin(genes)].reset_index(drop=True)
+    return GeneLookup(_frame(source, loaded, rows, _context_columns(loaded, spec), spec), rejected,
+                      table, len(repeats), _off_sums(loaded, good))
+
+
 def _intervals(keys: pd.DataFrame) -> pd.DataFrame:
     """(gene_id, lo, hi): the position range of the keys of each gene."""
     return keys.groupby("gene_id", sort=False)["position"].agg(lo="min", hi="max").reset_index()
@@ -575,15 +632,15 @@ def _lookup(source: InputSource, loaded: _Loaded, index: _Index, spec: ScanSpec,
     return _frame(source, loaded, rows, _context_columns(loaded, spec), spec)
 
 
-def position_keys(positions: pd.DataFrame) -> pd.DataFrame:
-    """The neighbour keys (``gene_id``, ``position``) that positions' context needs (p-2..p+2 of
-    both strands), each once."""
-    codes, genes = pd.factorize(positions["gene_id"].astype(str))
-    c, p = neighbour_keys(codes, positions["position"].to_numpy(np.int64))
-    keys = np.unique(track_keys(c, p))
-    return pd.DataFrame({"gene_id": pd.Series(np.asarray(genes, dtype=object)[keys >> POSITION_BITS],
-                                              dtype="str"),
-                         "position": keys & ((1 << POSITION_BITS) - 1)})
+def position_keys(positions: pd.DataFrame, genes: Sequence[str]) -> np.ndarray:
+    """The int64 keys (code in ``genes`` << POSITION_BITS | position) of the neighbours
+    p-2..p+2 (both strands) of positions (``gene_id``, ``position``), each once, sorted; positions
+    of genes not in ``genes`` are left out."""
+    codes = pd.Index(np.asarray(genes, dtype=object), dtype=object).get_indexer(
+        positions["gene_id"].astype(str).to_numpy(dtype=object))
+    keep = codes >= 0
+    c, p = neighbour_keys(codes[keep], positions["position"].to_numpy(np.int64)[keep])
+    return np.unique(track_keys(c, p))
 
 
 # --- repeats across pieces ------------------------------------------------------------------------
@@ -643,3 +700,24 @@ def _as_repeats(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         index=frame.index, dtype="str"))
     frame.insert(at + 1, validate.SOURCE, pd.Series(source, index=frame.index, dtype="str"))
     return frame
+
+
+def pieces_holding(source: InputSource, pieces: Sequence[tuple], genes: Sequence[str]) -> list[int]:
+    """The pieces whose row groups' statistics may hold a row of ``genes`` (from the footers; every
+    piece of a CSV input, or of a file without statistics)."""
+    if source.format != "parquet":
+        return list(range(len(pieces)))
+    genes = np.asarray(genes, dtype=object)
+    wanted = pd.DataFrame({"gene_id": genes, "lo": np.zeros(len(genes), np.int64),
+                           "hi": np.full(len(genes), _INT64_MAX)})
+    out, footers = [], {}
+    for i, (file, groups) in enumerate(pieces):  # one step per piece (footers read once per file)
+        if file not in footers:
+            fs, stripped = _fs(file, source.storage_options)
+            with fs.open(stripped, "rb") as handle:
+                footers[file] = pq.ParquetFile(handle)
+        parquet = footers[file]
+        groups = list(groups) if groups is not None else list(range(parquet.metadata.num_row_groups))
+        if _groups_holding(parquet, groups, wanted):
+            out.append(i)
+    return out

@@ -16,7 +16,13 @@ from dask_enrich import validate
 from dask_enrich.config import EnrichConfig
 from dask_enrich.core import enrich
 from dask_enrich.features.scores import SCORE_FEATURES
-from dask_enrich.io import POSITION_COLUMNS, input_pieces, inspect_input, read_pandas, wanted_columns
+from dask_enrich.io import (
+    POSITION_COLUMNS,
+    input_pieces,
+    inspect_input,
+    read_pandas,
+    wanted_columns,
+)
 from dask_enrich.manifest import manifest_from_names
 from dask_enrich.selection import Selection, select_mask
 
@@ -121,7 +127,7 @@ def test_hand_checked_piece(tmp_path):
                           "acceptor_score": 0.001, "neither_score": 1 - 0.001 - np.nan_to_num(d)})
     path = tmp_path / "t.parquet"
     frame.to_parquet(path)
-    source, pieces, spec, (scan,) = scan_all(path)
+    *_, (scan,) = scan_all(path)
     assert scan.rows == 9
     assert scan.selected["position"].tolist() == [5]
     # neighbours 4 and 7 found (3 is bad, 6 absent), and the gene's end rows 1 and 10
@@ -171,7 +177,7 @@ def test_strict_read_refuses_a_missing_position(tmp_path):
 
 # --- against the full path ----------------------------------------------------------------------------
 def test_demo_track_one_piece_equals_full_path():
-    source, pieces, spec, scans = scan_all(DEMO_TRACK)
+    *_, scans = scan_all(DEMO_TRACK)
     assert sum(s.rows for s in scans) == 71459
     full, rejected = full_path(DEMO_TRACK)
     assert len(rejected) == 0
@@ -210,7 +216,8 @@ def test_lookup_piece_finds_keys_and_ends(tmp_path):
 
 
 def test_position_keys():
-    keys = ts.position_keys(pd.DataFrame({"gene_id": ["A", "A", "B"], "position": [10, 11, 1]}))
-    # 10 -> 8, 9, 11, 12; 11 -> 9, 10, 12, 13; 1 -> 0, 2, 3 (-1 is no position)
-    assert keys[keys["gene_id"] == "A"]["position"].tolist() == [8, 9, 10, 11, 12, 13]
-    assert keys[keys["gene_id"] == "B"]["position"].tolist() == [0, 2, 3]
+    keys = ts.position_keys(pd.DataFrame({"gene_id": ["A", "A", "B", "C"],
+                                          "position": [10, 11, 1, 5]}), ["B", "A"])
+    # A (code 1): 10 -> 8, 9, 11, 12; 11 -> 9, 10, 12, 13; B (code 0): 1 -> 0, 2, 3; C not asked
+    b, a = [0, 2, 3], [8, 9, 10, 11, 12, 13]
+    assert keys.tolist() == b + [(1 << 40) + p for p in a]

@@ -12,8 +12,14 @@ from dask_enrich import validate
 from dask_enrich.engine.trackscan_stage import scan_track
 from dask_enrich.io import POSITION_COLUMNS, inspect_input, wanted_columns
 
-from ..test_trackscan import (CONFIG, DEMO_TRACK, enrich_from_scan, full_path, generated_track,
-                              write_files)
+from ..test_trackscan import (
+    CONFIG,
+    DEMO_TRACK,
+    enrich_from_scan,
+    full_path,
+    generated_track,
+    write_files,
+)
 from .conftest import client  # noqa: F401 (fixture)
 
 
@@ -107,3 +113,53 @@ def test_gene_without_id_is_refused(client, tmp_path):  # noqa: F811
     pq.write_table(table, tmp_path / "n.parquet")
     with pytest.raises(InputError, match="1 row\\(s\\) have no gene_id"):
         run_stage(client, tmp_path / "n.parquet")
+
+
+# --- positions given with a track ---------------------------------------------------------------
+def positions_from(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """``n`` positions of the track's genes (some at gaps or bad rows), with scores, shuffled,
+    leaving out the last gene (its track rows must not be read)."""
+    rng = np.random.default_rng(seed)
+    genes = frame["gene_id"].unique()[:-1]
+    rows = frame[frame["gene_id"].isin(genes)]
+    take = rows.iloc[rng.choice(len(rows), n, replace=False)][["gene_id", "position", "strand"]]
+    take = take.drop_duplicates(["gene_id", "position"])
+    d = rng.uniform(0, 0.5, len(take))
+    return take.assign(donor_score=d, acceptor_score=0.1, neither_score=0.9 - d).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("files,row_group,shuffle", [(1, 10_000, False), (3, 97, False), (3, 300, True)])
+def test_positions_with_track(client, tmp_path, files, row_group, shuffle):  # noqa: F811
+    from dask_enrich.core import enrich
+    from dask_enrich.engine.trackscan_stage import track_context
+    from dask_enrich.io import TRACK_COLUMNS, read_pandas
+
+    from ..test_trackscan import SCORE_MANIFEST, sort_like_bin
+
+    frame = generated_track(seed=5)
+    track = frame.sample(frac=1.0, random_state=1) if shuffle else frame
+    path = write_files(track.reset_index(drop=True), tmp_path / "t", files=files, row_group=row_group)
+    positions = positions_from(frame, 150, seed=6)
+    source = inspect_input(str(path), label="track")
+    columns = (*TRACK_COLUMNS, "strand")
+    spec = ts.ScanSpec(columns, selection=None, config=CONFIG, lenient=True, source=source.path)
+    import dask.dataframe as dd
+
+    result = track_context(client, source, spec, dd.from_pandas(positions, npartitions=3),
+                           blocksize=1)  # a piece per row group
+    context = result.context.compute()
+    # today: every track row of the positions' genes checked, the good ones the track
+    full = read_pandas(source, list(columns))
+    full = full[full["gene_id"].isin(positions["gene_id"])]
+    good, rejected, warnings = validate.split_bad_rows(full, source=source.path, config=CONFIG)
+    expected, _ = enrich(sort_like_bin(positions), SCORE_MANIFEST, track=sort_like_bin(good),
+                         config=CONFIG)
+    got, _ = enrich(sort_like_bin(positions), SCORE_MANIFEST, track=sort_like_bin(
+        context.sort_values([ts.PIECE, ts.ROW]).drop(columns=[ts.PIECE, ts.ROW])), config=CONFIG)
+    pd.testing.assert_frame_equal(got, expected)
+    assert result.rejected_counts == validate.reason_code(rejected["reason"]).value_counts().to_dict()
+    assert len(result.rejected.compute()) == len(rejected)
+    assert result.warnings == warnings
+    assert len(context) < len(good) / 3  # the neighbours and end rows only
+    if not shuffle and row_group < 1000:  # sorted: the last gene's row groups are not read
+        assert result.pieces_read < result.pieces
