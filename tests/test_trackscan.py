@@ -113,7 +113,8 @@ def enrich_from_scan(selected: pd.DataFrame, context: pd.DataFrame,
 def scan_all(path: Path | str, selection: Selection = Selection()):
     source = inspect_input(str(path), label="track")
     columns = tuple(wanted_columns(source, POSITION_COLUMNS))
-    _, pieces, _ = input_pieces(source, columns, blocksize=1)  # one piece per row group
+    # one piece per row group (Parquet), or the whole file (CSV)
+    _, pieces, _ = input_pieces(source, columns, blocksize=1 if source.format == "parquet" else None)
     spec = ts.ScanSpec(columns, selection=selection, config=CONFIG, source=source.path)
     return source, pieces, spec, [ts.scan_piece(source, p, i, spec) for i, p in enumerate(pieces)]
 
@@ -221,3 +222,16 @@ def test_position_keys():
     # A (code 1): 10 -> 8, 9, 11, 12; 11 -> 9, 10, 12, 13; B (code 0): 1 -> 0, 2, 3; C not asked
     b, a = [0, 2, 3], [8, 9, 10, 11, 12, 13]
     assert keys.tolist() == b + [(1 << 40) + p for p in a]
+
+
+def test_csv_piece_equals_full_path(tmp_path):
+    frame = generated_track(seed=7, genes=5)
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    _, pieces, _, scans = scan_all(path)
+    full, rejected = full_path(path)
+    assert sum(s.rows for s in scans) == len(frame)
+    assert sum(len(s.rejected) for s in scans) == len(rejected)
+    selected = pd.concat([s.selected.assign(**{ts.PIECE: s.piece}) for s in scans])
+    context = pd.concat([s.context.assign(**{ts.PIECE: s.piece}) for s in scans])
+    pd.testing.assert_frame_equal(enrich_from_scan(selected, context), full)

@@ -91,6 +91,15 @@ def test_unsorted_track(client, tmp_path):  # noqa: F811
     check_equal(result, path)
 
 
+def test_csv_blocks(client, tmp_path):  # noqa: F811
+    frame = generated_track(seed=8, genes=6)
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    result = run_stage(client, path, blocksize=8192)  # blocks cut genes (CSV pieces are read whole)
+    assert result.pieces > 3
+    check_equal(result, path)
+
+
 def test_repeat_across_pieces_is_reported(client, tmp_path):  # noqa: F811
     frame = generated_track(seed=4, genes=3)
     # a copy of a row of the first file in the last file: a repeat across pieces
