@@ -157,7 +157,8 @@ class _Loaded:
     genes: np.ndarray  # the gene ids of the codes (object array of str)
     position: np.ndarray  # int64 (0 where not a valid whole number)
     bad: np.ndarray  # rows failing a row-local check
-    scores: dict[str, np.ndarray]  # float64 score columns
+    scores: dict[str, np.ndarray]  # score columns (float32 as read, else float64)
+    null_genes: int = 0  # rows without a gene id
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -267,9 +268,12 @@ def _positions(column: pa.ChunkedArray, spec: ScanSpec) -> tuple[np.ndarray, np.
     typ = column.type
     if pa.types.is_integer(typ) and column.null_count == 0:
         raw = column.to_numpy()
-        too_large = raw >= 2**62 if raw.dtype.kind == "u" else np.abs(raw) >= 2**62
-        pos = np.where(too_large, 0, raw).astype(np.int64) if too_large.any() else raw.astype(np.int64)
-        return pos, too_large | (pos < spec.low)
+        # one test for both: below the lowest position, or too large (>= 2**62 either way)
+        bad = ~((raw >= spec.low) & (raw < 2**62))
+        if not bad.any():
+            return raw.astype(np.int64, copy=False), bad
+        too_large = raw >= 2**62 if raw.dtype.kind == "u" else (raw >= 2**62) | (raw <= -2**62)
+        return np.where(too_large, 0, raw).astype(np.int64), bad
     if not spec.lenient:  # the strict read's own conversion and message (missing, fractional)
         frame = normalise_frame(pd.DataFrame({"position": column.to_pandas()}), spec.label)
         pos = frame["position"].to_numpy(np.int64)
@@ -288,7 +292,9 @@ def _check(table: pa.Table, file: str, groups: list[int] | None, rows: np.ndarra
     """The row-local checks of ``split_bad_rows`` (no annotation), vectorised over the piece."""
     codes, genes = _dictionary(table.column("gene_id"))
     blank = np.asarray(pd.Index(genes, dtype=object).astype(str).str.strip() == "", dtype=bool)
-    bad = (codes < 0) | np.append(blank, False)[codes]
+    # the per-row test only when the dictionary holds a blank id or a row has none
+    bad = ((codes < 0) | np.append(blank, False)[codes] if blank.any() or table.column("gene_id").null_count
+           else np.zeros(len(codes), dtype=bool))
     position, bad_position = _positions(table.column("position"), spec)
     bad |= bad_position
     scores = {}
@@ -303,10 +309,13 @@ def _check(table: pa.Table, file: str, groups: list[int] | None, rows: np.ndarra
             inside = (values >= 0) & (values <= 1)
         bad |= ~(inside | np.isnan(values)) if name in CONTEXT_COLUMNS else ~inside
     if "strand" in table.column_names:
-        s_codes, s_values = _dictionary(table.column("strand"))
-        valid = np.append(np.isin(s_values.astype(str), ["+", "-"]), False)
-        bad |= ~valid[s_codes]
-    return _Loaded(file, groups, rows, table, codes, genes, position, bad, scores)
+        strand = table.column("strand")
+        s_codes, s_values = _dictionary(strand)
+        valid = np.isin(s_values.astype(str), ["+", "-"])
+        if not valid.all() or strand.null_count:  # else no row can be invalid: no per-row test
+            bad |= ~np.append(valid, False)[s_codes]
+    return _Loaded(file, groups, rows, table, codes, genes, position, bad, scores,
+                   table.column("gene_id").null_count)
 
 
 # --- per-piece logic ---------------------------------------------------------------------------------
@@ -475,32 +484,38 @@ def check_warnings(repeats: int, off_deviation: np.ndarray) -> dict[str, Any]:
 def _gene_table(loaded: _Loaded, index: _Index, selected: np.ndarray) -> pd.DataFrame:
     """Rows per gene of the piece in order of first appearance (see :class:`TrackScan`)."""
     codes = loaded.codes
-    nulls = codes < 0
-    c = codes[~nulls] if nulls.any() else codes
+    nulls = (codes < 0) if loaded.null_genes else None
+    c = codes[~nulls] if nulls is not None else codes
     if not len(c):
         return empty_gene_table()
     starts = np.concatenate([[0], np.flatnonzero(c[1:] != c[:-1]) + 1])
     runs = c[starts]
     order = pd.unique(runs)  # first appearance (of the runs: cheap for a track grouped by gene)
     n = len(loaded.genes)
-    if len(order) == len(runs):  # each gene one run of rows: the counts are the run lengths
+    grouped = len(order) == len(runs)  # each gene one run of rows
+    if grouped:  # the counts are the run lengths
         rows = np.zeros(n, np.int64)
         rows[runs] = np.diff(np.append(starts, len(c)))
     else:
         rows = np.bincount(c, minlength=n)
-    bad = codes[loaded.bad & ~nulls] if loaded.bad.any() else codes[:0]
-    good = rows - np.bincount(bad, minlength=n) - np.bincount(codes[index.repeats], minlength=n)
+    any_bad = bool(loaded.bad.any())
+    good = rows - np.bincount(codes[index.repeats], minlength=n)
+    if any_bad:
+        good -= np.bincount(codes[loaded.bad & (codes >= 0)], minlength=n)
     chosen = np.bincount(codes[selected], minlength=n)
     lo = np.full(n, -1, np.int64)
     hi = np.full(n, -1, np.int64)
-    if len(index.keys):
+    if grouped and index.in_order and nulls is None and not any_bad and not len(index.repeats):
+        # every row good and in order: each gene's lowest and highest row end its run
+        lo[runs] = loaded.position[starts]
+        hi[runs] = loaded.position[np.append(starts[1:], len(c)) - 1]
+    elif len(index.keys):
         gene_of_key = index.keys >> POSITION_BITS
         change = np.flatnonzero(gene_of_key[1:] != gene_of_key[:-1])
         first = np.concatenate([[0], change + 1])
         last = np.concatenate([change, [len(gene_of_key) - 1]])
-        mask = (1 << POSITION_BITS) - 1
-        lo[gene_of_key[first]] = index.keys[first] & mask
-        hi[gene_of_key[last]] = index.keys[last] & mask
+        lo[gene_of_key[first]] = index.keys[first] & _POSITION_MASK
+        hi[gene_of_key[last]] = index.keys[last] & _POSITION_MASK
     return pd.DataFrame({"gene_id": pd.Series(loaded.genes[order], dtype="str"),
                          "rows": rows[order].astype(np.int64), "good": good[order].astype(np.int64),
                          "selected": chosen[order].astype(np.int64),
@@ -548,7 +563,7 @@ def scan_piece(source: InputSource, piece: tuple, piece_index: int, spec: ScanSp
         context=_frame(source, loaded, context_rows, _context_columns(loaded, spec), spec),
         missing=missing, rejected=rejected, genes=_gene_table(loaded, index, chosen),
         repeats=len(index.repeats), off_sums=_off_sums(loaded, good),
-        null_gene_rows=int((loaded.codes < 0).sum()), sorted=index.in_order)
+        null_gene_rows=loaded.null_genes, sorted=index.in_order)
 
 
 def _empty_rejected(source: InputSource, loaded: _Loaded, spec: ScanSpec) -> pd.DataFrame:
