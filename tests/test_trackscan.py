@@ -235,3 +235,20 @@ def test_csv_piece_equals_full_path(tmp_path):
     selected = pd.concat([s.selected.assign(**{ts.PIECE: s.piece}) for s in scans])
     context = pd.concat([s.context.assign(**{ts.PIECE: s.piece}) for s in scans])
     pd.testing.assert_frame_equal(enrich_from_scan(selected, context), full)
+
+
+def test_keep_column_and_integer_gene_ids(tmp_path):
+    frame = generated_track(seed=9, genes=4)
+    frame["gene_id"] = frame["gene_id"].str[1:].astype(np.int64)  # integer ids: text in the output
+    frame["note"] = np.arange(len(frame)) * 10
+    path = write_files(frame, tmp_path / "k", files=1, row_group=len(frame))
+    source = inspect_input(str(path), label="track")
+    columns = tuple(wanted_columns(source, POSITION_COLUMNS, ("note",)))
+    _, pieces, _ = input_pieces(source, columns)
+    spec = ts.ScanSpec(columns, config=CONFIG, source=source.path)
+    scan = ts.scan_piece(source, pieces[0], 0, spec)
+    good, _, _ = validate.split_bad_rows(read_pandas(source, list(columns)), source="x", config=CONFIG)
+    expected = good[select_mask(good, Selection())].reset_index(drop=True)
+    pd.testing.assert_frame_equal(scan.selected.drop(columns=ts.ROW), expected)
+    assert set(scan.selected["gene_id"]) <= {"0", "1", "2", "3"}  # "G000" -> 0 -> "0"
+    assert (scan.selected["note"] == scan.selected[ts.ROW] * 10).all()  # note = row * 10
