@@ -252,3 +252,22 @@ def test_keep_column_and_integer_gene_ids(tmp_path):
     pd.testing.assert_frame_equal(scan.selected.drop(columns=ts.ROW), expected)
     assert set(scan.selected["gene_id"]) <= {"0", "1", "2", "3"}  # "G000" -> 0 -> "0"
     assert (scan.selected["note"] == scan.selected[ts.ROW] * 10).all()  # note = row * 10
+
+
+def test_float32_band_edges_as_select_mask(tmp_path):
+    f32 = np.float32
+    edges = [f32(0.02), f32(0.8)]
+    around = np.array([np.nextafter(e, f32(s * np.inf)) for e in edges for s in (-1, 1)] + edges,
+                      dtype=np.float32)
+    d = np.concatenate([around, [f32(0.5), f32(0.0), f32(1.0)]]).astype(np.float32)
+    table = pa.table({"gene_id": ["A"] * len(d), "position": np.arange(1, len(d) + 1),
+                      "donor_score": d, "acceptor_score": np.zeros(len(d), np.float32),
+                      "neither_score": (1 - d).astype(np.float32)})
+    pq.write_table(table, tmp_path / "e.parquet")
+    *_, (scan,) = scan_all(tmp_path / "e.parquet")
+    frame = pd.DataFrame({"donor_score": d.astype(np.float64), "acceptor_score": 0.0})
+    expected = np.flatnonzero(select_mask(frame, Selection()))
+    assert scan.selected[ts.ROW].tolist() == expected.tolist()
+    # in the band: just above float32(0.02), just below float32(0.8), 0.5; float32(0.02) is
+    # 0.0199999996 (below 0.02) and float32(0.8) is 0.800000012 (not below 0.8)
+    assert expected.tolist() == [1, 2, 6]
