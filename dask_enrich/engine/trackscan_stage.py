@@ -17,6 +17,19 @@ a gene's good position ranges in two pieces overlap (the keys of those genes onl
 nothing for a track sorted within its genes; every key for a track shuffled across files, sorted in
 one task): the later copies are rejected (``duplicate_position``) and the first copies join the
 context rows, so that the result still equals the full read.
+
+:func:`track_context` is the same for positions given with a track: only the pieces whose row-group
+statistics may hold the positions' genes are read, and of them only the floor columns.
+
+How the engine uses it (the seam where the inputs become Dask collections and rows per gene):
+track-only selection calls ``scan_track(client, track_source, ScanSpec(tuple(track_columns),
+selection, config, lenient=False, source=rejects.source_name(track_source)))`` and then runs as
+for positions given with a track: ``result.selected`` as the positions (plan weights and exact
+rows per gene: ``result.genes["selected"]``), ``result.context`` as the track (drop ``_piece`` and
+``_row`` after the exchange, once a bin's rows are in (``_piece``, ``_row``) order), the bad track
+rows (``result.rejected``, counts in ``result.rejected_counts``, ``result.warnings`` as
+``track_*`` warnings) instead of those the bins' track checks would find; ``result.rows`` is the
+track's row count. The selected rows still get the full row checks of positions in their bin.
 """
 from __future__ import annotations
 
