@@ -167,12 +167,12 @@ class _Loaded:
 def _open(source: InputSource, file: str, text_columns: Sequence[str]) -> tuple[Any, pq.ParquetFile]:
     fs, stripped = _fs(file, source.storage_options)
     handle = fs.open(stripped, "rb")
-    schema = pq.read_schema(handle)
-    handle.seek(0)
+    metadata = pq.read_metadata(handle)  # the footer once: its schema says which are text
+    schema = metadata.schema.to_arrow_schema()
     dictionary = [c for c in text_columns if c in schema.names
                   and (pa.types.is_string(schema.field(c).type)
                        or pa.types.is_large_string(schema.field(c).type))]
-    return handle, pq.ParquetFile(handle, read_dictionary=dictionary)
+    return handle, pq.ParquetFile(handle, metadata=metadata, read_dictionary=dictionary)
 
 
 def _fail(source: InputSource, file: str, exc: Exception) -> InputError:
@@ -217,8 +217,8 @@ def _load(source: InputSource, piece: tuple, spec: ScanSpec, wanted: pd.DataFram
                 keep = (list(range(len(all_groups))) if wanted is None
                         else _groups_holding(parquet, all_groups, wanted))
                 columns = spec.check_columns(parquet.schema_arrow.names)
-                columns += [c for c in spec.columns if c in DICTIONARY_COLUMNS and c not in columns
-                            and wanted is None]  # cheap as dictionaries: no second read for them
+                if wanted is None:  # the run's text columns: cheap as dictionaries, no second read
+                    columns += [c for c in spec.columns if c in DICTIONARY_COLUMNS and c not in columns]
                 groups = [all_groups[k] for k in keep]
                 table = (parquet.read_row_groups(groups, columns=columns) if groups
                          else parquet.schema_arrow.empty_table().select(columns))
@@ -230,9 +230,7 @@ def _load(source: InputSource, piece: tuple, spec: ScanSpec, wanted: pd.DataFram
             table = pa.Table.from_pandas(frame, preserve_index=False)
             groups, rows = None, np.arange(len(frame), dtype=np.int64)
         return _check(table, file, groups, rows, spec)
-    except InputError as exc:
-        raise _fail(source, file, exc) from None
-    except Exception as exc:  # truncated, corrupt, undecodable
+    except Exception as exc:  # a bad value (InputError), or truncated, corrupt, undecodable
         raise _fail(source, file, exc) from None
 
 
@@ -258,7 +256,8 @@ def _groups_holding(parquet: pq.ParquetFile, groups: Sequence[int], wanted: pd.D
             b = int(np.searchsorted(genes, str(gs.max), side="right"))
         if a >= b:
             continue
-        if ps is None or not ps.has_min_max or bool(((lo[a:b] <= int(ps.max)) & (hi[a:b] >= int(ps.min))).any()):
+        no_stats = ps is None or not ps.has_min_max
+        if no_stats or bool(((lo[a:b] <= int(ps.max)) & (hi[a:b] >= int(ps.min))).any()):
             keep.append(k)
     return keep
 
@@ -293,8 +292,10 @@ def _check(table: pa.Table, file: str, groups: list[int] | None, rows: np.ndarra
     codes, genes = _dictionary(table.column("gene_id"))
     blank = np.asarray(pd.Index(genes, dtype=object).astype(str).str.strip() == "", dtype=bool)
     # the per-row test only when the dictionary holds a blank id or a row has none
-    bad = ((codes < 0) | np.append(blank, False)[codes] if blank.any() or table.column("gene_id").null_count
-           else np.zeros(len(codes), dtype=bool))
+    if blank.any() or table.column("gene_id").null_count:
+        bad = (codes < 0) | np.append(blank, False)[codes]
+    else:
+        bad = np.zeros(len(codes), dtype=bool)
     position, bad_position = _positions(table.column("position"), spec)
     bad |= bad_position
     scores = {}
