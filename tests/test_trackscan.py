@@ -271,3 +271,13 @@ def test_float32_band_edges_as_select_mask(tmp_path):
     # in the band: just above float32(0.02), just below float32(0.8), 0.5; float32(0.02) is
     # 0.0199999996 (below 0.02) and float32(0.8) is 0.800000012 (not below 0.8)
     assert expected.tolist() == [1, 2, 6]
+
+
+def test_entropy_rule_equals_full_path(tmp_path):
+    frame = generated_track(seed=10, genes=4)
+    path = write_files(frame, tmp_path / "h", files=1, row_group=len(frame))
+    rule = Selection(rule="entropy")
+    *_, (scan,) = scan_all(path, rule)
+    full, _ = full_path(path, rule)
+    assert len(full) > 0
+    pd.testing.assert_frame_equal(enrich_from_scan(scan.selected, scan.context), full)
