@@ -100,8 +100,7 @@ def _summary(scan: TrackScan) -> dict[str, Any]:
     """The small part of a scan the client needs."""
     return {"rows": scan.rows, "genes": scan.genes, "missing": scan.missing,
             "rejected": reason_counts(scan.rejected), "warnings": scan.warnings,
-            "null_gene_rows": scan.null_gene_rows, "sorted": scan.sorted,
-            "context_genes": pd.unique(scan.selected["gene_id"].to_numpy(dtype=object))}
+            "null_gene_rows": scan.null_gene_rows, "sorted": scan.sorted}
 
 
 def _tagged(frame: pd.DataFrame, piece: int, drop: np.ndarray | None = None) -> pd.DataFrame:
@@ -210,7 +209,7 @@ def _finish(client: Any, source: InputSource, pieces: list, spec: ScanSpec, hold
         counts["duplicate_position"] = counts.get("duplicate_position", 0) + second.repeats
         redone = client.gather([client.submit(_warnings_without, holders[i], later[i], pure=False)
                                 for i in later])
-        piece_warnings.update(zip(later, redone))
+        piece_warnings.update(zip(later, redone, strict=True))
         piece_warnings[-1] = check_warnings(second.repeats, np.zeros(0))
     warnings: dict[str, Any] = {}
     for w in piece_warnings.values():
@@ -344,14 +343,12 @@ def _requests(summaries: list[dict[str, Any]], per_piece: pd.DataFrame, genes: p
         asks.append(cand[["piece", "gene_id", "position"]])
     chosen = genes.loc[genes["selected"] > 0, ["gene_id", "min_position", "max_position"]]
     if len(chosen):
-        with_sel = set()
-        for i, s in enumerate(summaries):
-            with_sel.update((g, i) for g in s["context_genes"])
-        for end, col in (("min", "min_position"), ("max", "max_position")):
+        kept = per_piece.loc[per_piece["selected"] > 0, ["gene_id", "piece"]]  # its scan kept its ends
+        for col in ("min_position", "max_position"):
             at = ranges.merge(chosen[["gene_id", col]], on=["gene_id", col])
             at = at.drop_duplicates("gene_id", keep="first")  # the first piece holding it
-            need = [(g, p) not in with_sel for g, p in zip(at["gene_id"], at["piece"])]
-            at = at[np.asarray(need, dtype=bool)]
+            at = at.merge(kept, on=["gene_id", "piece"], how="left", indicator=True)
+            at = at[at["_merge"] == "left_only"]
             asks.append(pd.DataFrame({"piece": at["piece"].to_numpy(np.int64),
                                       "gene_id": at["gene_id"].astype("str"),
                                       "position": at[col].to_numpy(np.int64)}))
@@ -438,8 +435,8 @@ def track_context(client: Any, source: InputSource, spec: ScanSpec, positions: A
     t = time.perf_counter()
     found = {j: client.submit(lookup_genes, source, pieces[j], spec, genes, *keys, pure=False)
              for j in asked}
-    summaries = dict(zip(asked, client.gather([client.submit(_lookup_summary, found[j], pure=False)
-                                               for j in asked])))
+    gathered = client.gather([client.submit(_lookup_summary, found[j], pure=False) for j in asked])
+    summaries = dict(zip(asked, gathered, strict=True))
     counts: dict[str, int] = {}
     for summary in summaries.values():
         for code, n in summary["rejected"].items():
