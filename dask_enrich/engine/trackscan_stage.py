@@ -72,7 +72,9 @@ class TrackScanResult:
     ``selected``/``context``/``rejected``: Dask DataFrames, one partition per piece in piece order,
     each with ``_piece`` and ``_row`` (drop them before enrich; sorting a bin's rows by them gives
     input order). ``genes``: per gene in order of first appearance: ``rows`` (every track row),
-    ``good``, ``selected``, ``min_position``/``max_position`` (good rows; -1 when none), ``pieces``.
+    ``good``, ``selected``, ``min_position``/``max_position`` (good rows; -1 when none), ``pieces``
+    (how many pieces hold it) and ``piece`` (the first): with ``rows`` and, when every gene is in
+    one piece, ``piece``, what ``run._gene_counts`` gives today (same pieces, same blocksize).
     ``rejected_counts``: bad rows by reason code; ``warnings``: as ``split_bad_rows`` gives them,
     merged; ``rows``: track rows; ``timings``: seconds per step; ``second_pass``: pieces and keys
     asked; ``cross_piece_repeats``: rows rejected as repeats of an earlier piece's row (included in
@@ -315,12 +317,13 @@ def _combine_genes(per_piece: pd.DataFrame) -> pd.DataFrame:
     by = per_piece.groupby("gene_id", sort=False)
     good = per_piece[per_piece["good"] > 0].groupby("gene_id", sort=False)
     genes = by.agg(rows=("rows", "sum"), good=("good", "sum"), selected=("selected", "sum"),
-                   pieces=("piece", "nunique"))
+                   pieces=("piece", "nunique"), piece=("piece", "first"))
     genes["min_position"] = good["min_position"].min().reindex(genes.index).fillna(-1).astype(np.int64)
     genes["max_position"] = good["max_position"].max().reindex(genes.index).fillna(-1).astype(np.int64)
     genes = genes.reset_index()
     genes["gene_id"] = genes["gene_id"].astype("str")
-    return genes[["gene_id", "rows", "good", "selected", "min_position", "max_position", "pieces"]]
+    return genes[["gene_id", "rows", "good", "selected", "min_position", "max_position", "pieces",
+                  "piece"]]
 
 
 def _requests(summaries: list[dict[str, Any]], per_piece: pd.DataFrame, genes: pd.DataFrame

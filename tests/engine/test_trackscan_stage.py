@@ -76,6 +76,8 @@ def test_split_genes(client, tmp_path, files, row_group):  # noqa: F811
     assert result.genes["gene_id"].tolist() == counts.index.tolist()
     assert result.genes["rows"].tolist() == counts.tolist()
     assert result.genes["selected"].sum() == len(selected)
+    # the pieces of a gene, as today's pass over gene_id gives them (pieces = input pieces)
+    assert (result.genes["pieces"] >= 1).all() and result.genes["piece"].is_monotonic_increasing
     if row_group < 1000:  # genes cut across pieces: the second pass had work to do
         assert result.second_pass["pieces"] > 0
     # each track row at most once among the context rows
@@ -172,3 +174,19 @@ def test_positions_with_track(client, tmp_path, files, row_group, shuffle):  # n
     assert len(context) < len(good) / 3  # the neighbours and end rows only
     if not shuffle and row_group < 1000:  # sorted: the last gene's row groups are not read
         assert result.pieces_read < result.pieces
+
+
+def test_rows_per_gene_as_the_engine_counts_them(client, tmp_path):  # noqa: F811
+    from dask_enrich.engine.run import _gene_counts
+
+    frame = generated_track(seed=11)
+    for files, split in ((3, True), (1, False)):  # files cut inside genes, or one file
+        path = write_files(frame, tmp_path / f"g{files}", files=files, row_group=97)
+        result = run_stage(client, path, blocksize="128MiB")  # the engine's pieces
+        counts, parts = _gene_counts(inspect_input(str(path), label="track"))
+        genes = result.genes.set_index("gene_id")
+        assert genes.index.tolist() == counts.index.tolist()  # first appearance
+        assert genes["rows"].tolist() == counts.tolist()
+        assert (parts is None) == split == bool((genes["pieces"] > 1).any())
+        if parts is not None:
+            assert genes["piece"].tolist() == parts.tolist()
