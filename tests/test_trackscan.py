@@ -1,0 +1,283 @@
+"""The track read at the floor (dask_enrich/trackscan.py): hand-checked cases, and a piece's scan
+against today's full path (read every column, check every row, select, enrich over the whole
+checked track)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dask_enrich import trackscan as ts
+from dask_enrich import validate
+from dask_enrich.config import EnrichConfig
+from dask_enrich.core import enrich
+from dask_enrich.features.scores import SCORE_FEATURES
+from dask_enrich.io import (
+    POSITION_COLUMNS,
+    input_pieces,
+    inspect_input,
+    read_pandas,
+    wanted_columns,
+)
+from dask_enrich.manifest import manifest_from_names
+from dask_enrich.selection import Selection, select_mask
+
+DEMO_TRACK = Path(__file__).resolve().parents[1] / "dask_enrich" / "data" / "demo_track.parquet"
+SCORE_MANIFEST = manifest_from_names(sorted(SCORE_FEATURES))
+CONFIG = EnrichConfig(missing="impute")  # gaps give missing context: imputed alike on both paths
+
+
+# --- generated tracks ------------------------------------------------------------------------------
+def generated_track(seed: int = 0, genes: int = 12) -> pd.DataFrame:
+    """A track of ``genes`` genes with gaps (missing positions inside a gene), bad rows (NaN,
+    negative, above-one scores; some in the band), a repeated row and uncertain rows next to
+    each other and next to gaps and bad rows."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    start = 1000
+    for g in range(genes):
+        length = int(rng.integers(150, 600))
+        pos = np.arange(start, start + length)
+        pos = pos[rng.random(length) > 0.03]  # gaps
+        n = len(pos)
+        d = rng.exponential(0.01, n)
+        a = rng.exponential(0.01, n)
+        band = rng.random(n) < 0.08
+        d[band] = rng.uniform(0.02, 0.8, band.sum())
+        parts.append(pd.DataFrame({
+            "gene_id": f"G{g:03d}", "chrom": "chr1", "strand": "+-"[g % 2], "position": pos,
+            "donor_score": d, "acceptor_score": a, "neither_score": np.clip(1 - d - a, 0, 1)}))
+        start += length + 50
+    frame = pd.concat(parts, ignore_index=True)
+    bad = rng.choice(len(frame), 25, replace=False)
+    kind = np.arange(25) % 3
+    frame.loc[bad[kind == 0], "donor_score"] = np.nan
+    frame.loc[bad[kind == 1], "acceptor_score"] = -0.25
+    frame.loc[bad[kind == 2], "donor_score"] = 1.5
+    repeat = frame.iloc[[40, 41]].copy()  # repeats of earlier rows (the first is kept)
+    repeat["donor_score"] = 0.3  # in the band: a repeat must not be selected
+    frame = pd.concat([frame.iloc[:300], repeat, frame.iloc[300:]], ignore_index=True)
+    return frame
+
+
+def write_files(frame: pd.DataFrame, root: Path, files: int, row_group: int) -> Path:
+    """``frame`` as ``files`` Parquet files (cut at row counts, so genes are split across files)
+    of row groups of ``row_group`` rows (genes split across row groups)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for k, part in enumerate(np.array_split(np.arange(len(frame)), files)):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[part], preserve_index=False),
+                       root / f"part-{k:03d}.parquet", row_group_size=row_group)
+    return root
+
+
+# --- today's full path (the reference) -------------------------------------------------------------
+def full_path(path: Path | str, selection: Selection = Selection(), config: EnrichConfig = CONFIG
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(enriched selected rows, rejected track rows): every column read, every row checked
+    (``split_bad_rows`` without annotation, as the engine checks a track), selection on the good
+    rows, enrich over the whole checked track."""
+    source = inspect_input(str(path), label="track")
+    columns = wanted_columns(source, POSITION_COLUMNS)
+    frame = read_pandas(source, columns)
+    good, rejected, _ = validate.split_bad_rows(frame, source=source.path, config=config)
+    good = good.reset_index(drop=True)
+    selected = sort_like_bin(good[select_mask(good, selection)])
+    out, _ = enrich(selected, SCORE_MANIFEST, track=sort_like_bin(good), config=config)
+    return out, rejected.reset_index(drop=True)
+
+
+def sort_like_bin(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows by gene (first appearance) then position, stable: the order of an engine bin."""
+    codes, _ = pd.factorize(frame["gene_id"])
+    order = np.lexsort((frame["position"].to_numpy(np.int64), codes))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def enrich_from_scan(selected: pd.DataFrame, context: pd.DataFrame,
+                     config: EnrichConfig = CONFIG) -> pd.DataFrame:
+    """Enrich the scan's selected rows with its context rows as the track (rows in input order
+    first, then as a bin orders them)."""
+    drop = [c for c in (ts.PIECE, ts.ROW) if c in selected.columns]
+    order = [c for c in (ts.PIECE, ts.ROW) if c in context.columns]
+    context = context.sort_values(order, kind="stable").drop(columns=order)
+    selected = selected.sort_values(drop, kind="stable").drop(columns=drop)
+    out, _ = enrich(sort_like_bin(selected), SCORE_MANIFEST, track=sort_like_bin(context),
+                    config=config)
+    return out
+
+
+def scan_all(path: Path | str, selection: Selection = Selection()):
+    source = inspect_input(str(path), label="track")
+    columns = tuple(wanted_columns(source, POSITION_COLUMNS))
+    # one piece per row group (Parquet), or the whole file (CSV)
+    _, pieces, _ = input_pieces(source, columns, blocksize=1 if source.format == "parquet" else None)
+    spec = ts.ScanSpec(columns, selection=selection, config=CONFIG, source=source.path)
+    return source, pieces, spec, [ts.scan_piece(source, p, i, spec) for i, p in enumerate(pieces)]
+
+
+# --- hand-checked ------------------------------------------------------------------------------------
+def test_hand_checked_piece(tmp_path):
+    # one gene at 1..10 without 6; row at 3 has a NaN score; the row at 5 is the only uncertain one
+    pos = np.array([1, 2, 3, 4, 5, 7, 8, 9, 10])
+    d = np.array([0.001, 0.001, np.nan, 0.001, 0.5, 0.001, 0.001, 0.001, 0.001])
+    frame = pd.DataFrame({"gene_id": "A", "position": pos, "donor_score": d,
+                          "acceptor_score": 0.001, "neither_score": 1 - 0.001 - np.nan_to_num(d)})
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    *_, (scan,) = scan_all(path)
+    assert scan.rows == 9
+    assert scan.selected["position"].tolist() == [5]
+    # neighbours 4 and 7 found (3 is bad, 6 absent), and the gene's end rows 1 and 10
+    assert scan.context["position"].tolist() == [1, 4, 7, 10]
+    assert scan.context[ts.ROW].tolist() == [0, 3, 5, 8]
+    assert sorted(scan.missing["position"].tolist()) == [3, 6]
+    assert scan.rejected_counts == {"score_missing": 1}
+    assert scan.rejected["position"].tolist() == [3]
+    assert scan.rejected["reason"].iloc[0].startswith("score_missing: donor_score=")
+    assert scan.genes.to_dict("list") == {"gene_id": ["A"], "rows": [9], "good": [8],
+                                          "selected": [1], "min_position": [1], "max_position": [10]}
+    # the context values: -2 = position 3 (bad: absent, NaN), -1 = 4, +1 = 6 (absent), +2 = 7
+    out = enrich_from_scan(scan.selected, scan.context, EnrichConfig(missing="impute"))
+    full, _ = full_path(path)
+    pd.testing.assert_frame_equal(out, full)
+
+
+def test_unsorted_piece_and_repeat(tmp_path):
+    frame = pd.DataFrame({"gene_id": ["B", "A", "B", "A", "A", "B"],
+                          "position": [12, 3, 11, 2, 3, 13],
+                          "donor_score": [0.001, 0.5, 0.4, 0.001, 0.3, 0.001],
+                          "acceptor_score": 0.001, "neither_score": 0.5})
+    path = tmp_path / "u.parquet"
+    frame.to_parquet(path)
+    _, _, _, (scan,) = scan_all(path)
+    assert not scan.sorted
+    # (A, 3) at row 4 repeats row 1: rejected, not selected although in the band
+    assert scan.rejected[ts.ROW].tolist() == [4]
+    assert scan.rejected["reason"].iloc[0].startswith("duplicate_position")
+    assert scan.selected[ts.ROW].tolist() == [1, 2]
+    assert scan.genes["gene_id"].tolist() == ["B", "A"]  # first appearance
+    assert scan.genes["rows"].tolist() == [3, 3] and scan.genes["good"].tolist() == [3, 2]
+    assert scan.warnings["duplicate_position"]["count"] == 1
+
+
+def test_strict_read_refuses_a_missing_position(tmp_path):
+    from dask_enrich.errors import InputError
+
+    table = pa.table({"gene_id": ["A", "A"], "position": pa.array([1, None], pa.int64()),
+                      "donor_score": [0.1, 0.1], "acceptor_score": [0.1, 0.1],
+                      "neither_score": [0.8, 0.8]})
+    path = tmp_path / "m.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(InputError, match="m.parquet.*position"):
+        scan_all(path)
+
+
+# --- against the full path ----------------------------------------------------------------------------
+def test_demo_track_one_piece_equals_full_path():
+    *_, scans = scan_all(DEMO_TRACK)
+    assert sum(s.rows for s in scans) == 71459
+    full, rejected = full_path(DEMO_TRACK)
+    assert len(rejected) == 0
+    selected = pd.concat([s.selected.assign(**{ts.PIECE: s.piece}) for s in scans])
+    context = pd.concat([s.context.assign(**{ts.PIECE: s.piece}) for s in scans])
+    pd.testing.assert_frame_equal(enrich_from_scan(selected, context), full)
+
+
+def test_generated_single_file_equals_full_path(tmp_path):
+    frame = generated_track()
+    path = write_files(frame, tmp_path / "one", files=1, row_group=len(frame))
+    _, _, _, scans = scan_all(path)
+    (scan,) = scans
+    full, rejected = full_path(path)
+    assert scan.rejected_counts == validate.reason_code(rejected["reason"]).value_counts().to_dict()
+    assert len(scan.rejected) == 27  # 25 bad scores and 2 repeats
+    pd.testing.assert_frame_equal(scan.rejected.drop(columns=ts.ROW), rejected)
+    pd.testing.assert_frame_equal(enrich_from_scan(scan.selected, scan.context), full)
+
+
+def test_lookup_piece_finds_keys_and_ends(tmp_path):
+    frame = generated_track(genes=4)
+    path = write_files(frame, tmp_path / "rg", files=1, row_group=100)
+    source = inspect_input(str(path), label="track")
+    columns = tuple(wanted_columns(source, POSITION_COLUMNS))
+    _, pieces, _ = input_pieces(source, columns)
+    spec = ts.ScanSpec(columns, selection=None, config=CONFIG, source=source.path)
+    good, _, _ = validate.split_bad_rows(read_pandas(source, columns), source="x", config=CONFIG)
+    g1 = good[good["gene_id"] == "G001"]
+    keys = pd.DataFrame({"gene_id": ["G001", "G001", "G002", "ZZZ"],
+                         "position": [int(g1["position"].iloc[10]), 10**9, 1, 5]})
+    rows = ts.lookup_piece(source, pieces[0], spec, keys, end_genes=["G003"])
+    g3 = good[good["gene_id"] == "G003"]["position"]
+    assert rows["position"].tolist() == [int(g1["position"].iloc[10]), g3.min(), g3.max()]
+    assert rows[ts.ROW].is_monotonic_increasing
+
+
+def test_position_keys():
+    keys = ts.position_keys(pd.DataFrame({"gene_id": ["A", "A", "B", "C"],
+                                          "position": [10, 11, 1, 5]}), ["B", "A"])
+    # A (code 1): 10 -> 8, 9, 11, 12; 11 -> 9, 10, 12, 13; B (code 0): 1 -> 0, 2, 3; C not asked
+    b, a = [0, 2, 3], [8, 9, 10, 11, 12, 13]
+    assert keys.tolist() == b + [(1 << 40) + p for p in a]
+
+
+def test_csv_piece_equals_full_path(tmp_path):
+    frame = generated_track(seed=7, genes=5)
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    _, pieces, _, scans = scan_all(path)
+    full, rejected = full_path(path)
+    assert sum(s.rows for s in scans) == len(frame)
+    assert sum(len(s.rejected) for s in scans) == len(rejected)
+    selected = pd.concat([s.selected.assign(**{ts.PIECE: s.piece}) for s in scans])
+    context = pd.concat([s.context.assign(**{ts.PIECE: s.piece}) for s in scans])
+    pd.testing.assert_frame_equal(enrich_from_scan(selected, context), full)
+
+
+def test_keep_column_and_integer_gene_ids(tmp_path):
+    frame = generated_track(seed=9, genes=4)
+    frame["gene_id"] = frame["gene_id"].str[1:].astype(np.int64)  # integer ids: text in the output
+    frame["note"] = np.arange(len(frame)) * 10
+    path = write_files(frame, tmp_path / "k", files=1, row_group=len(frame))
+    source = inspect_input(str(path), label="track")
+    columns = tuple(wanted_columns(source, POSITION_COLUMNS, ("note",)))
+    _, pieces, _ = input_pieces(source, columns)
+    spec = ts.ScanSpec(columns, config=CONFIG, source=source.path)
+    scan = ts.scan_piece(source, pieces[0], 0, spec)
+    good, _, _ = validate.split_bad_rows(read_pandas(source, list(columns)), source="x", config=CONFIG)
+    expected = good[select_mask(good, Selection())].reset_index(drop=True)
+    pd.testing.assert_frame_equal(scan.selected.drop(columns=ts.ROW), expected)
+    assert set(scan.selected["gene_id"]) <= {"0", "1", "2", "3"}  # "G000" -> 0 -> "0"
+    assert (scan.selected["note"] == scan.selected[ts.ROW] * 10).all()  # note = row * 10
+
+
+def test_float32_band_edges_as_select_mask(tmp_path):
+    f32 = np.float32
+    edges = [f32(0.02), f32(0.8)]
+    around = np.array([np.nextafter(e, f32(s * np.inf)) for e in edges for s in (-1, 1)] + edges,
+                      dtype=np.float32)
+    d = np.concatenate([around, [f32(0.5), f32(0.0), f32(1.0)]]).astype(np.float32)
+    table = pa.table({"gene_id": ["A"] * len(d), "position": np.arange(1, len(d) + 1),
+                      "donor_score": d, "acceptor_score": np.zeros(len(d), np.float32),
+                      "neither_score": (1 - d).astype(np.float32)})
+    pq.write_table(table, tmp_path / "e.parquet")
+    *_, (scan,) = scan_all(tmp_path / "e.parquet")
+    frame = pd.DataFrame({"donor_score": d.astype(np.float64), "acceptor_score": 0.0})
+    expected = np.flatnonzero(select_mask(frame, Selection()))
+    assert scan.selected[ts.ROW].tolist() == expected.tolist()
+    # in the band: just above float32(0.02), just below float32(0.8), 0.5; float32(0.02) is
+    # 0.0199999996 (below 0.02) and float32(0.8) is 0.800000012 (not below 0.8)
+    assert expected.tolist() == [1, 2, 6]
+
+
+def test_entropy_rule_equals_full_path(tmp_path):
+    frame = generated_track(seed=10, genes=4)
+    path = write_files(frame, tmp_path / "h", files=1, row_group=len(frame))
+    rule = Selection(rule="entropy")
+    *_, (scan,) = scan_all(path, rule)
+    full, _ = full_path(path, rule)
+    assert len(full) > 0
+    pd.testing.assert_frame_equal(enrich_from_scan(scan.selected, scan.context), full)
