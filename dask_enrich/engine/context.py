@@ -108,6 +108,7 @@ class RunContext:
     checks: BinChecks = BinChecks()  # row checks before enrich (validate)
     track_checks: BinChecks = BinChecks()  # of track rows read for context
     gene_aliases: tuple[tuple[str, str], ...] = ()  # (input id, annotation id): version matching
+    track_scanned: bool = False  # the track's rows were checked by the scan (``inputs.scanned_inputs``)
 
     def genomic(self):
         """The run's genomic cache, opened on this worker (once per process), or None."""

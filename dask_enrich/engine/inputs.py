@@ -36,6 +36,7 @@ from ..io import (
     wanted_columns,
 )
 from ..storage import url_to_fs
+from ..trackscan import PIECE, ROW
 from .quarantine import FILE_COLUMN, source_name
 
 
@@ -236,6 +237,10 @@ def gene_counts(source: InputSource) -> tuple[pd.Series, pd.Series | None]:
     return counts.astype(np.int64), gene_parts
 
 
+#: The scan's row ids (piece, row within it): dropped before a bin is enriched.
+SCAN_ROW_IDS = (PIECE, ROW)
+
+
 @dataclass(frozen=True)
 class RunInputs:
     """The inputs as Dask collections, with their rows per gene (in order of first appearance)
@@ -248,9 +253,18 @@ class RunInputs:
     pos_parts: pd.Series | None = None
     track_counts: pd.Series | None = None
     track_parts: pd.Series | None = None
+    #: track-only selection read at the floor (``trackscan_stage.scan_track``): ``positions`` are the
+    #: selected rows, ``track`` their context rows (both checked by the scan), ``track_counts``
+    #: every track row per gene (the packing weights, as a full read gives them)
+    scan: Any = None
 
     def frame(self, label: str) -> Any:
         return self.positions if label == "positions" else self.track
+
+    def meta(self, label: str) -> pd.DataFrame:
+        """The columns and dtypes of the rows a bin receives (without the scan's row ids)."""
+        meta = self.frame(label)._meta
+        return meta.drop(columns=[c for c in SCAN_ROW_IDS if c in meta.columns])
 
     @property
     def counts(self) -> pd.Series:
@@ -261,7 +275,7 @@ class RunInputs:
     def weights(self) -> pd.Series:
         """The packing weight of each gene: its positions' rows, plus its track rows (which its
         bin holds too); the genes of the track alone when the positions are selected from it."""
-        if self.pos_counts is None:
+        if self.pos_counts is None or self.scan is not None:
             return self.track_counts
         if self.track_counts is None:
             return self.pos_counts
@@ -273,7 +287,55 @@ class RunInputs:
         """The input partition of each gene when one input alone is read and grouped by gene."""
         if self.track is None:
             return self.pos_parts
-        return self.track_parts if self.positions is None else None
+        return self.track_parts if self.positions is None and self.scan is None else None
+
+
+def scan_applies(sources: InputSources, selective: bool) -> bool:
+    """Whether a track-only selection reads its track at the floor (:func:`scanned_inputs`): a
+    Parquet track, its positions selected (not ``--selective``, which writes every row)."""
+    return sources.track_only and not selective and sources.track.format == "parquet"
+
+
+def scanned_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: str = "error"
+                   ) -> RunInputs:
+    """Track-only selection at the floor: the track's pieces scanned where they lie (score columns,
+    position and gene id as a dictionary; every row checked vectorised), then only the selected
+    rows and their context rows become Dask collections. Bad track rows: the run fails on them
+    (``--on-bad-rows error``) or they are written to ``OUT/_rejected-track/`` by the run."""
+    from .trackscan_stage import scan_track
+
+    result = scan_track(client, sources.track, spec)
+    genes = result.genes
+    index = pd.Index(genes["gene_id"].astype(str), dtype="str")
+    track_counts = pd.Series(genes["rows"].to_numpy(np.int64), index=index)
+    selected = pd.Series(genes["selected"].to_numpy(np.int64), index=index)
+    check_counts(None, None, sources.track, track_counts)  # empty track
+    track = result.context
+    if result.rejected_counts:
+        if on_bad_rows != "quarantine":  # refused before any bin is worked on
+            validate.raise_for_bad_rows(result.rejected.drop(columns=list(SCAN_ROW_IDS)).compute(),
+                                        spec.source)
+        track = _with_rejected(result.context, result.rejected)
+    return RunInputs(sources, result.selected, track, selected, None, track_counts, None,
+                     scan=result)
+
+
+def _context_and_rejected(context: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
+    """One piece's bad rows (a ``reason`` each; their columns, in their order), then its context
+    rows (a subset of those columns)."""
+    return pd.concat([rejected, context], ignore_index=True)
+
+
+def _with_rejected(context: Any, rejected: Any) -> Any:
+    """The scan's context rows with its bad rows (a ``reason`` each) appended piece by piece: each
+    bin's task writes its genes' bad rows to ``OUT/_rejected-track/`` (resume keeps them with it)."""
+    import dask
+    import dask.dataframe as dd
+
+    meta = _context_and_rejected(context._meta, rejected._meta)
+    join = dask.delayed(_context_and_rejected, pure=True)
+    parts = [join(c, r) for c, r in zip(context.to_delayed(), rejected.to_delayed(), strict=True)]
+    return dd.from_delayed(parts, meta=meta, verify_meta=False)
 
 
 def read_inputs(sources: InputSources) -> RunInputs:

@@ -56,6 +56,8 @@ from .inputs import (  # noqa: F401
     _file_key,
     absolute,
     read_inputs,
+    scan_applies,
+    scanned_inputs,
     resolve_cache,
     resolve_sources,
 )
@@ -309,7 +311,7 @@ def _quiet_client_logs():
 def _execute(client: Any, job: _Job, dashboard: str | None, timings: dict[str, float]) -> RunSummary:
     """The run on ``client``: inputs read, plan, OUT prepared, the bins processed, the summary."""
     t = time.perf_counter()
-    inputs = read_inputs(job.sources)
+    inputs = _read(client, job)
     plan = make_plan(inputs, job.output.partition_rows, job.output.exchange_method, job.say)
     timings["plan"] = time.perf_counter() - t
     job.say(f"plan: {plan.n_bins} partition(s) of <= {job.output.partition_rows:,} rows for "
@@ -329,18 +331,35 @@ def _execute(client: Any, job: _Job, dashboard: str | None, timings: dict[str, f
     return _finish(job, inputs, ctx, results, redone, dashboard, timings)
 
 
+def _read(client: Any, job: _Job) -> RunInputs:
+    """The inputs as Dask collections: a track-only selection from a Parquet track scanned at the
+    floor (``inputs.scanned_inputs``), everything else read in full (``inputs.read_inputs``)."""
+    if not scan_applies(job.sources, job.score is not None and job.score.selective):
+        return read_inputs(job.sources)
+    from ..trackscan import ScanSpec
+
+    spec = ScanSpec(tuple(job.sources.track_columns), selection=job.selection, config=job.config,
+                    lenient=False, source=quarantine.source_name(job.sources.track))
+    inputs = scanned_inputs(job.sources, client, spec, job.output.on_bad_rows)
+    scan = inputs.scan
+    job.say(f"track scanned: {scan.rows:,} rows in {scan.pieces} piece(s), "
+            f"{int(inputs.pos_counts.sum()):,} selected"
+            + (f", {sum(scan.rejected_counts.values()):,} bad" if scan.rejected_counts else ""))
+    return inputs
+
+
 def _prepare(job: _Job, inputs: RunInputs, plan: PartitionPlan
              ) -> tuple[RunContext, dict[int, dict[str, Any]], dict[str, str]]:
     """OUT made ready (``models.prepare``; resume: the complete bins kept, those whose rejected rows
     are not all kept redone) and the run's one :class:`RunContext`. Returns it, the kept bins'
     records and the redone parts ({path: why})."""
     out, storage_options = job.output.out, job.storage_options
-    input_meta = (inputs.positions._meta if inputs.positions is not None
-                  else inputs.track._meta[list(job.sources.position_columns)])
+    input_meta = (inputs.meta("positions") if inputs.positions is not None
+                  else inputs.meta("track")[list(job.sources.position_columns)])
     redone: dict[str, str] = {}
     targets, done = models.prepare(
         list(job.targets), job.score, mode=job.output.mode, plan=plan, input_meta=input_meta,
-        track_meta=inputs.track._meta if inputs.track is not None else None, config=job.config,
+        track_meta=inputs.meta("track") if inputs.track is not None else None, config=job.config,
         storage_options=storage_options, failed=redone)
     exchange.remove_staging(out, storage_options)
     for b, why in quarantine.kept_without_rejects(out, done, storage_options).items():
@@ -365,7 +384,7 @@ def _prepare(job: _Job, inputs: RunInputs, plan: PartitionPlan
                      fingerprint=job.fingerprint, cache_path=job.cache_path, done=frozenset(done),
                      targets=tuple(targets), score=job.score, checks=checks,
                      track_checks=quarantine.track_checks(job.record, job.sources.track),
-                     gene_aliases=aliases)
+                     gene_aliases=aliases, track_scanned=inputs.scan is not None)
     quarantine.prepare_rejected(out, done, storage_options)
     return ctx, done, redone
 
@@ -404,6 +423,9 @@ def _finish(job: _Job, inputs: RunInputs, ctx: RunContext, results: list[BinResu
     track_rows = int(inputs.track_counts.sum()) if inputs.track_counts is not None else None
     summaries.check_outputs_visible(ctx)  # every part file is in OUT (shared with the workers)
     checks = totals.checks
+    if inputs.scan is not None:  # the track's warnings, of every row (the scan's, not the bins')
+        checks = quarantine.merge_info(
+            checks, quarantine.with_track_info({}, {"warnings": inputs.scan.warnings}))
     checks["warnings"] = {**summaries.cache_warnings(job.cache_path), **checks.get("warnings", {})}
     track_rejected = checks.get(quarantine.TRACK_REJECTED_KEY, {})
     summary = RunSummary(

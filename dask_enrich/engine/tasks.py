@@ -17,9 +17,12 @@ import pandas as pd
 
 from ..core import EnrichReport, enrich
 from ..errors import RunFailure
+from .. import validate
 from ..selection import select_mask
+from ..trackscan import CONTEXT_ROW_COLUMNS
 from . import models, quarantine
 from .context import RunContext
+from .inputs import SCAN_ROW_IDS
 from .partition import PartitionPlan
 
 #: The column of each row's bin id, added by the p2p exchange (dropped before enrichment).
@@ -123,7 +126,28 @@ def _check_track(track: pd.DataFrame, ctx: RunContext, bin_id: int
 
 def _drop_bin(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
-    return frame.drop(columns=BIN) if BIN in frame.columns else frame
+    ids = [c for c in (BIN, *SCAN_ROW_IDS) if c in frame.columns]
+    return frame.drop(columns=ids) if ids else frame
+
+
+def _scanned_track(track: pd.DataFrame, ctx: RunContext, bin_id: int
+                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A scanned track's rows in a bin (``inputs.scanned_inputs``): its context rows, checked by
+    the scan, and its bad rows (a ``reason`` each), written in input order to
+    ``OUT/_rejected-track/`` as a full read's track check writes them."""
+    context = [c for c in CONTEXT_ROW_COLUMNS if c in track.columns]
+    if validate.REASON not in track.columns:
+        return _drop_bin(track)[context], {}
+    bad = track[validate.REASON].notna().to_numpy()
+    info: dict[str, Any] = {}
+    if bad.any():
+        rejected = track[bad].sort_values(list(SCAN_ROW_IDS), kind="stable")
+        rejected = _drop_bin(rejected)
+        quarantine.write_rejected(rejected, ctx.out, bin_id, ctx.fingerprint, ctx.storage_options,
+                                  quarantine.TRACK_REJECTED_DIR)
+        codes = validate.reason_code(rejected[validate.REASON]).value_counts()
+        info["rejected"] = {str(k): int(v) for k, v in codes.items()}
+    return _drop_bin(track[~bad])[context], info
 
 
 def enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: RunContext,
@@ -135,10 +159,13 @@ def enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: 
     # exactly the rows of the bin's genes, gene by gene (what the plan counted): nothing lost or mixed
     ctx.plan.check_bin_rows(bin_id, (track if positions is None else positions)["gene_id"])
     track_info: dict[str, Any] = {}
-    track = _drop_bin(track) if track is not None else None
+    if track is not None and not ctx.track_scanned:
+        track = _drop_bin(track)
     if ctx.selective:  # every track row is written (base or meta scores) or rejected: check them all
         rows_in = len(track)
         track, rejected, checks = _check_rows(track, ctx, bin_id, genomic)
+    elif track is not None and ctx.track_scanned:  # context rows checked by the scan
+        track, track_info = _scanned_track(track, ctx, bin_id)
     elif track is not None:  # the track's rows give context
         track, track_info = _check_track(track, ctx, bin_id)
     track = sorted_bin(track, ctx.plan) if track is not None else None
