@@ -177,7 +177,7 @@ def test_positions_with_track(client, tmp_path, files, row_group, shuffle):  # n
 
 
 def test_rows_per_gene_as_the_engine_counts_them(client, tmp_path):  # noqa: F811
-    from dask_enrich.engine.run import _gene_counts
+    from dask_enrich.engine.inputs import gene_counts as _gene_counts
 
     frame = generated_track(seed=11)
     for files, split in ((3, True), (1, False)):  # files cut inside genes, or one file
