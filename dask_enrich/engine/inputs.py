@@ -275,8 +275,10 @@ class RunInputs:
     def weights(self) -> pd.Series:
         """The packing weight of each gene: its positions' rows, plus its track rows (which its
         bin holds too); the genes of the track alone when the positions are selected from it."""
-        if self.pos_counts is None or self.scan is not None:
+        if self.pos_counts is None or (self.scan is not None and self.sources.track_only):
             return self.track_counts
+        if self.scan is not None:  # positions with the context rows their genes need
+            return self.pos_counts
         if self.track_counts is None:
             return self.pos_counts
         return (self.pos_counts + self.track_counts.reindex(self.pos_counts.index).fillna(0)
@@ -291,9 +293,36 @@ class RunInputs:
 
 
 def scan_applies(sources: InputSources, selective: bool) -> bool:
-    """Whether a track-only selection reads its track at the floor (:func:`scanned_inputs`): a
-    Parquet track, its positions selected (not ``--selective``, which writes every row)."""
-    return sources.track_only and not selective and sources.track.format == "parquet"
+    """Whether the track is read at the floor (:func:`scanned_inputs`, :func:`context_inputs`):
+    a Parquet track, not ``--selective`` (which writes every track row)."""
+    return (sources.track is not None and not selective and sources.track.format == "parquet")
+
+
+def context_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: str = "error"
+                   ) -> RunInputs:
+    """Positions given with a Parquet track: the positions read in full, the track only where
+    their genes' rows lie (row groups found by their statistics; ``trackscan_stage.track_context``),
+    at the floor columns; every track row of those genes checked, as a full read checks them."""
+    from .trackscan_stage import track_context
+
+    positions = read_dask(sources.positions, sources.columns("positions"),
+                          **sources.options("positions"))
+    pos_counts, pos_parts = gene_counts(sources.positions)
+    check_counts(sources.positions, pos_counts, None, None)  # empty positions
+    result = track_context(client, sources.track, spec, positions[["gene_id", "position"]])
+    track = _refuse_or_carry(result, on_bad_rows, spec.source)
+    return RunInputs(sources, positions, track, pos_counts, pos_parts, scan=result)
+
+
+def _refuse_or_carry(result: Any, on_bad_rows: str, source: str) -> Any:
+    """The scan's context rows; its bad rows refused (``error``: one InputError before any bin) or
+    appended to them, each to be written by its bin to ``OUT/_rejected-track/`` (``quarantine``)."""
+    if not result.rejected_counts:
+        return result.context
+    if on_bad_rows != "quarantine":
+        validate.raise_for_bad_rows(result.rejected.drop(columns=list(SCAN_ROW_IDS)).compute(),
+                                    source)
+    return _with_rejected(result.context, result.rejected)
 
 
 def scanned_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: str = "error"
@@ -310,12 +339,7 @@ def scanned_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: s
     track_counts = pd.Series(genes["rows"].to_numpy(np.int64), index=index)
     selected = pd.Series(genes["selected"].to_numpy(np.int64), index=index)
     check_counts(None, None, sources.track, track_counts)  # empty track
-    track = result.context
-    if result.rejected_counts:
-        if on_bad_rows != "quarantine":  # refused before any bin is worked on
-            validate.raise_for_bad_rows(result.rejected.drop(columns=list(SCAN_ROW_IDS)).compute(),
-                                        spec.source)
-        track = _with_rejected(result.context, result.rejected)
+    track = _refuse_or_carry(result, on_bad_rows, spec.source)
     return RunInputs(sources, result.selected, track, selected, None, track_counts, None,
                      scan=result)
 

@@ -55,6 +55,7 @@ from .inputs import (  # noqa: F401
     _count_genes,
     _file_key,
     absolute,
+    context_inputs,
     read_inputs,
     scan_applies,
     scanned_inputs,
@@ -338,8 +339,15 @@ def _read(client: Any, job: _Job) -> RunInputs:
         return read_inputs(job.sources)
     from ..trackscan import ScanSpec
 
+    track = job.sources.track
     spec = ScanSpec(tuple(job.sources.track_columns), selection=job.selection, config=job.config,
-                    lenient=False, source=quarantine.source_name(job.sources.track))
+                    lenient=not job.sources.track_only, source=quarantine.source_name(track),
+                    name_files=not job.sources.track_only and len(track.files) > 1)
+    if not job.sources.track_only:
+        inputs = context_inputs(job.sources, client, spec, job.output.on_bad_rows)
+        job.say(f"track read where the positions' genes lie: {inputs.scan.pieces_read} of "
+                f"{inputs.scan.pieces} piece(s)")
+        return inputs
     inputs = scanned_inputs(job.sources, client, spec, job.output.on_bad_rows)
     scan = inputs.scan
     job.say(f"track scanned: {scan.rows:,} rows in {scan.pieces} piece(s), "

@@ -83,3 +83,29 @@ def test_scanned_selection_resumes_to_the_same_output(client, tmp_path, monkeypa
     pd.testing.assert_frame_equal(_rows(out), expected)
     pd.testing.assert_frame_equal(_rejected(out), rejected)
     assert np.array_equal(pd.read_parquet(out)["gene_id"].unique(), expected["gene_id"].unique())
+
+
+@pytest.mark.parametrize("files,row_group,shuffle", [(1, 10_000, False), (3, 97, False), (3, 300, True)])
+def test_positions_with_a_scanned_track_equal_the_full_read(client, tmp_path, monkeypatch, files,  # noqa: F811
+                                                            row_group, shuffle):
+    from .test_trackscan_stage import positions_from
+
+    frame = generated_track(seed=5, genes=10)
+    track = frame.sample(frac=1.0, random_state=1) if shuffle else frame
+    track = write_files(track.reset_index(drop=True), tmp_path / "track", files, row_group)
+    positions = tmp_path / "positions.parquet"
+    positions_from(frame, 200, seed=6).to_parquet(positions)
+
+    def run(out, full):
+        with monkeypatch.context() as patch:
+            if full:
+                patch.setattr(engine_run, "scan_applies", lambda sources, selective: False)
+            return run_enrichment(str(positions), MANIFEST, str(out), track=str(track), client=client,
+                                  partition_rows=300, config=CONFIG, on_bad_rows="quarantine")
+
+    full, scanned = run(tmp_path / "full", True), run(tmp_path / "scanned", False)
+    assert scanned.track_rows_rejected == full.track_rows_rejected > 0
+    assert (scanned.rows_in, scanned.rows_written) == (full.rows_in, full.rows_written) == (200, 200)
+    assert scanned.warnings == full.warnings and scanned.imputed == full.imputed
+    pd.testing.assert_frame_equal(_rows(tmp_path / "scanned"), _rows(tmp_path / "full"))
+    pd.testing.assert_frame_equal(_rejected(tmp_path / "scanned"), _rejected(tmp_path / "full"))
