@@ -277,8 +277,6 @@ class RunInputs:
         bin holds too); the genes of the track alone when the positions are selected from it."""
         if self.pos_counts is None or (self.scan is not None and self.sources.track_only):
             return self.track_counts
-        if self.scan is not None:  # positions with the context rows their genes need
-            return self.pos_counts
         if self.track_counts is None:
             return self.pos_counts
         return (self.pos_counts + self.track_counts.reindex(self.pos_counts.index).fillna(0)
@@ -311,7 +309,10 @@ def context_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: s
     check_counts(sources.positions, pos_counts, None, None)  # empty positions
     result = track_context(client, sources.track, spec, positions[["gene_id", "position"]])
     track = _refuse_or_carry(result, on_bad_rows, spec.source)
-    return RunInputs(sources, positions, track, pos_counts, pos_parts, scan=result)
+    genes = result.genes  # the packing weights as today: the positions and their genes' track rows
+    track_counts = pd.Series(genes["rows"].to_numpy(np.int64),
+                             index=pd.Index(genes["gene_id"].astype(str), dtype="str"))
+    return RunInputs(sources, positions, track, pos_counts, pos_parts, track_counts, scan=result)
 
 
 def _refuse_or_carry(result: Any, on_bad_rows: str, source: str) -> Any:

@@ -400,6 +400,8 @@ class TrackContextResult:
     pieces_read: int
     timings: dict[str, float] = field(default_factory=dict)
     cross_piece_repeats: int = 0
+    #: rows per gene of the positions' genes in the track (as :attr:`TrackScanResult.genes`)
+    genes: pd.DataFrame = field(default_factory=empty_gene_table)
 
 
 def _genes_of(frame: pd.DataFrame) -> np.ndarray:
@@ -455,4 +457,4 @@ def track_context(client: Any, source: InputSource, spec: ScanSpec, positions: A
     return TrackContextResult(
         context=_frames(client, contexts), rejected=_frames(client, rejected),
         rejected_counts=counts, warnings=warnings, pieces=len(pieces), pieces_read=len(asked),
-        timings=timings, cross_piece_repeats=second.repeats)
+        timings=timings, cross_piece_repeats=second.repeats, genes=_combine_genes(per_piece))
