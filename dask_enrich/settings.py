@@ -71,6 +71,7 @@ _CHECKS = {
     "missing": (_one_of("error", "impute"), "error or impute"),
     "cache-dir": (lambda v: None if v in (None, "") else _text(v), "a directory, or null"),
     "host": (_text, "an interface address such as 127.0.0.1"),
+    "worker-start": (_one_of("forkserver", "spawn"), "forkserver or spawn"),
 }
 
 

@@ -7,11 +7,23 @@ the dask-kubernetes operator sets in a DaskJob's runner); else a LocalCluster on
 sized by ``enrich.workers`` (default: Dask's CPU count), ``enrich.threads-per-worker`` and
 ``enrich.memory-limit``, listening on ``enrich.host`` (127.0.0.1). The connect timeout is Dask's
 ``distributed.comm.timeouts.connect``.
+
+The LocalCluster's worker processes are forked from a forkserver (``enrich.worker-start``, default
+``forkserver``; ``spawn`` is distributed's own way) that imported what a worker needs once
+(:data:`WORKER_PRELOAD`): a worker is ready in milliseconds instead of importing distributed,
+pandas, pyarrow, dask.dataframe and the engine for about a second of CPU each. The command line
+starts that forkserver as soon as it knows it will start a LocalCluster (:func:`start_forkserver`),
+so its imports run beside the client's own. The environment a worker starts with stays the one a
+spawned worker gets: the forkserver starts with distributed's ``pre-spawn-environ`` and
+:data:`WORKER_MALLOC_ENV`, variables set since are given to each worker when it starts, and a
+process whose ``sys.path`` changed (or that removed variables) since spawns its workers.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,7 +137,8 @@ def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
     """The engine's LocalCluster: ``workers`` processes x ``threads_per_worker`` threads, quiet
     logs, a dashboard on a free port, and :data:`WORKER_MALLOC_ENV` in each worker process.
     Scheduler, workers and dashboard listen on ``host`` only (default 127.0.0.1: nothing is
-    reachable from other machines; "0.0.0.0" for every interface)."""
+    reachable from other machines; "0.0.0.0" for every interface). Worker processes are forked
+    from the forkserver when ``enrich.worker-start`` is ``forkserver`` (module docstring)."""
     import dask
     from distributed import LocalCluster
 
@@ -134,11 +147,141 @@ def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
     for noisy in ("distributed.shuffle", "distributed.shuffle._scheduler_plugin"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
+    options: dict[str, Any] = {}
+    method = "spawn"
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_sigint():
-        return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                            memory_limit=memory_limit, processes=processes,
-                            host=host if processes else None,  # threads: in-process comms
-                            dashboard_address=f"{host}:0", silence_logs=logging.CRITICAL)
+        if processes and start_forkserver():
+            since = _forkserver_changes()
+            if since is not None:
+                method = "forkserver"
+                if since:  # set in each worker process before the worker starts
+                    options["env"] = since
+        LOGGER.debug("LocalCluster worker processes: %s", method)
+        with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+            return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                                memory_limit=memory_limit, processes=processes,
+                                host=host if processes else None,  # threads: in-process comms
+                                dashboard_address=f"{host}:0", silence_logs=logging.CRITICAL,
+                                **options)
+
+
+#: What the forkserver imports before it forks any worker: the modules every worker needs
+#: (distributed, pandas, pyarrow, dask.dataframe, the engine), then ``gc.freeze()``.
+WORKER_PRELOAD = ("dask_enrich.engine.worker_preload",)
+
+#: The forkserver this process started: the ``sys.path`` and environment it started with.
+_forkserver: dict[str, Any] = {}
+
+
+def worker_start_method() -> str:
+    """``enrich.worker-start``: ``forkserver`` (where the platform has it) or ``spawn``."""
+    import multiprocessing
+
+    method = settings.get("worker-start")
+    return method if method in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def start_forkserver() -> bool:
+    """Start the forkserver the LocalCluster's workers are forked from, unless it runs already or
+    ``enrich.worker-start`` is ``spawn``; returns at once (its imports run in the background).
+    False when workers are to be spawned (that setting, or a forkserver started by other code,
+    whose environment is unknown)."""
+    if worker_start_method() != "forkserver":
+        return False
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if _forkserver:
+        if pid == _forkserver["pid"]:
+            forkserver.ensure_running()  # restarted if it died (with distributed's preload)
+            return getattr(server, "_forkserver_pid", None) == _forkserver["pid"]
+        return False
+    if pid is not None:
+        return False
+    environ = _pre_spawn_environ()
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(WORKER_PRELOAD))
+    saved = {k: os.environ.get(k) for k in environ}
+    try:
+        os.environ.update(environ)
+        with _workers_ignore_sigint():  # the workers inherit SIGINT ignored from the forkserver
+            forkserver.ensure_running()
+        _forkserver.update(pid=getattr(server, "_forkserver_pid", None), path=_import_path(),
+                           environ=dict(os.environ))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return True
+
+
+def _pre_spawn_environ() -> dict[str, str]:
+    """The variables a nanny sets before it spawns a worker (distributed's
+    ``distributed.nanny.pre-spawn-environ``, the environment's values first, and its fixed
+    ``PYTHONHASHSEED``), with :data:`WORKER_MALLOC_ENV` in that setting; read from distributed's shipped YAML when
+    distributed is not imported yet (its defaults are merged into Dask's config at its import)."""
+    import dask.config
+
+    key = "distributed.nanny.pre-spawn-environ"
+    if "distributed" in sys.modules:
+        config = dask.config.get(key, {})
+    else:
+        import importlib.util
+
+        import yaml
+
+        spec = importlib.util.find_spec("distributed")
+        shipped: dict[str, Any] = {}
+        if spec is not None and spec.origin:
+            with open(Path(spec.origin).with_name("distributed.yaml")) as handle:
+                shipped = (yaml.safe_load(handle) or {}).get("distributed", {}).get(
+                    "nanny", {}).get("pre-spawn-environ", {}) or {}
+        config = {**shipped, **dask.config.get(key, {})}
+    config = {**config, **WORKER_MALLOC_ENV}  # as make_local_cluster sets it
+    environ = {k: os.environ.get(k, str(v)) for k, v in config.items() if v is not None}
+    if environ.get("PYTHONHASHSEED") in (None, "0"):  # as distributed's Nanny: one hash seed
+        environ["PYTHONHASHSEED"] = "6640"
+    return environ
+
+
+def _import_path() -> tuple[str, ...]:
+    """``sys.path`` without the scratch directories a scheduler or worker of this process added
+    (distributed puts its ``local_directory`` there, for ``upload_file``)."""
+    import tempfile
+
+    import dask.config
+
+    scratch = os.path.join(dask.config.get("temporary-directory", None) or tempfile.gettempdir(),
+                           "dask-scratch-space")
+    return tuple(p for p in sys.path if not p.startswith(scratch))
+
+
+def _forkserver_changes() -> dict[str, str] | None:
+    """The environment variables set or changed since the forkserver started (each worker sets
+    them before it starts), or None when a forked worker would differ from a spawned one in what
+    cannot be set afterwards: ``sys.path``, a removed variable, or a pre-spawn variable (those
+    act at process start: malloc, thread counts, hash seed). The reason is logged (debug)."""
+    if not _forkserver:
+        return None
+    started = _forkserver["environ"]
+    now = dict(os.environ)
+    pre_spawn = _pre_spawn_environ()
+    removed = sorted(set(started) - set(now) - set(pre_spawn))
+    differ = sorted(k for k, v in pre_spawn.items() if started.get(k) != v)
+    path = _import_path()
+    added = sorted(set(path) - set(_forkserver["path"]))
+    why = (f"sys.path changed ({', '.join(added) or 'order or removals'})"
+           if path != _forkserver["path"] else
+           f"variables removed: {', '.join(removed)}" if removed else
+           f"pre-spawn variables changed: {', '.join(differ)}" if differ else None)
+    if why:
+        LOGGER.debug("LocalCluster workers spawned, not forked: since the forkserver started, %s", why)
+        return None
+    return {k: v for k, v in now.items() if started.get(k) != v and k not in pre_spawn}
 
 
 @contextlib.contextmanager
