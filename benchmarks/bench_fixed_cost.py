@@ -16,7 +16,8 @@ launcher that records the time at a few calls as they happen; nothing is patched
 * ``start``: interpreter start and the import of ``dask_enrich.cli``;
 * ``cli``: argument parsing and the imports of the engine (pandas, pyarrow, dask, distributed);
 * ``checks``: manifest, input footers, output checks, lock (``run_enrichment`` up to the cluster);
-* ``cluster``: the LocalCluster and its client (scheduler, nannies, worker processes);
+* ``cluster``: the LocalCluster and its client (scheduler, nannies, worker processes): the wait
+  for it when the command line started it in the background;
 * ``reach``: from the client to the engine's work (the workers-see-OUT probe, a round trip);
 * ``plan``: the plan pass over ``gene_id`` (a round trip), the plan and the graph;
 * ``tasks``: the tasks (reading, per-task set-up such as opening the cache, enriching, writing);
@@ -47,7 +48,8 @@ PHASES = ("start", "cli", "checks", "cluster", "reach", "plan", "tasks", "succes
 TRACED = (
     ("dask_enrich.cli", "main", "main", "main_return"),
     ("dask_enrich.engine.run", "run_enrichment", "run_enrichment", None),
-    ("dask_enrich.engine.cluster", "make_client", "make_client", "make_client_return"),
+    # the run's own call (a LocalCluster prestarted by the command line is waited for there)
+    ("dask_enrich.engine.run", "make_client", "make_client", "make_client_return"),
     ("dask_enrich.engine.run", "_run", "work", None),
     ("distributed.client", "Client.compute", "compute", None),
     ("dask_enrich.engine.models", "write_successes", "success", "success_return"),

@@ -202,12 +202,24 @@ def add_cluster_arguments(group, local_options: bool = True) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.positions is None and args.track is None:
+        raise ConfigError("give --positions, or --track to select uncertain positions from it")
+    from ..engine import cluster
+
+    # the LocalCluster starts while the run reads footers and plans; run_enrichment takes it
+    cluster.prestart_client(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
+                            workers=args.workers, threads_per_worker=args.threads_per_worker,
+                            memory_limit=args.memory_limit, processes=True)
+    try:
+        return _run_command(args)
+    finally:
+        cluster.discard_prestarted()
+
+
+def _run_command(args: argparse.Namespace) -> int:
     from ..config import EnrichConfig
     from ..engine.run import run_enrichment
     from ..selection import Selection
-
-    if args.positions is None and args.track is None:
-        raise ConfigError("give --positions, or --track to select uncertain positions from it")
     from .. import settings
 
     config = EnrichConfig(missing=settings.get("missing", args.missing), coordinates=args.coordinates,

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,14 @@ def connect(scheduler: str | None = None, scheduler_file: str | None = None):
 def make_client(scheduler: str | None = None, scheduler_file: str | None = None, *,
                 processes: bool = True, **local: Any):
     """``(client, own_cluster)``: a client of an existing scheduler (``own_cluster`` None), or of
-    a new LocalCluster (:func:`local_spec` of ``local``) that the caller closes."""
+    a new LocalCluster (:func:`local_spec` of ``local``) that the caller closes. The one
+    :func:`prestart_client` began with the same arguments, when there is one (its error, if it
+    failed)."""
     from distributed import Client
 
+    prestarted = _take_prestarted((scheduler, scheduler_file, processes, local))
+    if prestarted is not None:
+        return prestarted
     client = connect(scheduler, scheduler_file)
     if client is not None:
         return client, None
@@ -116,6 +122,66 @@ def make_client(scheduler: str | None = None, scheduler_file: str | None = None,
     if processes:  # its workers' memory warnings, silenced with distributed's chatter, once each
         surface_worker_warnings(client)
     return client, cluster
+
+
+#: The client :func:`prestart_client` is making: its arguments, thread and outcome.
+_prestarted: dict[str, Any] = {}
+
+
+def prestart_client(scheduler: str | None = None, scheduler_file: str | None = None, *,
+                    processes: bool = True, **local: Any) -> bool:
+    """Begin :func:`make_client` of these arguments in a background thread, when it will start a
+    LocalCluster whose workers are forked from the forkserver (a spawned worker inherits SIGINT
+    ignored only when started from the main thread); returns whether it began. The cluster then
+    starts while the caller reads footers and plans; the :func:`make_client` call with the same
+    arguments takes it (or raises its error, at that point). :func:`discard_prestarted` closes
+    what no call took."""
+    discard_prestarted()
+    try:
+        if existing_scheduler(scheduler, scheduler_file) is not None or not processes or not (
+                start_forkserver() and _forkserver_changes() is not None):
+            return False
+    except Exception:  # noqa: BLE001 - make_client raises it in its turn
+        return False
+    key = (scheduler, scheduler_file, processes, local)
+
+    def start() -> None:
+        try:
+            _prestarted["result"] = make_client(scheduler, scheduler_file, processes=processes, **local)
+        except BaseException as exc:  # noqa: BLE001 - raised by the make_client that takes it
+            _prestarted["error"] = exc
+
+    thread = threading.Thread(target=start, name="dask-enrich cluster start", daemon=True)
+    _prestarted.update(key=key, thread=thread)
+    thread.start()
+    return True
+
+
+def _take_prestarted(key: tuple) -> tuple[Any, Any] | None:
+    """The prestarted ``(client, cluster)`` of ``key`` (waiting for it), or None."""
+    if not _prestarted or _prestarted["key"] != key or _prestarted["thread"] is threading.current_thread():
+        return None
+    _prestarted["thread"].join()
+    taken = dict(_prestarted)
+    _prestarted.clear()
+    if "error" in taken:
+        raise taken["error"]
+    return taken["result"]
+
+
+def discard_prestarted() -> None:
+    """Close the client and cluster :func:`prestart_client` made that no call took (waiting for
+    its start to end)."""
+    if not _prestarted:
+        return
+    _prestarted["thread"].join()
+    left = dict(_prestarted)
+    _prestarted.clear()
+    client, own_cluster = left.get("result", (None, None))
+    for closing in (client, own_cluster):
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                closing.close()
 
 
 #: glibc malloc settings of LocalCluster worker processes. Each task allocates and frees a few
@@ -290,7 +356,6 @@ def _workers_ignore_sigint():
     (sent to the whole process group) then interrupts the client alone, which closes the cluster,
     instead of printing a traceback from every worker. Only from the main thread."""
     import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield

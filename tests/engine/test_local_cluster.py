@@ -7,6 +7,7 @@ import logging
 
 import dask
 import psutil
+import pytest
 from distributed import Client
 
 from dask_enrich.engine.run import make_local_cluster
@@ -159,3 +160,32 @@ def test_a_changed_sys_path_spawns_the_workers(monkeypatch, tmp_path):
         local.close()
     assert view["ppid"] != engine_cluster._forkserver["pid"]
     assert str(tmp_path) in view["path"]
+
+
+def test_a_prestarted_cluster_is_taken_by_the_make_client_of_the_same_arguments():
+    """prestart_client starts the LocalCluster in the background (the command line, while the run
+    reads footers); make_client with the same arguments takes it, its error included, and
+    discard_prestarted closes one nobody took."""
+    from dask_enrich.engine import cluster as engine_cluster
+    from dask_enrich.errors import RunFailure
+
+    assert engine_cluster.prestart_client(workers=1, threads_per_worker=1, memory_limit="1GiB")
+    started = engine_cluster._prestarted["thread"]
+    client, own = engine_cluster.make_client(workers=1, threads_per_worker=1, memory_limit="1GiB")
+    try:
+        assert not started.is_alive() and not engine_cluster._prestarted
+        assert own is not None and len(client.scheduler_info()["workers"]) == 1
+    finally:
+        client.close()
+        own.close()
+
+    assert engine_cluster.prestart_client(workers=1, memory_limit="1GiB")
+    engine_cluster._prestarted["thread"].join()
+    client, own = engine_cluster._prestarted["result"]
+    engine_cluster.discard_prestarted()  # nobody took it
+    assert own.status.name == "closed" and client.status == "closed"
+
+    assert engine_cluster.prestart_client(workers=1, memory_limit="16MB")  # too small for a worker
+    with pytest.raises(RunFailure, match="below what a worker"):
+        engine_cluster.make_client(workers=1, memory_limit="16MB")
+    assert not engine_cluster._prestarted
