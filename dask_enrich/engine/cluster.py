@@ -144,6 +144,7 @@ def prestart_client(scheduler: str | None = None, scheduler_file: str | None = N
     except Exception:  # noqa: BLE001 - make_client raises it in its turn
         return False
     key = (scheduler, scheduler_file, processes, local)
+    import distributed  # noqa: F401 - imported here, not by the thread beside the caller's imports
 
     def start() -> None:
         try:
