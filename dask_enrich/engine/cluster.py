@@ -316,15 +316,16 @@ def _pre_spawn_environ() -> dict[str, str]:
 
 
 def _import_path() -> tuple[str, ...]:
-    """``sys.path`` without the scratch directories a scheduler or worker of this process added
-    (distributed puts its ``local_directory`` there, for ``upload_file``)."""
+    """``sys.path`` as imports resolve it: without repeated entries, nor the scratch directories
+    a scheduler or worker of this process added (distributed puts its ``local_directory`` there,
+    for ``upload_file``)."""
     import tempfile
 
     import dask.config
 
     scratch = os.path.join(dask.config.get("temporary-directory", None) or tempfile.gettempdir(),
                            "dask-scratch-space")
-    return tuple(p for p in sys.path if not p.startswith(scratch))
+    return tuple(dict.fromkeys(p for p in sys.path if not p.startswith(scratch)))
 
 
 def _forkserver_changes() -> dict[str, str] | None:
