@@ -2,29 +2,22 @@
 from ._version import __version__
 
 from . import settings as _settings  # noqa: F401  (Dask's `enrich` config section: its defaults)
-from .config import EnrichConfig
-from .core import EnrichReport, enrich
-from .manifest import Manifest, load_manifest
-from .seed import InferenceFeatureConfig, OptimizedInferenceEnricher, create_optimized_enricher
+from ._lazy import lazy_names
 
-__all__ = [
-    "__version__",
-    "EnrichConfig",
-    "enrich_dask",
-    "EnrichReport",
-    "InferenceFeatureConfig",
-    "Manifest",
-    "OptimizedInferenceEnricher",
-    "create_optimized_enricher",
-    "enrich",
-    "load_manifest",
-]
+#: The public names and the modules defining them, imported on first use (``_lazy.py``).
+_LAZY = {
+    "EnrichConfig": "config",
+    "EnrichReport": "core",
+    "enrich": "core",
+    "enrich_dask": "engine.lazy",
+    "InferenceFeatureConfig": "seed",
+    "Manifest": "manifest",
+    "OptimizedInferenceEnricher": "seed",
+    "create_optimized_enricher": "seed",
+    "load_manifest": "manifest",
+}
+
+__all__ = ["__version__", *sorted(_LAZY, key=str.lower)]
 
 
-def __getattr__(name: str):
-    """``dask_enrich.enrich_dask`` without importing dask.dataframe with the package."""
-    if name == "enrich_dask":
-        from .engine.lazy import enrich_dask
-
-        return enrich_dask
-    raise AttributeError(f"module 'dask_enrich' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

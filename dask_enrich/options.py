@@ -22,6 +22,9 @@ ExchangeMethod = Literal["auto", "staged", "p2p"]
 OnBadRows = Literal["error", "quarantine"]
 OutputMode = Literal["new", "resume", "overwrite"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+#: How a LocalCluster starts its workers: forked from a forkserver that imported the engine once,
+#: or spawned (distributed's own way).
+WorkerStart = Literal["forkserver", "spawn"]
 
 MISSING: tuple[str, ...] = get_args(MissingPolicy)
 CONTEXT_TRACK: tuple[str, ...] = get_args(ContextTrackRule)
@@ -31,6 +34,7 @@ EXCHANGE: tuple[str, ...] = get_args(ExchangeMethod)
 ON_BAD_ROWS: tuple[str, ...] = get_args(OnBadRows)
 OUTPUT_MODES: tuple[str, ...] = get_args(OutputMode)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+WORKER_STARTS: tuple[str, ...] = get_args(WorkerStart)
 
 
 def one_of(choices: tuple[str, ...]) -> str:
@@ -68,6 +72,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_EXCHANGE: ExchangeMethod = "auto"
 DEFAULT_ON_BAD_ROWS: OnBadRows = "error"
 DEFAULT_LOG_LEVEL: LogLevel = "info"
+DEFAULT_WORKER_START: WorkerStart = "forkserver"
 
 #: Settings that Dask's configuration may set (``enrich.<key>``), with their defaults: the shipped
 #: ``enrich.yaml`` holds exactly these values.
@@ -79,6 +84,7 @@ CONFIG_KEYS: dict[str, Any] = {
     "memory-limit": DEFAULT_MEMORY_LIMIT,
     "missing": DEFAULT_MISSING,
     "host": DEFAULT_HOST,
+    "worker-start": DEFAULT_WORKER_START,
 }
 
 

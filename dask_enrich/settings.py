@@ -72,6 +72,7 @@ _CHECKS = {
     "missing": (_one_of(*options.MISSING), " or ".join(options.MISSING)),
     "cache-dir": (lambda v: None if v in (None, "") else _text(v), "a directory, or null"),
     "host": (_text, "an interface address such as 127.0.0.1"),
+    "worker-start": (_one_of(*options.WORKER_STARTS), " or ".join(options.WORKER_STARTS)),
 }
 
 

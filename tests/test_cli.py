@@ -129,6 +129,32 @@ def test_exit_codes_of_the_error_classes():
             MissingFeatureError.exit_code, RunFailure.exit_code) == (2, 2, 3, 3, 4)
 
 
+def test_the_workers_forkserver_starts_early_only_for_commands_on_a_local_cluster():
+    """The command line starts the LocalCluster's forkserver before parsing, judged from the words
+    alone: run/score/demo/predict-base without a scheduler option or --help."""
+    from dask_enrich.cli import starts_local_cluster
+
+    assert starts_local_cluster(["run", "--track", "t", "--manifest", "m", "--out", "o"])
+    assert starts_local_cluster(["--log-level", "debug", "score", "--positions", "p"])
+    assert starts_local_cluster(["-v", "demo", "--out", "o"])
+    for argv in (["features"], ["--log-level", "run"], ["run", "--scheduler", "tcp://h:1"],
+                 ["run", "--scheduler-file=s.json"], ["run", "--help"], ["-h"], [], ["verify", "run"]):
+        assert not starts_local_cluster(argv), argv
+
+
+def test_the_package_and_the_command_line_import_no_pandas_before_the_command_runs():
+    """`import dask_enrich` and the cluster module (what the command line needs to start the
+    workers' forkserver) import neither pandas nor distributed."""
+    import os
+
+    code = ("import sys, dask_enrich, dask_enrich.cli, dask_enrich.engine.cluster; "
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'distributed', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_a_closed_stdout_pipe_exits_quietly():
     """`dask-enrich features | head -1`: the reader closes the pipe; no BrokenPipeError shown."""
     import os

@@ -95,7 +95,7 @@ def test_shipped_yaml_holds_exactly_the_options_defaults():
     assert shipped == options.CONFIG_KEYS
     assert shipped == {"partition-rows": 200_000, "cache-dir": None, "workers": None,
                        "threads-per-worker": 1, "memory-limit": "auto", "missing": "error",
-                       "host": "127.0.0.1"}
+                       "host": "127.0.0.1", "worker-start": "forkserver"}
 
 
 def test_dataclass_defaults_are_the_options_defaults():

@@ -18,7 +18,7 @@ from dask_enrich.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = {"partition-rows": 200_000, "cache-dir": None, "workers": None, "threads-per-worker": 1,
-            "memory-limit": "auto", "missing": "error", "host": "127.0.0.1"}
+            "memory-limit": "auto", "missing": "error", "host": "127.0.0.1", "worker-start": "forkserver"}
 
 
 def enrich_config_in_fresh_process(**env: str) -> dict:

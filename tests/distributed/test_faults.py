@@ -4,8 +4,10 @@ second run into a locked OUT (exit 3), a memory limit too small for a worker (ex
 Every resumed output equals a clean run."""
 from __future__ import annotations
 
+import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -87,8 +89,17 @@ def test_a_second_run_into_a_locked_out_is_refused_with_exit_3(shared_inputs, lo
         while not (out / "_LOCK.json").exists():
             assert first.poll() is None and time.monotonic() < deadline, tail(log)
             time.sleep(0.02)
-        for mode in ("--overwrite", "--resume"):
-            second = run_enrich(run_args(shared_inputs, out, "--workers", "1", mode), cwd=tmp_path)
+        # the first run (its whole process group: client, forkserver, workers) is stopped while
+        # the second ones check OUT, so that it holds OUT however fast it would finish
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                seconds = list(pool.map(lambda mode: run_enrich(
+                    run_args(shared_inputs, out, "--workers", "1", mode), cwd=tmp_path),
+                    ("--overwrite", "--resume")))
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
+        for second in seconds:
             assert second.returncode == 3, second.stderr
             assert "is locked by another run (pid" in second.stderr
         assert _wait(first, 240) == 0, tail(log)

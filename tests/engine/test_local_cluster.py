@@ -1,10 +1,13 @@
 """The engine's LocalCluster listens on 127.0.0.1 only (scheduler, workers, dashboard), unless
-asked otherwise: checked on the real listening sockets of this process and its worker processes."""
+asked otherwise: checked on the real listening sockets of this process and its worker processes.
+Its workers are forked from the forkserver with a spawned worker's environment."""
 from __future__ import annotations
 
 import logging
 
+import dask
 import psutil
+import pytest
 from distributed import Client
 
 from dask_enrich.engine.run import make_local_cluster
@@ -96,3 +99,93 @@ def test_threaded_local_cluster_dashboard_on_loopback():
         assert ips == {"127.0.0.1"}
     finally:
         cluster.close()
+
+
+def _worker_view() -> dict:
+    """What a worker process sees: its parent, environment variables and sys.path."""
+    import os
+    import sys
+
+    keys = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "PYTHONHASHSEED",
+            "DASK_ENRICH_TEST_SET_LATER")
+    return {"ppid": os.getppid(), "env": {k: os.environ.get(k) for k in keys},
+            "path": list(sys.path), "engine": "dask_enrich.engine.run" in sys.modules}
+
+
+def _views(cluster) -> list[dict]:
+    with Client(cluster) as client:
+        return list(client.run(_worker_view).values())
+
+
+def test_workers_are_forked_from_the_forkserver_with_a_spawned_workers_environment(monkeypatch):
+    """enrich.worker-start forkserver: the workers' parent is the forkserver, they start with the
+    engine imported, distributed's pre-spawn variables and the engine's malloc settings, and a
+    variable set after the forkserver started reaches them as it reaches a spawned worker."""
+    from dask_enrich.engine import cluster as engine_cluster
+
+    assert engine_cluster.start_forkserver()
+    monkeypatch.setenv("DASK_ENRICH_TEST_SET_LATER", "yes")
+    forked = make_local_cluster(1)
+    try:
+        [view] = _views(forked)
+    finally:
+        forked.close()
+    assert view["ppid"] == engine_cluster._forkserver["pid"]
+    assert view["engine"]  # imported once, by the forkserver
+    assert view["env"] == {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+                           "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "6640",
+                           "DASK_ENRICH_TEST_SET_LATER": "yes"}
+
+    with dask.config.set({"enrich.worker-start": "spawn"}):
+        spawned = make_local_cluster(1)
+    try:
+        [spawned_view] = _views(spawned)
+    finally:
+        spawned.close()
+    assert spawned_view["ppid"] != engine_cluster._forkserver["pid"]
+    assert spawned_view["env"] == view["env"]  # the same environment either way
+
+
+def test_a_changed_sys_path_spawns_the_workers(monkeypatch, tmp_path):
+    """A process whose sys.path changed since the forkserver started (a plugin directory added)
+    spawns its workers: they get the new sys.path, as before."""
+    from dask_enrich.engine import cluster as engine_cluster
+
+    assert engine_cluster.start_forkserver()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    local = make_local_cluster(1)
+    try:
+        [view] = _views(local)
+    finally:
+        local.close()
+    assert view["ppid"] != engine_cluster._forkserver["pid"]
+    assert str(tmp_path) in view["path"]
+
+
+def test_a_prestarted_cluster_is_taken_by_the_make_client_of_the_same_arguments():
+    """prestart_client starts the LocalCluster in the background (the command line, while the run
+    reads footers); make_client with the same arguments takes it, its error included, and
+    discard_prestarted closes one nobody took."""
+    from dask_enrich.engine import cluster as engine_cluster
+    from dask_enrich.errors import RunFailure
+
+    assert engine_cluster.prestart_client(workers=1, threads_per_worker=1, memory_limit="1GiB")
+    started = engine_cluster._prestarted["thread"]
+    client, own = engine_cluster.make_client(workers=1, threads_per_worker=1, memory_limit="1GiB")
+    try:
+        assert not started.is_alive() and not engine_cluster._prestarted
+        assert own is not None and len(client.scheduler_info()["workers"]) == 1
+    finally:
+        client.close()
+        own.close()
+
+    assert engine_cluster.prestart_client(workers=1, memory_limit="1GiB")
+    engine_cluster._prestarted["thread"].join()
+    client, own = engine_cluster._prestarted["result"]
+    engine_cluster.discard_prestarted()  # nobody took it
+    assert own.status.name == "closed" and client.status == "closed"
+
+    assert engine_cluster.prestart_client(workers=1, memory_limit="16MB")  # too small for a worker
+    with pytest.raises(RunFailure, match="below what a worker"):
+        engine_cluster.make_client(workers=1, memory_limit="16MB")
+    assert not engine_cluster._prestarted
