@@ -239,6 +239,8 @@ def gene_counts(source: InputSource) -> tuple[pd.Series, pd.Series | None]:
 
 #: The scan's row ids (piece, row within it): dropped before a bin is enriched.
 SCAN_ROW_IDS = (PIECE, ROW)
+#: A selected row and its four context neighbours (p-2..p+2): the most rows it brings to its bin.
+CONTEXT_ROWS_PER_SELECTED = 5
 
 
 @dataclass(frozen=True)
@@ -275,12 +277,23 @@ class RunInputs:
     def weights(self) -> pd.Series:
         """The packing weight of each gene: its positions' rows, plus its track rows (which its
         bin holds too); the genes of the track alone when the positions are selected from it."""
-        if self.pos_counts is None or (self.scan is not None and self.sources.track_only):
+        if self.pos_counts is None:
             return self.track_counts
+        if self.scan is not None and self.sources.track_only:
+            return self.scan_weights
         if self.track_counts is None:
             return self.pos_counts
         return (self.pos_counts + self.track_counts.reindex(self.pos_counts.index).fillna(0)
                 .astype(np.int64)).astype(np.int64)
+
+    @property
+    def scan_weights(self) -> pd.Series:
+        """A scanned track's packing weights: the rows each gene's bin receives, bounded from the
+        scan's counts: each selected row and its four neighbours, the gene's two end rows (its
+        span) and its bad rows (written to ``_rejected-track/`` by the bin)."""
+        genes = self.scan.genes
+        rows = (CONTEXT_ROWS_PER_SELECTED * genes["selected"] + 2 + genes["rows"] - genes["good"])
+        return pd.Series(rows.to_numpy(np.int64), index=self.track_counts.index)
 
     @property
     def gene_parts(self) -> pd.Series | None:
