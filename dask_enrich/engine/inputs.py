@@ -259,6 +259,9 @@ class RunInputs:
     #: selected rows, ``track`` their context rows (both checked by the scan), ``track_counts``
     #: every track row per gene (the packing weights, as a full read gives them)
     scan: Any = None
+    #: the track's rows when the track was not counted gene by gene (positions with a scanned
+    #: track: from the Parquet footers)
+    track_rows: int | None = None
 
     def frame(self, label: str) -> Any:
         return self.positions if label == "positions" else self.track
@@ -325,7 +328,18 @@ def context_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: s
     genes = result.genes  # the packing weights as today: the positions and their genes' track rows
     track_counts = pd.Series(genes["rows"].to_numpy(np.int64),
                              index=pd.Index(genes["gene_id"].astype(str), dtype="str"))
-    return RunInputs(sources, positions, track, pos_counts, pos_parts, track_counts, scan=result)
+    return RunInputs(sources, positions, track, pos_counts, pos_parts, track_counts, scan=result,
+                     track_rows=footer_rows(sources.track))
+
+
+def footer_rows(source: InputSource) -> int:
+    """The rows of a Parquet input, from its files' footers (no data read)."""
+    total = 0
+    for file in source.files:
+        fs, path = url_to_fs(file, source.storage_options)
+        with fs.open(path, "rb") as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
 
 
 def _refuse_or_carry(result: Any, on_bad_rows: str, source: str) -> Any:

@@ -428,10 +428,8 @@ def _finish(job: _Job, inputs: RunInputs, ctx: RunContext, results: list[BinResu
     files = check_bins(ctx.plan, results, ctx.targets, exact_rows, job.storage_options)
     total = time.perf_counter() - job.t0
     timings["total"] = total
-    # every track row is counted unless only the positions' genes of the track were read
-    whole_track = inputs.scan is None or job.sources.track_only
-    track_rows = (int(inputs.track_counts.sum()) if inputs.track_counts is not None and whole_track
-                  else None)
+    track_rows = (inputs.track_rows if inputs.track_rows is not None
+                  else int(inputs.track_counts.sum()) if inputs.track_counts is not None else None)
     summaries.check_outputs_visible(ctx)  # every part file is in OUT (shared with the workers)
     checks = totals.checks
     if inputs.scan is not None:  # the track's warnings, of every row (the scan's, not the bins')
