@@ -499,7 +499,9 @@ def breakdown(src: Path, m: dict[str, Manifest], kind: str, cache: Path | None) 
     bins, in plan order), row checks, score features, sequence/k-mer/genomic features, write. The
     staged exchange that input not grouped by gene would go through is timed on the same input
     too, outside the total."""
-    from dask_enrich.engine import exchange, rejects, writer
+    from dask_enrich.engine import exchange, writer
+    from dask_enrich.engine import quarantine as rejects
+    from dask_enrich.engine.inputs import read_options
     from dask_enrich.engine.partition import DEFAULT_PARTITION_ROWS, plan_partitions
     from dask_enrich.engine.inputs import _count_genes
     from dask_enrich.engine.tasks import sorted_bin as _sorted_bin
@@ -523,7 +525,7 @@ def breakdown(src: Path, m: dict[str, Manifest], kind: str, cache: Path | None) 
     # as the engine reads the positions (read_dask with rejects.read_options: lenient positions,
     # each row's file)
     reader = _PieceReader(source, wanted_columns(source, POSITION_COLUMNS, ()),
-                          _raw_position_dtype(source), rejects.read_options(source)["file_column"])
+                          _raw_position_dtype(source), read_options(source)["file_column"])
     pieces = _parquet_pieces(source, 128 << 20)
     checks = rejects.bin_checks({"settings": {}}, m[kind], source, str(cache) if genomic else None)
     work = data.data_dir() / f"breakdown-{kind}-{n}"

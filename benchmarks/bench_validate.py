@@ -1,6 +1,6 @@
 """Cost of the per-bin row checks (``--on-bad-rows``) against the enrichment of the same bin.
 
-The engine runs :func:`dask_enrich.engine.rejects.check_bin` (``validate.split_bad_rows`` with the
+The engine runs :func:`dask_enrich.engine.quarantine.check_bin` (``validate.split_bad_rows`` with the
 genomic cache's gene table and the genome check) on each bin before ``core.enrich``. This measures
 both on the same bins, in one process, on generated positions inside the real genes of the whole
 A. thaliana chromosome 1 (``benchmarks/data.py``) with the 124-feature 3-mer manifest: clean bins
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.data import chromosome_fasta, chromosome_gtf, data_dir, read_positions, write_positions  # noqa: E402
 from dask_enrich.core import enrich  # noqa: E402
-from dask_enrich.engine import rejects  # noqa: E402
+from dask_enrich.engine import quarantine as rejects  # noqa: E402
 from dask_enrich.genome.cache import build_cache, load_cached  # noqa: E402
 from dask_enrich.manifest import load_manifest  # noqa: E402
 

@@ -55,7 +55,6 @@ class InputSource:
         return all(c in self.columns for c in CONTEXT_COLUMNS)
 
 
-_fs = storage.url_to_fs  # the old name, still imported by the engine
 
 
 def _kind(name: str) -> tuple[Format | None, str | None, str]:
@@ -80,7 +79,7 @@ def inspect_input(path: str, *, label: str = "positions",
     Raises InputError when nothing is found, the format is unknown or files mix formats.
     """
     path = str(path)
-    fs, stripped = _fs(path, storage_options)
+    fs, stripped = storage.url_to_fs(path, storage_options)
     if any(ch in stripped for ch in "*?["):
         found = sorted(fs.glob(stripped))
         files = [f for f in found if fs.isfile(f)]
@@ -244,7 +243,7 @@ def _meta_of(source: InputSource, columns: Sequence[str], position_dtype: Any = 
 
 def file_columns(source: InputSource, file: str) -> tuple[str, ...]:
     """The column names of one file of ``source`` (Parquet footer, or the CSV header line)."""
-    fs, stripped = _fs(file, source.storage_options)
+    fs, stripped = storage.url_to_fs(file, source.storage_options)
     return _columns_of(fs, stripped, source.format, source.compression, source.label)
 
 
@@ -256,7 +255,7 @@ def read_head(source: InputSource, columns: Sequence[str] | None = None, *,
     be read is an InputError naming it."""
     try:
         if source.format == "parquet":
-            fs, stripped = _fs(source.files[0], source.storage_options)
+            fs, stripped = storage.url_to_fs(source.files[0], source.storage_options)
             with fs.open(stripped, "rb") as handle:
                 table = pq.ParquetFile(handle).schema_arrow.empty_table()
             return (table if columns is None else table.select(list(columns))).to_pandas()
@@ -277,7 +276,7 @@ def _raw_position_dtype(source: InputSource) -> Any:
     """int64 when the input stores positions as integers (Parquet integer column), else float64
     (CSV, float columns: missing or fractional positions are kept for the row checks)."""
     if source.format == "parquet" and "position" in source.columns:
-        fs, stripped = _fs(source.files[0], source.storage_options)
+        fs, stripped = storage.url_to_fs(source.files[0], source.storage_options)
         with fs.open(stripped, "rb") as handle:
             field = pq.ParquetFile(handle).schema_arrow.field("position")
         if pa.types.is_uint64(field.type):
@@ -291,7 +290,7 @@ def _parquet_pieces(source: InputSource, target_bytes: int) -> list[tuple[str, t
     """(file, row groups) pieces of about ``target_bytes`` (uncompressed) each, from the footers."""
     pieces: list[tuple[str, tuple[int, ...] | None]] = []
     for file in source.files:
-        fs, stripped = _fs(file, source.storage_options)
+        fs, stripped = storage.url_to_fs(file, source.storage_options)
         try:
             with fs.open(stripped, "rb") as handle:
                 metadata = pq.ParquetFile(handle).metadata
@@ -318,7 +317,7 @@ def _csv_pieces(source: InputSource, blocksize: int | None) -> list[tuple[str, i
         if source.compression or blocksize is None:
             pieces.append((file, None, None))
             continue
-        fs, stripped = _fs(file, source.storage_options)
+        fs, stripped = storage.url_to_fs(file, source.storage_options)
         size = int(fs.info(stripped).get("size") or 0)
         pieces += [(file, offset, blocksize) for offset in range(0, max(size, 1), blocksize)]
     return pieces
@@ -354,7 +353,7 @@ class _PieceReader:
         source = self.source
         if source.format == "parquet":
             file, groups = piece
-            fs, stripped = _fs(file, source.storage_options)
+            fs, stripped = storage.url_to_fs(file, source.storage_options)
             local = storage.is_local(fs)  # a local file: pyarrow's own reader
             with (open(stripped, "rb") if local else fs.open(stripped, "rb")) as handle:
                 parquet = pq.ParquetFile(handle)
@@ -449,7 +448,7 @@ def fingerprint(source: InputSource) -> dict[str, Any]:
     digest = hashlib.sha256()
     total = 0
     for file in source.files:
-        fs, stripped = _fs(file, source.storage_options)
+        fs, stripped = storage.url_to_fs(file, source.storage_options)
         info = fs.info(stripped)
         size = int(info.get("size") or 0)
         total += size

@@ -36,8 +36,9 @@ from .config import EnrichConfig
 from .errors import InputError
 from .features.context import POSITION_BITS, track_keys
 from .features.registry import CONTEXT_OFFSETS
-from .io import CONTEXT_COLUMNS, InputSource, _fs, _PieceReader, normalise_frame
+from .io import CONTEXT_COLUMNS, InputSource, _PieceReader, normalise_frame
 from .selection import Selection, select_mask
+from .storage import url_to_fs
 
 #: Offsets looked up around a position: both strands' -2..+2 (the strand is known later).
 NEIGHBOUR_OFFSETS = tuple(sorted({s * o for o in CONTEXT_OFFSETS.values() for s in (-1, 1)}))
@@ -61,7 +62,7 @@ class ScanSpec:
     ``selection``: the rule of the uncertain rows (None: no selection, lookups only).
     ``lenient``: positions that are missing or fractional are bad rows (as the engine reads a track
     given with positions) instead of failing the read (as it reads a track-only input).
-    ``source``: the name in the bad rows' ``source`` column (``rejects.source_name``);
+    ``source``: the name in the bad rows' ``source`` column (``quarantine.source_name``);
     ``name_files``: each bad row names its own file instead (several files read leniently).
     """
 
@@ -165,7 +166,7 @@ class _Loaded:
 
 
 def _open(source: InputSource, file: str, text_columns: Sequence[str]) -> tuple[Any, pq.ParquetFile]:
-    fs, stripped = _fs(file, source.storage_options)
+    fs, stripped = url_to_fs(file, source.storage_options)
     handle = fs.open(stripped, "rb")
     metadata = pq.read_metadata(handle)  # the footer once: its schema says which are text
     schema = metadata.schema.to_arrow_schema()
@@ -471,16 +472,10 @@ def check_warnings(repeats: int, off_deviation: np.ndarray) -> dict[str, Any]:
     score-sum deviations of kept rows."""
     warnings: dict[str, Any] = {}
     if repeats:
-        warnings["duplicate_position"] = {
-            "count": repeats,
-            "message": f"{repeats} duplicate (gene_id, position) row(s): the first of each was "
-                       "kept, the repeats rejected"}
+        warnings["duplicate_position"] = validate.repeat_warning(repeats)
     if len(off_deviation):
-        count, tol = len(off_deviation), validate.SUM_TOLERANCE
-        warnings["score_sum"] = {
-            "count": count, "threshold": float(tol), "max_deviation": float(off_deviation.max()),
-            "message": f"{count} row(s) whose donor + acceptor + neither score is further than "
-                       f"{tol:g} from 1 (kept; check the base model's output)"}
+        warnings["score_sum"] = validate.score_sum_warning(
+            len(off_deviation), float(off_deviation.max()), validate.SUM_TOLERANCE)
     return warnings
 
 
@@ -740,7 +735,7 @@ def _as_repeats(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame = frame.rename(columns=validate._clashes(frame.columns))
     at = len(frame.columns) - 1
     frame.insert(at, validate.REASON, pd.Series(
-        "duplicate_position: repeats an earlier row with the same gene_id and position",
+        f"duplicate_position: {validate.REPEAT_REASON}",
         index=frame.index, dtype="str"))
     frame.insert(at + 1, validate.SOURCE, pd.Series(source, index=frame.index, dtype="str"))
     return frame
@@ -757,7 +752,7 @@ def pieces_holding(source: InputSource, pieces: Sequence[tuple], genes: Sequence
     out, footers = [], {}
     for i, (file, groups) in enumerate(pieces):  # one step per piece (footers read once per file)
         if file not in footers:
-            fs, stripped = _fs(file, source.storage_options)
+            fs, stripped = url_to_fs(file, source.storage_options)
             with fs.open(stripped, "rb") as handle:
                 footers[file] = pq.ParquetFile(handle)
         parquet = footers[file]

@@ -339,6 +339,24 @@ def place(gene_table: pd.DataFrame, gene_row: np.ndarray, position: np.ndarray, 
     return Placement(idx, code, start, end, lo, hi)
 
 
+#: The reason text of a row repeating an earlier row's (gene_id, position) (the first is kept).
+REPEAT_REASON = "repeats an earlier row with the same gene_id and position"
+
+
+def repeat_warning(count: int) -> dict[str, Any]:
+    """The ``duplicate_position`` warning of ``count`` repeated rows."""
+    return {"count": count,
+            "message": f"{count} duplicate (gene_id, position) row(s): the first of each was "
+                       "kept, the repeats rejected"}
+
+
+def score_sum_warning(count: int, max_deviation: float, tolerance: float) -> dict[str, Any]:
+    """The ``score_sum`` warning of ``count`` kept rows whose three scores do not sum to 1."""
+    return {"count": count, "threshold": float(tolerance), "max_deviation": float(max_deviation),
+            "message": f"{count} row(s) whose donor + acceptor + neither score is further than "
+                       f"{tolerance:g} from 1 (kept; check the base model's output)"}
+
+
 def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame | None = None,
                    has_sequence_for: bool | Collection[str] | None = None,
                    config: EnrichConfig = EnrichConfig(), sum_tolerance: float = SUM_TOLERANCE,
@@ -504,14 +522,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         repeat = np.zeros(n, dtype=bool)
         repeat[candidates[same]] = True
         if repeat.any():
-            rows.add(repeat, "duplicate_position",
-                     "repeats an earlier row with the same gene_id and position")
-            count = int(repeat.sum())
-            warnings["duplicate_position"] = {
-                "count": count,
-                "message": f"{count} duplicate (gene_id, position) row(s): the first of each was "
-                           "kept, the repeats rejected",
-            }
+            rows.add(repeat, "duplicate_position", REPEAT_REASON)
+            warnings["duplicate_position"] = repeat_warning(int(repeat.sum()))
 
     # score-sum warning on the rows kept
     ok = rows.ok
@@ -521,14 +533,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
             deviation = np.abs(total - 1.0)
             off = ok & (deviation > sum_tolerance)
         if off.any():
-            count = int(off.sum())
-            warnings["score_sum"] = {
-                "count": count,
-                "threshold": float(sum_tolerance),
-                "max_deviation": float(deviation[off].max()),
-                "message": f"{count} row(s) whose donor + acceptor + neither score is further than "
-                           f"{sum_tolerance:g} from 1 (kept; check the base model's output)",
-            }
+            warnings["score_sum"] = score_sum_warning(int(off.sum()), float(deviation[off].max()),
+                                                      sum_tolerance)
 
     bad = ~rows.ok
     good = frame[~bad] if bad.any() else frame

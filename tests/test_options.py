@@ -108,7 +108,7 @@ def test_dataclass_defaults_are_the_options_defaults():
 
 
 def test_engine_and_logging_agree_with_the_options():
-    from dask_enrich.engine import rejects, writer
+    from dask_enrich.engine import quarantine as rejects, writer
     from dask_enrich.engine.partition import DEFAULT_PARTITION_ROWS
     from dask_enrich.engine.run import run_enrichment
     from dask_enrich.logs import LEVELS

@@ -111,7 +111,7 @@ def make_client(scheduler: str | None = None, scheduler_file: str | None = None,
     if client is not None:
         return client, None
     spec = local_spec(**local)
-    from .rejects import check_memory_limit
+    from .diagnose import check_memory_limit
 
     check_memory_limit(spec.memory_limit, spec.workers)  # too small to start a worker: exit 4 now
     LOGGER.debug("starting a LocalCluster: %d worker(s) x %d thread(s), memory limit %s, on %s",

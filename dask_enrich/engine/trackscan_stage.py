@@ -23,7 +23,7 @@ statistics may hold the positions' genes are read, and of them only the floor co
 
 How the engine uses it (the seam where the inputs become Dask collections and rows per gene):
 track-only selection calls ``scan_track(client, track_source, ScanSpec(tuple(track_columns),
-selection, config, lenient=False, source=rejects.source_name(track_source)))`` and then runs as
+selection, config, lenient=False, source=quarantine.source_name(track_source)))`` and then runs as
 for positions given with a track: ``result.selected`` as the positions (plan weights and exact
 rows per gene: ``result.genes["selected"]``), ``result.context`` as the track (drop ``_piece`` and
 ``_row`` after the exchange, once a bin's rows are in (``_piece``, ``_row``) order), the bad track
