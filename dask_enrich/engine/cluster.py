@@ -32,6 +32,7 @@ from typing import Any
 import dask.config
 import dask.system
 
+from .. import options as defaults
 from .. import settings
 from ..errors import ConfigError, RunFailure
 from ..logs import LOGGER, surface_worker_warnings
@@ -195,11 +196,12 @@ WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESH
 
 
 #: Interface the LocalCluster's scheduler, workers and dashboard listen on, unless asked otherwise.
-LOCAL_HOST = "127.0.0.1"
+LOCAL_HOST = defaults.DEFAULT_HOST
 
 
-def make_local_cluster(workers: int = 2, threads_per_worker: int = 1,
-                       memory_limit: str | int | None = "auto", processes: bool = True,
+def make_local_cluster(workers: int = 2,
+                       threads_per_worker: int = defaults.DEFAULT_THREADS_PER_WORKER,
+                       memory_limit: str | int | None = defaults.DEFAULT_MEMORY_LIMIT, processes: bool = True,
                        host: str = LOCAL_HOST):
     """The engine's LocalCluster: ``workers`` processes x ``threads_per_worker`` threads, quiet
     logs, a dashboard on a free port, and :data:`WORKER_MALLOC_ENV` in each worker process.
