@@ -93,7 +93,8 @@ def track_scores(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
 
 
 def write_track(genes: pd.DataFrame, out: Path, seed: int) -> None:
-    """The track as Parquet files of whole genes (dictionary-encoded gene_id/chrom/strand)."""
+    """The track as Parquet files of whole genes, with predict-base's schema (string gene_id,
+    chrom and strand, which pyarrow writes dictionary-encoded; int64 position; float32 scores)."""
     rng = np.random.default_rng(seed + 1)
     out.mkdir(parents=True)
     lengths = (genes["end"] - genes["start"] + 1).to_numpy()
@@ -104,13 +105,11 @@ def write_track(genes: pd.DataFrame, out: Path, seed: int) -> None:
         gene_index = np.repeat(np.arange(len(g)), n_of)
         offsets = np.arange(n_of.sum()) - np.repeat(np.cumsum(n_of) - n_of, n_of)
         d, a, nn = track_scores(int(n_of.sum()), rng)
-        table = pa.table({
-            "gene_id": pa.DictionaryArray.from_arrays(pa.array(gene_index, pa.int32()),
-                                                      pa.array(g["gene_id"].tolist())),
-            "chrom": pa.DictionaryArray.from_arrays(pa.array(gene_index, pa.int32()),
-                                                    pa.array(g["seqname"].tolist())),
-            "strand": pa.DictionaryArray.from_arrays(pa.array(gene_index, pa.int32()),
-                                                     pa.array(g["strand"].tolist())),
+        table = pa.table({  # text columns as strings, as predict-base writes them
+            name: pa.DictionaryArray.from_arrays(pa.array(gene_index, pa.int32()),
+                                                 pa.array(g[column].tolist())).cast(pa.string())
+            for name, column in (("gene_id", "gene_id"), ("chrom", "seqname"), ("strand", "strand"))
+        } | {
             "position": g["start"].to_numpy()[gene_index] + offsets,
             "donor_score": d, "acceptor_score": a, "neither_score": nn,
         })

@@ -219,6 +219,17 @@ def _finish(client: Any, source: InputSource, pieces: list, spec: ScanSpec, hold
     return contexts, rejected, repeated, counts, warnings
 
 
+def _raise_failed(futures: list) -> None:
+    """Wait for ``futures`` and raise the first one's error, if any failed (their results stay on
+    the workers)."""
+    from distributed import wait
+
+    wait(futures)
+    for future in futures:
+        if future.status == "error":
+            future.result()  # raises its exception
+
+
 def _frames(client: Any, futures: list) -> Any:
     """A Dask DataFrame of these pandas futures (its meta from the first)."""
     import dask.dataframe as dd
@@ -257,8 +268,6 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
     :func:`dask_enrich.io.input_pieces`. ``check_repeats=False`` skips the search for a key
     repeated across pieces (the result may then differ from the full read if there is one).
     Raises InputError as today's read does (unreadable piece, a row without a gene id)."""
-    from distributed import wait
-
     timings: dict[str, float] = {}
     t = time.perf_counter()
     _, pieces, _ = input_pieces(source, spec.columns, blocksize=blocksize, lenient=spec.lenient)
@@ -293,8 +302,7 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
         selected_off = client.gather([client.submit(_dropped_selected, scans[i], later[i], pure=False)
                                       for i in later])
         genes = _without_repeats(genes, good_off, selected_off)
-    wait(contexts + selected + rejected)
-    client.gather(contexts)  # the second pass done (its failures raised here)
+    _raise_failed(contexts + selected + rejected)  # the second pass done, nothing brought here
     timings["second_pass"] = time.perf_counter() - t
     return TrackScanResult(
         selected=_frames(client, selected), context=_frames(client, contexts),
@@ -423,8 +431,6 @@ def track_context(client: Any, source: InputSource, spec: ScanSpec, positions: A
     asked for and the genes' end rows; repeats across pieces as :func:`scan_track`. The work grows
     with the rows of the positions' genes, at the floor columns; a track sorted by gene lets the
     statistics skip the rest."""
-    from distributed import wait
-
     timings: dict[str, float] = {}
     t = time.perf_counter()
     if isinstance(positions, pd.DataFrame):
@@ -452,7 +458,7 @@ def track_context(client: Any, source: InputSource, spec: ScanSpec, positions: A
     contexts, rejected, _, counts, warnings = _finish(
         client, source, pieces, spec, found, second, counts,
         {j: summaries[j]["warnings"] for j in asked})
-    wait(contexts + rejected)
+    _raise_failed(contexts + rejected)
     timings["lookup"] = time.perf_counter() - t
     return TrackContextResult(
         context=_frames(client, contexts), rejected=_frames(client, rejected),

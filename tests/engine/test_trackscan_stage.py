@@ -190,3 +190,16 @@ def test_rows_per_gene_as_the_engine_counts_them(client, tmp_path):  # noqa: F81
         assert (parts is None) == split == bool((genes["pieces"] > 1).any())
         if parts is not None:
             assert genes["piece"].tolist() == parts.tolist()
+
+
+def test_a_failed_task_after_the_scan_is_raised_without_gathering(client):  # noqa: F811
+    import operator
+
+    from dask_enrich.engine.trackscan_stage import _raise_failed
+
+    ok = client.submit(operator.add, 1, 1, pure=False)
+    failed = client.submit(operator.truediv, 1, 0, pure=False)
+    with pytest.raises(ZeroDivisionError):
+        _raise_failed([ok, failed])
+    _raise_failed([ok])  # all done: nothing raised
+    assert ok.status == "finished"
