@@ -284,6 +284,8 @@ class RunInputs:
             return self.track_counts
         if self.scan is not None and self.sources.track_only:
             return self.scan_weights
+        if self.scan is not None:  # positions with a scanned track: their context rows only
+            return self.context_weights
         if self.track_counts is None:
             return self.pos_counts
         return (self.pos_counts + self.track_counts.reindex(self.pos_counts.index).fillna(0)
@@ -297,6 +299,20 @@ class RunInputs:
         genes = self.scan.genes
         rows = (CONTEXT_ROWS_PER_SELECTED * genes["selected"] + 2 + genes["rows"] - genes["good"])
         return pd.Series(rows.to_numpy(np.int64), index=self.track_counts.index)
+
+    @property
+    def context_weights(self) -> pd.Series:
+        """Positions given with a scanned track: the positions' rows plus the track rows each gene's
+        bin receives, bounded as :attr:`scan_weights` (each position's neighbours and the gene's
+        end rows, at most its good rows; its bad rows): not every track row of the gene, as a full
+        read brings."""
+        genes = self.scan.genes
+        track = pd.Series(genes["rows"].to_numpy(np.int64), index=self.track_counts.index)
+        good = pd.Series(genes["good"].to_numpy(np.int64), index=self.track_counts.index)
+        index = self.pos_counts.index
+        track, good = (s.reindex(index).fillna(0).astype(np.int64) for s in (track, good))
+        context = np.minimum(good, CONTEXT_ROWS_PER_SELECTED * self.pos_counts + 2)
+        return (self.pos_counts + context + track - good).astype(np.int64)
 
     @property
     def gene_parts(self) -> pd.Series | None:
@@ -325,7 +341,7 @@ def context_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: s
     check_counts(sources.positions, pos_counts, None, None)  # empty positions
     result = track_context(client, sources.track, spec, positions[["gene_id", "position"]])
     track = _refuse_or_carry(result, on_bad_rows, spec.source)
-    genes = result.genes  # the packing weights as today: the positions and their genes' track rows
+    genes = result.genes  # rows per gene of the track (counts; the bins' weights: context_weights)
     track_counts = pd.Series(genes["rows"].to_numpy(np.int64),
                              index=pd.Index(genes["gene_id"].astype(str), dtype="str"))
     return RunInputs(sources, positions, track, pos_counts, pos_parts, track_counts, scan=result,

@@ -109,3 +109,6 @@ def test_positions_with_a_scanned_track_equal_the_full_read(client, tmp_path, mo
     assert scanned.warnings == full.warnings and scanned.imputed == full.imputed
     pd.testing.assert_frame_equal(_rows(tmp_path / "scanned"), _rows(tmp_path / "full"))
     pd.testing.assert_frame_equal(_rejected(tmp_path / "scanned"), _rejected(tmp_path / "full"))
+    # bins packed by the rows they receive (positions, their neighbours, the genes' end and bad
+    # rows), not by every track row of their genes as the full read's bins hold them
+    assert scanned.partitions < full.partitions
