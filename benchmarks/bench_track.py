@@ -174,14 +174,18 @@ def manifest_57(root: Path) -> Path:
 
 # --- measuring --------------------------------------------------------------------------------------
 def timed(argv: list[str]) -> dict:
-    """Wall and CPU seconds of a command (children included), and the peak RSS of each process of
-    its tree (sampled every 0.2 s): ``max_worker_rss_mb`` is the largest one other than the root."""
+    """Wall and CPU seconds of a command, and the peak RSS of each process of its tree (sampled
+    every 0.2 s): ``max_worker_rss_mb`` is the largest one other than the root. ``cpu_s``: the
+    command's own CPU and its reaped children's (``os.times``) plus each other process of its tree
+    as last sampled (the engine's workers are children of its forkserver, which the command does
+    not reap: ``os.times`` alone leaves them out; the last < 0.2 s of each is missed)."""
     import psutil
 
     before = os.times()
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peaks: dict[int, int] = {}
+    cpu_of: dict[int, float] = {}
     stop = threading.Event()
 
     def sample() -> None:
@@ -189,7 +193,10 @@ def timed(argv: list[str]) -> dict:
         while not stop.is_set():
             try:
                 for p in root.children(recursive=True):
-                    peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)
+                    with p.oneshot():
+                        peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)
+                        times = p.cpu_times()
+                        cpu_of[p.pid] = times.user + times.system
             except psutil.Error:
                 pass
             stop.wait(0.2)
@@ -203,7 +210,8 @@ def timed(argv: list[str]) -> dict:
     after = os.times()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err[-2000:]}")
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    reaped = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    cpu = reaped + sum(cpu_of.values())
     return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
             "max_worker_rss_mb": round(max(peaks.values(), default=0) / 2**20, 1)}
 

@@ -102,6 +102,46 @@ def os_failure(exc: OSError, path: str, doing: str = "cannot write") -> RunFailu
 HASH_KEY = "crc32"
 
 
+class ChecksumSink:
+    """A writable file that passes every write on to ``raw`` and keeps the CRC-32 and the size of
+    what went through: a file's digest (:func:`file_digest`) as it is written, without reading it
+    back."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.crc = 0
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(memoryview(data).cast("B"))
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:  # the caller closes ``raw`` (pyarrow closes the file it is given)
+        self.closed = True
+
+    def tell(self) -> int:
+        return self.size
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    @property
+    def digest(self) -> tuple[str, int]:
+        """(CRC-32 as 8 hex digits, size in bytes), as :func:`file_digest` gives them."""
+        return f"{self.crc:08x}", self.size
+
+
 def file_digest(fs: storage.FileSystem, path: str) -> tuple[str, int]:
     """(CRC-32 of a file's bytes as 8 hex digits, size in bytes)."""
     crc = 0
@@ -362,22 +402,22 @@ def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, *,
-                       before_rename: Callable[[str], None] | None = None, **options: Any) -> str:
+                       before_rename: Callable[[str, tuple[str, int]], None] | None = None,
+                       **options: Any) -> str:
     """Write ``table`` as ``directory/part-NNNNN.parquet``: under a hidden temporary name first
     (Parquet dataset readers skip names starting with "."), renamed when complete, so a reader or
-    ``--resume`` never takes a half-written file as a part. ``before_rename(tmp)`` runs once the
-    file is complete (to record its hash). Returns the final path. An OSError (full disk,
-    read-only, ...) leaves no temporary file and becomes a RunFailure naming the file."""
+    ``--resume`` never takes a half-written file as a part. ``before_rename(tmp, digest)`` runs
+    once the file is complete, with its (CRC-32, bytes) taken as it was written (to record them).
+    Returns the final path. An OSError (full disk, read-only, ...) leaves no temporary file and
+    becomes a RunFailure naming the file."""
     final = f"{directory}/{part_name(bin_id)}"
     tmp = f"{directory}/.{part_name(bin_id)}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
     try:
-        if storage.is_local(fs):
-            pq.write_table(table, tmp, **options)
-        else:
-            with fs.open(tmp, "wb") as handle:
-                pq.write_table(table, handle, **options)
+        with fs.open(tmp, "wb") as handle:
+            sink = ChecksumSink(handle)
+            pq.write_table(table, sink, **options)
         if before_rename is not None:
-            before_rename(tmp)
+            before_rename(tmp, sink.digest)
         storage.rename(fs, tmp, final)
     except OSError as exc:
         storage.remove_quietly(fs, tmp)
@@ -416,8 +456,8 @@ def write_recorded_part(fs: Any, table: pa.Table, root: str, bin_id: int, record
     ``verify`` check a kept part against). Returns the record."""
     table = table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
 
-    def record_bytes(tmp: str) -> None:  # the record first: a part under its final name has one
-        sha, size = file_digest(fs, tmp)
+    def record_bytes(tmp: str, digest: tuple[str, int]) -> None:  # the record first: a part
+        sha, size = digest  # under its final name has one
         record.update({HASH_KEY: sha, "bytes": size})
         fs.makedirs(f"{root}/{PARTS_DIR}", exist_ok=True)
         _write_json(fs, part_record_path(root, part_name(bin_id)), record)

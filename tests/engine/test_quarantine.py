@@ -112,8 +112,8 @@ def test_an_interrupted_part_write_leaves_nothing_a_reader_or_resume_takes_as_co
     writer.write_part(enriched, out, 0, schema, "A", report.to_dict())
 
     def crash(table, where, **kwargs):  # half the bytes reach the disk, then the process dies
-        with open(where, "wb") as handle:
-            handle.write(b"PAR1" + b"\0" * 100)
+        where.write(b"PAR1" + b"\0" * 100)
+        where.flush()
         raise KeyboardInterrupt
 
     monkeypatch.setattr(writer.pq, "write_table", crash)

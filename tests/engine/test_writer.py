@@ -46,6 +46,22 @@ def test_parts_have_identical_schema_even_empty_or_one_row(tmp_path):
     assert pq.read_schema(writer.part_files(out)[3]).equals(schema, check_metadata=False)
 
 
+def test_recorded_digest_is_that_of_the_written_file(tmp_path):
+    """The CRC-32 and size recorded as the part is written equal those of the file on disk."""
+    import zlib
+
+    frame = _positions(5_000)
+    schema = output_schema(MANIFEST, frame.dtypes.to_dict())
+    out = str(tmp_path / "out")
+    writer.prepare_output(out, mode="new", run_fingerprint="f", run_record={}, n_bins=1)
+    enriched, report = enrich(frame, MANIFEST)
+    record = writer.write_part(enriched, out, 0, schema, "f", report.to_dict())
+    data = (tmp_path / "out" / writer.part_name(0)).read_bytes()
+    assert (record[writer.HASH_KEY], record["bytes"]) == (f"{zlib.crc32(data):08x}", len(data))
+    kept = json.loads((tmp_path / "out" / writer.PARTS_DIR / f"{writer.part_name(0)}.json").read_text())
+    assert kept[writer.HASH_KEY] == record[writer.HASH_KEY]
+
+
 def test_schema_mismatch_is_a_run_failure(tmp_path):
     frame = _positions(5)
     schema = output_schema(MANIFEST, frame.dtypes.to_dict())
