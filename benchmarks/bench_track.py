@@ -54,6 +54,12 @@ CHROMS = 5
 GAP = 2000
 FILE_ROWS = 5_000_000
 ROW_GROUP = 1_000_000
+#: Seconds the Polars peer may take (its window query holds the whole track in memory: at 100M
+#: rows it reached 10.5 GB and had not finished after minutes in an earlier run).
+POLARS_TIMEOUT = 150
+#: The Polars peer in a fresh interpreter (its time and peak RSS measured as the engine's are).
+POLARS_SCRIPT = ("import sys; from pathlib import Path; sys.path.insert(0, {bench!r}); import bench_track; "
+                 "print(bench_track.polars_select(Path({track!r}), Path({cache!r}), Path({out!r}), {names!r}))")
 
 
 # --- inputs -----------------------------------------------------------------------------------------
@@ -173,12 +179,14 @@ def manifest_57(root: Path) -> Path:
 
 
 # --- measuring --------------------------------------------------------------------------------------
-def timed(argv: list[str]) -> dict:
+def timed(argv: list[str], timeout: float | None = None) -> dict:
     """Wall and CPU seconds of a command, and the peak RSS of each process of its tree (sampled
     every 0.2 s): ``max_worker_rss_mb`` is the largest one other than the root. ``cpu_s``: the
     command's own CPU and its reaped children's (``os.times``) plus each other process of its tree
     as last sampled (the engine's workers are children of its forkserver, which the command does
-    not reap: ``os.times`` alone leaves them out; the last < 0.2 s of each is missed)."""
+    not reap: ``os.times`` alone leaves them out; the last < 0.2 s of each is missed).
+    ``max_rss_mb``: the largest of every process, the root included. After ``timeout`` seconds
+    the tree is killed and the result says ``timed_out``."""
     import psutil
 
     before = os.times()
@@ -192,7 +200,7 @@ def timed(argv: list[str]) -> dict:
         root = psutil.Process(proc.pid)
         while not stop.is_set():
             try:
-                for p in root.children(recursive=True):
+                for p in [root, *root.children(recursive=True)]:
                     with p.oneshot():
                         peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)
                         times = p.cpu_times()
@@ -203,17 +211,29 @@ def timed(argv: list[str]) -> dict:
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    _, err = proc.communicate()
+    timed_out = False
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            p.kill()
+        proc.kill()
+        _, err = proc.communicate()
     stop.set()
     thread.join()
     wall = time.perf_counter() - t0
     after = os.times()
+    root_peak = peaks.pop(proc.pid, 0)
+    result = {"max_rss_mb": round(max([root_peak, *peaks.values()]) / 2**20, 1)}
+    if timed_out:
+        return {"timed_out": True, "wall_s": round(wall, 3), **result}
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err[-2000:]}")
     reaped = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    cpu = reaped + sum(cpu_of.values())
+    cpu = reaped + sum(v for pid, v in cpu_of.items() if pid != proc.pid)
     return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "max_worker_rss_mb": round(max(peaks.values(), default=0) / 2**20, 1)}
+            "max_worker_rss_mb": round(max(peaks.values(), default=0) / 2**20, 1), **result}
 
 
 def engine(kind: str, paths: dict[str, Path], track: Path, out: Path, manifest: Path) -> dict:
@@ -225,8 +245,19 @@ def engine(kind: str, paths: dict[str, Path], track: Path, out: Path, manifest: 
     else:
         base += ["--manifest", str(manifest)]
     if kind == "positions":
-        base += ["--positions", str(paths["positions"])]
+        base += ["--positions", str(one_gene_positions(paths) if track == paths["one_gene"]
+                                    else paths["positions"])]
     return timed(base)
+
+
+def one_gene_positions(paths: dict[str, Path]) -> Path:
+    """The positions of the one-gene track's gene (the fixed-cost run of the positions workflow)."""
+    out = paths["root"] / "positions-one-gene.parquet"
+    if not out.exists():
+        gene = pq.read_table(paths["one_gene"], columns=["gene_id"]).column("gene_id")[0].as_py()
+        table = pq.read_table(paths["positions"], filters=[("gene_id", "=", gene)])
+        pq.write_table(table, out)
+    return out
 
 
 def polars_select(track: Path, cache: Path, out: Path, names: list[str]) -> float:
@@ -282,13 +313,20 @@ def same_values(engine_out: Path, polars_out: Path, names: list[str]) -> bool:
         for n in names)
 
 
-def measure(rows: int, quick: bool) -> dict:
+def polars_peer(paths: dict[str, Path], out: Path, names: list[str]) -> dict:
+    """The Polars peer of track-only selection as a fresh process (:data:`POLARS_SCRIPT`), timed
+    as the engine is; stopped after :data:`POLARS_TIMEOUT` seconds."""
+    script = POLARS_SCRIPT.format(bench=str(Path(__file__).resolve().parent), track=str(paths["track"]),
+                                  cache=str(paths["cache"]), out=str(out), names=names)
+    return timed([sys.executable, "-c", script], timeout=POLARS_TIMEOUT)
+
+
+def measure(rows: int, kinds: list[str]) -> dict:
     paths = prepare(rows)
     work = paths["root"] / "out"
     manifest = manifest_57(paths["root"])
     names = manifest.read_text().split()
     result: dict = {"track_rows": rows}
-    kinds = ["select"] if quick else ["select", "positions", "selective"]
     for kind in kinds:
         full = engine(kind, paths, paths["track"], work / kind, manifest)
         fixed = engine(kind, paths, paths["one_gene"], work / f"{kind}-1", manifest)
@@ -300,11 +338,12 @@ def measure(rows: int, quick: bool) -> dict:
             entry["selected_rows"] = selected
             entry["floor_s"] = round(floor(paths["track"], selected, len(names) + 4,
                                            work / "floor.parquet", whole=False), 3)
-            entry["polars_s"] = round(polars_select(paths["track"], paths["cache"],
-                                                    work / "polars.parquet", names), 3)
-            entry["polars_equal"] = same_values(work / kind, work / "polars.parquet", names)
-            entry["ratios"] = {"marginal_vs_floor": round(marginal / entry["floor_s"], 2),
-                               "wall_vs_polars": round(full["wall_s"] / entry["polars_s"], 2)}
+            peer = polars_peer(paths, work / "polars.parquet", names)
+            entry["polars"] = peer
+            entry["ratios"] = {"marginal_vs_floor": round(marginal / entry["floor_s"], 2)}
+            if not peer.get("timed_out"):
+                entry["polars_equal"] = same_values(work / kind, work / "polars.parquet", names)
+                entry["ratios"]["wall_vs_polars"] = round(full["wall_s"] / peer["wall_s"], 2)
         if kind == "selective":
             entry["floor_s"] = round(floor(paths["track"], rows, 8, work / "floor.parquet", whole=True), 3)
             entry["ratios"] = {"marginal_vs_floor": round(marginal / entry["floor_s"], 2)}
@@ -316,10 +355,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10M,100M", help="track rows, comma-separated (k/M suffixes)")
     parser.add_argument("--quick", action="store_true", help="track-only selection only")
+    parser.add_argument("--kinds", default="select,positions,selective",
+                        help="workflows, comma-separated (--quick: select)")
     args = parser.parse_args()
+    kinds = ["select"] if args.quick else args.kinds.split(",")
     sizes = [int(float(s[:-1]) * {"k": 1e3, "M": 1e6}[s[-1]]) if s[-1] in "kM" else int(s)
              for s in args.sizes.split(",")]
-    results = [measure(n, args.quick) for n in sizes]
+    results = [measure(n, kinds) for n in sizes]
     for r in results:
         for kind in ("select", "positions", "selective"):
             if kind in r:
@@ -329,7 +371,7 @@ def main() -> None:
                       f"{e['track_rows_per_s_marginal'] / 1e6:6.2f}M rows/s marginal  "
                       f"worker RSS {e['engine']['max_worker_rss_mb']:7.1f} MB  {e.get('ratios', '')}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "bench_track-quick.json" if args.quick else "bench_track.json"
+    name = "bench_track-quick.json" if args.quick else f"bench_track-{'-'.join(kinds)}.json"
     (RESULTS / name).write_text(json.dumps(results, indent=1) + "\n")
 
 

@@ -22,7 +22,7 @@ from .columns import CONTEXT_COLUMNS, POSITION_COLUMNS as REQUIRED_COLUMNS
 from .config import EnrichConfig
 from .errors import InputError, MissingFeatureError, PluginError
 from .features import registry
-from .features.context import choose_track, context_from_track
+from .features.context import choose_track, context_from_track, gene_codes_in
 from .features.registry import ANNOTATION, CONTEXT, INPUT_HINTS, SEQUENCE
 from .manifest import Manifest
 from .validate import OUTSIDE_GENE, place
@@ -411,7 +411,7 @@ class PartitionInputs:
         if self.track is None:
             return None, np.ones(len(frame), dtype=bool), f"needs {INPUT_HINTS[CONTEXT]}"
         track = self.track
-        track_codes = self.gene_uniques.get_indexer(track["gene_id"].astype(str))
+        track_codes = gene_codes_in(track["gene_id"], self.gene_uniques)
         keep = track_codes >= 0
         track_codes = track_codes[keep]
         track_pos = track["position"].to_numpy()[keep].astype(np.int64)

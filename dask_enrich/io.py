@@ -323,6 +323,18 @@ def _csv_pieces(source: InputSource, blocksize: int | None) -> list[tuple[str, i
     return pieces
 
 
+def _text_decoded(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary-encoded text columns (a Parquet file written from a pandas
+    categorical, say) as plain text, decoded by Arrow: pandas would make them categoricals, which
+    :func:`normalise_frame` then turns into ``str`` one Python string per row."""
+    for i, field in enumerate(table.schema):
+        kind = field.type
+        if pa.types.is_dictionary(kind) and (pa.types.is_string(kind.value_type)
+                                             or pa.types.is_large_string(kind.value_type)):
+            table = table.set_column(i, field.name, table.column(i).cast(kind.value_type))
+    return table
+
+
 class _PieceReader:
     """Reads one piece of an input on a worker; any failure is an InputError naming the file."""
 
@@ -359,7 +371,7 @@ class _PieceReader:
                 parquet = pq.ParquetFile(handle)
                 table = (parquet.read(columns=self.columns) if groups is None
                          else parquet.read_row_groups(list(groups), columns=self.columns))
-            return table.to_pandas(split_blocks=True, self_destruct=True)
+            return _text_decoded(table).to_pandas(split_blocks=True, self_destruct=True)
         file, offset, length = piece
         dtypes = _csv_dtypes(self.columns)
         if np.dtype(self.position_dtype) == np.float64 and "position" in self.columns:

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from . import validate
 from .config import EnrichConfig
 from .errors import InputError
-from .features.context import POSITION_BITS, track_keys
+from .features.context import POSITION_BITS, gene_codes_in, track_keys
 from .features.registry import CONTEXT_OFFSETS
 from .io import CONTEXT_COLUMNS, InputSource, _PieceReader, normalise_frame
 from .selection import Selection, select_mask
@@ -663,7 +663,7 @@ def _intervals(keys: pd.DataFrame) -> pd.DataFrame:
 def _lookup(source: InputSource, loaded: _Loaded, index: _Index, spec: ScanSpec,
             keys: pd.DataFrame, end_genes: Sequence[str]) -> pd.DataFrame:
     lookup = pd.Index(loaded.genes, dtype=object)
-    key_codes = lookup.get_indexer(keys["gene_id"].to_numpy(dtype=object))
+    key_codes = gene_codes_in(keys["gene_id"], lookup)
     known = key_codes >= 0
     found = _find(index, track_keys(key_codes[known], keys["position"].to_numpy(np.int64)[known]))
     end_codes = lookup.get_indexer(pd.Index(end_genes, dtype=object))
@@ -675,8 +675,7 @@ def position_keys(positions: pd.DataFrame, genes: Sequence[str]) -> np.ndarray:
     """The int64 keys (code in ``genes`` << POSITION_BITS | position) of the neighbours
     p-2..p+2 (both strands) of positions (``gene_id``, ``position``), each once, sorted; positions
     of genes not in ``genes`` are left out."""
-    codes = pd.Index(np.asarray(genes, dtype=object), dtype=object).get_indexer(
-        positions["gene_id"].astype(str).to_numpy(dtype=object))
+    codes = gene_codes_in(positions["gene_id"], pd.Index(np.asarray(genes, dtype=object), dtype=object))
     keep = codes >= 0
     c, p = neighbour_keys(codes[keep], positions["position"].to_numpy(np.int64)[keep])
     return _unique(track_keys(c, p))

@@ -162,3 +162,16 @@ def test_read_head_names_an_unreadable_file(tmp_path):
     (tmp_path / "p.csv").write_bytes(b"\x00\x01\xff\xfe")  # replaced after inspection
     with pytest.raises(InputError, match=r"p\.csv: cannot be read"):
         read_head(source, ["gene_id", "position"])
+
+
+def test_categorical_text_columns_read_as_str(tmp_path):
+    """A Parquet file written from pandas categoricals (dictionary-typed text columns) reads as
+    ``str`` with the same values, decoded by Arrow."""
+    frame = _frame(50)
+    categorical = frame.astype({"gene_id": "category", "strand": "category"})
+    categorical.to_parquet(tmp_path / "p.parquet")
+    source = inspect_input(str(tmp_path / "p.parquet"))
+    columns = wanted_columns(source, POSITION_COLUMNS)
+    got = read_dask(source, columns).compute(scheduler="sync").reset_index(drop=True)
+    assert got["gene_id"].dtype == "str" and got["strand"].dtype == "str"
+    _by_hand_equal(got, frame[columns])

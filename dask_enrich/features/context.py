@@ -7,12 +7,26 @@ gene span is 0; one inside the span but absent from the track is missing (NaN, r
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 
 from .registry import CONTEXT_OFFSETS
 
 #: Positions are packed with the gene code into one int64 key: gene_code << POSITION_BITS | position.
 POSITION_BITS = 40
+
+
+def gene_codes_in(gene_ids: Any, genes: pd.Index) -> np.ndarray:
+    """The index in ``genes`` of each row's gene id (-1 where absent or missing), each distinct
+    id hashed once: ``pd.factorize`` of the rows (pyarrow's dictionary encoding for ``str``
+    columns, no per-row Python strings), then one lookup of the distinct ids."""
+    codes, uniques = pd.factorize(gene_ids)
+    if not len(uniques):
+        return np.full(len(codes), -1, dtype=np.int64)
+    where = genes.get_indexer(pd.Index(uniques).astype(str))
+    return np.where(codes >= 0, where[np.maximum(codes, 0)], -1).astype(np.int64)
 
 
 def track_keys(gene_codes: np.ndarray, positions: np.ndarray) -> np.ndarray:

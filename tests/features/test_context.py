@@ -74,3 +74,17 @@ def test_matches_slow_reference(data):
     out = run(rows, shuffled, span)
     for i, row in enumerate(rows):
         np.testing.assert_array_equal(out[i], slow_context(row, track, span))
+
+
+@given(st.lists(st.sampled_from(["G1", "G2", "G3", "X", None]), max_size=40),
+       st.lists(st.sampled_from(["G1", "G2", "G3", "G4"]), unique=True, max_size=4),
+       st.sampled_from(["str", "object", "category"]))
+def test_gene_codes_in_equal_a_per_row_lookup(ids, genes, dtype):
+    import pandas as pd
+
+    from dask_enrich.features.context import gene_codes_in
+
+    index = pd.Index(genes, dtype=object)
+    got = gene_codes_in(pd.Series(ids, dtype=dtype), index)
+    expected = [genes.index(g) if g in genes else -1 for g in ids]
+    assert got.dtype == np.int64 and got.tolist() == expected
