@@ -635,10 +635,10 @@ def lookup_genes(source: InputSource, piece: tuple, spec: ScanSpec, genes: Seque
     loaded = _load(source, piece, spec, wanted=wanted)
     index = _index(loaded)
     local = pd.Index(loaded.genes, dtype=object).get_indexer(genes)  # code in genes -> in piece
-    wanted_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
-    at = local[wanted_keys >> POSITION_BITS] if len(wanted_keys) else np.zeros(0, np.int64)
-    here = at >= 0
-    found = _find(index, (at[here] << POSITION_BITS) | (wanted_keys[here] & _POSITION_MASK))
+    held = np.flatnonzero(local >= 0)  # the codes of the genes this piece holds
+    wanted_keys = np.concatenate([np.zeros(0, np.int64), *(_keys_of(k, held) for k in keys)])
+    at = local[wanted_keys >> POSITION_BITS]
+    found = _find(index, (at << POSITION_BITS) | (wanted_keys & _POSITION_MASK))
     rows = _unique(np.concatenate([found[found >= 0], _ends(index, local[local >= 0])]))
     asked = np.zeros(len(loaded.genes) + 1, dtype=bool)
     asked[local[local >= 0]] = True
@@ -653,6 +653,19 @@ def lookup_genes(source: InputSource, piece: tuple, spec: ScanSpec, genes: Seque
     table = table[table["gene_id"].isin(genes)].reset_index(drop=True)
     return GeneLookup(_frame(source, loaded, rows, _context_columns(loaded, spec), spec), rejected,
                       table, len(repeats), _off_sums(loaded, good))
+
+
+def _keys_of(keys: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The keys of sorted ``keys`` whose gene code is one of ``codes``: each gene's run found by
+    binary search, so a piece touches only its own genes' keys, not every position's."""
+    codes = codes.astype(np.int64)
+    lo = np.searchsorted(keys, codes << POSITION_BITS)
+    n = np.searchsorted(keys, (codes + 1) << POSITION_BITS) - lo
+    total = int(n.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    first = np.repeat(lo - (np.cumsum(n) - n), n)
+    return keys[first + np.arange(total)]
 
 
 def _intervals(keys: pd.DataFrame) -> pd.DataFrame:

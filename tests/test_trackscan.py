@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -281,3 +283,16 @@ def test_entropy_rule_equals_full_path(tmp_path):
     full, _ = full_path(path, rule)
     assert len(full) > 0
     pd.testing.assert_frame_equal(enrich_from_scan(scan.selected, scan.context), full)
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 50)), max_size=60),
+       st.lists(st.integers(0, 8), max_size=5))
+def test_keys_of_genes_equal_a_mask_of_every_key(pairs, codes):
+    from dask_enrich.features.context import POSITION_BITS, track_keys
+
+    gene = np.array([g for g, _ in pairs], dtype=np.int64)
+    pos = np.array([p for _, p in pairs], dtype=np.int64)
+    keys = ts._unique(track_keys(gene, pos))
+    codes = np.unique(np.array(codes, dtype=np.int64))
+    expected = keys[np.isin(keys >> POSITION_BITS, codes)]
+    assert np.array_equal(ts._keys_of(keys, codes), expected)
