@@ -183,18 +183,21 @@ def _fail(source: InputSource, file: str, exc: Exception) -> InputError:
                       f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})")
 
 
-def _dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 codes with -1 for null, the values as str) of a column, dictionary-encoded if needed."""
+def _dictionary(column: pa.ChunkedArray, with_codes: bool = True
+                ) -> tuple[np.ndarray | None, np.ndarray]:
+    """(int64 codes with -1 for null, the values as str) of a column, dictionary-encoded if needed
+    (``with_codes=False``: the values only, codes None)."""
     if not pa.types.is_dictionary(column.type):
         column = column.dictionary_encode()
     column = column.unify_dictionaries() if column.num_chunks > 1 else column
     if column.num_chunks == 0:
         return np.zeros(0, np.int64), np.zeros(0, dtype=object)
-    values = column.chunk(0).dictionary
+    text = column.chunk(0).dictionary.cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    if not with_codes:
+        return None, text
     parts = [(c.indices.fill_null(-1) if c.null_count else c.indices).to_numpy(zero_copy_only=False)
              for c in column.chunks]
-    codes = (np.concatenate(parts) if len(parts) > 1 else parts[0]).astype(np.int64)
-    text = values.cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    codes = np.concatenate(parts, dtype=np.int64) if len(parts) > 1 else parts[0].astype(np.int64)
     return codes, text
 
 
@@ -314,9 +317,10 @@ def _check(table: pa.Table, file: str, groups: list[int] | None, rows: np.ndarra
         bad |= ~(inside | np.isnan(values)) if name in CONTEXT_COLUMNS else ~inside
     if "strand" in table.column_names:
         strand = table.column("strand")
-        s_codes, s_values = _dictionary(strand)
+        _, s_values = _dictionary(strand, with_codes=False)
         valid = np.isin(s_values.astype(str), ["+", "-"])
         if not valid.all() or strand.null_count:  # else no row can be invalid: no per-row test
+            s_codes, _ = _dictionary(strand)
             bad |= ~np.append(valid, False)[s_codes]
     return _Loaded(file, groups, rows, table, codes, genes, position, bad, scores,
                    table.column("gene_id").null_count)

@@ -201,6 +201,22 @@ def test_generated_single_file_equals_full_path(tmp_path):
     pd.testing.assert_frame_equal(enrich_from_scan(scan.selected, scan.context), full)
 
 
+def test_bad_strands_across_row_groups_equal_full_path(tmp_path):
+    """Strands other than + and - (and a missing one), in row groups with different dictionaries:
+    the same rejected rows and reasons as the full read."""
+    frame = generated_track()
+    frame["strand"] = frame["strand"].astype(object)
+    frame.loc[[5, 700], "strand"] = "x"
+    frame.loc[[900], "strand"] = None
+    path = write_files(frame, tmp_path / "one", files=1, row_group=300)
+    source, _, spec, _ = scan_all(path)
+    scan = ts.scan_piece(source, (str(path / "part-000.parquet"), None), 0, spec)  # 4 row groups
+    full, rejected = full_path(path)
+    got = scan.rejected.drop(columns=ts.ROW)
+    assert (validate.reason_code(got["reason"]) == "strand_invalid").sum() == 3
+    pd.testing.assert_frame_equal(got, rejected)
+
+
 def test_lookup_piece_finds_keys_and_ends(tmp_path):
     frame = generated_track(genes=4)
     path = write_files(frame, tmp_path / "rg", files=1, row_group=100)
