@@ -156,6 +156,10 @@ def enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: 
     its columns): ``positions`` None means the positions are the track's uncertain rows.
     ``genomic``: a genomic cache already open in this process (else ``ctx.genomic()``)."""
     genomic = genomic if genomic is not None else ctx.genomic()
+    if ctx.selective and ctx.track_scanned:  # the bin's rows of a scanned track (selective.py)
+        from .selective import enrich_scanned
+
+        return enrich_scanned(track, ctx, bin_id, genomic)
     # exactly the rows of the bin's genes, gene by gene (what the plan counted): nothing lost or mixed
     ctx.plan.check_bin_rows(bin_id, (track if positions is None else positions)["gene_id"])
     track_info: dict[str, Any] = {}

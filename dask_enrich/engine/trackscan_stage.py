@@ -92,6 +92,18 @@ class TrackScanResult:
     timings: dict[str, float] = field(default_factory=dict)
     second_pass: dict[str, int] = field(default_factory=dict)
     cross_piece_repeats: int = 0
+    #: rows per gene and piece (``genes``' columns per piece, with ``piece``): which pieces hold
+    #: each gene's rows (good or bad)
+    per_piece: pd.DataFrame = field(default_factory=empty_gene_table)
+    #: the pieces themselves (:func:`dask_enrich.io.input_pieces`), in piece order
+    piece_list: list = field(default_factory=list)
+
+    @property
+    def in_gene_runs(self) -> bool:
+        """Whether the track's rows lie in gene runs across the pieces: a gene split across
+        pieces only where one piece ends and the next begins (at most pieces - 1 more (gene,
+        piece) pairs than genes), as in a track sorted or grouped by gene."""
+        return len(self.per_piece) <= len(self.genes) + max(self.pieces - 1, 0)
 
 
 _NO_KEYS = pd.DataFrame({"gene_id": pd.Series([], dtype="str"),
@@ -303,7 +315,7 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
         sorted=all(s["sorted"] for s in summaries), timings=timings,
         second_pass={"pieces": len(requests), "keys": int(sum(len(k) for k in requests.values())),
                      "repeat_check_pieces": len(second.holders)},
-        cross_piece_repeats=second.repeats)
+        cross_piece_repeats=second.repeats, per_piece=per_piece, piece_list=list(pieces))
 
 
 def _per_piece(tables: list[pd.DataFrame]) -> pd.DataFrame:
