@@ -30,6 +30,9 @@ rows per gene: ``result.genes["selected"]``), ``result.context`` as the track (d
 rows (``result.rejected``, counts in ``result.rejected_counts``, ``result.warnings`` as
 ``track_*`` warnings) instead of those the bins' track checks would find; ``result.rows`` is the
 track's row count. The selected rows still get the full row checks of positions in their bin.
+``--selective`` (``inputs.selective_inputs``, ``engine/selective.py``) scans the same way, then
+plans from every row of each gene (``genes["rows"]``, ``genes["piece"]``) and has each bin read its
+genes' rows from the pieces (``per_piece``, ``piece_list``) that hold them, without the bad rows.
 """
 from __future__ import annotations
 

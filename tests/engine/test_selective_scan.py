@@ -183,3 +183,12 @@ def test_selective_scan_resumes_to_the_same_output(client, tmp_path, monkeypatch
     for x, y in zip(_parts(out), expected, strict=True):
         pd.testing.assert_frame_equal(x, y, check_exact=True)
     pd.testing.assert_frame_equal(_rejected(out), rejected)
+
+
+def test_a_csv_track_keeps_the_full_read(client, tmp_path, monkeypatch):  # noqa: F811
+    frame = generated_track(seed=6, genes=5)
+    frame.to_csv(tmp_path / "track.csv", index=False)
+    summary, said = _run(tmp_path / "track.csv", tmp_path / "out", client, False, monkeypatch,
+                         on_bad_rows="quarantine")
+    assert not any("track scanned" in line for line in said)
+    assert summary.rows_in == len(frame) == summary.rows_written + summary.rows_rejected
