@@ -137,32 +137,44 @@ def _to_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
     return normalise_frame(frame, "track")
 
 
-def _strand_minus(table: pa.Table) -> np.ndarray | None:
-    """Each row's strand == '-' (None without a strand column), from the dictionary's values."""
-    if "strand" not in table.column_names:
-        return None
-    codes, values = _dictionary(table.column("strand"))
-    return np.append(values.astype(str) == "-", False)[codes]
+def _text(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(codes, values) of a text column's dictionary (None: no such column)."""
+    return _dictionary(table.column(column)) if column in table.column_names else None
 
 
-def _categories(table: pa.Table, column: str) -> pd.Series | None:
-    """A text column as a categorical Series (its dictionary's codes: no string per row)."""
-    if column not in table.column_names:
-        return None
-    codes, values = _dictionary(table.column(column))
-    return pd.Series(pd.Categorical.from_codes(codes, pd.Index(values, dtype=object)))
+def _runs(*codes: np.ndarray | None) -> np.ndarray:
+    """The first row of each run of rows with the same codes in every array given."""
+    arrays = [c for c in codes if c is not None]
+    n = len(arrays[0])
+    change = np.zeros(max(n - 1, 0), dtype=bool)
+    for c in arrays:
+        change |= c[1:] != c[:-1]
+    return np.concatenate([[0], np.flatnonzero(change) + 1]) if n else np.zeros(0, np.int64)
 
 
 def _unplaceable(table: pa.Table, codes: np.ndarray, genes: np.ndarray, position: np.ndarray,
                  repeats: pd.DataFrame, annotation: dict[str, Any], ctx: Any) -> bool:
     """Whether the annotation rejects a good row of the bin, or a row the scan rejected as a
-    repeat (its copy's strand or chromosome may differ)."""
+    repeat (its copy's strand or chromosome may differ). A run of rows of one gene, strand and
+    chromosome is checked at its lowest and highest position (the rest of the checks are the same
+    for each row of a run): a few rows per gene for a track in gene runs."""
     gene_table = annotation["gene_table"]
     kw = {"coordinates": ctx.config.coordinates, "genome_names": annotation["genome_names"],
           "has_sequence_for": annotation["has_sequence_for"]}
+    strand, chrom = _text(table, "strand"), _text(table, "chrom")
+    starts = _runs(codes, *(t[0] if t is not None else None for t in (strand, chrom)))
+    if len(starts) and 2 * len(starts) < len(codes):
+        pick = np.concatenate([starts, starts])
+        at = np.concatenate([np.minimum.reduceat(position, starts),
+                             np.maximum.reduceat(position, starts)])
+    else:
+        pick, at = np.arange(len(codes)), position
     row = gene_table.index.get_indexer(pd.Index(genes, dtype=object))
-    if validate.annotation_rejects(gene_table, row[codes], position,
-                                   chrom=_categories(table, "chrom"), minus=_strand_minus(table),
+    minus = (np.append(strand[1].astype(str) == "-", False)[strand[0][pick]]
+             if strand is not None else None)
+    chroms = (pd.Series(pd.Categorical.from_codes(chrom[0][pick], pd.Index(chrom[1], dtype=object)))
+              if chrom is not None else None)
+    if validate.annotation_rejects(gene_table, row[codes[pick]], at, chrom=chroms, minus=minus,
                                    **kw).any():
         return True
     if not len(repeats):
