@@ -10,7 +10,8 @@ same). Then, with no exchange of the rows:
 * :func:`split_piece` (a task per piece) reads the piece's rows of the run's track columns with
   pyarrow (text columns as dictionaries), drops the scan's bad rows (by ``_row``) and cuts the
   rest, and the scan's rows of the piece, by bin (numpy on the gene dictionary's codes);
-* :func:`enrich_scanned` (a bin's task, from ``tasks.enrich_bin``) puts its pieces' parts together
+* :func:`enrich_scanned` (in a bin's task, :func:`process_scanned_bin`: the steps of
+  ``tasks.enrich_bin``, then ``tasks.write_bin``) puts its pieces' parts together
   (:class:`ScannedRows`), checks the rows against the annotation (``validate.annotation_rejects``,
   numpy over the dictionary codes: the checks the scan does not make), enriches the selected rows
   with their context rows only, predicts, and writes every good row: the base scores streamed
@@ -27,6 +28,7 @@ returns None): every bin would need a part of every piece.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -41,6 +43,7 @@ from ..trackscan import PIECE, ROW, _dictionary, check_warnings, read_piece_colu
 from . import models, quarantine
 from .exchange import Exchange
 from .partition import PartitionPlan
+from .tasks import BinResult, EnrichedBin, _drop_bin, enrich_bin, sorted_bin, write_bin
 
 #: The scan's row ids: (piece, row within it).
 ROW_IDS = [PIECE, ROW]
@@ -197,11 +200,9 @@ def _check_rows(plan: PartitionPlan, bin_id: int, codes: np.ndarray, genes: np.n
     plan.check_bin_rows(bin_id, pd.Categorical.from_codes(all_codes, names))
 
 
-def _as_full_read(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> Any:
+def _as_full_read(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> EnrichedBin:
     """The bin as a full read checks and enriches it (``tasks.enrich_bin`` on every row of its
     genes, in input order): for a bin with rows the annotation rejects."""
-    from .tasks import enrich_bin
-
     columns = list(ctx.position_columns)
     good = _to_frame(rows.table, [*columns, *ROW_IDS])
     inverse = {v: k for k, v in validate._clashes(columns).items()}
@@ -251,11 +252,10 @@ def _score_sum_deviations(table: pa.Table) -> np.ndarray:
     return deviation[deviation > validate.SUM_TOLERANCE]
 
 
-def enrich_scanned(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> Any:
-    """One bin of ``--selective`` on a scanned track (see the module docs): a
-    ``tasks.EnrichedBin`` equal to the one a full read of the bin's rows gives."""
-    from .tasks import EnrichedBin, _drop_bin, sorted_bin
-
+def enrich_scanned(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any = None) -> EnrichedBin:
+    """One bin of ``--selective`` on a scanned track (see the module docs): the
+    ``tasks.EnrichedBin`` a full read of the bin's rows gives (``tasks.enrich_bin``)."""
+    genomic = genomic if genomic is not None else ctx.genomic()
     table = rows.table
     codes, genes = _dictionary(table.column("gene_id"))
     position = np.asarray(table.column("position").to_numpy(), dtype=np.int64)
@@ -283,13 +283,20 @@ def enrich_scanned(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> An
 
 
 # --- the graph --------------------------------------------------------------------------------------
+def process_scanned_bin(rows: ScannedRows, ctx: Any, bin_id: int) -> BinResult:
+    """One bin, start to end (as ``tasks.process_bin``): :func:`enrich_scanned`, then each
+    target's part file written."""
+    start = time.perf_counter()
+    return write_bin(enrich_scanned(rows, ctx, bin_id), ctx, bin_id, start)
+
+
 def _piece_bins(source: InputSource, piece: tuple, index: int, selected: pd.DataFrame,
-                context: pd.DataFrame, rejected: pd.DataFrame, ctx: Any, task: Any) -> list[Any]:
+                context: pd.DataFrame, rejected: pd.DataFrame, ctx: Any) -> list[BinResult]:
     """A piece split, then each of its bins processed in turn (the plan's bins follow the pieces:
     the piece is in memory only while its own bins are worked on)."""
     parts = split_piece(source, piece, index, selected, context, rejected, ctx.plan, ctx.done,
                         ctx.position_columns, compact=False)
-    return [task(None, parts[b], ctx, int(b)) for b in ctx.plan.bins_of_part(index)
+    return [process_scanned_bin(parts[b], ctx, int(b)) for b in ctx.plan.bins_of_part(index)
             if b not in ctx.done]
 
 
@@ -297,14 +304,16 @@ def _part(parts: dict[int, ScannedRows], bin_id: int) -> ScannedRows | None:
     return parts.get(bin_id)
 
 
-def _bin(parts: list[ScannedRows | None], ctx: Any, bin_id: int, task: Any) -> list[Any]:
-    return [task(None, ScannedRows.concat(parts), ctx, bin_id)]
+def _bin(parts: list[ScannedRows | None], ctx: Any, bin_id: int) -> list[BinResult]:
+    return [process_scanned_bin(ScannedRows.concat(parts), ctx, bin_id)]
 
 
 class SelectiveScan(Exchange):
     """The graph of ``--selective`` on a scanned track (see the module docs): a task per piece
     (split, then its bins) when the bins follow the pieces; else a split task per piece and a
-    task per bin taking its part of each piece holding its genes."""
+    task per bin taking its part of each piece holding its genes. Each bin is processed by
+    :func:`process_scanned_bin` (``task``, the engine's ``tasks.process_bin``, is not used: the
+    bins receive no frames)."""
 
     name = "selective-scan"
 
@@ -321,7 +330,7 @@ class SelectiveScan(Exchange):
                 bins = plan.bins_of_part(p)
                 if set(bins.tolist()) <= ctx.done:
                     continue
-                tasks.append(run(source, piece, p, *(f[p] for f in frames), ctx_key, task,
+                tasks.append(run(source, piece, p, *(f[p] for f in frames), ctx_key,
                                  dask_key_name=self.part_key("track", p, bins)))
             return tasks
         pairs = scan.per_piece[["gene_id", "piece"]].assign(bin=plan.bin_of(scan.per_piece["gene_id"]))
@@ -334,6 +343,6 @@ class SelectiveScan(Exchange):
                            dask_key_name=self.split_key("track", p))
                   for p in sorted(set(pairs["piece"].tolist()))}
         part, run = dask.delayed(_part, pure=True), dask.delayed(_bin, pure=True)
-        return [run([part(splits[p], b) for p in pieces_of[b]], ctx_key, b, task,
+        return [run([part(splits[p], b) for p in pieces_of[b]], ctx_key, b,
                     dask_key_name=self.bin_key(b))
                 for b in range(plan.n_bins) if b not in ctx.done]
