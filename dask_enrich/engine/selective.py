@@ -155,15 +155,28 @@ def _runs(*codes: np.ndarray | None) -> np.ndarray:
     return np.concatenate([[0], np.flatnonzero(change) + 1]) if n else np.zeros(0, np.int64)
 
 
+def _gene_rows(gene_table: pd.DataFrame, names: pd.Index) -> tuple[pd.DataFrame, np.ndarray]:
+    """The annotation's rows of the genes ``names`` (the work of a check then grows with the
+    bin's genes, not the annotation's) and each name's row in it (-1: absent)."""
+    row = gene_table.index.get_indexer(names)
+    used = np.unique(row[row >= 0])
+    local = np.full(len(row), -1, dtype=np.int64)
+    local[row >= 0] = np.searchsorted(used, row[row >= 0])
+    return gene_table.iloc[used], local
+
+
 def _unplaceable(table: pa.Table, codes: np.ndarray, genes: np.ndarray, position: np.ndarray,
                  repeats: pd.DataFrame, annotation: dict[str, Any], ctx: Any) -> bool:
     """Whether the annotation rejects a good row of the bin, or a row the scan rejected as a
     repeat (its copy's strand or chromosome may differ). A run of rows of one gene, strand and
     chromosome is checked at its lowest and highest position (the rest of the checks are the same
     for each row of a run): a few rows per gene for a track in gene runs."""
-    gene_table = annotation["gene_table"]
     kw = {"coordinates": ctx.config.coordinates, "genome_names": annotation["genome_names"],
           "has_sequence_for": annotation["has_sequence_for"]}
+    repeated = repeats["gene_id"].astype(str).to_numpy(dtype=object)
+    repeated_genes = pd.Index(pd.unique(repeated), dtype=object)
+    gene_table, row = _gene_rows(annotation["gene_table"],  # the bin's genes only
+                                 pd.Index(genes, dtype=object).append(repeated_genes))
     strand, chrom = _text(table, "strand"), _text(table, "chrom")
     starts = _runs(codes, *(t[0] if t is not None else None for t in (strand, chrom)))
     if len(starts) and 2 * len(starts) < len(codes):
@@ -172,7 +185,6 @@ def _unplaceable(table: pa.Table, codes: np.ndarray, genes: np.ndarray, position
                              np.maximum.reduceat(position, starts)])
     else:
         pick, at = np.arange(len(codes)), position
-    row = gene_table.index.get_indexer(pd.Index(genes, dtype=object))
     minus = (np.append(strand[1].astype(str) == "-", False)[strand[0][pick]]
              if strand is not None else None)
     chroms = (pd.Series(pd.Categorical.from_codes(chrom[0][pick], pd.Index(chrom[1], dtype=object)))
@@ -183,7 +195,7 @@ def _unplaceable(table: pa.Table, codes: np.ndarray, genes: np.ndarray, position
     if not len(repeats):
         return False
     return bool(validate.annotation_rejects(
-        gene_table, gene_table.index.get_indexer(repeats["gene_id"].astype(str).to_numpy(object)),
+        gene_table, row[len(genes):][repeated_genes.get_indexer(repeated)],
         repeats["position"].to_numpy(np.int64),
         chrom=repeats["chrom"] if "chrom" in repeats.columns else None,
         minus=(repeats["strand"] == "-").to_numpy() if "strand" in repeats.columns else None,

@@ -123,8 +123,8 @@ def test_selective_scan_bins_that_follow_the_files(client, tmp_path, monkeypatch
 def _annotated_track(cache_path: str, seed: int) -> pd.DataFrame:
     """A track over real genes with strand and chrom, and rows the annotation rejects, each inside
     its gene's run of rows: a position past a gene's end, a row with the other strand, a repeat
-    whose first copy carries the other strand (the repeat is the good row), and a gene the
-    annotation lacks."""
+    whose first copy carries the other strand (the repeat is the good row), a repeat whose second
+    copy does (a strand mismatch, not a repeat), and a gene the annotation lacks."""
     genes = load_cached(cache_path).gene_table.iloc[[3, 20, 50, 90]]
     track = full_track(genes, seed=seed)
     track["strand"] = genes["strand"].reindex(track["gene_id"]).to_numpy().astype(str)
@@ -135,9 +135,13 @@ def _annotated_track(cache_path: str, seed: int) -> pd.DataFrame:
     end = int(np.flatnonzero(track["gene_id"] == genes.index[0])[-1]) + 1
     outside = track.iloc[[end - 1]].assign(position=track["position"].iloc[end - 1] + 5)
     first = track.iloc[[100]].assign(strand=flip[track["strand"].iloc[100]])
+    later = len(track) - 30  # a repeat whose second copy carries the other strand
+    second = track.iloc[[later]].assign(strand=flip[track["strand"].iloc[later]])
     stranger = track.iloc[[10]].assign(gene_id="NOT_A_GENE")
-    return pd.concat([track.iloc[:100], first, track.iloc[100:end], outside, track.iloc[end:],
-                      stranger], ignore_index=True)
+    # the unknown gene first: the last bin's only bad row is the second copy of the repeat
+    return pd.concat([stranger, track.iloc[:100], first, track.iloc[100:end], outside,
+                      track.iloc[end:later + 1], second, track.iloc[later + 1:]],
+                     ignore_index=True)
 
 
 def test_selective_scan_with_rows_the_annotation_rejects(client, slice_cache, tmp_path,  # noqa: F811
@@ -149,7 +153,7 @@ def test_selective_scan_with_rows_the_annotation_rejects(client, slice_cache, tm
     scanned = _run(tmp_path / "track", tmp_path / "scanned", client, False, monkeypatch, **kwargs)
     reasons = _rejected(tmp_path / "full")["reason"].str.split(":").str[0]
     assert sorted(reasons) == ["gene_not_in_annotation", "position_outside_gene", "strand_mismatch",
-                               "strand_mismatch"]
+                               "strand_mismatch", "strand_mismatch"]
     assert full[0].partitions > 2 and any("track scanned" in line for line in scanned[1])
     assert_same_outputs(scanned, full, tmp_path / "scanned", tmp_path / "full")
     # the good copy of the repeated row is written once, with its own strand
