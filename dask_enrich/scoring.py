@@ -519,9 +519,9 @@ def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.Dat
                if c not in track_part.columns]
     if absent:
         raise InputError(f"selective scoring lacks column(s) {', '.join(absent)}")
-    for key in ("gene_id", "position"):
+    for key in ("gene_id", "position"):  # the uncertain rows' values only (no copy of the rest)
         if key in meta.columns and not np.array_equal(
-                meta[key].to_numpy(), track_part[key].to_numpy()[mask]):
+                meta[key].to_numpy(), np.asarray(track_part[key].array[mask])):
             raise InputError(f"meta-score rows do not line up with the uncertain track rows ({key} differs)")
     data: dict[str, Any] = {c: track_part[c].array
                             for c in _selective_ids(track_part.columns, keep_columns)}

@@ -238,6 +238,23 @@ def _load(source: InputSource, piece: tuple, spec: ScanSpec, wanted: pd.DataFram
         raise _fail(source, file, exc) from None
 
 
+def read_piece_columns(source: InputSource, piece: tuple, columns: Sequence[str]) -> pa.Table:
+    """Every row of one Parquet piece with ``columns`` (those the file has), text columns as
+    dictionaries, in piece order (row ``i`` is the scan's ``_row`` ``i``)."""
+    file = piece[0]
+    try:
+        handle, parquet = _open(source, file, DICTIONARY_COLUMNS)
+        with handle:
+            groups = (list(piece[1]) if piece[1] is not None
+                      else list(range(parquet.metadata.num_row_groups)))
+            names = [c for c in columns if c in parquet.schema_arrow.names]
+            if not groups:
+                return parquet.schema_arrow.empty_table().select(names)
+            return parquet.read_row_groups(groups, columns=names)
+    except Exception as exc:  # truncated, corrupt, undecodable: as the scan reports it
+        raise _fail(source, file, exc) from None
+
+
 def _groups_holding(parquet: pq.ParquetFile, groups: Sequence[int], wanted: pd.DataFrame) -> list[int]:
     """Indices (into ``groups``) of the row groups whose gene_id and position statistics may hold a
     row of one of the ``wanted`` intervals (gene_id, lo, hi); groups without statistics are kept."""

@@ -339,6 +339,25 @@ def place(gene_table: pd.DataFrame, gene_row: np.ndarray, position: np.ndarray, 
     return Placement(idx, code, start, end, lo, hi)
 
 
+def annotation_rejects(gene_table: pd.DataFrame, gene_row: np.ndarray, position: np.ndarray, *,
+                       coordinates: str = "genomic", chrom: pd.Series | None = None,
+                       minus: np.ndarray | None = None,
+                       genome_names: Mapping[str, str] | None = None,
+                       has_sequence_for: bool | Collection[str] | None = None) -> np.ndarray:
+    """The rows :func:`split_bad_rows` rejects against the annotation and genome (gene absent,
+    strand other than the gene's, another chromosome, position outside the span, no sequence), as
+    one mask, for rows that pass its row-local checks: ``minus`` is each row's strand == '-'
+    (None: no strand column); the other arguments as :func:`place`."""
+    placement = place(gene_table, gene_row, position, coordinates=coordinates, chrom=chrom,
+                      genome_names=genome_names, has_sequence_for=has_sequence_for)
+    bad = ~placement.placed
+    if minus is not None and "strand" in gene_table.columns and len(gene_table):
+        gene_minus = np.asarray(gene_table["strand"].astype(str) == "-", dtype=bool)
+        bad |= placement.found & (np.asarray(minus, dtype=bool)
+                                  != gene_minus[np.maximum(placement.row, 0)])
+    return bad
+
+
 #: The reason text of a row repeating an earlier row's (gene_id, position) (the first is kept).
 REPEAT_REASON = "repeats an earlier row with the same gene_id and position"
 

@@ -262,14 +262,27 @@ class RunInputs:
     #: the track's rows when the track was not counted gene by gene (positions with a scanned
     #: track: from the Parquet footers)
     track_rows: int | None = None
+    #: ``--selective`` on a scanned track (:func:`selective_inputs`): no Dask collection of the
+    #: rows; each bin reads its genes' rows from the track's pieces (``engine/selective.py``)
+    selective: bool = False
+    #: the track's columns and dtypes as a full read gives them (when ``track`` is None)
+    track_meta: pd.DataFrame | None = None
 
     def frame(self, label: str) -> Any:
         return self.positions if label == "positions" else self.track
 
     def meta(self, label: str) -> pd.DataFrame:
         """The columns and dtypes of the rows a bin receives (without the scan's row ids)."""
-        meta = self.frame(label)._meta
+        frame = self.frame(label)
+        meta = frame._meta if frame is not None or label == "positions" else self.track_meta
         return meta.drop(columns=[c for c in SCAN_ROW_IDS if c in meta.columns])
+
+    @property
+    def partitions(self) -> int:
+        """The input partitions the bins are made from."""
+        if self.selective:
+            return int(self.scan.pieces)
+        return sum(f.npartitions for f in (self.positions, self.track) if f is not None)
 
     @property
     def counts(self) -> pd.Series:
@@ -317,15 +330,17 @@ class RunInputs:
     @property
     def gene_parts(self) -> pd.Series | None:
         """The input partition of each gene when one input alone is read and grouped by gene."""
+        if self.selective:
+            return self.track_parts
         if self.track is None:
             return self.pos_parts
         return self.track_parts if self.positions is None and self.scan is None else None
 
 
 def scan_applies(sources: InputSources, selective: bool) -> bool:
-    """Whether the track is read at the floor (:func:`scanned_inputs`, :func:`context_inputs`):
-    a Parquet track, not ``--selective`` (which writes every track row)."""
-    return (sources.track is not None and not selective and sources.track.format == "parquet")
+    """Whether the track is read at the floor (:func:`scanned_inputs`, :func:`context_inputs`,
+    and with ``selective`` :func:`selective_inputs`): a Parquet track."""
+    return sources.track is not None and sources.track.format == "parquet"
 
 
 def context_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: str = "error"
@@ -358,14 +373,19 @@ def footer_rows(source: InputSource) -> int:
     return total
 
 
+def _refuse(result: Any, on_bad_rows: str, source: str) -> None:
+    """``--on-bad-rows error``: the scan's bad rows refused, one InputError before any bin."""
+    if result.rejected_counts and on_bad_rows != "quarantine":
+        validate.raise_for_bad_rows(result.rejected.drop(columns=list(SCAN_ROW_IDS)).compute(),
+                                    source)
+
+
 def _refuse_or_carry(result: Any, on_bad_rows: str, source: str) -> Any:
     """The scan's context rows; its bad rows refused (``error``: one InputError before any bin) or
     appended to them, each to be written by its bin to ``OUT/_rejected-track/`` (``quarantine``)."""
     if not result.rejected_counts:
         return result.context
-    if on_bad_rows != "quarantine":
-        validate.raise_for_bad_rows(result.rejected.drop(columns=list(SCAN_ROW_IDS)).compute(),
-                                    source)
+    _refuse(result, on_bad_rows, source)
     return _with_rejected(result.context, result.rejected)
 
 
@@ -386,6 +406,32 @@ def scanned_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: s
     track = _refuse_or_carry(result, on_bad_rows, spec.source)
     return RunInputs(sources, result.selected, track, selected, None, track_counts, None,
                      scan=result)
+
+
+def selective_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: str = "error"
+                     ) -> RunInputs | None:
+    """``--selective`` on a Parquet track: the track scanned as for track-only selection (every row
+    checked vectorised; the selected rows, their context rows and the bad rows kept on the
+    workers), the plan made from every row of each gene (each is written or rejected) as a full
+    read makes it. None when the track's rows are not in gene runs across its pieces (a track
+    shuffled across files): the caller reads it in full, as before."""
+    from ..io import input_pieces
+    from .trackscan_stage import scan_track
+
+    result = scan_track(client, sources.track, spec)
+    if not result.in_gene_runs:
+        return None
+    genes = result.genes
+    index = pd.Index(genes["gene_id"].astype(str), dtype="str")
+    track_counts = pd.Series(genes["rows"].to_numpy(np.int64), index=index)
+    # every gene in one piece: the plan may follow the pieces, as a full read's partitions
+    track_parts = (pd.Series(genes["piece"].to_numpy(np.int64), index=index)
+                   if len(genes) and bool((genes["pieces"] == 1).all()) else None)
+    check_counts(None, None, sources.track, track_counts)  # empty track
+    _refuse(result, on_bad_rows, spec.source)
+    _, _, meta = input_pieces(sources.track, sources.columns("track"), **sources.options("track"))
+    return RunInputs(sources, None, None, None, None, track_counts, track_parts, scan=result,
+                     selective=True, track_meta=meta)
 
 
 def _context_and_rejected(context: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:

@@ -390,7 +390,7 @@ def _slice(enriched: pd.DataFrame, input_columns: Sequence[str], union: Manifest
 
 
 def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFrame | None,
-                  t: Target, ctx: Any) -> pd.DataFrame:
+                  t: Target, ctx: Any, rows: pd.DataFrame | None = None) -> pd.DataFrame:
     from ..scoring import load_model_cached, score_partition, selective_scores
 
     frame = _slice(enriched, list(positions.columns), ctx.manifest, t, ctx.config)
@@ -405,7 +405,8 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
     model = load_model_cached(t.model_dir, score.trust_model, t.manifest)
     if not score.selective:
         return score_partition(frame, model, keep_features=score.keep_features)
-    track = track.reset_index(drop=True)  # the bin's checked track rows (tasks.enrich_bin)
+    # every checked track row of the bin (tasks.enrich_bin), in plan order
+    track = (track if rows is None else rows).reset_index(drop=True)
     mask = np.asarray(select_mask(track, ctx.selection), dtype=bool)
     meta = model.predict(frame)
     meta.insert(0, "gene_id", frame["gene_id"].to_numpy())
@@ -415,15 +416,16 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
 
 
 def finish_bin(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFrame | None,
-               ctx: Any) -> tuple[pd.DataFrame, ...]:
+               ctx: Any, rows: pd.DataFrame | None = None) -> tuple[pd.DataFrame, ...]:
     """One frame per target for one bin (in the order of ``ctx.targets``): the enriched frame
     itself (one target, no scoring), or each target's columns, scored or selective. Without
-    targets (the lazy API): the enriched frame."""
+    targets (the lazy API): the enriched frame. ``rows``: the rows a selective output writes
+    when ``track`` (the positions' context) is not all of them (a scanned track)."""
     targets = getattr(ctx, "targets", ())
     score = getattr(ctx, "score", None)
     if not targets or (len(targets) == 1 and score is None and targets[0].overrides is None):
         return (enriched,)
-    return tuple(_target_frame(enriched, positions, track, t, ctx) for t in targets)
+    return tuple(_target_frame(enriched, positions, track, t, ctx, rows) for t in targets)
 
 
 def write_part(frames: Sequence[pd.DataFrame], ctx: Any, bin_id: int, report: dict[str, Any], *,

@@ -58,6 +58,19 @@ class BinChecks:
     files: tuple[str, ...] = ()  # the input's files when rows carry FILE_COLUMN (several files)
 
 
+def annotation_checks(checks: BinChecks, config: EnrichConfig, genomic: Any) -> dict[str, Any]:
+    """The annotation and genome arguments of ``validate.split_bad_rows`` for a bin's rows
+    (``gene_table`` None: rows are not checked against the annotation)."""
+    use_annotation = checks.need_annotation or config.coordinates == "gene_relative"
+    gene_table = genomic.gene_table if genomic is not None and use_annotation else None
+    has_sequence = bool(checks.need_sequence and gene_table is not None
+                        and getattr(genomic, "has_sequence", False))
+    report = getattr(genomic, "report", None) or {}
+    return {"gene_table": gene_table, "has_sequence_for": True if has_sequence else None,
+            "genome_names": report.get("seq_names_mapped"),
+            "missing_sequences": report.get("missing_sequences") if has_sequence else None}
+
+
 def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config: EnrichConfig,
               genomic: Any, out: str, fingerprint: str,
               storage_options: dict[str, Any] | None = None, rejected_dir: str = REJECTED_DIR
@@ -72,16 +85,8 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
     if FILE_COLUMN in positions.columns:
         file_of_row = positions[FILE_COLUMN].to_numpy()
         positions = positions.drop(columns=FILE_COLUMN)
-    use_annotation = checks.need_annotation or config.coordinates == "gene_relative"
-    gene_table = genomic.gene_table if genomic is not None and use_annotation else None
-    has_sequence = bool(checks.need_sequence and gene_table is not None
-                        and getattr(genomic, "has_sequence", False))
     good, rejected, warnings = validate.split_bad_rows(
-        positions, source=checks.source, gene_table=gene_table,
-        has_sequence_for=True if has_sequence else None, config=config,
-        genome_names=(getattr(genomic, "report", None) or {}).get("seq_names_mapped"),
-        missing_sequences=(getattr(genomic, "report", None) or {}).get("missing_sequences")
-        if has_sequence else None)
+        positions, source=checks.source, config=config, **annotation_checks(checks, config, genomic))
     info: dict[str, Any] = {"warnings": warnings, "rejected": {}}
     if len(rejected):
         source = checks.source

@@ -59,10 +59,12 @@ from .inputs import (  # noqa: F401
     read_inputs,
     scan_applies,
     scanned_inputs,
+    selective_inputs,
     resolve_cache,
     resolve_sources,
 )
 from .partition import PartitionPlan, make_plan
+from .selective import SelectiveScan
 from .summary import RunSummary, Totals, check_bins
 from .tasks import BinResult, check_row_counts, process_bin  # noqa: F401 (re-exported)
 
@@ -319,10 +321,10 @@ def _execute(client: Any, job: _Job, dashboard: str | None, timings: dict[str, f
             f"{len(plan.genes):,} genes" + (" (input grouped by gene: each enriched where it is read)"
                                             if plan.follows_input else ""))
     ctx, done, redone = _prepare(job, inputs, plan)
-    strategy = exchange.choose_exchange(plan, job.output.exchange_method, job.fingerprint)
+    strategy = (SelectiveScan(job.fingerprint) if inputs.selective
+                else exchange.choose_exchange(plan, job.output.exchange_method, job.fingerprint))
     tasks = strategy.graph(inputs, ctx, process_bin)
-    parts = sum(f.npartitions for f in (inputs.positions, inputs.track) if f is not None)
-    job.say(f"enriching: {parts} input partition(s) -> {plan.n_bins} gene partition(s)"
+    job.say(f"enriching: {inputs.partitions} input partition(s) -> {plan.n_bins} gene partition(s)"
             + (f" ({len(done)} already complete)" if done else ""))
     t = time.perf_counter()
     results = _compute(client, tasks, strategy, ctx, job)
@@ -333,9 +335,11 @@ def _execute(client: Any, job: _Job, dashboard: str | None, timings: dict[str, f
 
 
 def _read(client: Any, job: _Job) -> RunInputs:
-    """The inputs as Dask collections: a track-only selection from a Parquet track scanned at the
-    floor (``inputs.scanned_inputs``), everything else read in full (``inputs.read_inputs``)."""
-    if not scan_applies(job.sources, job.score is not None and job.score.selective):
+    """The inputs as Dask collections: a track-only selection (or ``--selective``) from a Parquet
+    track scanned at the floor (``inputs.scanned_inputs``, ``inputs.selective_inputs``),
+    everything else read in full (``inputs.read_inputs``)."""
+    selective = job.score is not None and job.score.selective
+    if not scan_applies(job.sources, selective):
         return read_inputs(job.sources)
     from ..trackscan import ScanSpec
 
@@ -343,6 +347,16 @@ def _read(client: Any, job: _Job) -> RunInputs:
     spec = ScanSpec(tuple(job.sources.track_columns), selection=job.selection, config=job.config,
                     lenient=not job.sources.track_only, source=quarantine.source_name(track),
                     name_files=not job.sources.track_only and len(track.files) > 1)
+    if selective:
+        inputs = selective_inputs(job.sources, client, spec, job.output.on_bad_rows)
+        if inputs is None:
+            job.say("track not in gene runs across its pieces (shuffled across files): read in full")
+            return read_inputs(job.sources)
+        scan = inputs.scan
+        job.say(f"track scanned: {scan.rows:,} rows in {scan.pieces} piece(s), "
+                f"{int(scan.genes['selected'].sum()):,} to re-score"
+                + (f", {sum(scan.rejected_counts.values()):,} bad" if scan.rejected_counts else ""))
+        return inputs
     if not job.sources.track_only:
         inputs = context_inputs(job.sources, client, spec, job.output.on_bad_rows)
         job.say(f"track read where the positions' genes lie: {inputs.scan.pieces_read} of "
@@ -367,7 +381,7 @@ def _prepare(job: _Job, inputs: RunInputs, plan: PartitionPlan
     redone: dict[str, str] = {}
     targets, done = models.prepare(
         list(job.targets), job.score, mode=job.output.mode, plan=plan, input_meta=input_meta,
-        track_meta=inputs.meta("track") if inputs.track is not None else None, config=job.config,
+        track_meta=inputs.meta("track") if job.sources.track is not None else None, config=job.config,
         storage_options=storage_options, failed=redone)
     exchange.remove_staging(out, storage_options)
     for b, why in quarantine.kept_without_rejects(out, done, storage_options).items():
@@ -432,7 +446,7 @@ def _finish(job: _Job, inputs: RunInputs, ctx: RunContext, results: list[BinResu
                   else int(inputs.track_counts.sum()) if inputs.track_counts is not None else None)
     summaries.check_outputs_visible(ctx)  # every part file is in OUT (shared with the workers)
     checks = totals.checks
-    if inputs.scan is not None:  # the track's warnings, of every row (the scan's, not the bins')
+    if inputs.scan is not None and not inputs.selective:  # the track's warnings (the scan's)
         checks = quarantine.merge_info(
             checks, quarantine.with_track_info({}, {"warnings": inputs.scan.warnings}))
     checks["warnings"] = {**summaries.cache_warnings(job.cache_path), **checks.get("warnings", {})}

@@ -1,7 +1,9 @@
 """One task per bin: :func:`process_bin` does check -> order -> enrich -> each model's finish -> write,
 and returns a small typed :class:`BinResult` (the only data that reaches the client).
 
-Every exchange (``exchange.py``: where-read, staged, p2p) maps this one function over the bins;
+Every exchange (``exchange.py``: where-read, staged, p2p) maps this one function over the bins
+(``--selective`` on a scanned track: ``selective.process_scanned_bin``, the same steps on the rows
+each bin reads itself, and :func:`write_bin`);
 the lazy API (``lazy.py``) and ``skew``'s local recompute call :func:`enrich_bin` (the same steps
 without the write) directly. Nothing rides beside the rows: the report, the row counts and the
 check info are fields of the returned records.
@@ -187,7 +189,12 @@ def process_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx:
     """One bin, start to end: :func:`enrich_bin`, then each target's part file written (its
     rejected rows first, by the checks); returns the bin's :class:`BinResult`."""
     start = time.perf_counter()
-    done = enrich_bin(positions, track, ctx, bin_id)
+    return write_bin(enrich_bin(positions, track, ctx, bin_id), ctx, bin_id, start)
+
+
+def write_bin(done: EnrichedBin, ctx: RunContext, bin_id: int, start: float) -> BinResult:
+    """Each target's part file of an enriched bin written (its rejected rows were written by its
+    checks); the bin's :class:`BinResult` (``start``: when its task began)."""
     footer = {**done.report.to_dict(), quarantine.CHECKS_KEY: done.checks}
     written = models.write_part(done.frames, ctx, bin_id, footer, rows_in=done.rows_in,
                                 rows_rejected=done.rows_rejected)

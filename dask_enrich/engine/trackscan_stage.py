@@ -30,6 +30,9 @@ rows per gene: ``result.genes["selected"]``), ``result.context`` as the track (d
 rows (``result.rejected``, counts in ``result.rejected_counts``, ``result.warnings`` as
 ``track_*`` warnings) instead of those the bins' track checks would find; ``result.rows`` is the
 track's row count. The selected rows still get the full row checks of positions in their bin.
+``--selective`` (``inputs.selective_inputs``, ``engine/selective.py``) scans the same way, then
+plans from every row of each gene (``genes["rows"]``, ``genes["piece"]``) and has each bin read its
+genes' rows from the pieces (``per_piece``, ``piece_list``) that hold them, without the bad rows.
 """
 from __future__ import annotations
 
@@ -92,6 +95,18 @@ class TrackScanResult:
     timings: dict[str, float] = field(default_factory=dict)
     second_pass: dict[str, int] = field(default_factory=dict)
     cross_piece_repeats: int = 0
+    #: rows per gene and piece (``genes``' columns per piece, with ``piece``): which pieces hold
+    #: each gene's rows (good or bad)
+    per_piece: pd.DataFrame = field(default_factory=empty_gene_table)
+    #: the pieces themselves (:func:`dask_enrich.io.input_pieces`), in piece order
+    piece_list: list = field(default_factory=list)
+
+    @property
+    def in_gene_runs(self) -> bool:
+        """Whether the track's rows lie in gene runs across the pieces: a gene split across
+        pieces only where one piece ends and the next begins (at most pieces - 1 more (gene,
+        piece) pairs than genes), as in a track sorted or grouped by gene."""
+        return len(self.per_piece) <= len(self.genes) + max(self.pieces - 1, 0)
 
 
 _NO_KEYS = pd.DataFrame({"gene_id": pd.Series([], dtype="str"),
@@ -311,7 +326,7 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
         sorted=all(s["sorted"] for s in summaries), timings=timings,
         second_pass={"pieces": len(requests), "keys": int(sum(len(k) for k in requests.values())),
                      "repeat_check_pieces": len(second.holders)},
-        cross_piece_repeats=second.repeats)
+        cross_piece_repeats=second.repeats, per_piece=per_piece, piece_list=list(pieces))
 
 
 def _per_piece(tables: list[pd.DataFrame]) -> pd.DataFrame:
