@@ -142,6 +142,30 @@ def test_the_workers_forkserver_starts_early_only_for_commands_on_a_local_cluste
         assert not starts_local_cluster(argv), argv
 
 
+def test_a_scoring_command_lines_workers_start_with_the_model_library_imported():
+    """score and --score start the forkserver with xgboost imported (each worker would import it
+    at its first bin); other commands do not."""
+    import subprocess
+    import sys
+
+    from dask_enrich.cli import scores
+
+    assert scores(["score", "--track", "t"]) and scores(["run", "--score", "--positions", "p"])
+    assert scores(["--log-level", "info", "demo", "--score"])
+    assert not scores(["run", "--track", "t"]) and not scores(["--log-level", "score", "run"])
+    code = ("import sys\n"
+            "if __name__ == '__main__':\n"
+            "    from distributed import Client\n"
+            "    from dask_enrich.engine import cluster\n"
+            "    assert cluster.start_forkserver(scoring=sys.argv[1] == 'yes')\n"
+            "    with cluster.make_local_cluster(workers=1) as c, Client(c) as client:\n"
+            "        print(list(client.run(lambda: 'xgboost' in sys.modules).values()))\n")
+    for flag, expected in (("yes", "[True]"), ("no", "[False]")):
+        done = subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True,
+                              timeout=120)
+        assert done.stdout.strip().splitlines()[-1:] == [expected], done.stderr[-2000:]
+
+
 def test_the_package_and_the_command_line_import_no_pandas_before_the_command_runs():
     """`import dask_enrich` and the cluster module (what the command line needs to start the
     workers' forkserver) import neither pandas nor distributed."""

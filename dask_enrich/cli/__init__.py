@@ -337,7 +337,7 @@ def _start_workers_early(argv: Sequence[str]) -> None:
         from ..engine import cluster
 
         if cluster.existing_scheduler() is None:
-            cluster.start_forkserver()
+            cluster.start_forkserver(scoring=scores(argv))
     except Exception:  # noqa: BLE001 - see above
         pass
 
@@ -346,10 +346,20 @@ def starts_local_cluster(argv: Sequence[str]) -> bool:
     """Whether the command line ``argv`` names one of :data:`CLUSTER_COMMANDS` without a scheduler
     option or ``--help`` (judged from the words alone, before parsing)."""
     words = list(argv)
-    command = next((w for i, w in enumerate(words) if not w.startswith("-")
-                    and (i == 0 or words[i - 1] != "--log-level")), None)
-    return command in CLUSTER_COMMANDS and not any(
+    return _command(words) in CLUSTER_COMMANDS and not any(
         w in ("-h", "--help") or w.startswith("--scheduler") for w in words)
+
+
+def scores(argv: Sequence[str]) -> bool:
+    """Whether the command line ``argv`` applies a meta-model (``score``, or ``--score``)."""
+    words = list(argv)
+    return "--score" in words or _command(words) == "score"
+
+
+def _command(words: list[str]) -> str | None:
+    """The command word of a command line (the first word not an option or an option's value)."""
+    return next((w for i, w in enumerate(words) if not w.startswith("-")
+                 and (i == 0 or words[i - 1] != "--log-level")), None)
 
 
 def _before_exit() -> None:
