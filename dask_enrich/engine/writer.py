@@ -413,7 +413,8 @@ def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, *,
     final = f"{directory}/{part_name(bin_id)}"
     tmp = f"{directory}/.{part_name(bin_id)}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
     try:
-        with fs.open(tmp, "wb") as handle:
+        # a local file unbuffered: pyarrow writes whole pages, each copied once (to the kernel)
+        with (open(tmp, "wb", buffering=0) if storage.is_local(fs) else fs.open(tmp, "wb")) as handle:
             sink = ChecksumSink(handle)
             pq.write_table(table, sink, **options)
         if before_rename is not None:
