@@ -183,7 +183,7 @@ def _fail(source: InputSource, file: str, exc: Exception) -> InputError:
                       f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})")
 
 
-def _dictionary(column: pa.ChunkedArray, with_codes: bool = True
+def dictionary_codes(column: pa.ChunkedArray, with_codes: bool = True
                 ) -> tuple[np.ndarray | None, np.ndarray]:
     """(int64 codes with -1 for null, the values as str) of a column, dictionary-encoded if needed
     (``with_codes=False``: the values only, codes None)."""
@@ -310,7 +310,7 @@ def _positions(column: pa.ChunkedArray, spec: ScanSpec) -> tuple[np.ndarray, np.
 def _check(table: pa.Table, file: str, groups: list[int] | None, rows: np.ndarray,
            spec: ScanSpec) -> _Loaded:
     """The row-local checks of ``split_bad_rows`` (no annotation), vectorised over the piece."""
-    codes, genes = _dictionary(table.column("gene_id"))
+    codes, genes = dictionary_codes(table.column("gene_id"))
     blank = np.asarray(pd.Index(genes, dtype=object).astype(str).str.strip() == "", dtype=bool)
     # the per-row test only when the dictionary holds a blank id or a row has none
     if blank.any() or table.column("gene_id").null_count:
@@ -334,10 +334,10 @@ def _check(table: pa.Table, file: str, groups: list[int] | None, rows: np.ndarra
         bad |= ~(inside | np.isnan(values)) if name in CONTEXT_COLUMNS else ~inside
     if "strand" in table.column_names:
         strand = table.column("strand")
-        _, s_values = _dictionary(strand, with_codes=False)
+        _, s_values = dictionary_codes(strand, with_codes=False)
         valid = np.isin(s_values.astype(str), ["+", "-"])
         if not valid.all() or strand.null_count:  # else no row can be invalid: no per-row test
-            s_codes, _ = _dictionary(strand)
+            s_codes, _ = dictionary_codes(strand)
             bad |= ~np.append(valid, False)[s_codes]
     return _Loaded(file, groups, rows, table, codes, genes, position, bad, scores,
                    table.column("gene_id").null_count)
@@ -765,7 +765,7 @@ def repeat_rows(source: InputSource, piece: tuple, spec: ScanSpec, rows: np.ndar
 
 def _as_repeats(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Rows (with ``_row`` last) as rejected repeats: ``reason`` and ``source`` before ``_row``."""
-    frame = frame.rename(columns=validate._clashes(frame.columns))
+    frame = frame.rename(columns=validate.clash_renames(frame.columns))
     at = len(frame.columns) - 1
     frame.insert(at, validate.REASON, pd.Series(
         f"duplicate_position: {validate.REPEAT_REASON}",

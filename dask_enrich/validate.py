@@ -558,14 +558,14 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
     bad = ~rows.ok
     good = frame[~bad] if bad.any() else frame
     rejected = frame[bad] if bad.any() else frame.iloc[:0].copy()
-    rejected = rejected.rename(columns=_clashes(rejected.columns))  # an input column `reason`
+    rejected = rejected.rename(columns=clash_renames(rejected.columns))  # an input column `reason`
     rejected[REASON] = pd.Series(rows.reason[bad], index=rejected.index, dtype="str")
     rejected[SOURCE] = pd.Series(str(source), index=rejected.index, dtype="str")
     assert len(good) + len(rejected) == n
     return good, rejected, warnings
 
 
-def _clashes(columns: Any) -> dict[str, str]:
+def clash_renames(columns: Any) -> dict[str, str]:
     """Input columns named like the rejected rows' own ``reason``/``source``: kept, renamed
     ``reason_input``/``source_input``."""
     return {c: f"{c}_input" for c in (REASON, SOURCE) if c in set(columns)}
@@ -573,7 +573,7 @@ def _clashes(columns: Any) -> dict[str, str]:
 
 def rejected_meta(input_meta: pd.DataFrame) -> pd.DataFrame:
     """The empty rejected frame for inputs with this meta (input columns + reason + source)."""
-    meta = input_meta.iloc[:0].copy().rename(columns=_clashes(input_meta.columns))
+    meta = input_meta.iloc[:0].copy().rename(columns=clash_renames(input_meta.columns))
     meta[REASON] = pd.Series([], dtype="str")
     meta[SOURCE] = pd.Series([], dtype="str")
     return meta

@@ -39,7 +39,7 @@ import pyarrow as pa
 from .. import validate
 from ..core import enrich
 from ..io import InputSource, normalise_frame
-from ..trackscan import PIECE, ROW, _dictionary, check_warnings, read_piece_columns
+from ..trackscan import PIECE, ROW, check_warnings, dictionary_codes, read_piece_columns
 from . import models, quarantine
 from .exchange import Exchange
 from .partition import PartitionPlan
@@ -100,7 +100,7 @@ def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.Data
     when it moves to another worker); else slices where the rows are in bin order already."""
     table = read_piece_columns(source, piece, columns)
     n = table.num_rows
-    codes, genes = _dictionary(table.column("gene_id"))
+    codes, genes = dictionary_codes(table.column("gene_id"))
     bins = np.append(plan.bin_of(genes), -1)[codes]  # code -1 (no gene id: refused) -> -1
     keep = bins >= 0
     keep[rejected[ROW].to_numpy(np.int64)] = False
@@ -142,7 +142,7 @@ def _to_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
 
 def _text(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(codes, values) of a text column's dictionary (None: no such column)."""
-    return _dictionary(table.column(column)) if column in table.column_names else None
+    return dictionary_codes(table.column(column)) if column in table.column_names else None
 
 
 def _runs(*codes: np.ndarray | None) -> np.ndarray:
@@ -217,7 +217,7 @@ def _as_full_read(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> Enr
     genes, in input order): for a bin with rows the annotation rejects."""
     columns = list(ctx.position_columns)
     good = _to_frame(rows.table, [*columns, *ROW_IDS])
-    inverse = {v: k for k, v in validate._clashes(columns).items()}
+    inverse = {v: k for k, v in validate.clash_renames(columns).items()}
     bad = rows.rejected.drop(columns=[validate.REASON, validate.SOURCE]).rename(columns=inverse)
     frame = pd.concat([good, bad[[*columns, *ROW_IDS]]], ignore_index=True)
     frame = frame.sort_values(ROW_IDS, kind="stable").drop(columns=ROW_IDS).reset_index(drop=True)
@@ -269,7 +269,7 @@ def enrich_scanned(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any = None
     ``tasks.EnrichedBin`` a full read of the bin's rows gives (``tasks.enrich_bin``)."""
     genomic = genomic if genomic is not None else ctx.genomic()
     table = rows.table
-    codes, genes = _dictionary(table.column("gene_id"))
+    codes, genes = dictionary_codes(table.column("gene_id"))
     position = np.asarray(table.column("position").to_numpy(), dtype=np.int64)
     _check_rows(ctx.plan, bin_id, codes, genes, rows.rejected)  # every row of its genes, exactly
     annotation = quarantine.annotation_checks(ctx.checks, ctx.config, genomic)
