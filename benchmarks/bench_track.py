@@ -189,6 +189,8 @@ def timed(argv: list[str], timeout: float | None = None) -> dict:
     the tree is killed and the result says ``timed_out``."""
     import psutil
 
+    os.sync()  # the previous command's written output flushed first: it does not slow this one
+    time.sleep(1.0)  # and its processes gone
     before = os.times()
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
