@@ -323,7 +323,7 @@ def _csv_pieces(source: InputSource, blocksize: int | None) -> list[tuple[str, i
     return pieces
 
 
-def _text_decoded(table: pa.Table) -> pa.Table:
+def text_decoded(table: pa.Table) -> pa.Table:
     """``table`` with its dictionary-encoded text columns (a Parquet file written from a pandas
     categorical, say) as plain text, decoded by Arrow: pandas would make them categoricals, which
     :func:`normalise_frame` then turns into ``str`` one Python string per row."""
@@ -371,7 +371,7 @@ class _PieceReader:
                 parquet = pq.ParquetFile(handle)
                 table = (parquet.read(columns=self.columns) if groups is None
                          else parquet.read_row_groups(list(groups), columns=self.columns))
-            return _text_decoded(table).to_pandas(split_blocks=True, self_destruct=True)
+            return text_decoded(table).to_pandas(split_blocks=True, self_destruct=True)
         file, offset, length = piece
         dtypes = _csv_dtypes(self.columns)
         if np.dtype(self.position_dtype) == np.float64 and "position" in self.columns:

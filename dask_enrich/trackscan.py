@@ -36,7 +36,7 @@ from .config import EnrichConfig
 from .errors import InputError
 from .features.context import POSITION_BITS, gene_codes_in, track_keys
 from .features.registry import CONTEXT_OFFSETS
-from .io import CONTEXT_COLUMNS, InputSource, _PieceReader, normalise_frame
+from .io import CONTEXT_COLUMNS, InputSource, _PieceReader, normalise_frame, text_decoded
 from .selection import Selection, select_mask
 from .storage import url_to_fs
 
@@ -432,13 +432,7 @@ def _frame(source: InputSource, loaded: _Loaded, take: np.ndarray, columns: Sequ
     for c in columns:
         if c not in parts:
             parts[c] = loaded.table.column(c).take(take_arr)
-    arrays = []
-    for c in columns:
-        array = parts[c]
-        if pa.types.is_dictionary(array.type):
-            array = array.cast(array.type.value_type)
-        arrays.append(array)
-    frame = pa.table(arrays, names=columns).to_pandas()
+    frame = text_decoded(pa.table([parts[c] for c in columns], names=columns)).to_pandas()
     position_dtype = np.int64
     if spec.lenient and frame["position"].dtype.kind != "i":
         position_dtype = np.uint64 if frame["position"].dtype.kind == "u" else np.float64
@@ -469,23 +463,31 @@ def _source(spec: ScanSpec, loaded: _Loaded) -> str:
 
 def _off_sums(loaded: _Loaded, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(piece rows, deviations) of the good rows whose donor + acceptor + neither is further than
-    ``validate.SUM_TOLERANCE`` from 1 (none without the three scores). The sum is validate's,
-    in float64; float32 scores are summed in float32 first only to find the candidates."""
+    ``validate.SUM_TOLERANCE`` from 1 (none without the three scores)."""
     if not (all(c in loaded.scores for c in _BASE_SCORES) and good.any()):
         return np.zeros(0, np.int64), np.zeros(0)
-    d, a, n = (loaded.scores[c] for c in _BASE_SCORES)
+    rows, deviation = score_sum_deviations(*(loaded.scores[c] for c in _BASE_SCORES), good=good)
+    return loaded.rows[rows], deviation
+
+
+def score_sum_deviations(d: np.ndarray, a: np.ndarray, n: np.ndarray,
+                         good: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, deviations): the rows (of ``good``, else all) whose donor + acceptor + neither is
+    further than ``validate.SUM_TOLERANCE`` from 1, and |sum - 1|. The sum is validate's, in
+    float64; float32 scores are summed as they are first only to find the candidates."""
     with np.errstate(invalid="ignore"):
         rough = d + a
         rough += n
         rough -= 1
         np.abs(rough, out=rough)
         # float32 rounding is far below this margin: every row off in float64 is a candidate
-        near = np.flatnonzero(good & ~(rough <= validate.SUM_TOLERANCE - 1e-3))
+        candidate = ~(rough <= validate.SUM_TOLERANCE - 1e-3)
+        near = np.flatnonzero(candidate & good if good is not None else candidate)
         total = (d[near].astype(np.float64) + a[near].astype(np.float64)
                  + n[near].astype(np.float64))
         deviation = np.abs(total - 1.0)
         off = deviation > validate.SUM_TOLERANCE
-    return loaded.rows[near[off]], deviation[off]
+    return near[off], deviation[off]
 
 
 def check_warnings(repeats: int, off_deviation: np.ndarray) -> dict[str, Any]:

@@ -38,8 +38,15 @@ import pyarrow as pa
 
 from .. import validate
 from ..core import enrich
-from ..io import InputSource, normalise_frame
-from ..trackscan import PIECE, ROW, check_warnings, dictionary_codes, read_piece_columns
+from ..io import InputSource, normalise_frame, text_decoded
+from ..trackscan import (
+    PIECE,
+    ROW,
+    check_warnings,
+    dictionary_codes,
+    read_piece_columns,
+    score_sum_deviations,
+)
 from . import models, quarantine
 from .exchange import Exchange
 from .partition import PartitionPlan
@@ -130,14 +137,7 @@ def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.Data
 
 def _to_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
     """``columns`` of ``table`` as pandas with the canonical dtypes of a read (text as ``str``)."""
-    arrays = []
-    for c in columns:
-        array = table.column(c)
-        if pa.types.is_dictionary(array.type):
-            array = array.cast(array.type.value_type)
-        arrays.append(array)
-    frame = pa.table(arrays, names=list(columns)).to_pandas()
-    return normalise_frame(frame, "track")
+    return normalise_frame(text_decoded(table.select(list(columns))).to_pandas(), "track")
 
 
 def _text(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -253,15 +253,12 @@ def _rejected_rows(rows: ScannedRows, ctx: Any, bin_id: int) -> tuple[pd.DataFra
 
 
 def _score_sum_deviations(table: pa.Table) -> np.ndarray:
-    """|donor + acceptor + neither - 1| (float64, as ``split_bad_rows`` sums them) of the rows that
-    are further than its tolerance from 1."""
+    """|donor + acceptor + neither - 1| of the rows further than ``split_bad_rows``' tolerance
+    from 1 (``trackscan.score_sum_deviations`` on the scores as read)."""
     if not all(c in table.column_names for c in validate.SCORE_COLUMNS) or not table.num_rows:
         return np.zeros(0)
-    d, a, n = (np.asarray(table.column(c).to_numpy(), dtype=np.float64)
-               for c in validate.SCORE_COLUMNS)
-    with np.errstate(invalid="ignore"):
-        deviation = np.abs(d + a + n - 1.0)
-    return deviation[deviation > validate.SUM_TOLERANCE]
+    scores = (np.asarray(table.column(c).to_numpy()) for c in validate.SCORE_COLUMNS)
+    return score_sum_deviations(*scores)[1]
 
 
 def enrich_scanned(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any = None) -> EnrichedBin:

@@ -114,9 +114,12 @@ class ChecksumSink:
         self.closed = False
 
     def write(self, data: Any) -> int:
-        self.crc = zlib.crc32(data, self.crc)
-        self.size += len(memoryview(data).cast("B"))
-        return self.raw.write(data)
+        view = memoryview(data).cast("B")
+        self.crc = zlib.crc32(view, self.crc)
+        self.size += view.nbytes
+        while view:  # an unbuffered file may take fewer bytes than given: the rest again
+            view = view[self.raw.write(view):]
+        return self.size
 
     def flush(self) -> None:
         self.raw.flush()
