@@ -10,7 +10,9 @@ Inputs are generated (nothing here is real data; the point is size and shape):
   per nucleotide of each gene; most scores near 0 (exponential, mean 2e-4), 0.7% of rows in the
   default band (max(donor, acceptor) uniform in [0.02, 0.8)), about one confident site (0.8-1.0)
   per kb; neither = 1 - donor - acceptor; float32 scores as SpliceAI writes them; files of whole
-  genes (about 5M rows each), row groups of 1M rows, sorted by gene and position;
+  genes (about 5M rows each), row groups of 1M rows, sorted by gene and position, written with
+  predict-base's writer options (position delta-encoded; ``--plain``: pyarrow's defaults, as
+  another tool might write it);
 * a matching GTF (a gene line, one transcript with exons of 150 nt every 1.5 kb) and a random FASTA,
   built once into a genomic cache.
 
@@ -19,8 +21,8 @@ cluster (``--workers 2``): **select** (``run --track T`` with the band rule: the
 genomic features), **positions** (1M positions given with the track for context), **selective**
 (``score --track T --selective`` with the bundled demo model). Each is also run on a one-gene track:
 the marginal cost is the time minus that fixed cost. In the same run: the **floor** (reading the
-track's two score columns + writing the selected rows; for selective: reading the whole track +
-writing every row) and a **Polars peer** of track-only selection (neighbour columns by shifting
+track's two score columns + writing the engine's selected rows in one file; for selective: reading
+the whole track + writing every output row; also the earlier floor that wrote zeros instead) and a **Polars peer** of track-only selection (neighbour columns by shifting
 within each gene, band filter, the same formulas, a join of the gene table, ``sink_parquet``).
 Peak RSS per worker is sampled from the process tree every 0.2 s.
 
@@ -98,9 +100,13 @@ def track_scores(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
     return donor.astype(np.float32), acceptor.astype(np.float32), neither.astype(np.float32)
 
 
-def write_track(genes: pd.DataFrame, out: Path, seed: int) -> None:
+def write_track(genes: pd.DataFrame, out: Path, seed: int, plain: bool = False) -> None:
     """The track as Parquet files of whole genes, with predict-base's schema (string gene_id,
-    chrom and strand, which pyarrow writes dictionary-encoded; int64 position; float32 scores)."""
+    chrom and strand, dictionary-encoded; int64 position; float32 scores) and writer options
+    (``writer.parquet_options``: position delta-encoded), snappy-compressed (predict-base's default
+    is zstd); ``plain``: pyarrow's default options instead (a track written by another tool)."""
+    from dask_enrich.engine import writer
+
     rng = np.random.default_rng(seed + 1)
     out.mkdir(parents=True)
     lengths = (genes["end"] - genes["start"] + 1).to_numpy()
@@ -119,7 +125,8 @@ def write_track(genes: pd.DataFrame, out: Path, seed: int) -> None:
             "position": g["start"].to_numpy()[gene_index] + offsets,
             "donor_score": d, "acceptor_score": a, "neither_score": nn,
         })
-        pq.write_table(table, out / f"part-{k:05d}.parquet", row_group_size=ROW_GROUP)
+        options = {} if plain else writer.parquet_options(table.schema, compression="snappy")
+        pq.write_table(table, out / f"part-{k:05d}.parquet", row_group_size=ROW_GROUP, **options)
 
 
 def write_reference(genes: pd.DataFrame, root: Path, seed: int) -> tuple[Path, Path]:
@@ -144,9 +151,10 @@ def write_reference(genes: pd.DataFrame, root: Path, seed: int) -> tuple[Path, P
     return gtf, fasta
 
 
-def prepare(rows: int, seed: int = 0) -> dict[str, Path]:
-    """Generated inputs for a track of ``rows`` rows (reused when complete)."""
-    root = data_dir() / f"track-{rows}-s{seed}"
+def prepare(rows: int, seed: int = 0, plain: bool = False) -> dict[str, Path]:
+    """Generated inputs for a track of ``rows`` rows (reused when complete; ``plain``: the track
+    written with pyarrow's default options, see :func:`write_track`)."""
+    root = data_dir() / f"track-{rows}-s{seed}{'-plain' if plain else '-v2'}"
     paths = {"track": root / "track", "one_gene": root / "one_gene", "cache": root / "cache",
              "positions": root / "positions.parquet", "root": root}
     if (root / "_DONE").exists():
@@ -154,8 +162,8 @@ def prepare(rows: int, seed: int = 0) -> dict[str, Path]:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     genes = gene_layout(rows, seed)
-    write_track(genes, paths["track"], seed)
-    write_track(genes.iloc[:1], paths["one_gene"], seed)
+    write_track(genes, paths["track"], seed, plain)
+    write_track(genes.iloc[:1], paths["one_gene"], seed, plain)
     gtf, fasta = write_reference(genes, root, seed)
     subprocess.run(["dask-enrich", "build-cache", "--genome", str(fasta), "--annotation", str(gtf),
                     "--out", str(paths["cache"]), "--quiet"], check=True)
@@ -295,14 +303,24 @@ def polars_select(track: Path, cache: Path, out: Path, names: list[str]) -> floa
     return time.perf_counter() - t0
 
 
-def floor(track: Path, rows_out: int, columns_out: int, out: Path, whole: bool) -> float:
-    """Read the track's score columns (every column when ``whole``) and write a frame of
-    ``rows_out`` x ``columns_out`` float64; wall seconds."""
-    t0 = time.perf_counter()
-    pq.read_table(track, columns=None if whole else ["donor_score", "acceptor_score"])
-    table = pa.table({f"c{i}": np.zeros(rows_out) for i in range(columns_out)})
-    pq.write_table(table, out, compression="snappy")
-    return time.perf_counter() - t0
+def floor(track: Path, output: Path, out: Path, whole: bool) -> dict:
+    """The floor of a workflow, wall seconds: read the track's two score columns (every column when
+    ``whole``) and write the engine's ``output`` rows (read beforehand, untimed) in one file with the
+    engine's writer options but no page checksums (``floor_s``); the earlier floor, the same
+    reads and as many float64 zeros as the output has rows and columns (``zeros_floor_s``: a column
+    of zeros is one dictionary entry, far cheaper to write than the output's values)."""
+    from dask_enrich.engine import writer
+
+    rows = pq.read_table(output)
+    options = writer.parquet_options(rows.schema, write_page_checksum=False)
+    zeros = pa.table({f"c{i}": np.zeros(rows.num_rows) for i in range(rows.num_columns)})
+    result = {}
+    for name, table, kw in (("floor_s", rows, options), ("zeros_floor_s", zeros, {"compression": "snappy"})):
+        t0 = time.perf_counter()
+        pq.read_table(track, columns=None if whole else ["donor_score", "acceptor_score"])
+        pq.write_table(table, out, **kw)
+        result[name] = round(time.perf_counter() - t0, 3)
+    return result
 
 
 def same_values(engine_out: Path, polars_out: Path, names: list[str]) -> bool:
@@ -323,12 +341,12 @@ def polars_peer(paths: dict[str, Path], out: Path, names: list[str]) -> dict:
     return timed([sys.executable, "-c", script], timeout=POLARS_TIMEOUT)
 
 
-def measure(rows: int, kinds: list[str]) -> dict:
-    paths = prepare(rows)
+def measure(rows: int, kinds: list[str], plain: bool = False) -> dict:
+    paths = prepare(rows, plain=plain)
     work = paths["root"] / "out"
     manifest = manifest_57(paths["root"])
     names = manifest.read_text().split()
-    result: dict = {"track_rows": rows}
+    result: dict = {"track_rows": rows, "track_options": "pyarrow default" if plain else "predict-base"}
     for kind in kinds:
         full = engine(kind, paths, paths["track"], work / kind, manifest)
         fixed = engine(kind, paths, paths["one_gene"], work / f"{kind}-1", manifest)
@@ -338,8 +356,7 @@ def measure(rows: int, kinds: list[str]) -> dict:
         if kind == "select":
             selected = sum(pq.ParquetFile(p).metadata.num_rows for p in (work / kind).glob("*.parquet"))
             entry["selected_rows"] = selected
-            entry["floor_s"] = round(floor(paths["track"], selected, len(names) + 4,
-                                           work / "floor.parquet", whole=False), 3)
+            entry.update(floor(paths["track"], work / kind, work / "floor.parquet", whole=False))
             peer = polars_peer(paths, work / "polars.parquet", names)
             entry["polars"] = peer
             entry["ratios"] = {"marginal_vs_floor": round(marginal / entry["floor_s"], 2)}
@@ -347,7 +364,7 @@ def measure(rows: int, kinds: list[str]) -> dict:
                 entry["polars_equal"] = same_values(work / kind, work / "polars.parquet", names)
                 entry["ratios"]["wall_vs_polars"] = round(full["wall_s"] / peer["wall_s"], 2)
         if kind == "selective":
-            entry["floor_s"] = round(floor(paths["track"], rows, 8, work / "floor.parquet", whole=True), 3)
+            entry.update(floor(paths["track"], work / kind, work / "floor.parquet", whole=True))
             entry["ratios"] = {"marginal_vs_floor": round(marginal / entry["floor_s"], 2)}
         result[kind] = entry
     return result
@@ -359,11 +376,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="track-only selection only")
     parser.add_argument("--kinds", default="select,positions,selective",
                         help="workflows, comma-separated (--quick: select)")
+    parser.add_argument("--plain", action="store_true",
+                        help="tracks written with pyarrow's default options (not predict-base's)")
     args = parser.parse_args()
     kinds = ["select"] if args.quick else args.kinds.split(",")
     sizes = [int(float(s[:-1]) * {"k": 1e3, "M": 1e6}[s[-1]]) if s[-1] in "kM" else int(s)
              for s in args.sizes.split(",")]
-    results = [measure(n, kinds) for n in sizes]
+    results = [measure(n, kinds, args.plain) for n in sizes]
     for r in results:
         for kind in ("select", "positions", "selective"):
             if kind in r:
@@ -373,7 +392,8 @@ def main() -> None:
                       f"{e['track_rows_per_s_marginal'] / 1e6:6.2f}M rows/s marginal  "
                       f"worker RSS {e['engine']['max_worker_rss_mb']:7.1f} MB  {e.get('ratios', '')}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "bench_track-quick.json" if args.quick else f"bench_track-{'-'.join(kinds)}.json"
+    name = "bench_track-quick" if args.quick else f"bench_track-{'-'.join(kinds)}"
+    name += "-plain.json" if args.plain else ".json"
     (RESULTS / name).write_text(json.dumps(results, indent=1) + "\n")
 
 

@@ -288,12 +288,15 @@ def _gene_table(row, scores: np.ndarray) -> pa.Table:
 def _run(client, genome: str, table: pd.DataFrame, out: Path, weights: str | None,
          chunk_size: int, compression: str, progress=None) -> pd.DataFrame:
     """All genes streamed into the one Parquet file ``out`` (temporary name, then renamed)."""
+    from ..engine import writer
+
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     stats = np.zeros((len(table), 3), dtype=np.float64)  # padded, seconds, cpu seconds
     if progress:
         progress(0, len(table))
     try:
-        with pq.ParquetWriter(tmp, TRACK_SCHEMA, compression=compression) as sink:
+        with pq.ParquetWriter(tmp, TRACK_SCHEMA, **writer.parquet_options(
+                TRACK_SCHEMA, compression=compression)) as sink:
             for i, scores, *values in _predictions(client, genome, table, weights, chunk_size):
                 stats[i] = values
                 sink.write_table(_gene_table(table.iloc[i], scores))
@@ -371,8 +374,8 @@ def _run_parts(client, genome: str, table: pd.DataFrame, out: Path, weights: str
             genes = {gene_ids[k]: stats[k].tolist() for k in np.flatnonzero(plan.bins == bin_id)}
             meta = {"fingerprint": fingerprint, "bin": bin_id, "file": writer.part_name(bin_id),
                     "rows": part.num_rows, "genes": genes}
-            writer.write_recorded_part(fs, part, str(out), bin_id, meta, compression=compression,
-                                       write_page_checksum=True)
+            writer.write_recorded_part(fs, part, str(out), bin_id, meta,
+                                       **writer.parquet_options(part.schema, compression=compression))
             pending = []
         if progress:
             progress(n, len(todo))

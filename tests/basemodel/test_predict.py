@@ -75,7 +75,7 @@ def _boundaries(exon_list) -> tuple[set[int], set[int]]:
 
 
 @pytest.fixture(scope="module")
-def track(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+def track(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     if not HAVE_WEIGHTS:
         pytest.skip("spliceai weights not installed")
     from distributed import Client, LocalCluster
@@ -84,12 +84,12 @@ def track(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             summary = bp.predict_base(FASTA, GTF, [MINUS_GENE, PLUS_GENE, EDGE_GENE], out, client=client)
-    return pd.read_parquet(out), summary
+    return pd.read_parquet(out), summary, out
 
 
 @needs_weights
 def test_track_layout(track) -> None:
-    df, summary = track
+    df, summary, _ = track
     assert list(df.columns) == bp.TRACK_COLUMNS
     assert {c: str(df[c].dtype) for c in ("position", "donor_score", "acceptor_score", "neither_score")} == {
         "position": "int64", "donor_score": "float32", "acceptor_score": "float32", "neither_score": "float32"}
@@ -115,9 +115,27 @@ def test_track_layout(track) -> None:
 
 
 @needs_weights
+def test_track_encodings(track) -> None:
+    """Positions delta-encoded (what a track scan decodes fastest), text columns as dictionaries,
+    scores plain (a dictionary of float scores is abandoned after the first page)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(track[2]).metadata
+    for g in range(meta.num_row_groups):
+        columns = {meta.row_group(g).column(i).path_in_schema: meta.row_group(g).column(i)
+                   for i in range(meta.num_columns)}
+        assert "DELTA_BINARY_PACKED" in columns["position"].encodings
+        for name in ("gene_id", "chrom", "strand"):
+            assert "RLE_DICTIONARY" in columns[name].encodings
+        for name in ("donor_score", "acceptor_score", "neither_score"):
+            assert not columns[name].has_dictionary_page
+        assert columns["position"].statistics.has_min_max
+
+
+@needs_weights
 @pytest.mark.parametrize("gene", [PLUS_GENE, MINUS_GENE])
 def test_top_scores_land_on_annotated_splice_sites(track, exons, genome_text, gene) -> None:
-    df, _ = track
+    df, _, _ = track
     rows = df[df["gene_id"] == gene]
     donors, acceptors = _boundaries(exons[gene])
     strand = exons[gene][0][2]
