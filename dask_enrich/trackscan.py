@@ -374,6 +374,63 @@ def _index(loaded: _Loaded) -> _Index:
     return _Index(keys[~repeat], good[~repeat], np.sort(good[repeat]), in_order)
 
 
+@dataclass
+class _Runs:
+    """A piece whose every row is good, grouped by gene (one run of rows per gene, gene codes
+    rising, so in key order) with positions strictly rising within each run: the usual track. Its
+    rows are found by their offset from a row, without the keys of every row."""
+
+    starts: np.ndarray  # first row of each run
+    ends: np.ndarray  # one past the last row of each run
+    codes: np.ndarray  # the gene code of each run
+
+
+def _dense_runs(loaded: _Loaded) -> _Runs | None:
+    """The runs of a piece that qualifies as :class:`_Runs` (None: use :func:`_index`). Two passes
+    over the piece (gene change, rising position) instead of the keys, their order and repeats."""
+    c, position = loaded.codes, loaded.position
+    if not len(c) or loaded.null_genes or loaded.bad.any():
+        return None
+    change = c[1:] != c[:-1]
+    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+    codes = c[starts]
+    if len(codes) > 1 and not bool((codes[1:] > codes[:-1]).all()):
+        return None  # a gene in several runs, or codes not in key order
+    rising = position[1:] > position[:-1]
+    rising |= change  # the first row of a run may have any position
+    if not bool(rising.all()):
+        return None  # a repeat or an unsorted gene
+    return _Runs(starts, np.append(starts[1:], len(c)), codes)
+
+
+def _near(loaded: _Loaded, runs: _Runs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbours p-2..p+2 (both strands, p+o >= 0) of ``rows`` of a :class:`_Runs` piece:
+    (the rows holding them, the sorted distinct keys of those that no row holds). Positions rise
+    strictly within a run, so the row of p+o (o = 1, 2) is one of the next o rows (p-o: of the
+    previous o)."""
+    position = loaded.position
+    run = np.searchsorted(runs.starts, rows, side="right") - 1
+    first, last = runs.starts[run], runs.ends[run] - 1
+    p = position[rows]
+    found, absent = [], []
+    for o in NEIGHBOUR_OFFSETS:
+        target = p + o
+        at = np.full(len(rows), -1, dtype=np.int64)
+        for step in range(1, abs(o) + 1):
+            q = np.clip(rows + (step if o > 0 else -step), first, last)
+            at = np.where((at < 0) & (position[q] == target), q, at)
+        found.append(at[at >= 0])
+        lost = (at < 0) & (target >= 0)
+        absent.append(track_keys(loaded.codes[rows[lost]], target[lost]))
+    return np.concatenate([np.zeros(0, np.int64), *found]), _unique(np.concatenate(absent))
+
+
+def _run_ends(runs: _Runs, codes: np.ndarray) -> np.ndarray:
+    """First and last rows of the runs of gene ``codes`` (as :func:`_ends`)."""
+    run = np.searchsorted(runs.codes, codes)
+    return np.concatenate([runs.starts[run], runs.ends[run] - 1])
+
+
 def _find(index: _Index, keys: np.ndarray) -> np.ndarray:
     """Loaded-row index of each key (-1: no good row with it)."""
     if not len(index.keys):
@@ -502,21 +559,34 @@ def check_warnings(repeats: int, off_deviation: np.ndarray) -> dict[str, Any]:
     return warnings
 
 
-def _gene_table(loaded: _Loaded, index: _Index, selected: np.ndarray) -> pd.DataFrame:
-    """Rows per gene of the piece in order of first appearance (see :class:`TrackScan`)."""
+def _gene_table(loaded: _Loaded, index: _Index | None, selected: np.ndarray,
+                runs: _Runs | None = None) -> pd.DataFrame:
+    """Rows per gene of the piece in order of first appearance (see :class:`TrackScan`); ``index``
+    None: the piece is ``runs``."""
     codes = loaded.codes
+    n = len(loaded.genes)
+    if runs is not None:
+        lo, hi = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+        rows = np.zeros(n, np.int64)
+        rows[runs.codes] = runs.ends - runs.starts
+        lo[runs.codes] = loaded.position[runs.starts]
+        hi[runs.codes] = loaded.position[runs.ends - 1]
+        order = runs.codes
+        return pd.DataFrame({"gene_id": pd.Series(loaded.genes[order], dtype="str"),
+                             "rows": rows[order], "good": rows[order],
+                             "selected": np.bincount(codes[selected], minlength=n)[order].astype(np.int64),
+                             "min_position": lo[order], "max_position": hi[order]})
     nulls = (codes < 0) if loaded.null_genes else None
     c = codes[~nulls] if nulls is not None else codes
     if not len(c):
         return empty_gene_table()
     starts = np.concatenate([[0], np.flatnonzero(c[1:] != c[:-1]) + 1])
-    runs = c[starts]
-    order = pd.unique(runs)  # first appearance (of the runs: cheap for a track grouped by gene)
-    n = len(loaded.genes)
-    grouped = len(order) == len(runs)  # each gene one run of rows
+    run_codes = c[starts]
+    order = pd.unique(run_codes)  # first appearance (of the runs: cheap for a track grouped by gene)
+    grouped = len(order) == len(run_codes)  # each gene one run of rows
     if grouped:  # the counts are the run lengths
         rows = np.zeros(n, np.int64)
-        rows[runs] = np.diff(np.append(starts, len(c)))
+        rows[run_codes] = np.diff(np.append(starts, len(c)))
     else:
         rows = np.bincount(c, minlength=n)
     any_bad = bool(loaded.bad.any())
@@ -528,8 +598,8 @@ def _gene_table(loaded: _Loaded, index: _Index, selected: np.ndarray) -> pd.Data
     hi = np.full(n, -1, np.int64)
     if grouped and index.in_order and nulls is None and not any_bad and not len(index.repeats):
         # every row good and in order: each gene's lowest and highest row end its run
-        lo[runs] = loaded.position[starts]
-        hi[runs] = loaded.position[np.append(starts[1:], len(c)) - 1]
+        lo[run_codes] = loaded.position[starts]
+        hi[run_codes] = loaded.position[np.append(starts[1:], len(c)) - 1]
     elif len(index.keys):
         gene_of_key = index.keys >> POSITION_BITS
         change = np.flatnonzero(gene_of_key[1:] != gene_of_key[:-1])
@@ -557,31 +627,38 @@ def _context_columns(loaded: _Loaded, spec: ScanSpec) -> list[str]:
 def scan_piece(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec) -> TrackScan:
     """Check, select and find the context rows of one piece of the track (see the module docs)."""
     loaded = _load(source, piece, spec)
-    index = _index(loaded)
+    runs = _dense_runs(loaded)
+    index = _index(loaded) if runs is None else None
+    repeats = index.repeats if index is not None else np.zeros(0, np.int64)
     good = ~loaded.bad
-    good[index.repeats] = False
+    good[repeats] = False
     chosen = (_select(loaded.scores, good, spec.selection) if spec.selection is not None
               else np.zeros(0, dtype=np.int64))
-    want_codes, want_pos = neighbour_keys(loaded.codes[chosen], loaded.position[chosen])
-    want = track_keys(want_codes, want_pos)
-    found = _find(index, want)
-    absent = _unique(want[found < 0])  # maybe in another piece (a gene split across pieces)
-    context_rows = _unique(np.concatenate([found[found >= 0],
-                                         _ends(index, _unique(loaded.codes[chosen]))]))
+    chosen_codes = _unique(loaded.codes[chosen])
+    if runs is not None:
+        found, absent = _near(loaded, runs, chosen)
+        ends = _run_ends(runs, chosen_codes)
+    else:
+        want_codes, want_pos = neighbour_keys(loaded.codes[chosen], loaded.position[chosen])
+        want = track_keys(want_codes, want_pos)
+        found = _find(index, want)
+        absent = _unique(want[found < 0])  # maybe in another piece (a gene split across pieces)
+        found, ends = found[found >= 0], _ends(index, chosen_codes)
+    context_rows = _unique(np.concatenate([found, ends]))
     missing_codes = absent >> POSITION_BITS
     missing = pd.DataFrame({"gene_id": pd.Series(loaded.genes[missing_codes], dtype="str"),
                             "position": absent & ((1 << POSITION_BITS) - 1)})
     bad_rows = np.flatnonzero(loaded.bad)
-    rejected = (_rejected(source, loaded, bad_rows, index.repeats, spec)
-                if len(bad_rows) or len(index.repeats) else
+    rejected = (_rejected(source, loaded, bad_rows, repeats, spec)
+                if len(bad_rows) or len(repeats) else
                 _empty_rejected(source, loaded, spec))
     return TrackScan(
         piece=piece_index, rows=len(loaded),
         selected=_frame(source, loaded, chosen, spec.columns, spec),
         context=_frame(source, loaded, context_rows, _context_columns(loaded, spec), spec),
-        missing=missing, rejected=rejected, genes=_gene_table(loaded, index, chosen),
-        repeats=len(index.repeats), off_sums=_off_sums(loaded, good),
-        null_gene_rows=loaded.null_genes, sorted=index.in_order)
+        missing=missing, rejected=rejected, genes=_gene_table(loaded, index, chosen, runs),
+        repeats=len(repeats), off_sums=_off_sums(loaded, good),
+        null_gene_rows=loaded.null_genes, sorted=index is None or index.in_order)
 
 
 def _select(scores: dict[str, np.ndarray], good: np.ndarray, selection: Selection) -> np.ndarray:

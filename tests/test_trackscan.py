@@ -28,6 +28,8 @@ from dask_enrich.io import (
 from dask_enrich.manifest import manifest_from_names
 from dask_enrich.selection import Selection, select_mask
 
+from .strategies import gene_spans, tracks
+
 DEMO_TRACK = Path(__file__).resolve().parents[1] / "dask_enrich" / "data" / "demo_track.parquet"
 SCORE_MANIFEST = manifest_from_names(sorted(SCORE_FEATURES))
 CONFIG = EnrichConfig(missing="impute")  # gaps give missing context: imputed alike on both paths
@@ -312,3 +314,82 @@ def test_keys_of_genes_equal_a_mask_of_every_key(pairs, codes):
     codes = np.unique(np.array(codes, dtype=np.int64))
     expected = keys[np.isin(keys >> POSITION_BITS, codes)]
     assert np.array_equal(ts._keys_of(keys, codes), expected)
+
+
+# --- the dense-run path (every row good, grouped, positions rising) against the keys -------------------
+def _scan_one(path: Path, force_keys: bool) -> ts.TrackScan:
+    from unittest import mock
+
+    source = inspect_input(str(path), label="track")
+    columns = tuple(wanted_columns(source, POSITION_COLUMNS))
+    spec = ts.ScanSpec(columns, config=CONFIG, source=source.path)
+    if not force_keys:
+        return ts.scan_piece(source, (str(path), None), 0, spec)
+    with mock.patch.object(ts, "_dense_runs", lambda loaded: None):
+        return ts.scan_piece(source, (str(path), None), 0, spec)
+
+
+def _assert_same_scan(got: ts.TrackScan, expected: ts.TrackScan) -> None:
+    for name in ("selected", "context", "missing", "rejected", "genes"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name), obj=name)
+    assert (got.rows, got.repeats, got.sorted, got.null_gene_rows) == \
+        (expected.rows, expected.repeats, expected.sorted, expected.null_gene_rows)
+    for a, b in zip(got.off_sums, expected.off_sums):
+        np.testing.assert_array_equal(a, b)
+
+
+@given(spans=st.integers(1, 4).flatmap(lambda n: gene_spans(max_genes=n, max_start=6, max_extra=30)),
+       data=st.data())
+def test_dense_runs_scan_equals_the_keys_scan(spans, data):
+    """A grouped track with gaps and uncertain rows anywhere (at gene ends, beside gaps, p <= 2):
+    the scan by row offsets gives the same selected, context and missing rows, gene table and
+    warnings as the scan by keys."""
+    import tempfile
+
+    rows = data.draw(tracks(spans))
+    if not rows:
+        return
+    band = data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
+    d = np.array([r[2] * 0.01 if not b else 0.02 + 0.7 * r[2] for r, b in zip(rows, band)])
+    a = np.array([r[3] * 0.01 for r in rows])
+    frame = pd.DataFrame({"gene_id": [f"G{r[0]}" for r in rows], "strand": ["+-"[r[0] % 2] for r in rows],
+                          "position": np.array([r[1] for r in rows], dtype=np.int64),
+                          "donor_score": d, "acceptor_score": a, "neither_score": 1 - d - a})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=7)
+        loaded = ts._load(inspect_input(str(path), label="track"), (str(path), None),
+                          ts.ScanSpec(tuple(frame.columns)))
+        assert ts._dense_runs(loaded) is not None
+        _assert_same_scan(_scan_one(path, False), _scan_one(path, True))
+
+
+@pytest.mark.parametrize("genes, positions", [
+    (["A", "B", "A"], [1, 1, 2]),  # a gene in two runs
+    (["A", "A", "B"], [1, 1, 2]),  # a repeated position
+    (["A", "A", "B"], [2, 1, 5]),  # positions falling within a gene
+])
+def test_pieces_the_dense_path_refuses(tmp_path, genes, positions):
+    frame = pd.DataFrame({"gene_id": genes, "position": positions, "donor_score": 0.5,
+                          "acceptor_score": 0.001, "neither_score": 0.499})
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    loaded = ts._load(inspect_input(str(path), label="track"), (str(path), None),
+                      ts.ScanSpec(tuple(frame.columns)))
+    assert ts._dense_runs(loaded) is None
+    _assert_same_scan(_scan_one(path, False), _scan_one(path, True))
+
+
+def test_dense_path_refuses_codes_out_of_key_order(tmp_path):
+    """Genes grouped, but the file's dictionary lists them in another order than the rows: the
+    keys' order is not the rows', so the keys scan runs (and reports the piece unsorted)."""
+    gene = pa.DictionaryArray.from_arrays(pa.array([1, 1, 0, 0], pa.int32()), pa.array(["A", "B"]))
+    table = pa.table({"gene_id": gene, "position": [1, 2, 1, 2], "donor_score": [0.5] * 4,
+                      "acceptor_score": [0.001] * 4, "neither_score": [0.499] * 4})
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path)
+    loaded = ts._load(inspect_input(str(path), label="track"), (str(path), None),
+                      ts.ScanSpec(tuple(table.column_names)))
+    assert ts._dense_runs(loaded) is None
+    scan = _scan_one(path, False)
+    assert not scan.sorted and scan.genes["gene_id"].tolist() == ["B", "A"]
