@@ -385,22 +385,28 @@ class _Runs:
     codes: np.ndarray  # the gene code of each run
 
 
+def _rising_runs(codes: np.ndarray, position: np.ndarray) -> np.ndarray | None:
+    """The first row of each run of one gene code, when the codes rise from run to run and the
+    positions rise strictly within each run (None otherwise); ``codes`` not empty."""
+    change = codes[1:] != codes[:-1]
+    rising = position[1:] > position[:-1]
+    rising |= change  # the first row of a run may have any position
+    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+    run_codes = codes[starts]
+    if not (bool(rising.all()) and bool((run_codes[1:] > run_codes[:-1]).all())):
+        return None  # a repeat, an unsorted gene, a gene in two runs or codes out of key order
+    return starts
+
+
 def _dense_runs(loaded: _Loaded) -> _Runs | None:
     """The runs of a piece that qualifies as :class:`_Runs` (None: use :func:`_index`). Two passes
     over the piece (gene change, rising position) instead of the keys, their order and repeats."""
-    c, position = loaded.codes, loaded.position
-    if not len(c) or loaded.null_genes or loaded.bad.any():
+    if not len(loaded) or loaded.null_genes or loaded.bad.any():
         return None
-    change = c[1:] != c[:-1]
-    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
-    codes = c[starts]
-    if len(codes) > 1 and not bool((codes[1:] > codes[:-1]).all()):
-        return None  # a gene in several runs, or codes not in key order
-    rising = position[1:] > position[:-1]
-    rising |= change  # the first row of a run may have any position
-    if not bool(rising.all()):
-        return None  # a repeat or an unsorted gene
-    return _Runs(starts, np.append(starts[1:], len(c)), codes)
+    starts = _rising_runs(loaded.codes, loaded.position)
+    if starts is None:
+        return None
+    return _Runs(starts, np.append(starts[1:], len(loaded)), loaded.codes[starts])
 
 
 def _near(loaded: _Loaded, runs: _Runs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -625,7 +631,12 @@ def _context_columns(loaded: _Loaded, spec: ScanSpec) -> list[str]:
 
 
 def scan_piece(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec) -> TrackScan:
-    """Check, select and find the context rows of one piece of the track (see the module docs)."""
+    """Check, select and find the context rows of one piece of the track (see the module docs).
+    A dense Parquet piece (the usual track) is streamed one row group at a time."""
+    if source.format == "parquet":
+        streamed = _scan_streamed(source, piece, piece_index, spec)
+        if streamed is not None:
+            return streamed
     loaded = _load(source, piece, spec)
     runs = _dense_runs(loaded)
     index = _index(loaded) if runs is None else None
@@ -659,6 +670,147 @@ def scan_piece(source: InputSource, piece: tuple, piece_index: int, spec: ScanSp
         missing=missing, rejected=rejected, genes=_gene_table(loaded, index, chosen, runs),
         repeats=len(repeats), off_sums=_off_sums(loaded, good),
         null_gene_rows=loaded.null_genes, sorted=index is None or index.in_order)
+
+
+# --- the streamed scan of a dense piece ---------------------------------------------------------------
+#: Rows kept at each end of a row group for the neighbours of rows across its boundary.
+_EDGE = max(abs(o) for o in NEIGHBOUR_OFFSETS)
+
+
+class _GeneCodes:
+    """Piece-wide gene codes over row groups read one at a time, numbered as
+    ``pyarrow.ChunkedArray.unify_dictionaries`` numbers them (the first group's dictionary, then
+    each later group's new values in order), so a streamed piece has the codes of a whole read."""
+
+    def __init__(self) -> None:
+        self.names = pd.Index([], dtype=object)
+
+    def of(self, local: np.ndarray, dictionary: np.ndarray) -> np.ndarray:
+        """The piece codes of a group's ``local`` codes into its ``dictionary``."""
+        at = self.names.get_indexer(pd.Index(dictionary, dtype=object))
+        new = at < 0
+        if new.any():
+            at[new] = len(self.names) + np.arange(int(new.sum()))
+            self.names = self.names.append(pd.Index(dictionary[new], dtype=object))
+        return at.astype(np.int64)[local]
+
+
+@dataclass
+class _Group:
+    """What the streamed scan keeps of one row group: its kept rows (the selected rows and two
+    rows either side, the group's first and last two rows, the ends of each run of one gene) with
+    every column read, their piece rows, codes and positions; the selected rows; the run starts."""
+
+    table: pa.Table
+    rows: np.ndarray
+    codes: np.ndarray
+    position: np.ndarray
+    chosen: np.ndarray  # piece rows
+    run_starts: np.ndarray  # piece rows where a run of one gene starts (the group's first row: if
+    off_sums: tuple[np.ndarray, np.ndarray]  # a new gene starts there)
+
+
+def _scan_streamed(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec
+                   ) -> TrackScan | None:
+    """:func:`scan_piece` of a Parquet piece read one row group at a time, keeping only the rows
+    the selected rows' context needs: the same result with the memory of one row group instead
+    of the whole piece. None when the piece is not dense (a bad row, a repeat, a gene in two runs
+    or out of key order: the checks of :func:`_dense_runs`, across the groups' boundaries too);
+    the caller then reads it whole."""
+    file = piece[0]
+    codes_of = _GeneCodes()
+    kept: list[_Group] = []
+    last = (-1, -1)  # (code, position) of the previous group's last row
+    try:
+        handle, parquet = _open(source, file, DICTIONARY_COLUMNS)
+        with handle:
+            groups = (list(piece[1]) if piece[1] is not None
+                      else list(range(parquet.metadata.num_row_groups)))
+            offsets = _group_offsets(parquet, groups)
+            if not offsets[-1]:
+                return None  # no rows: the whole read's empty frames
+            names = parquet.schema_arrow.names
+            columns = spec.check_columns(names)
+            columns += [c for c in spec.columns if c in names and c not in columns]
+            for k, g in enumerate(groups):
+                table = parquet.read_row_group(g, columns=columns)
+                loaded = _check(table, file, [g], np.arange(offsets[k], offsets[k + 1]), spec)
+                group = _dense_group(loaded, codes_of, last, spec)
+                if group is None:
+                    return None
+                if len(loaded):
+                    last = (int(group.codes[-1]), int(group.position[-1]))
+                kept.append(group)
+    except Exception as exc:  # as _load reports it
+        raise _fail(source, file, exc) from None
+    return _streamed_scan(source, file, groups, piece_index, spec, kept, codes_of, int(offsets[-1]))
+
+
+def _dense_group(loaded: _Loaded, codes_of: _GeneCodes, last: tuple[int, int], spec: ScanSpec
+                 ) -> _Group | None:
+    """One row group's part of :func:`_scan_streamed` (None: the piece is not dense)."""
+    n = len(loaded)
+    if loaded.null_genes or loaded.bad.any():
+        return None
+    codes = codes_of.of(loaded.codes, loaded.genes) if n else np.zeros(0, np.int64)
+    position = loaded.position
+    if n:
+        starts = _rising_runs(codes, position)
+        if starts is None:
+            return None
+        ends = np.append(starts[1:] - 1, n - 1)
+        if codes[0] < last[0] or (codes[0] == last[0] and position[0] <= last[1]):
+            return None  # the boundary with the previous group: a repeat, fall, or code out of order
+        if codes[0] == last[0]:
+            starts = starts[1:]  # the previous group's run goes on
+    else:
+        starts = ends = np.zeros(0, np.int64)
+    chosen = (_select(loaded.scores, np.ones(n, dtype=bool), spec.selection)
+              if spec.selection is not None and n else np.zeros(0, np.int64))
+    near = (chosen[:, None] + np.arange(-_EDGE, _EDGE + 1)[None, :]).ravel()
+    edges = np.concatenate([np.arange(min(_EDGE, n)), np.arange(max(n - _EDGE, 0), n)])
+    keep = _unique(np.concatenate([near[(near >= 0) & (near < n)], edges, starts, ends]))
+    rows = loaded.rows
+    return _Group(loaded.table.take(pa.array(keep, type=pa.int64())), rows[keep], codes[keep],
+                  position[keep], rows[chosen], rows[starts], _off_sums(loaded, np.ones(n, dtype=bool)))
+
+
+def _streamed_scan(source: InputSource, file: str, groups: list[int], piece_index: int,
+                   spec: ScanSpec, kept: list[_Group], codes_of: _GeneCodes, n_rows: int) -> TrackScan:
+    """The :class:`TrackScan` of a streamed piece from its groups' kept rows."""
+    rows = np.concatenate([np.zeros(0, np.int64), *(g.rows for g in kept)])
+    genes = codes_of.names.to_numpy(dtype=object)
+    table = pa.concat_tables([g.table for g in kept]) if kept else None
+    codes = np.concatenate([np.zeros(0, np.int64), *(g.codes for g in kept)])
+    position = np.concatenate([np.zeros(0, np.int64), *(g.position for g in kept)])
+    loaded = _Loaded(file, groups, rows, table, codes, genes, position, np.zeros(len(rows), bool), {})
+    # the runs over the piece, as indices into the kept rows (each run's first and last row kept)
+    starts = np.searchsorted(rows, np.concatenate([np.zeros(0, np.int64), *(g.run_starts for g in kept)]))
+    ends = np.append(starts[1:], len(rows))
+    runs = _Runs(starts, ends, codes[starts])
+    chosen = np.searchsorted(rows, np.concatenate([np.zeros(0, np.int64), *(g.chosen for g in kept)]))
+    chosen_codes = _unique(codes[chosen])
+    found, absent = _near(loaded, runs, chosen)
+    context_rows = _unique(np.concatenate([found, _run_ends(runs, chosen_codes)]))
+    missing = pd.DataFrame({"gene_id": pd.Series(genes[absent >> POSITION_BITS], dtype="str"),
+                            "position": absent & _POSITION_MASK})
+    # rows per gene: the piece rows between run starts (the kept rows are a subset)
+    piece_starts = rows[starts]
+    sizes = np.diff(np.append(piece_starts, n_rows))
+    selected = np.bincount(codes[chosen], minlength=len(genes))[runs.codes]
+    gene_table = pd.DataFrame({"gene_id": pd.Series(genes[runs.codes], dtype="str"),
+                               "rows": sizes.astype(np.int64), "good": sizes.astype(np.int64),
+                               "selected": selected.astype(np.int64),
+                               "min_position": position[starts], "max_position": position[ends - 1]})
+    off_rows = np.concatenate([np.zeros(0, np.int64), *(g.off_sums[0] for g in kept)])
+    off_dev = np.concatenate([np.zeros(0), *(g.off_sums[1] for g in kept)])
+    return TrackScan(
+        piece=piece_index, rows=n_rows,
+        selected=_frame(source, loaded, chosen, spec.columns, spec),
+        context=_frame(source, loaded, context_rows, _context_columns(loaded, spec), spec),
+        missing=missing, rejected=_empty_rejected(source, loaded, spec),
+        genes=gene_table if len(rows) else empty_gene_table(), repeats=0,
+        off_sums=(off_rows, off_dev), null_gene_rows=0, sorted=True)
 
 
 def _select(scores: dict[str, np.ndarray], good: np.ndarray, selection: Selection) -> np.ndarray:

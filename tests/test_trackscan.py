@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dask_enrich import trackscan as ts
@@ -317,15 +317,20 @@ def test_keys_of_genes_equal_a_mask_of_every_key(pairs, codes):
 
 
 # --- the dense-run path (every row good, grouped, positions rising) against the keys -------------------
-def _scan_one(path: Path, force_keys: bool) -> ts.TrackScan:
+def _scan_one(path: Path, way: str) -> ts.TrackScan:
+    """The scan of a one-file piece: ``streamed`` (by row group, when dense), ``dense`` (the whole
+    piece by row offsets) or ``keys`` (the whole piece by keys)."""
+    from contextlib import ExitStack
     from unittest import mock
 
     source = inspect_input(str(path), label="track")
     columns = tuple(wanted_columns(source, POSITION_COLUMNS))
     spec = ts.ScanSpec(columns, config=CONFIG, source=source.path)
-    if not force_keys:
-        return ts.scan_piece(source, (str(path), None), 0, spec)
-    with mock.patch.object(ts, "_dense_runs", lambda loaded: None):
+    with ExitStack() as stack:
+        if way in ("dense", "keys"):
+            stack.enter_context(mock.patch.object(ts, "_scan_streamed", lambda *a: None))
+        if way == "keys":
+            stack.enter_context(mock.patch.object(ts, "_dense_runs", lambda loaded: None))
         return ts.scan_piece(source, (str(path), None), 0, spec)
 
 
@@ -338,6 +343,7 @@ def _assert_same_scan(got: ts.TrackScan, expected: ts.TrackScan) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+@settings(max_examples=80, deadline=None)  # each example writes and reads a Parquet file
 @given(spans=st.integers(1, 4).flatmap(lambda n: gene_spans(max_genes=n, max_start=6, max_extra=30)),
        data=st.data())
 def test_dense_runs_scan_equals_the_keys_scan(spans, data):
@@ -361,23 +367,31 @@ def test_dense_runs_scan_equals_the_keys_scan(spans, data):
         loaded = ts._load(inspect_input(str(path), label="track"), (str(path), None),
                           ts.ScanSpec(tuple(frame.columns)))
         assert ts._dense_runs(loaded) is not None
-        _assert_same_scan(_scan_one(path, False), _scan_one(path, True))
+        source = inspect_input(str(path), label="track")
+        assert ts._scan_streamed(source, (str(path), None), 0, ts.ScanSpec(tuple(frame.columns))) \
+            is not None
+        keys = _scan_one(path, "keys")
+        _assert_same_scan(_scan_one(path, "dense"), keys)
+        _assert_same_scan(_scan_one(path, "streamed"), keys)
 
 
+@pytest.mark.parametrize("row_group", [1, 2, 100])  # the fault across row groups or within one
 @pytest.mark.parametrize("genes, positions", [
     (["A", "B", "A"], [1, 1, 2]),  # a gene in two runs
     (["A", "A", "B"], [1, 1, 2]),  # a repeated position
     (["A", "A", "B"], [2, 1, 5]),  # positions falling within a gene
 ])
-def test_pieces_the_dense_path_refuses(tmp_path, genes, positions):
+def test_pieces_the_dense_path_refuses(tmp_path, genes, positions, row_group):
     frame = pd.DataFrame({"gene_id": genes, "position": positions, "donor_score": 0.5,
                           "acceptor_score": 0.001, "neither_score": 0.499})
     path = tmp_path / "t.parquet"
-    frame.to_parquet(path)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=row_group)
     loaded = ts._load(inspect_input(str(path), label="track"), (str(path), None),
                       ts.ScanSpec(tuple(frame.columns)))
     assert ts._dense_runs(loaded) is None
-    _assert_same_scan(_scan_one(path, False), _scan_one(path, True))
+    source = inspect_input(str(path), label="track")
+    assert ts._scan_streamed(source, (str(path), None), 0, ts.ScanSpec(tuple(frame.columns))) is None
+    _assert_same_scan(_scan_one(path, "streamed"), _scan_one(path, "keys"))
 
 
 def test_dense_path_refuses_codes_out_of_key_order(tmp_path):
@@ -391,5 +405,7 @@ def test_dense_path_refuses_codes_out_of_key_order(tmp_path):
     loaded = ts._load(inspect_input(str(path), label="track"), (str(path), None),
                       ts.ScanSpec(tuple(table.column_names)))
     assert ts._dense_runs(loaded) is None
-    scan = _scan_one(path, False)
+    source = inspect_input(str(path), label="track")
+    assert ts._scan_streamed(source, (str(path), None), 0, ts.ScanSpec(tuple(table.column_names))) is None
+    scan = _scan_one(path, "streamed")
     assert not scan.sorted and scan.genes["gene_id"].tolist() == ["B", "A"]
