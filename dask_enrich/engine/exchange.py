@@ -4,6 +4,9 @@
 :class:`WhereRead`
     input grouped by gene (``plan.follows_input``): one task per input partition reads it and
     processes each of its bins in turn; no rows move between tasks.
+:class:`WhereScanned`
+    track-only selection from a scanned track whose every gene lies in one piece: one task per
+    piece processes its bins from the scan's rows of the piece.
 :class:`Staged` (``--exchange staged``, the default otherwise)
     rows regrouped through Arrow files on disk, then one task per bin.
 :class:`P2P` (``--exchange p2p``)
@@ -194,18 +197,32 @@ def _where_read_part(read: Callable[[Any], pd.DataFrame], piece: Any, part: int,
     """Read one input partition, then process each of its bins (input grouped by gene): one task,
     so the partition is in memory only while its own bins are worked on, one bin at a time."""
     frame = read(piece)
-    bins = ctx.plan.bin_of(frame["gene_id"])
-    if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # genes not contiguous: group rows
-        order = np.argsort(bins, kind="stable")
-        frame, bins = frame.take(order), bins[order]
+    return (_part_bins(None, frame, part, ctx, task) if track_only
+            else _part_bins(frame, None, part, ctx, task))
+
+
+def _part_bins(positions: pd.DataFrame | None, track: pd.DataFrame | None, part: int, ctx: Any,
+               task: BinTask) -> list[Any]:
+    """Process each bin of input partition ``part`` from that partition's rows (of the positions,
+    of the track), one bin at a time."""
+    by_bin = {}
+    for label, frame in (("positions", positions), ("track", track)):
+        if frame is None:
+            continue
+        bins = ctx.plan.bin_of(frame["gene_id"])
+        if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # genes not contiguous: group rows
+            order = np.argsort(bins, kind="stable")
+            frame, bins = frame.take(order), bins[order]
+        by_bin[label] = (frame, bins)
     results = []
     for bin_id in ctx.plan.bins_of_part(part):  # one iteration per bin
         if bin_id in ctx.done:
             continue
-        start, end = np.searchsorted(bins, [bin_id, bin_id + 1])
-        rows = frame.iloc[start:end]
-        results.append(task(None, rows, ctx, int(bin_id)) if track_only
-                       else task(rows, None, ctx, int(bin_id)))
+        rows = {}
+        for label, (frame, bins) in by_bin.items():
+            start, end = np.searchsorted(bins, [bin_id, bin_id + 1])
+            rows[label] = frame.iloc[start:end]
+        results.append(task(rows.get("positions"), rows.get("track"), ctx, int(bin_id)))
     return results
 
 
@@ -229,6 +246,29 @@ class WhereRead(Exchange):
                 continue
             tasks.append(process(reader_key, piece, p, ctx_key, inputs.sources.track_only, task,
                                  dask_key_name=self.part_key(label, p, bins)))
+        return tasks
+
+
+class WhereScanned(Exchange):
+    """A scanned track (track-only selection) whose every gene lies in one piece: one task per
+    piece takes that piece's selected and context rows (the scan's partitions) and processes its
+    bins (packed within the piece); nothing is staged."""
+
+    name = "where-scanned"
+
+    def graph(self, inputs: Any, ctx: Any, task: BinTask) -> list[Any]:
+        import dask
+
+        process = dask.delayed(_part_bins, pure=True)
+        ctx_key = dask.delayed(ctx, pure=True, traverse=False)
+        positions, track = inputs.positions.to_delayed(), inputs.track.to_delayed()
+        tasks = []
+        for p, (selected, context) in enumerate(zip(positions, track, strict=True)):
+            bins = ctx.plan.bins_of_part(p)
+            if set(bins.tolist()) <= ctx.done:
+                continue
+            tasks.append(process(selected, context, p, ctx_key, task,
+                                 dask_key_name=self.part_key("track", p, bins)))
         return tasks
 
 
@@ -315,8 +355,10 @@ class P2P(Exchange):
                 for b in range(ctx.plan.n_bins) if b not in ctx.done]
 
 
-def choose_exchange(plan: PartitionPlan, exchange_method: str, fingerprint: str) -> Exchange:
-    """The strategy of a run: where read when the plan follows the input, else staged or p2p."""
+def choose_exchange(plan: PartitionPlan, exchange_method: str, fingerprint: str,
+                    scanned: bool = False) -> Exchange:
+    """The strategy of a run: where read (``scanned``: where scanned) when the plan follows the
+    input, else staged or p2p."""
     if plan.follows_input:
-        return WhereRead(fingerprint)
+        return WhereScanned(fingerprint) if scanned else WhereRead(fingerprint)
     return P2P(fingerprint) if exchange_method == "p2p" else Staged(fingerprint)

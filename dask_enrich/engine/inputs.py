@@ -332,6 +332,8 @@ class RunInputs:
         """The input partition of each gene when one input alone is read and grouped by gene."""
         if self.selective:
             return self.track_parts
+        if self.scan is not None and self.sources.track_only:  # the scan's pieces
+            return self.pos_parts
         if self.track is None:
             return self.pos_parts
         return self.track_parts if self.positions is None and self.scan is None else None
@@ -404,8 +406,16 @@ def scanned_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: s
     selected = pd.Series(genes["selected"].to_numpy(np.int64), index=index)
     check_counts(None, None, sources.track, track_counts)  # empty track
     track = _refuse_or_carry(result, on_bad_rows, spec.source)
-    return RunInputs(sources, result.selected, track, selected, None, track_counts, None,
-                     scan=result)
+    return RunInputs(sources, result.selected, track, selected, _one_piece_each(genes, index),
+                     track_counts, None, scan=result)
+
+
+def _one_piece_each(genes: pd.DataFrame, index: pd.Index) -> pd.Series | None:
+    """Each gene's piece, when every gene lies in one piece of the scan (the bins may then follow
+    the pieces, as a full read's partitions); else None."""
+    if len(genes) and bool((genes["pieces"] == 1).all()):
+        return pd.Series(genes["piece"].to_numpy(np.int64), index=index)
+    return None
 
 
 def selective_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows: str = "error"
@@ -424,9 +434,7 @@ def selective_inputs(sources: InputSources, client: Any, spec: Any, on_bad_rows:
     genes = result.genes
     index = pd.Index(genes["gene_id"].astype(str), dtype="str")
     track_counts = pd.Series(genes["rows"].to_numpy(np.int64), index=index)
-    # every gene in one piece: the plan may follow the pieces, as a full read's partitions
-    track_parts = (pd.Series(genes["piece"].to_numpy(np.int64), index=index)
-                   if len(genes) and bool((genes["pieces"] == 1).all()) else None)
+    track_parts = _one_piece_each(genes, index)
     check_counts(None, None, sources.track, track_counts)  # empty track
     _refuse(result, on_bad_rows, spec.source)
     _, _, meta = input_pieces(sources.track, sources.columns("track"), **sources.options("track"))

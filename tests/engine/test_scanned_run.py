@@ -61,6 +61,44 @@ def test_scanned_selection_equals_the_full_read(client, tmp_path, monkeypatch, f
     assert success["rows"]["track"] == len(frame)
 
 
+def _whole_gene_files(frame: pd.DataFrame, root, files: int, row_group: int):
+    """``frame`` as ``files`` Parquet files of whole genes (each gene in one file: one scan piece)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root.mkdir(parents=True)
+    genes = pd.unique(frame["gene_id"])
+    for k, part in enumerate(np.array_split(genes, files)):
+        rows = frame[frame["gene_id"].isin(part)]
+        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False),
+                       root / f"part-{k:03d}.parquet", row_group_size=row_group)
+    return root
+
+
+def test_scanned_selection_where_scanned_equals_the_full_read(client, tmp_path, monkeypatch):  # noqa: F811
+    """Every gene in one piece: the bins follow the pieces (one task per piece, several bins each,
+    nothing staged); the output, the quarantined rows and the counts equal the full read's, and a
+    lost part is redone on resume."""
+    frame = generated_track(seed=6, genes=12)
+    track = _whole_gene_files(frame, tmp_path / "track", 3, 250)
+    full = _run(track, tmp_path / "full", client, True, monkeypatch, on_bad_rows="quarantine")
+    out = tmp_path / "scanned"
+    scanned = _run(track, out, client, False, monkeypatch, on_bad_rows="quarantine")
+    plan = json.loads((out / "_SUCCESS.json").read_text())["partitions"]["plan"]
+    assert plan["follows_input"] and plan["bins"] > 3  # several bins per piece
+    assert scanned.track_rows_rejected == full.track_rows_rejected > 0
+    assert (scanned.rows_in, scanned.rows_written, scanned.rows_rejected) == \
+        (full.rows_in, full.rows_written, full.rows_rejected)
+    assert scanned.warnings == full.warnings and scanned.imputed == full.imputed
+    expected = _rows(tmp_path / "full")
+    pd.testing.assert_frame_equal(_rows(out), expected)
+    pd.testing.assert_frame_equal(_rejected(out), _rejected(tmp_path / "full"))
+    (out / "part-00002.parquet").unlink()
+    again = _run(track, out, client, False, monkeypatch, on_bad_rows="quarantine", mode="resume")
+    assert again.partitions_resumed == scanned.partitions - 1
+    pd.testing.assert_frame_equal(_rows(out), expected)
+
+
 def test_scanned_selection_refuses_bad_track_rows_by_default(client, tmp_path):  # noqa: F811
     track = write_files(generated_track(seed=4, genes=4), tmp_path / "track", 1, 10_000)
     with pytest.raises(Exception) as caught:
