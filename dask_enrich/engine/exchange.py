@@ -162,10 +162,11 @@ class Exchange(abc.ABC):
         """The key of the task that stages input partition ``part`` (staged)."""
         return self._key(f"split-{label}-{part}", TaskPlace(input=(label, int(part))))
 
-    def part_key(self, label: str, part: int, bins: Any) -> str:
+    def part_key(self, label: str, part: int, bins: Any, chunk: int | None = None) -> str:
         """The key of the task that reads input partition ``part`` and processes its ``bins``
-        (where read)."""
-        return self._key(f"enrich-write-{label}-{part}",
+        (where read; ``chunk``: which of the tasks sharing that partition's bins)."""
+        suffix = "" if chunk is None else f"-{chunk}"
+        return self._key(f"enrich-write-{label}-{part}{suffix}",
                          TaskPlace(tuple(int(b) for b in bins), (label, int(part))))
 
     def bins_of_key(self, key: Any) -> TaskPlace | None:
@@ -190,16 +191,17 @@ class Exchange(abc.ABC):
 
 
 def _where_read_part(read: Callable[[Any], pd.DataFrame], piece: Any, part: int, ctx: Any,
-                     track_only: bool, task: BinTask) -> list[Any]:
-    """Read one input partition, then process each of its bins (input grouped by gene): one task,
-    so the partition is in memory only while its own bins are worked on, one bin at a time."""
+                     track_only: bool, task: BinTask, chunk: Any = None) -> list[Any]:
+    """Read one input partition, then process each of its bins (input grouped by gene), or those
+    of ``chunk`` (some of them): one task, so the partition is in memory only while its own bins
+    are worked on, one bin at a time."""
     frame = read(piece)
     bins = ctx.plan.bin_of(frame["gene_id"])
     if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # genes not contiguous: group rows
         order = np.argsort(bins, kind="stable")
         frame, bins = frame.take(order), bins[order]
     results = []
-    for bin_id in ctx.plan.bins_of_part(part):  # one iteration per bin
+    for bin_id in ctx.plan.bins_of_part(part) if chunk is None else chunk:  # one iteration per bin
         if bin_id in ctx.done:
             continue
         start, end = np.searchsorted(bins, [bin_id, bin_id + 1])
@@ -209,11 +211,44 @@ def _where_read_part(read: Callable[[Any], pd.DataFrame], piece: Any, part: int,
     return results
 
 
+def balanced_chunks(bins: np.ndarray, rows: np.ndarray, n: int) -> list[np.ndarray]:
+    """``bins`` (with ``rows`` each) cut into at most ``n`` consecutive runs of about equal rows,
+    none empty."""
+    n = max(1, min(int(n), len(bins)))
+    if n == 1:
+        return [np.asarray(bins)]
+    cum = np.cumsum(rows, dtype=np.float64)
+    target = cum[-1] * np.arange(1, n) / n
+    after = np.clip(np.searchsorted(cum, target), 1, len(bins) - 1)  # first run end >= target
+    nearer = np.abs(cum[after - 1] - target) <= np.abs(cum[after] - target)
+    cuts = np.unique(np.where(nearer, after, after + 1).clip(1, len(bins) - 1))
+    return np.split(np.asarray(bins), cuts)
+
+
+def where_read_tasks(part_bins: list[np.ndarray], bin_rows: np.ndarray, slots: int
+                     ) -> list[list[np.ndarray]]:
+    """How the pending bins of each input partition (``part_bins``) are shared among where-read
+    tasks on ``slots`` worker threads: one task per partition, except that when the partitions do
+    not divide evenly among the slots, the last ``len(part_bins) % slots`` are each cut into
+    ``slots`` tasks of about equal rows (each reads its partition, then its bins), so that no
+    slot is left idle while another works through a whole partition (5 partitions on 2 slots:
+    2.5 instead of 3 partitions' time)."""
+    split = len(part_bins) % slots if slots > 1 else 0
+    return [balanced_chunks(bins, bin_rows[bins], slots) if i >= len(part_bins) - split else [bins]
+            for i, bins in enumerate(part_bins)]
+
+
 class WhereRead(Exchange):
     """Input grouped by gene: one task per input partition reads it (the same pieces as the plan's
-    pass over ``gene_id``) and processes its bins; partitions of complete bins only are skipped."""
+    pass over ``gene_id``) and processes its bins; partitions of complete bins only are skipped.
+    With ``slots`` worker threads, a remainder of partitions is shared among several tasks
+    (:func:`where_read_tasks`)."""
 
     name = "where-read"
+
+    def __init__(self, fingerprint: str, slots: int = 1) -> None:
+        super().__init__(fingerprint)
+        self.slots = max(1, int(slots))
 
     def graph(self, inputs: Any, ctx: Any, task: BinTask) -> list[Any]:
         import dask
@@ -222,13 +257,24 @@ class WhereRead(Exchange):
         process = dask.delayed(_where_read_part, pure=True)
         reader_key = dask.delayed(reader, pure=True, traverse=False)
         ctx_key = dask.delayed(ctx, pure=True, traverse=False)
+        pending = []
+        for p in range(len(pieces)):
+            bins = np.array([b for b in ctx.plan.bins_of_part(p).tolist() if b not in ctx.done],
+                            dtype=np.int64)
+            if len(bins):
+                pending.append((p, bins))
+        shares = where_read_tasks([bins for _, bins in pending], ctx.plan.bin_rows, self.slots)
         tasks = []
-        for p, piece in enumerate(pieces):
-            bins = ctx.plan.bins_of_part(p)
-            if set(bins.tolist()) <= ctx.done:
+        for (p, bins), chunks in zip(pending, shares):
+            if len(chunks) == 1:
+                tasks.append(process(reader_key, pieces[p], p, ctx_key, inputs.sources.track_only,
+                                     task, dask_key_name=self.part_key(label, p, bins)))
                 continue
-            tasks.append(process(reader_key, piece, p, ctx_key, inputs.sources.track_only, task,
-                                 dask_key_name=self.part_key(label, p, bins)))
+            with dask.annotate(priority=-1):  # after the whole partitions: the shorter last
+                for i, chunk in enumerate(chunks):
+                    tasks.append(process(reader_key, pieces[p], p, ctx_key,
+                                         inputs.sources.track_only, task, chunk.tolist(),
+                                         dask_key_name=self.part_key(label, p, chunk, i)))
         return tasks
 
 
@@ -315,8 +361,10 @@ class P2P(Exchange):
                 for b in range(ctx.plan.n_bins) if b not in ctx.done]
 
 
-def choose_exchange(plan: PartitionPlan, exchange_method: str, fingerprint: str) -> Exchange:
-    """The strategy of a run: where read when the plan follows the input, else staged or p2p."""
+def choose_exchange(plan: PartitionPlan, exchange_method: str, fingerprint: str,
+                    slots: int = 1) -> Exchange:
+    """The strategy of a run: where read when the plan follows the input, else staged or p2p
+    (``slots``: the cluster's worker threads, how where-read tasks share partitions)."""
     if plan.follows_input:
-        return WhereRead(fingerprint)
+        return WhereRead(fingerprint, slots)
     return P2P(fingerprint) if exchange_method == "p2p" else Staged(fingerprint)
