@@ -343,10 +343,14 @@ class PartitionInputs:
     def in_annotation(self) -> np.ndarray:
         return self.gene_row >= 0
 
+    @cached_property
+    def _gene_take(self) -> np.ndarray:
+        """The gene-table row each row takes its gene's columns from (0 where absent)."""
+        return np.where(self.in_annotation, self.gene_row, 0)
+
     def gene_column(self, name: str) -> np.ndarray:
         """Column ``name`` of the gene table for each row (meaningless where ``~in_annotation``)."""
-        values = self.genomic.gene_table[name].to_numpy()
-        return values[np.where(self.in_annotation, self.gene_row, 0)]
+        return self.genomic.gene_table[name].to_numpy()[self._gene_take]
 
     def _genomic_positions(self, positions: np.ndarray) -> np.ndarray:
         positions = np.asarray(positions, dtype=np.int64)

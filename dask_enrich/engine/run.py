@@ -323,7 +323,8 @@ def _execute(client: Any, job: _Job, dashboard: str | None, timings: dict[str, f
     ctx, done, redone = _prepare(job, inputs, plan)
     strategy = (SelectiveScan(job.fingerprint) if inputs.selective
                 else exchange.choose_exchange(plan, job.output.exchange_method, job.fingerprint,
-                                              scanned=inputs.scan is not None and job.sources.track_only))
+                                              scanned=inputs.scan is not None and job.sources.track_only,
+                                              slots=sum(client.nthreads().values())))
     tasks = strategy.graph(inputs, ctx, process_bin)
     job.say(f"enriching: {inputs.partitions} input partition(s) -> {plan.n_bins} gene partition(s)"
             + (f" ({len(done)} already complete)" if done else ""))

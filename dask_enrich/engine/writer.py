@@ -265,11 +265,24 @@ def precheck_output(out: str, *, mode: Mode, run_fingerprint: str,
     _refuse(out, fs, root, mode, run_fingerprint, run_record, storage_options)
 
 
+#: Threads deleting a previous output's entries: unlinking a part frees its cached pages in the
+#: kernel (5M rows in 30 parts, 1.6 GB: 0.6 s in one thread), work that runs in parallel.
+REMOVE_THREADS = 4
+
+
 def remove_own(fs: storage.FileSystem, root: str) -> None:
-    """Delete what dask-enrich wrote in ``root`` (not its lock, nothing else)."""
-    for name in storage.listing(fs, root):
-        if name != LOCK_FILE and _is_own(fs, root, name):
-            fs.rm(f"{root}/{name}", recursive=True)
+    """Delete what dask-enrich wrote in ``root`` (not its lock, nothing else): ``_SUCCESS.json``
+    first, then the rest in :data:`REMOVE_THREADS` threads."""
+    names = [n for n in storage.listing(fs, root) if n != LOCK_FILE and _is_own(fs, root, n)]
+    names.sort(key=lambda n: n != SUCCESS_FILE)  # a half-removed output never looks complete
+
+    def remove(name: str) -> None:
+        fs.rm(f"{root}/{name}", recursive=True)
+
+    if names and names[0] == SUCCESS_FILE:
+        remove(names.pop(0))
+    with ThreadPoolExecutor(max_workers=max(1, min(REMOVE_THREADS, len(names)))) as pool:
+        list(pool.map(remove, names))
 
 
 def prepare_output(out: str, *, mode: Mode, run_fingerprint: str, run_record: dict[str, Any],

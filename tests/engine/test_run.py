@@ -337,3 +337,26 @@ def test_annotation_checks_apply_only_when_a_feature_reads_the_annotation(client
     with pytest.raises(InputError, match="gene_not_in_annotation"):
         run_enrichment(str(tmp_path / "p.parquet"), with_gene, str(tmp_path / "b"),
                        cache=slice_cache, client=client)
+
+
+def test_a_partition_left_over_is_shared_among_the_threads(client, tmp_path, monkeypatch):
+    """3 grouped files on 2 worker threads: the third file's bins in two tasks (each reads the
+    file, then its bins), and the same rows and values as the core on the whole input."""
+    positions = positions_in_genes(_toy_genes(30), 3_000, seed=21)
+    write_grouped(positions, tmp_path / "in", files=3, shuffle=True)
+    places: list = []
+    graph = exchange.WhereRead.graph
+
+    def recorded(self, inputs, ctx, task):  # on the client: the tasks' places
+        tasks = graph(self, inputs, ctx, task)
+        places.extend(self.bins_of_key(t.key) for t in tasks)
+        return tasks
+
+    monkeypatch.setattr(exchange.WhereRead, "graph", recorded)
+    summary = run_enrichment(str(tmp_path / "in"), SCORES_ONLY, str(tmp_path / "out"), config=KEEP,
+                             partition_rows=100, client=client)
+    assert sum(client.nthreads().values()) == 2 and follows_input(tmp_path / "out")
+    assert [p.input[1] for p in places] == [0, 1, 2, 2]  # the third file: two tasks
+    bins = [b for p in places for b in p.bins]
+    assert bins == list(range(summary.partitions)) and len(places[2].bins) and len(places[3].bins)
+    _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])

@@ -177,3 +177,32 @@ def test_checksum_sink_writes_every_byte_to_a_file_that_takes_few_at_a_time():
     sink.write(memoryview(payload)[1000:])
     assert bytes(raw.data) == payload
     assert sink.digest == (f"{zlib.crc32(payload):08x}", len(payload))
+
+
+def test_overwrite_removes_the_success_file_first_then_the_rest(tmp_path, monkeypatch):
+    """A previous output is deleted _SUCCESS.json first (interrupted, it never looks complete),
+    then its parts and records (in threads); its lock is left."""
+    from dask_enrich import storage
+
+    out = tmp_path / "out"
+    out.mkdir()
+    frame = _positions(10)
+    schema = output_schema(MANIFEST, frame.dtypes.to_dict())
+    enriched, report = enrich(frame, MANIFEST)
+    for b in range(6):
+        writer.write_part(enriched, str(out), b, schema, "A", report.to_dict())
+    writer.write_success(str(out), {"rows": 60})
+    (out / writer.LOCK_FILE).write_text("{}")
+    fs, root = storage.url_to_fs(str(out))
+    removed: list[str] = []
+    rm = fs.rm
+
+    def recorded(path, recursive=False):
+        removed.append(path.rsplit("/", 1)[-1])
+        rm(path, recursive=recursive)
+
+    monkeypatch.setattr(fs, "rm", recorded)  # fsspec's instance is shared: undone after
+    writer.remove_own(fs, root)
+    assert removed[0] == writer.SUCCESS_FILE
+    assert sorted(removed[1:]) == sorted([writer.PARTS_DIR] + [writer.part_name(b) for b in range(6)])
+    assert [p.name for p in out.iterdir()] == [writer.LOCK_FILE]
