@@ -11,7 +11,11 @@ applies the track's row checks to every row, vectorised (the checks of
 today: the reason strings of the bad rows come from ``split_bad_rows`` itself, run on those rows
 only), selects the uncertain rows, and returns a :class:`TrackScan`: the selected rows (every
 requested column), the *context rows* they need from this piece, the bad rows with their reason,
-rows per gene, and the neighbour keys it could not find here.
+rows per gene, and the neighbour keys it could not find here. A *dense* piece (every row good,
+one run of rows per gene, gene codes rising, positions rising strictly within each gene: the usual
+track) is streamed one row group at a time (:func:`_scan_streamed`), keeping only the rows the
+selected rows' context needs, found by their offset from a selected row (its neighbours lie
+within two rows of it); any other piece is read whole and searched by (gene, position) keys.
 
 The context rows of a set of positions are a subset of the track on which
 :func:`dask_enrich.core.enrich` gives the same context values as on the whole (checked) track:
