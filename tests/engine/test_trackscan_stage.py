@@ -203,3 +203,15 @@ def test_a_failed_task_after_the_scan_is_raised_without_gathering(client):  # no
         _raise_failed([ok, failed])
     _raise_failed([ok])  # all done: nothing raised
     assert ok.status == "finished"
+
+
+def test_dask_counts_a_scan_at_its_frames_size():
+    """What a scan task leaves on its worker is counted by Dask's sizeof (memory accounting,
+    spilling) at least at its frames' size, not as a bare object."""
+    from dask.sizeof import sizeof
+
+    source = inspect_input(str(DEMO_TRACK), label="track")
+    spec = ts.ScanSpec(tuple(wanted_columns(source, POSITION_COLUMNS)), source=source.path)
+    scan = ts.scan_piece(source, (str(DEMO_TRACK), None), 0, spec)
+    frames = scan.selected.memory_usage(deep=True).sum() + scan.context.memory_usage(deep=True).sum()
+    assert len(scan.context) > 1000 and sizeof(scan) >= 0.9 * frames
