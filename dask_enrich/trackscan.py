@@ -387,6 +387,7 @@ class _Runs:
     starts: np.ndarray  # first row of each run
     ends: np.ndarray  # one past the last row of each run
     codes: np.ndarray  # the gene code of each run
+    sizes: np.ndarray  # the piece rows of each run (ends - starts, unless rows were left out)
 
 
 def _rising_runs(codes: np.ndarray, position: np.ndarray) -> np.ndarray | None:
@@ -410,7 +411,8 @@ def _dense_runs(loaded: _Loaded) -> _Runs | None:
     starts = _rising_runs(loaded.codes, loaded.position)
     if starts is None:
         return None
-    return _Runs(starts, np.append(starts[1:], len(loaded)), loaded.codes[starts])
+    ends = np.append(starts[1:], len(loaded))
+    return _Runs(starts, ends, loaded.codes[starts], ends - starts)
 
 
 def _near(loaded: _Loaded, runs: _Runs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -578,7 +580,7 @@ def _gene_table(loaded: _Loaded, index: _Index | None, selected: np.ndarray,
     if runs is not None:
         lo, hi = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
         rows = np.zeros(n, np.int64)
-        rows[runs.codes] = runs.ends - runs.starts
+        rows[runs.codes] = runs.sizes
         lo[runs.codes] = loaded.position[runs.starts]
         hi[runs.codes] = loaded.position[runs.ends - 1]
         order = runs.codes
@@ -643,37 +645,60 @@ def scan_piece(source: InputSource, piece: tuple, piece_index: int, spec: ScanSp
             return streamed
     loaded = _load(source, piece, spec)
     runs = _dense_runs(loaded)
-    index = _index(loaded) if runs is None else None
-    repeats = index.repeats if index is not None else np.zeros(0, np.int64)
-    good = ~loaded.bad
-    good[repeats] = False
-    chosen = (_select(loaded.scores, good, spec.selection) if spec.selection is not None
-              else np.zeros(0, dtype=np.int64))
-    chosen_codes = _unique(loaded.codes[chosen])
     if runs is not None:
-        found, absent = _near(loaded, runs, chosen)
-        ends = _run_ends(runs, chosen_codes)
-    else:
-        want_codes, want_pos = neighbour_keys(loaded.codes[chosen], loaded.position[chosen])
-        want = track_keys(want_codes, want_pos)
-        found = _find(index, want)
-        absent = _unique(want[found < 0])  # maybe in another piece (a gene split across pieces)
-        found, ends = found[found >= 0], _ends(index, chosen_codes)
-    context_rows = _unique(np.concatenate([found, ends]))
-    missing_codes = absent >> POSITION_BITS
-    missing = pd.DataFrame({"gene_id": pd.Series(loaded.genes[missing_codes], dtype="str"),
-                            "position": absent & ((1 << POSITION_BITS) - 1)})
+        every = np.ones(len(loaded), dtype=bool)
+        return _dense_scan(source, loaded, runs, _chosen(loaded, every, spec), piece_index, spec,
+                           len(loaded), _off_sums(loaded, every))
+    index = _index(loaded)
+    good = ~loaded.bad
+    good[index.repeats] = False
+    chosen = _chosen(loaded, good, spec)
+    want_codes, want_pos = neighbour_keys(loaded.codes[chosen], loaded.position[chosen])
+    want = track_keys(want_codes, want_pos)
+    found = _find(index, want)
+    absent = _unique(want[found < 0])  # maybe in another piece (a gene split across pieces)
+    context_rows = _unique(np.concatenate([found[found >= 0],
+                                           _ends(index, _unique(loaded.codes[chosen]))]))
     bad_rows = np.flatnonzero(loaded.bad)
-    rejected = (_rejected(source, loaded, bad_rows, repeats, spec)
-                if len(bad_rows) or len(repeats) else
+    rejected = (_rejected(source, loaded, bad_rows, index.repeats, spec)
+                if len(bad_rows) or len(index.repeats) else
                 _empty_rejected(source, loaded, spec))
     return TrackScan(
         piece=piece_index, rows=len(loaded),
         selected=_frame(source, loaded, chosen, spec.columns, spec),
         context=_frame(source, loaded, context_rows, _context_columns(loaded, spec), spec),
-        missing=missing, rejected=rejected, genes=_gene_table(loaded, index, chosen, runs),
-        repeats=len(repeats), off_sums=_off_sums(loaded, good),
-        null_gene_rows=loaded.null_genes, sorted=index is None or index.in_order)
+        missing=_missing(loaded, absent), rejected=rejected,
+        genes=_gene_table(loaded, index, chosen), repeats=len(index.repeats),
+        off_sums=_off_sums(loaded, good), null_gene_rows=loaded.null_genes, sorted=index.in_order)
+
+
+def _chosen(loaded: _Loaded, good: np.ndarray, spec: ScanSpec) -> np.ndarray:
+    """The loaded rows the selection picks among the ``good`` ones (none without a selection)."""
+    if spec.selection is None or not len(loaded):
+        return np.zeros(0, dtype=np.int64)
+    return _select(loaded.scores, good, spec.selection)
+
+
+def _missing(loaded: _Loaded, absent: np.ndarray) -> pd.DataFrame:
+    """The (gene_id, position) frame of neighbour keys no row of the piece holds."""
+    return pd.DataFrame({"gene_id": pd.Series(loaded.genes[absent >> POSITION_BITS], dtype="str"),
+                         "position": absent & _POSITION_MASK})
+
+
+def _dense_scan(source: InputSource, loaded: _Loaded, runs: _Runs, chosen: np.ndarray,
+                piece_index: int, spec: ScanSpec, n_rows: int,
+                off_sums: tuple[np.ndarray, np.ndarray]) -> TrackScan:
+    """The :class:`TrackScan` of a dense piece (every row good: nothing rejected, no repeat), from
+    its loaded rows (all of them, or those a streamed read kept) and their runs."""
+    found, absent = _near(loaded, runs, chosen)
+    context_rows = _unique(np.concatenate([found, _run_ends(runs, _unique(loaded.codes[chosen]))]))
+    return TrackScan(
+        piece=piece_index, rows=n_rows,
+        selected=_frame(source, loaded, chosen, spec.columns, spec),
+        context=_frame(source, loaded, context_rows, _context_columns(loaded, spec), spec),
+        missing=_missing(loaded, absent), rejected=_empty_rejected(source, loaded, spec),
+        genes=_gene_table(loaded, None, chosen, runs), repeats=0, off_sums=off_sums,
+        null_gene_rows=0, sorted=True)
 
 
 # --- the streamed scan of a dense piece ---------------------------------------------------------------
@@ -710,8 +735,9 @@ class _Group:
     codes: np.ndarray
     position: np.ndarray
     chosen: np.ndarray  # piece rows
-    run_starts: np.ndarray  # piece rows where a run of one gene starts (the group's first row: if
-    off_sums: tuple[np.ndarray, np.ndarray]  # a new gene starts there)
+    run_starts: np.ndarray  # piece rows where a run of one gene starts (the first row: if a new
+    #: gene starts there)
+    off_sums: tuple[np.ndarray, np.ndarray]
 
 
 def _scan_streamed(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec
@@ -769,14 +795,14 @@ def _dense_group(loaded: _Loaded, codes_of: _GeneCodes, last: tuple[int, int], s
             starts = starts[1:]  # the previous group's run goes on
     else:
         starts = ends = np.zeros(0, np.int64)
-    chosen = (_select(loaded.scores, np.ones(n, dtype=bool), spec.selection)
-              if spec.selection is not None and n else np.zeros(0, np.int64))
+    every = np.ones(n, dtype=bool)
+    chosen = _chosen(loaded, every, spec)
     near = (chosen[:, None] + np.arange(-_EDGE, _EDGE + 1)[None, :]).ravel()
     edges = np.concatenate([np.arange(min(_EDGE, n)), np.arange(max(n - _EDGE, 0), n)])
     keep = _unique(np.concatenate([near[(near >= 0) & (near < n)], edges, starts, ends]))
     rows = loaded.rows
     return _Group(loaded.table.take(pa.array(keep, type=pa.int64())), rows[keep], codes[keep],
-                  position[keep], rows[chosen], rows[starts], _off_sums(loaded, np.ones(n, dtype=bool)))
+                  position[keep], rows[chosen], rows[starts], _off_sums(loaded, every))
 
 
 def _streamed_scan(source: InputSource, file: str, groups: list[int], piece_index: int,
@@ -784,37 +810,19 @@ def _streamed_scan(source: InputSource, file: str, groups: list[int], piece_inde
     """The :class:`TrackScan` of a streamed piece from its groups' kept rows."""
     rows = np.concatenate([np.zeros(0, np.int64), *(g.rows for g in kept)])
     genes = codes_of.names.to_numpy(dtype=object)
-    table = pa.concat_tables([g.table for g in kept]) if kept else None
+    table = pa.concat_tables([g.table for g in kept])
     codes = np.concatenate([np.zeros(0, np.int64), *(g.codes for g in kept)])
     position = np.concatenate([np.zeros(0, np.int64), *(g.position for g in kept)])
     loaded = _Loaded(file, groups, rows, table, codes, genes, position, np.zeros(len(rows), bool), {})
     # the runs over the piece, as indices into the kept rows (each run's first and last row kept)
-    starts = np.searchsorted(rows, np.concatenate([np.zeros(0, np.int64), *(g.run_starts for g in kept)]))
-    ends = np.append(starts[1:], len(rows))
-    runs = _Runs(starts, ends, codes[starts])
+    piece_starts = np.concatenate([np.zeros(0, np.int64), *(g.run_starts for g in kept)])
+    starts = np.searchsorted(rows, piece_starts)
+    runs = _Runs(starts, np.append(starts[1:], len(rows)), codes[starts],
+                 np.diff(np.append(piece_starts, n_rows)))
     chosen = np.searchsorted(rows, np.concatenate([np.zeros(0, np.int64), *(g.chosen for g in kept)]))
-    chosen_codes = _unique(codes[chosen])
-    found, absent = _near(loaded, runs, chosen)
-    context_rows = _unique(np.concatenate([found, _run_ends(runs, chosen_codes)]))
-    missing = pd.DataFrame({"gene_id": pd.Series(genes[absent >> POSITION_BITS], dtype="str"),
-                            "position": absent & _POSITION_MASK})
-    # rows per gene: the piece rows between run starts (the kept rows are a subset)
-    piece_starts = rows[starts]
-    sizes = np.diff(np.append(piece_starts, n_rows))
-    selected = np.bincount(codes[chosen], minlength=len(genes))[runs.codes]
-    gene_table = pd.DataFrame({"gene_id": pd.Series(genes[runs.codes], dtype="str"),
-                               "rows": sizes.astype(np.int64), "good": sizes.astype(np.int64),
-                               "selected": selected.astype(np.int64),
-                               "min_position": position[starts], "max_position": position[ends - 1]})
-    off_rows = np.concatenate([np.zeros(0, np.int64), *(g.off_sums[0] for g in kept)])
-    off_dev = np.concatenate([np.zeros(0), *(g.off_sums[1] for g in kept)])
-    return TrackScan(
-        piece=piece_index, rows=n_rows,
-        selected=_frame(source, loaded, chosen, spec.columns, spec),
-        context=_frame(source, loaded, context_rows, _context_columns(loaded, spec), spec),
-        missing=missing, rejected=_empty_rejected(source, loaded, spec),
-        genes=gene_table if len(rows) else empty_gene_table(), repeats=0,
-        off_sums=(off_rows, off_dev), null_gene_rows=0, sorted=True)
+    off_sums = (np.concatenate([np.zeros(0, np.int64), *(g.off_sums[0] for g in kept)]),
+                np.concatenate([np.zeros(0), *(g.off_sums[1] for g in kept)]))
+    return _dense_scan(source, loaded, runs, chosen, piece_index, spec, n_rows, off_sums)
 
 
 def _select(scores: dict[str, np.ndarray], good: np.ndarray, selection: Selection) -> np.ndarray:
