@@ -126,11 +126,12 @@ class ChecksumSink:
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
+        given = view.nbytes
         self.crc = zlib.crc32(view, self.crc)
-        self.size += view.nbytes
+        self.size += given
         while view:  # an unbuffered file may take fewer bytes than given: the rest again
             view = view[self.raw.write(view):]
-        return self.size
+        return given
 
     def flush(self) -> None:
         self.raw.flush()

@@ -173,8 +173,8 @@ def test_checksum_sink_writes_every_byte_to_a_file_that_takes_few_at_a_time():
     raw = Trickle()
     sink = writer.ChecksumSink(raw)
     payload = bytes(range(256)) * 40
-    sink.write(payload[:1000])
-    sink.write(memoryview(payload)[1000:])
+    assert sink.write(payload[:1000]) == 1000  # the bytes of this call, as a file's write returns
+    assert sink.write(memoryview(payload)[1000:]) == len(payload) - 1000
     assert bytes(raw.data) == payload
     assert sink.digest == (f"{zlib.crc32(payload):08x}", len(payload))
 
