@@ -1,12 +1,13 @@
 """The track read at the floor, on Dask: a scan task per track piece, a targeted second pass.
 
 :func:`scan_track` maps :func:`dask_enrich.trackscan.scan_piece` over the track's pieces (one task
-each; its result stays on its worker, only a small summary comes back), combines the rows per gene
+each; its result stays on its worker, its rows parked on the worker's disk
+(:mod:`~dask_enrich.engine.parked`) until a bin needs them, only a small summary comes back), combines the rows per gene
 on the client, and asks only the pieces that can hold a neighbour a piece could not find itself
 (a gene split across row groups or files, found from the per-piece position ranges of the
 genes) or a gene's end row (its span, when no annotation gives it). The result,
 :class:`TrackScanResult`, holds the selected rows, their context rows and the bad rows as Dask
-DataFrames of one partition per piece (kept in memory on the workers), the rows per gene and the
+DataFrames of one partition per piece (made from the parked rows when a bin needs them), the rows per gene and the
 bad-row counts: the input of the engine's plan and exchange in place of the whole track.
 
 Unsorted tracks work: a piece whose rows are not in (gene, position) order costs one sort of its
@@ -51,6 +52,7 @@ from ..trackscan import (
     CONTEXT_ROW_COLUMNS,
     PIECE,
     ROW,
+    GeneLookup,
     ScanSpec,
     TrackScan,
     check_warnings,
@@ -66,17 +68,63 @@ from ..trackscan import (
     rows_of_piece,
     scan_piece,
 )
+from .parked import Parked
+
+
+@dataclass
+class _Kept:
+    """What a scan (or gene lookup) task leaves on its worker for the second pass and the bins:
+    the small summary the client asks for and the warnings' inputs in memory, the frames (selected,
+    context and bad rows) parked on the worker's disk (:class:`~dask_enrich.engine.parked.Parked`),
+    so that a worker's memory does not grow with the pieces it scanned."""
+
+    piece: int
+    summary: dict[str, Any]
+    repeats: int
+    off_sums: tuple[np.ndarray, np.ndarray]
+    frames: dict[str, Parked]
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """One of the frames (``selected``, ``context``, ``rejected``), read from its file."""
+        return self.frames[name].get()
+
+    def warnings_without(self, rows: np.ndarray) -> dict[str, Any]:
+        return check_warnings(self.repeats, self.off_sums[1][~np.isin(self.off_sums[0], rows)])
+
+
+def _kept(found: TrackScan | GeneLookup, piece: int) -> _Kept:
+    """``found`` as its worker keeps it (its frames parked)."""
+    summary = _summary(found) if isinstance(found, TrackScan) else _lookup_summary(found)
+    names = ("selected", "context", "rejected") if isinstance(found, TrackScan) else ("context", "rejected")
+    return _Kept(piece, summary, found.repeats, found.off_sums,
+                 {n: Parked(getattr(found, n)) for n in names})
+
+
+def _scan_kept(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec) -> _Kept:
+    """The scan task: :func:`~dask_enrich.trackscan.scan_piece`, kept."""
+    return _kept(scan_piece(source, piece, piece_index, spec), piece_index)
+
+
+def _lookup_kept(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec,
+                 genes: np.ndarray, *keys: Any) -> _Kept:
+    """The gene lookup task of :func:`track_context`: :func:`~dask_enrich.trackscan.lookup_genes`,
+    kept."""
+    return _kept(lookup_genes(source, piece, spec, genes, *keys), piece_index)
+
+
+def _summary_of(kept: _Kept) -> dict[str, Any]:
+    return kept.summary
 
 
 def _register_sizes() -> None:
-    """Dask's ``sizeof`` of what a scan task leaves on its worker (its frames and arrays), so the
-    worker's memory accounting and spilling see it (by default a dataclass counts ~50 bytes)."""
+    """Dask's ``sizeof`` of what a scan task leaves on its worker: its summary and warnings'
+    inputs (its frames are on disk), not the ~50 bytes of a dataclass by default."""
     from dask.sizeof import sizeof
 
-    @sizeof.register(TrackScan)
-    def _scan_size(scan: TrackScan) -> int:
-        frames = (scan.selected, scan.context, scan.missing, scan.rejected, scan.genes)
-        return int(sum(sizeof(f) for f in frames) + sum(a.nbytes for a in scan.off_sums))
+    @sizeof.register(_Kept)
+    def _kept_size(kept: _Kept) -> int:
+        return int(sizeof(kept.summary) + sum(a.nbytes for a in kept.off_sums)
+                   + sum(sizeof(p) for p in kept.frames.values()))
 
 
 _register_sizes()
@@ -143,38 +191,36 @@ def _tagged(frame: pd.DataFrame, piece: int, drop: np.ndarray | None = None) -> 
     return frame
 
 
-def _selected(scan: TrackScan, drop: np.ndarray | None = None) -> pd.DataFrame:
-    return _tagged(scan.selected, scan.piece, drop)
+def _selected(scan: _Kept, drop: np.ndarray | None = None) -> pd.DataFrame:
+    return _tagged(scan.frame("selected"), scan.piece, drop)
 
 
-def _dropped_selected(scan: TrackScan, drop: np.ndarray) -> pd.Series:
+def _dropped_selected(scan: _Kept, drop: np.ndarray) -> pd.Series:
     """Selected rows per gene that repeat an earlier piece's row."""
-    hit = scan.selected[np.isin(scan.selected[ROW].to_numpy(), drop)]
+    selected = scan.frame("selected")
+    hit = selected[np.isin(selected[ROW].to_numpy(), drop)]
     return hit.groupby("gene_id", sort=False).size()
 
 
-def _rejected(holder: Any, piece: int, *more: pd.DataFrame) -> pd.DataFrame:
+def _rejected(holder: _Kept, piece: int, *more: pd.DataFrame) -> pd.DataFrame:
     """A piece's bad rows (of a scan or a gene lookup) and its rows repeating earlier pieces'."""
-    frame = holder.rejected
+    frame = holder.frame("rejected")
     if more:
         frame = pd.concat([frame, *more], ignore_index=True).sort_values(ROW, kind="stable")
     return _tagged(frame, piece)
 
 
-def _context(holder: Any, piece: int, drop: np.ndarray | None, *found: pd.DataFrame) -> pd.DataFrame:
+def _context(holder: _Kept, piece: int, drop: np.ndarray | None, *found: pd.DataFrame) -> pd.DataFrame:
     """A piece's context rows (of a scan or a gene lookup) and those found in it for other
     pieces, each row once, in piece order, without the rows repeating an earlier piece's row."""
-    frame = pd.concat([holder.context, *found], ignore_index=True) if found else holder.context
+    frame = holder.frame("context")
+    frame = pd.concat([frame, *found], ignore_index=True) if found else frame
     if found:
         frame = frame.drop_duplicates(ROW).sort_values(ROW, kind="stable")
     return _tagged(frame, piece, drop)
 
 
-def _reason_counts(holder: Any) -> dict[str, int]:
-    return reason_counts(holder.rejected)
-
-
-def _warnings_without(holder: Any, rows: np.ndarray) -> dict[str, Any]:
+def _warnings_without(holder: _Kept, rows: np.ndarray) -> dict[str, Any]:
     return holder.warnings_without(rows)
 
 
@@ -190,6 +236,11 @@ class _SecondPass:
     @property
     def repeats(self) -> int:
         return int(sum(len(r) for r in self.later.values()))
+
+    @property
+    def futures(self) -> list:
+        """The reads of the second pass."""
+        return [f for found in self.found.values() for f in found]
 
 
 def _second_pass(client: Any, source: InputSource, pieces: list, spec: ScanSpec,
@@ -225,15 +276,18 @@ def _second_pass(client: Any, source: InputSource, pieces: list, spec: ScanSpec,
 def _finish(client: Any, source: InputSource, pieces: list, spec: ScanSpec, holders: dict[int, Any],
             second: _SecondPass, counts: dict[str, int], piece_warnings: dict[int, dict]
             ) -> tuple[list, list, dict[int, Any], dict[str, int], dict[str, Any]]:
-    """Per piece of ``holders`` (scans or gene lookups): its context and rejected partitions with
-    the repeats across pieces applied; the merged counts and warnings."""
+    """Per piece of ``holders`` (kept scans or gene lookups): its context and rejected partitions
+    with the repeats across pieces applied, as Delayed (made from the parked frames when a bin
+    needs them); the merged counts and warnings. Waits for the reads of the second pass."""
+    import dask
+
     later = second.later
     repeated = {i: client.submit(repeat_rows, source, pieces[i], spec, later[i], pure=False)
                 for i in later}
-    contexts = [client.submit(_context, h, i, later.get(i), *second.found.get(i, []), pure=False)
-                for i, h in holders.items()]
-    rejected = [client.submit(_rejected, h, i, *([repeated[i]] if i in repeated else []),
-                              pure=False) for i, h in holders.items()]
+    _raise_failed(second.futures + list(repeated.values()))  # nothing brought here
+    context, reject = dask.delayed(_context, pure=True), dask.delayed(_rejected, pure=True)
+    contexts = [context(h, i, later.get(i), *second.found.get(i, [])) for i, h in holders.items()]
+    rejected = [reject(h, i, *([repeated[i]] if i in repeated else [])) for i, h in holders.items()]
     counts = dict(counts)
     piece_warnings = dict(piece_warnings)
     if second.repeats:  # the repeats are bad rows too: counts and warnings say so
@@ -259,12 +313,13 @@ def _raise_failed(futures: list) -> None:
             future.result()  # raises its exception
 
 
-def _frames(client: Any, futures: list) -> Any:
-    """A Dask DataFrame of these pandas futures (its meta from the first)."""
+def _frames(client: Any, parts: list) -> Any:
+    """A Dask DataFrame of these Delayed pandas frames (its meta from the first)."""
+    import dask
     import dask.dataframe as dd
 
-    meta = client.submit(_empty, futures[0], pure=False).result()
-    return dd.from_delayed(futures, meta=meta, verify_meta=False)
+    meta = client.compute(dask.delayed(_empty)(parts[0])).result()
+    return dd.from_delayed(parts, meta=meta, verify_meta=False)
 
 
 def _empty(frame: pd.DataFrame) -> pd.DataFrame:
@@ -300,9 +355,9 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
     timings: dict[str, float] = {}
     t = time.perf_counter()
     _, pieces, _ = input_pieces(source, spec.columns, blocksize=blocksize, lenient=spec.lenient)
-    scans = [client.submit(scan_piece, source, piece, i, spec, pure=False)
+    scans = [client.submit(_scan_kept, source, piece, i, spec, pure=False)
              for i, piece in enumerate(pieces)]
-    summaries = client.gather(client.map(_summary, scans, pure=False))
+    summaries = client.gather(client.map(_summary_of, scans, pure=False))
     timings["scan"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -323,15 +378,16 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
     contexts, rejected, repeated, counts, warnings = _finish(
         client, source, pieces, spec, dict(enumerate(scans)), second, counts,
         {i: s["warnings"] for i, s in enumerate(summaries)})
-    selected = [client.submit(_selected, scans[i], second.later.get(i), pure=False)
-                for i in range(len(pieces))]
+    import dask
+
+    select = dask.delayed(_selected, pure=True)
+    selected = [select(scans[i], second.later.get(i)) for i in range(len(pieces))]
     if second.repeats:  # rows per gene without the repeats
         later = second.later
         good_off = client.gather([client.submit(_gene_sizes, repeated[i], pure=False) for i in later])
         selected_off = client.gather([client.submit(_dropped_selected, scans[i], later[i], pure=False)
                                       for i in later])
         genes = _without_repeats(genes, good_off, selected_off)
-    _raise_failed(contexts + selected + rejected)  # the second pass done, nothing brought here
     timings["second_pass"] = time.perf_counter() - t
     return TrackScanResult(
         selected=_frames(client, selected), context=_frames(client, contexts),
@@ -446,7 +502,7 @@ def _genes_of(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _lookup_summary(found: Any) -> dict[str, Any]:
-    return {"genes": found.genes, "rejected": _reason_counts(found), "warnings": found.warnings}
+    return {"genes": found.genes, "rejected": reason_counts(found.rejected), "warnings": found.warnings}
 
 
 def track_context(client: Any, source: InputSource, spec: ScanSpec, positions: Any, *,
@@ -473,9 +529,9 @@ def track_context(client: Any, source: InputSource, spec: ScanSpec, positions: A
     asked = pieces_holding(source, pieces, genes) or [0]  # none: an empty lookup gives the meta
     timings["plan"] = time.perf_counter() - t
     t = time.perf_counter()
-    found = {j: client.submit(lookup_genes, source, pieces[j], spec, genes, *keys, pure=False)
+    found = {j: client.submit(_lookup_kept, source, pieces[j], j, spec, genes, *keys, pure=False)
              for j in asked}
-    gathered = client.gather([client.submit(_lookup_summary, found[j], pure=False) for j in asked])
+    gathered = client.gather([client.submit(_summary_of, found[j], pure=False) for j in asked])
     summaries = dict(zip(asked, gathered, strict=True))
     counts: dict[str, int] = {}
     for summary in summaries.values():
@@ -487,7 +543,6 @@ def track_context(client: Any, source: InputSource, spec: ScanSpec, positions: A
     contexts, rejected, _, counts, warnings = _finish(
         client, source, pieces, spec, found, second, counts,
         {j: summaries[j]["warnings"] for j in asked})
-    _raise_failed(contexts + rejected)
     timings["lookup"] = time.perf_counter() - t
     return TrackContextResult(
         context=_frames(client, contexts), rejected=_frames(client, rejected),

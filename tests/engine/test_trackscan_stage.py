@@ -3,6 +3,8 @@ context values (through core.enrich with the 43 score features) and the bad-row 
 today's full path, for genes split across row groups and files, and unsorted tracks."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -205,13 +207,57 @@ def test_a_failed_task_after_the_scan_is_raised_without_gathering(client):  # no
     assert ok.status == "finished"
 
 
-def test_dask_counts_a_scan_at_its_frames_size():
-    """What a scan task leaves on its worker is counted by Dask's sizeof (memory accounting,
-    spilling) at least at its frames' size, not as a bare object."""
+def test_a_scan_task_parks_its_rows_and_they_move_between_workers(client):  # noqa: F811
+    """What a scan task leaves on its worker: a summary in memory (Dask's sizeof a small fraction
+    of the frames), the frames in files of that worker's local directory, equal to the scan's;
+    read by a task on the other worker (Dask moves the file's bytes), still equal."""
     from dask.sizeof import sizeof
+
+    from dask_enrich.engine import trackscan_stage as stage
 
     source = inspect_input(str(DEMO_TRACK), label="track")
     spec = ts.ScanSpec(tuple(wanted_columns(source, POSITION_COLUMNS)), source=source.path)
-    scan = ts.scan_piece(source, (str(DEMO_TRACK), None), 0, spec)
+    piece = (str(DEMO_TRACK), None)
+    scan = ts.scan_piece(source, piece, 0, spec)
+    first, other = sorted(client.scheduler_info()["workers"])[:2]
+    kept = client.submit(stage._scan_kept, source, piece, 0, spec, workers=[first], pure=False)
+    paths = client.submit(lambda k: {n: p.path for n, p in k.frames.items()}, kept,
+                          workers=[first], pure=False).result()
+    on_disk = client.run(lambda: {n: os.path.exists(p) for n, p in paths.items()},
+                         workers=[first])[first]
+    assert on_disk == {"selected": True, "context": True, "rejected": True}
+    size = client.submit(sizeof, kept, workers=[first], pure=False).result()
     frames = scan.selected.memory_usage(deep=True).sum() + scan.context.memory_usage(deep=True).sum()
-    assert len(scan.context) > 1000 and sizeof(scan) >= 0.9 * frames
+    assert len(scan.context) > 1000 and size < 0.2 * frames
+    for name in ("selected", "context", "rejected"):
+        got = client.submit(lambda k, n=name: k.frame(n), kept, workers=[other], pure=False).result()
+        pd.testing.assert_frame_equal(got, getattr(scan, name))
+    assert client.submit(stage._summary_of, kept, pure=False).result()["rows"] == scan.rows
+    del kept
+
+
+def test_the_parked_rows_are_deleted_once_a_scan_is_released(client):  # noqa: F811
+    """While a scan is held, its rows are files on its worker; released, the files go (no scan
+    leaves its rows behind on the workers' disks)."""
+    import time
+
+    from distributed import wait
+
+    from dask_enrich.engine import trackscan_stage as stage
+
+    def existing(paths: list[str]) -> int:
+        return sum(os.path.exists(p) for p in paths)
+
+    source = inspect_input(str(DEMO_TRACK), label="track")
+    spec = ts.ScanSpec(tuple(wanted_columns(source, POSITION_COLUMNS)), source=source.path)
+    kept = client.submit(stage._scan_kept, source, (str(DEMO_TRACK), None), 0, spec, pure=False)
+    wait(kept)
+    where = next(iter(client.who_has(kept)[kept.key]))
+    paths = client.submit(lambda k: [p.path for p in k.frames.values()], kept, workers=[where],
+                          pure=False).result()
+    assert client.run(existing, paths, workers=[where])[where] == 3
+    del kept
+    deadline = time.monotonic() + 10
+    while client.run(existing, paths, workers=[where])[where] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.run(existing, paths, workers=[where])[where] == 0
