@@ -74,14 +74,15 @@ from .parked import Parked
 @dataclass
 class _Kept:
     """What a scan (or gene lookup) task leaves on its worker for the second pass and the bins:
-    the small summary the client asks for and the warnings' inputs in memory, the frames (selected,
-    context and bad rows) parked on the worker's disk (:class:`~dask_enrich.engine.parked.Parked`),
-    so that a worker's memory does not grow with the pieces it scanned."""
+    the small summary the client asks for in memory; the frames (selected, context and bad rows)
+    and the rows whose scores do not sum to 1 (every row, in a track without softmax) parked on
+    the worker's disk (:class:`~dask_enrich.engine.parked.Parked`), so that a worker's memory does
+    not grow with the pieces it scanned."""
 
     piece: int
     summary: dict[str, Any]
     repeats: int
-    off_sums: tuple[np.ndarray, np.ndarray]
+    off_sums: Parked
     frames: dict[str, Parked]
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -89,14 +90,15 @@ class _Kept:
         return self.frames[name].get()
 
     def warnings_without(self, rows: np.ndarray) -> dict[str, Any]:
-        return check_warnings(self.repeats, self.off_sums[1][~np.isin(self.off_sums[0], rows)])
+        off_rows, deviations = self.off_sums.get()
+        return check_warnings(self.repeats, deviations[~np.isin(off_rows, rows)])
 
 
 def _kept(found: TrackScan | GeneLookup, piece: int) -> _Kept:
     """``found`` as its worker keeps it (its frames parked)."""
     summary = _summary(found) if isinstance(found, TrackScan) else _lookup_summary(found)
     names = ("selected", "context", "rejected") if isinstance(found, TrackScan) else ("context", "rejected")
-    return _Kept(piece, summary, found.repeats, found.off_sums,
+    return _Kept(piece, summary, found.repeats, Parked(found.off_sums),
                  {n: Parked(getattr(found, n)) for n in names})
 
 
@@ -117,13 +119,13 @@ def _summary_of(kept: _Kept) -> dict[str, Any]:
 
 
 def _register_sizes() -> None:
-    """Dask's ``sizeof`` of what a scan task leaves on its worker: its summary and warnings'
-    inputs (its frames are on disk), not the ~50 bytes of a dataclass by default."""
+    """Dask's ``sizeof`` of what a scan task leaves on its worker: its summary (the rest is on
+    disk), not the ~50 bytes of a dataclass by default."""
     from dask.sizeof import sizeof
 
     @sizeof.register(_Kept)
     def _kept_size(kept: _Kept) -> int:
-        return int(sizeof(kept.summary) + sum(a.nbytes for a in kept.off_sums)
+        return int(sizeof(kept.summary) + sizeof(kept.off_sums)
                    + sum(sizeof(p) for p in kept.frames.values()))
 
 
