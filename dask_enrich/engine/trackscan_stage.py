@@ -315,13 +315,14 @@ def _raise_failed(futures: list) -> None:
             future.result()  # raises its exception
 
 
-def _frames(client: Any, parts: list) -> Any:
-    """A Dask DataFrame of these Delayed pandas frames (its meta from the first)."""
+def _frames(client: Any, *parts: list) -> list:
+    """A Dask DataFrame of each list of Delayed pandas frames (its meta from its first frame; the
+    metas in one round trip)."""
     import dask
     import dask.dataframe as dd
 
-    meta = client.compute(dask.delayed(_empty)(parts[0])).result()
-    return dd.from_delayed(parts, meta=meta, verify_meta=False)
+    metas = client.gather(client.compute([dask.delayed(_empty)(p[0]) for p in parts]))
+    return [dd.from_delayed(p, meta=meta, verify_meta=False) for p, meta in zip(parts, metas, strict=True)]
 
 
 def _empty(frame: pd.DataFrame) -> pd.DataFrame:
@@ -391,9 +392,9 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
                                       for i in later])
         genes = _without_repeats(genes, good_off, selected_off)
     timings["second_pass"] = time.perf_counter() - t
+    selected, contexts, rejected = _frames(client, selected, contexts, rejected)
     return TrackScanResult(
-        selected=_frames(client, selected), context=_frames(client, contexts),
-        rejected=_frames(client, rejected), genes=genes, rejected_counts=counts, warnings=warnings,
+        selected=selected, context=contexts, rejected=rejected, genes=genes, rejected_counts=counts, warnings=warnings,
         rows=int(sum(s["rows"] for s in summaries)), pieces=len(pieces),
         sorted=all(s["sorted"] for s in summaries), timings=timings,
         second_pass={"pieces": len(requests), "keys": int(sum(len(k) for k in requests.values())),
@@ -545,8 +546,9 @@ def track_context(client: Any, source: InputSource, spec: ScanSpec, positions: A
     contexts, rejected, _, counts, warnings = _finish(
         client, source, pieces, spec, found, second, counts,
         {j: summaries[j]["warnings"] for j in asked})
+    contexts, rejected = _frames(client, contexts, rejected)
     timings["lookup"] = time.perf_counter() - t
     return TrackContextResult(
-        context=_frames(client, contexts), rejected=_frames(client, rejected),
+        context=contexts, rejected=rejected,
         rejected_counts=counts, warnings=warnings, pieces=len(pieces), pieces_read=len(asked),
         timings=timings, cross_piece_repeats=second.repeats, genes=_combine_genes(per_piece))
