@@ -761,19 +761,57 @@ def _scan_streamed(source: InputSource, piece: tuple, piece_index: int, spec: Sc
                 return None  # no rows: the whole read's empty frames
             names = parquet.schema_arrow.names
             columns = spec.check_columns(names)
-            columns += [c for c in spec.columns if c in names and c not in columns]
+            carried = [c for c in spec.columns if c in names and c not in columns]  # not checked
+            columns += carried
             for k, g in enumerate(groups):
-                table = parquet.read_row_group(g, columns=columns)
+                constant = _constant_columns(parquet, g, carried)
+                table = parquet.read_row_group(g, columns=[c for c in columns if c not in constant])
                 loaded = _check(table, file, [g], np.arange(offsets[k], offsets[k + 1]), spec)
                 group = _dense_group(loaded, codes_of, last, spec)
                 if group is None:
                     return None
+                if constant:
+                    group.table = _with_constants(group.table, columns, constant, parquet.schema_arrow)
                 if len(loaded):
                     last = (int(group.codes[-1]), int(group.position[-1]))
                 kept.append(group)
     except Exception as exc:  # as _load reports it
         raise _fail(source, file, exc) from None
     return _streamed_scan(source, file, groups, piece_index, spec, kept, codes_of, int(offsets[-1]))
+
+
+def _constant_columns(parquet: pq.ParquetFile, group: int, candidates: Sequence[str]) -> dict[str, str]:
+    """Of the text columns ``candidates``, those that hold one value in every row of row group
+    ``group`` by its statistics (no null, min == max; a truncated pair never is): {name: value}.
+    The streamed scan makes them for the rows it keeps instead of decoding every row (``chrom``
+    of a track: 16% of a piece's scan)."""
+    meta = parquet.metadata.row_group(group)
+    at = {meta.column(j).path_in_schema: j for j in range(meta.num_columns)}
+    found = {}
+    for name in candidates:
+        stats = meta.column(at[name]).statistics if name in at else None
+        if (stats is not None and stats.has_min_max and stats.has_null_count and not stats.null_count
+                and isinstance(stats.min, str) and stats.min == stats.max):
+            found[name] = stats.min
+    return found
+
+
+def _with_constants(table: pa.Table, columns: Sequence[str], constant: dict[str, str],
+                    schema: pa.Schema) -> pa.Table:
+    """``table`` (``columns`` but those of ``constant``) with those columns made, each its one value
+    in every row, typed as a read gives them (``schema``), in the order of ``columns``."""
+    n = table.num_rows
+    for i, name in enumerate(columns):
+        if name not in constant:
+            continue
+        kind = schema.field(name).type
+        if pa.types.is_dictionary(kind):
+            array = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int64), kind.index_type),
+                                                   pa.array([constant[name]], kind.value_type))
+        else:
+            array = pa.array([constant[name]], kind).take(pa.array(np.zeros(n, np.int64)))
+        table = table.add_column(i, schema.field(name).with_type(array.type), array)
+    return table
 
 
 def _dense_group(loaded: _Loaded, codes_of: _GeneCodes, last: tuple[int, int], spec: ScanSpec

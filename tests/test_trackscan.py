@@ -359,6 +359,9 @@ def test_dense_runs_scan_equals_the_keys_scan(spans, data):
     d = np.array([r[2] * 0.01 if not b else 0.02 + 0.7 * r[2] for r, b in zip(rows, band)])
     a = np.array([r[3] * 0.01 for r in rows])
     frame = pd.DataFrame({"gene_id": [f"G{r[0]}" for r in rows], "strand": ["+-"[r[0] % 2] for r in rows],
+                          # one value per gene, or none: row groups of one value (made from their
+                          # statistics by the streamed scan) and of several or a null (read)
+                          "chrom": [("chr1", "chr2", None)[r[0] % 3] for r in rows],
                           "position": np.array([r[1] for r in rows], dtype=np.int64),
                           "donor_score": d, "acceptor_score": a, "neither_score": 1 - d - a})
     with tempfile.TemporaryDirectory() as tmp:
