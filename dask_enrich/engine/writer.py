@@ -73,13 +73,23 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
 def parquet_options(schema: pa.Schema, **overrides: Any) -> dict[str, Any]:
     """The ``pyarrow.parquet.write_table`` options of a part or track with ``schema``:
     :data:`PARQUET_OPTIONS`, dictionaries for the text columns, statistics for those and
-    ``position``, :data:`DELTA_COLUMNS` delta-encoded when they are integers; ``overrides`` last."""
+    ``position``, :data:`DELTA_COLUMNS` delta-encoded when they are integers, no compression for
+    the features whose registry entry says so (``Feature.compress``); ``overrides`` last."""
     strings = _dictionary_columns(schema)
     delta = {n: "DELTA_BINARY_PACKED" for n in DELTA_COLUMNS
              if n in schema.names and pa.types.is_integer(schema.field(n).type)}
     return {**PARQUET_OPTIONS, "use_dictionary": strings, "column_encoding": delta or None,
             "write_statistics": strings + [n for n in ("position",) if n in schema.names],
-            **overrides}
+            "compression": _compression(schema.names), **overrides}
+
+
+def _compression(names: list[str]) -> str | dict[str, str]:
+    """The codec of each column: :data:`PARQUET_OPTIONS`' but none for incompressible features."""
+    from ..features.registry import lookup
+
+    codec = PARQUET_OPTIONS["compression"]
+    raw = {n for n in names if (feature := lookup(n)) is not None and not feature.compress}
+    return {n: "none" if n in raw else codec for n in names} if raw else codec
 
 
 Mode = OutputMode

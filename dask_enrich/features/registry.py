@@ -65,6 +65,10 @@ class Feature:
     kernel: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     #: For plugin features: the plugin's name, used in error messages (None: built-in).
     plugin: str | None = None
+    #: Whether its column is stored compressed (snappy). False for continuous values derived from
+    #: the scores (ratios, differences, log-odds), which snappy leaves at 0.94-1.0x of their size
+    #: on real SpliceAI scores while costing about a third of writing a part.
+    compress: bool = True
 
     @property
     def is_integer(self) -> bool:
@@ -94,12 +98,12 @@ _entry_points_loaded = False
 
 
 def declare(name: str, group: str, dtype: Any, requires: Iterable[str], doc: str, kernel: Kernel,
-            impute_constant: float = 0.0) -> Feature:
+            impute_constant: float = 0.0, *, compress: bool = True) -> Feature:
     """Declare the built-in feature ``name`` with its kernel (once: a second declaration raises)."""
     if name in _REGISTRY:
         raise ValueError(f"feature {name!r} declared twice")
     feature = Feature(name, group, np.dtype(dtype), frozenset(requires), doc, impute_constant,
-                      kernel=kernel)
+                      kernel=kernel, compress=compress)
     _REGISTRY[name] = feature
     return feature
 
@@ -166,7 +170,8 @@ def lookup_plugin(name: str) -> Feature | None:
     for compiled, template in _PLUGIN_PATTERNS:
         if compiled.fullmatch(name) and not is_builtin(name):
             return Feature(name, template.group, template.dtype, template.requires, template.doc,
-                           template.impute_constant, kernel=template.kernel, plugin=template.plugin)
+                           template.impute_constant, kernel=template.kernel, plugin=template.plugin,
+                           compress=template.compress)
     return None
 
 

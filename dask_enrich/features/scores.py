@@ -142,10 +142,18 @@ def context_kernel(inputs, names: list[str]) -> Computed:
 _FORMULAS: dict[str, Formula] = {}
 
 
+#: Groups of continuous values derived from the scores (ratios, differences, log-odds, entropy):
+#: stored uncompressed (``Feature.compress``), as snappy leaves them at 0.94-1.0x of their size
+#: (the demo track's real SpliceAI scores); the base scores, the context scores and the integer
+#: peak flags compress (0.15-0.86x).
+_DERIVED_GROUPS = frozenset({"probability", "donor_context", "acceptor_context", "cross_type"})
+
+
 def _score(name: str, group: str, doc: str, formula: Formula, *, context: bool = False,
            dtype=FLOAT) -> None:
     declare(name, group, dtype, {SCORES, CONTEXT} if context else {SCORES}, doc,
-            context_kernel if context else score_kernel)
+            context_kernel if context else score_kernel,
+            compress=not (group in _DERIVED_GROUPS and np.dtype(dtype) == FLOAT))
     _FORMULAS[name] = formula
 
 

@@ -77,6 +77,10 @@ def test_part_encodings_and_values(tmp_path):
     assert "DELTA_BINARY_PACKED" in columns["position"].encodings
     assert columns["position"].statistics.has_min_max
     assert not columns["probability_entropy"].has_dictionary_page
+    # continuous derived features stored uncompressed (Feature.compress), the rest snappy
+    assert columns["probability_entropy"].compression == "UNCOMPRESSED"
+    assert columns["splice_probability"].compression == "UNCOMPRESSED"
+    assert {columns[c].compression for c in ("gene_id", "position", "donor_score")} == {"SNAPPY"}
     back = pd.read_parquet(writer.part_files(out)[0])
     pd.testing.assert_frame_equal(back, enriched.reset_index(drop=True), check_dtype=False)
 
