@@ -1,14 +1,15 @@
 """The track read at the floor, on Dask: a scan task per track piece, a targeted second pass.
 
 :func:`scan_track` maps :func:`dask_enrich.trackscan.scan_piece` over the track's pieces (one task
-each; its result stays on its worker, its rows parked on the worker's disk
-(:mod:`~dask_enrich.engine.parked`) until a bin needs them, only a small summary comes back), combines the rows per gene
-on the client, and asks only the pieces that can hold a neighbour a piece could not find itself
-(a gene split across row groups or files, found from the per-piece position ranges of the
-genes) or a gene's end row (its span, when no annotation gives it). The result,
-:class:`TrackScanResult`, holds the selected rows, their context rows and the bad rows as Dask
-DataFrames of one partition per piece (made from the parked rows when a bin needs them), the rows per gene and the
-bad-row counts: the input of the engine's plan and exchange in place of the whole track.
+each; its result stays on its worker, its rows parked on the worker's disk by
+:mod:`~dask_enrich.engine.parked` until a bin needs them; only a small summary comes back),
+combines the rows per gene on the client, and asks only the pieces that can hold a neighbour a
+piece could not find itself (a gene split across row groups or files, found from the per-piece
+position ranges of the genes) or a gene's end row (its span, when no annotation gives it). The
+result, :class:`TrackScanResult`, holds the selected rows, their context rows and the bad rows as
+Dask DataFrames of one partition per piece (made from the parked rows when a bin needs them), the
+rows per gene and the bad-row counts: the input of the engine's plan and exchange in place of the
+whole track.
 
 Unsorted tracks work: a piece whose rows are not in (gene, position) order costs one sort of its
 int64 keys; a gene whose rows are spread over many pieces makes the second pass ask each of them
@@ -97,7 +98,7 @@ class _Kept:
 def _kept(found: TrackScan | GeneLookup, piece: int) -> _Kept:
     """``found`` as its worker keeps it (its frames parked)."""
     summary = _summary(found) if isinstance(found, TrackScan) else _lookup_summary(found)
-    names = ("selected", "context", "rejected") if isinstance(found, TrackScan) else ("context", "rejected")
+    names = ("context", "rejected") + (("selected",) if isinstance(found, TrackScan) else ())
     return _Kept(piece, summary, found.repeats, Parked(found.off_sums),
                  {n: Parked(getattr(found, n)) for n in names})
 
@@ -322,7 +323,8 @@ def _frames(client: Any, *parts: list) -> list:
     import dask.dataframe as dd
 
     metas = client.gather(client.compute([dask.delayed(_empty)(p[0]) for p in parts]))
-    return [dd.from_delayed(p, meta=meta, verify_meta=False) for p, meta in zip(parts, metas, strict=True)]
+    return [dd.from_delayed(p, meta=meta, verify_meta=False)
+            for p, meta in zip(parts, metas, strict=True)]
 
 
 def _empty(frame: pd.DataFrame) -> pd.DataFrame:
@@ -355,6 +357,8 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
     :func:`dask_enrich.io.input_pieces`. ``check_repeats=False`` skips the search for a key
     repeated across pieces (the result may then differ from the full read if there is one).
     Raises InputError as today's read does (unreadable piece, a row without a gene id)."""
+    import dask
+
     timings: dict[str, float] = {}
     t = time.perf_counter()
     _, pieces, _ = input_pieces(source, spec.columns, blocksize=blocksize, lenient=spec.lenient)
@@ -381,8 +385,6 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
     contexts, rejected, repeated, counts, warnings = _finish(
         client, source, pieces, spec, dict(enumerate(scans)), second, counts,
         {i: s["warnings"] for i, s in enumerate(summaries)})
-    import dask
-
     select = dask.delayed(_selected, pure=True)
     selected = [select(scans[i], second.later.get(i)) for i in range(len(pieces))]
     if second.repeats:  # rows per gene without the repeats
@@ -394,7 +396,8 @@ def scan_track(client: Any, source: InputSource, spec: ScanSpec, *,
     timings["second_pass"] = time.perf_counter() - t
     selected, contexts, rejected = _frames(client, selected, contexts, rejected)
     return TrackScanResult(
-        selected=selected, context=contexts, rejected=rejected, genes=genes, rejected_counts=counts, warnings=warnings,
+        selected=selected, context=contexts, rejected=rejected, genes=genes,
+        rejected_counts=counts, warnings=warnings,
         rows=int(sum(s["rows"] for s in summaries)), pieces=len(pieces),
         sorted=all(s["sorted"] for s in summaries), timings=timings,
         second_pass={"pieces": len(requests), "keys": int(sum(len(k) for k in requests.values())),
