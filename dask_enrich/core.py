@@ -24,6 +24,7 @@ from .errors import InputError, MissingFeatureError, PluginError
 from .features import registry
 from .features.context import choose_track, context_from_track, gene_codes_in
 from .features.registry import ANNOTATION, CONTEXT, INPUT_HINTS, SEQUENCE
+from .gene_codes import GeneCodes
 from .manifest import Manifest
 from .validate import OUTSIDE_GENE, place
 
@@ -141,10 +142,11 @@ def check_position_columns(columns, config: EnrichConfig = EnrichConfig()) -> No
 
 def enrich(frame: pd.DataFrame, manifest: Manifest, *, genomic: "GenomicCache | None" = None,
            track: pd.DataFrame | None = None, config: EnrichConfig = EnrichConfig(),
-           ) -> tuple[pd.DataFrame, EnrichReport]:
-    """The manifest's features for every row of ``frame``, and a report of what was imputed."""
+           genes: GeneCodes | None = None) -> tuple[pd.DataFrame, EnrichReport]:
+    """The manifest's features for every row of ``frame``, and a report of what was imputed.
+    ``genes``: ``frame``'s gene ids already factorised (its rows, in its order), else done here."""
     check_position_columns(frame.columns, config)
-    inputs = PartitionInputs(frame, genomic, track, config)
+    inputs = PartitionInputs(frame, genomic, track, config, genes)
     columns: dict[str, np.ndarray] = {}
     missing_rows: dict[str, np.ndarray] = {}
     reasons: dict[str, str] = {}
@@ -304,12 +306,14 @@ class PartitionInputs:
     (1-based genomic, int64), ``minus`` and ``strand_known`` (bool), ``gene_codes`` and
     ``gene_uniques`` (factorised gene ids), ``gene_row`` (row of each position's gene in the gene
     table, -1 if absent) and ``in_annotation``, ``genomic`` (the genomic cache or None), ``track``
-    (the partition's base-prediction track or None) and ``config``.
+    (the partition's base-prediction track or None) and ``config``. ``genes``: the frame's gene
+    ids already factorised (None: on first use).
     """
 
     def __init__(self, frame: pd.DataFrame, genomic: "GenomicCache | None",
-                 track: pd.DataFrame | None, config: EnrichConfig):
+                 track: pd.DataFrame | None, config: EnrichConfig, genes: GeneCodes | None = None):
         self.frame, self.genomic, self.track, self.config = frame, genomic, track, config
+        self._genes = genes.checked(len(frame)) if genes is not None else None
         self.d = _float_column(frame, "donor_score")
         self.a = _float_column(frame, "acceptor_score")
         self.n = _float_column(frame, "neither_score")
@@ -319,8 +323,8 @@ class PartitionInputs:
     # --- identity (worked out on first use: score-only manifests need none of it) -----------------
     @cached_property
     def _factorised_genes(self) -> tuple[np.ndarray, pd.Index]:
-        codes, uniques = pd.factorize(self.frame["gene_id"].astype(str))
-        return codes, pd.Index(uniques)
+        genes = self._genes if self._genes is not None else GeneCodes.of(self.frame["gene_id"])
+        return genes.codes, genes.uniques
 
     @property
     def gene_codes(self) -> np.ndarray:

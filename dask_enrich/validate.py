@@ -32,6 +32,7 @@ from . import columns as _columns
 from .columns import ALIASES, CONTEXT_COLUMNS, REQUIRED  # noqa: F401 (declared there, kept importable)
 from .config import EnrichConfig
 from .errors import InputError
+from .gene_codes import GeneCodes
 
 #: The base scores (checked in [0, 1] and never missing).
 SCORE_COLUMNS = _columns.BASE_SCORES
@@ -381,6 +382,7 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
                    config: EnrichConfig = EnrichConfig(), sum_tolerance: float = SUM_TOLERANCE,
                    genome_names: Mapping[str, str] | None = None,
                    missing_sequences: Collection[str] | None = None,
+                   genes: GeneCodes | None = None,
                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
     """Split the rows of one partition into (good, rejected, warnings).
 
@@ -401,6 +403,8 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
         (they are kept).
     genome_names: annotation sequence name -> the genome's name for it (the genomic cache's
         ``seq_names_mapped``): a row's ``chrom`` may use either name.
+    genes: ``frame``'s gene ids already factorised (:class:`~dask_enrich.gene_codes.GeneCodes`
+        of its rows, in its order); None: factorised here.
 
     Returns good rows (the input's rows, order, index and dtypes), rejected rows (the input columns
     plus ``reason`` = ``"<code>: <detail>"`` with a code from :data:`REASONS`, and ``source``) and a
@@ -421,10 +425,14 @@ def split_bad_rows(frame: pd.DataFrame, *, source: str, gene_table: pd.DataFrame
 
     # gene_id
     gene = frame["gene_id"]
-    # one factorisation: per-gene work is done on the uniques, then spread with the codes
-    text_ids = gene if pd.api.types.is_string_dtype(gene.dtype) and gene.dtype != object \
-        else gene.astype(str)
-    gene_codes, gene_uniques = pd.factorize(text_ids, use_na_sentinel=False)
+    # one factorisation (the caller's, when given): per-gene work is done on the uniques, then
+    # spread with the codes; a missing id gets a code of its own (its rows are rejected)
+    if genes is None:
+        genes = GeneCodes.of(gene)
+    gene_codes, gene_uniques = genes.checked(n).codes, genes.uniques
+    if len(gene_codes) and gene_codes.min() < 0:  # missing ids: the code after the last gene's
+        gene_codes = np.where(gene_codes < 0, len(gene_uniques), gene_codes)
+        gene_uniques = gene_uniques.append(pd.Index([np.nan], dtype=gene_uniques.dtype))
     gene_uniques = pd.Index(np.asarray(gene_uniques, dtype=object))
     gene_text = _Lazy(lambda: gene_uniques.to_numpy()[gene_codes])
     blank = np.asarray(gene_uniques.astype(str).str.strip() == "", dtype=bool)  # per gene

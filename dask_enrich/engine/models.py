@@ -37,6 +37,7 @@ from ..config import EnrichConfig
 from ..core import _id_columns, enrich, impute_value, output_schema
 from ..errors import ConfigError
 from ..features import registry
+from ..gene_codes import GeneCodes
 from ..manifest import MANIFEST_FILES, Manifest, load_manifest
 from ..selection import select_mask
 from . import writer
@@ -429,16 +430,17 @@ def finish_bin(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFr
 
 
 def write_part(frames: Sequence[pd.DataFrame], ctx: Any, bin_id: int, report: dict[str, Any], *,
-               rows_in: int, rows_rejected: int) -> int:
+               rows_in: int, rows_rejected: int, genes: GeneCodes | None = None) -> int:
     """Write one bin: each target's frame (:func:`finish_bin`) into its directory with its schema,
     its fingerprint and its features' part of the report (``writer.write_part``). Returns the
-    rows written (the same in every target)."""
-    genes = ctx.plan.bin_digest(bin_id)
+    rows written (the same in every target). ``genes``: the frames' gene ids factorised (the
+    rows of every frame), else each part's digest factorises its own."""
+    digest = ctx.plan.bin_digest(bin_id)
     one = len(ctx.targets) == 1
     records = [writer.write_part(frame, t.out, bin_id, t.schema, t.fingerprint,
                                  report if one else filter_report(report, t.manifest),
                                  ctx.storage_options, rows_in=rows_in, rows_rejected=rows_rejected,
-                                 genes=genes)
+                                 genes=digest, gene_codes=genes)
                for frame, t in zip(frames, ctx.targets, strict=True)]
     rows = {r["rows"] for r in records}
     if len(rows) != 1:

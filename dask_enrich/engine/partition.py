@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, RunFailure
+from ..gene_codes import GeneCodes
 from ..options import DEFAULT_PARTITION_ROWS  # noqa: F401 (re-exported: the engine default)
 
 #: Input grouped by gene is enriched where it is read when that gives at most this many times the
@@ -95,13 +96,17 @@ class PartitionPlan:
         digest.update(str(self.target_rows).encode())
         return digest.hexdigest()[:32]
 
-    def check_bin_rows(self, bin_id: int, gene_ids: Any) -> None:
+    def check_bin_rows(self, bin_id: int, gene_ids: Any, genes: GeneCodes | None = None) -> None:
         """RunFailure unless the rows that reached bin ``bin_id`` are exactly its genes' input rows
-        (:attr:`rows`), gene by gene: names the first gene with too few, too many or foreign rows."""
+        (:attr:`rows`), gene by gene: names the first gene with too few, too many or foreign rows.
+        ``genes``: ``gene_ids`` already factorised (the bin's :class:`GeneCodes`), else done here."""
         if self.rows is None or bin_id < 0:
             return
         start, end = self.gene_range(bin_id)
-        codes, uniques = pd.factorize(gene_ids)  # one hash pass; the plan lookup per gene only
+        if genes is not None:
+            codes, uniques = genes.checked(len(gene_ids)).codes, genes.uniques
+        else:
+            codes, uniques = pd.factorize(gene_ids)  # one hash pass; the plan lookup per gene only
         index = self.genes.get_indexer(pd.Index(uniques, dtype=self.genes.dtype))
         foreign = (index < start) | (index >= end)
         if foreign.any() or (len(codes) and codes.min() < 0):

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from .. import storage, validate
 from ..config import EnrichConfig
+from ..gene_codes import GeneCodes
 from ..io import InputSource
 from ..options import ON_BAD_ROWS, OnBadRows  # noqa: F401 (declared once there)
 from . import writer
@@ -73,9 +74,10 @@ def annotation_checks(checks: BinChecks, config: EnrichConfig, genomic: Any) -> 
 
 def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config: EnrichConfig,
               genomic: Any, out: str, fingerprint: str,
-              storage_options: dict[str, Any] | None = None, rejected_dir: str = REJECTED_DIR
-              ) -> tuple[pd.DataFrame, int, dict[str, Any]]:
+              storage_options: dict[str, Any] | None = None, rejected_dir: str = REJECTED_DIR,
+              genes: GeneCodes | None = None) -> tuple[pd.DataFrame, int, dict[str, Any]]:
     """Split the bad rows off one bin: (good rows with int64 positions, rows rejected, info).
+    ``genes``: the rows' gene ids already factorised (``validate.split_bad_rows``).
 
     ``info`` is JSON-able: ``{"warnings": {...}, "rejected": {reason code: rows}}``. With
     ``on_bad_rows == "error"`` a bad row raises InputError (file, reason codes, example rows); with
@@ -86,7 +88,8 @@ def check_bin(positions: pd.DataFrame, checks: BinChecks, *, bin_id: int, config
         file_of_row = positions[FILE_COLUMN].to_numpy()
         positions = positions.drop(columns=FILE_COLUMN)
     good, rejected, warnings = validate.split_bad_rows(
-        positions, source=checks.source, config=config, **annotation_checks(checks, config, genomic))
+        positions, source=checks.source, config=config, genes=genes,
+        **annotation_checks(checks, config, genomic))
     info: dict[str, Any] = {"warnings": warnings, "rejected": {}}
     if len(rejected):
         source = checks.source

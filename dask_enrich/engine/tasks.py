@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..core import EnrichReport, enrich
 from ..errors import RunFailure
+from ..gene_codes import GeneCodes
 from .. import validate
 from ..selection import select_mask
 from ..trackscan import CONTEXT_ROW_COLUMNS
@@ -43,6 +44,7 @@ class EnrichedBin:
     rows_rejected: int
     positions: pd.DataFrame  # the checked positions, in the order written
     track: pd.DataFrame | None  # the checked track rows, in plan order
+    genes: GeneCodes | None = None  # the gene ids of every frame's rows factorised (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -79,41 +81,61 @@ def sorted_bin(frame: pd.DataFrame, plan: PartitionPlan) -> pd.DataFrame:
     """The bin's rows in plan order of their genes (the input's first-appearance order), then by
     position (stable), with a fresh RangeIndex: the same deterministic order whatever the exchange
     delivered. Rows already in that order (input grouped by gene, sorted) are not copied."""
+    return sorted_bin_with(frame, plan)[0]
+
+
+def sorted_bin_with(frame: pd.DataFrame, plan: PartitionPlan, genes: GeneCodes | None = None
+                    ) -> tuple[pd.DataFrame, GeneCodes | None]:
+    """:func:`sorted_bin` of a frame whose gene ids ``genes`` are already factorised (None:
+    factorised here if needed), and those codes when no row moved (None when rows moved)."""
     frame = frame.reset_index(drop=True)
     if BIN in frame.columns:
         frame = frame.drop(columns=BIN)
-    if in_plan_order(frame, plan):
-        return frame
-    codes, uniques = pd.factorize(frame["gene_id"])
+    if genes is not None:
+        genes = genes.checked(len(frame))
+    if in_plan_order(frame, plan, genes):
+        return frame, genes
+    codes, uniques = ((genes.codes, genes.uniques) if genes is not None
+                      else pd.factorize(frame["gene_id"]))
     rank = plan.genes.get_indexer(pd.Index(uniques, dtype=plan.genes.dtype))
     rank = np.where(rank < 0, len(plan.genes) + np.arange(len(uniques)), rank)  # genes outside
     position = frame["position"].to_numpy(np.int64)
-    return frame.take(np.lexsort((position, rank[codes]))).reset_index(drop=True)
+    return frame.take(np.lexsort((position, rank[codes]))).reset_index(drop=True), None
 
 
-def in_plan_order(frame: pd.DataFrame, plan: PartitionPlan) -> bool:
+def in_plan_order(frame: pd.DataFrame, plan: PartitionPlan, genes: GeneCodes | None = None) -> bool:
     """Whether the rows are already in :func:`sorted_bin`'s order, found without factorising
-    every row: each gene one run of rows, the runs in plan order, positions rising in each run."""
+    every row: each gene one run of rows, the runs in plan order, positions rising in each run.
+    ``genes``: the rows' gene ids factorised (the runs found on the integer codes)."""
     if len(frame) < 2:
         return True
-    if frame["gene_id"].hasnans:
-        return False
-    gene = frame["gene_id"].array
-    change = np.asarray(gene[1:] != gene[:-1], dtype=bool)
-    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
-    rank = plan.genes.get_indexer(pd.Index(gene[starts], dtype=plan.genes.dtype))
+    if genes is not None:
+        if genes.codes.min() < 0:  # a missing id
+            return False
+        change = genes.codes[1:] != genes.codes[:-1]
+        starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+        run_genes = genes.uniques[genes.codes[starts]]
+    else:
+        if frame["gene_id"].hasnans:
+            return False
+        gene = frame["gene_id"].array
+        change = np.asarray(gene[1:] != gene[:-1], dtype=bool)
+        starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+        run_genes = gene[starts]
+    rank = plan.genes.get_indexer(pd.Index(run_genes, dtype=plan.genes.dtype))
     if (rank < 0).any() or (len(rank) > 1 and bool((rank[1:] <= rank[:-1]).any())):
         return False  # a gene outside the plan, or in several runs, or runs out of plan order
     position = frame["position"].to_numpy(np.int64)
     return bool((change | (position[1:] >= position[:-1])).all())
 
 
-def _check_rows(rows: pd.DataFrame, ctx: RunContext, bin_id: int, genomic: Any
-                ) -> tuple[pd.DataFrame, int, dict[str, Any]]:
-    """The bin's rows checked (bad ones: the run fails, or they go to OUT/_rejected/)."""
+def _check_rows(rows: pd.DataFrame, ctx: RunContext, bin_id: int, genomic: Any,
+                genes: GeneCodes | None = None) -> tuple[pd.DataFrame, int, dict[str, Any]]:
+    """The bin's rows checked (bad ones: the run fails, or they go to OUT/_rejected/);
+    ``genes``: the rows' gene ids already factorised."""
     return quarantine.check_bin(rows, ctx.checks, bin_id=bin_id, config=ctx.config,
                                 genomic=genomic, out=ctx.out, fingerprint=ctx.fingerprint,
-                                storage_options=ctx.storage_options)
+                                storage_options=ctx.storage_options, genes=genes)
 
 
 def _check_track(track: pd.DataFrame, ctx: RunContext, bin_id: int
@@ -158,8 +180,10 @@ def enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: 
     its columns): ``positions`` None means the positions are the track's uncertain rows.
     ``genomic``: a genomic cache already open in this process (else ``ctx.genomic()``)."""
     genomic = genomic if genomic is not None else ctx.genomic()
+    # the positions' gene ids factorised once, for every step below while no row is dropped or moved
+    genes = GeneCodes.of(positions["gene_id"]) if positions is not None and not ctx.selective else None
     # exactly the rows of the bin's genes, gene by gene (what the plan counted): nothing lost or mixed
-    ctx.plan.check_bin_rows(bin_id, (track if positions is None else positions)["gene_id"])
+    ctx.plan.check_bin_rows(bin_id, (track if positions is None else positions)["gene_id"], genes)
     track_info: dict[str, Any] = {}
     if track is not None and not ctx.track_scanned:
         track = _drop_bin(track)
@@ -176,12 +200,17 @@ def enrich_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: 
     positions = _drop_bin(positions)
     if not ctx.selective:
         rows_in = len(positions)
-        positions, rejected, checks = _check_rows(positions, ctx, bin_id, genomic)
-    positions = sorted_bin(positions, ctx.plan)
-    out, report = enrich(positions, ctx.manifest, genomic=genomic, track=track, config=ctx.config)
+        positions, rejected, checks = _check_rows(positions, ctx, bin_id, genomic, genes)
+    genes = genes if rejected == 0 else None  # rows dropped: the codes are no longer theirs
+    positions, genes = sorted_bin_with(positions, ctx.plan, genes)
+    if genes is None and not ctx.selective:
+        genes = GeneCodes.of(positions["gene_id"])
+    out, report = enrich(positions, ctx.manifest, genomic=genomic, track=track, config=ctx.config,
+                         genes=genes)
     frames = models.finish_bin(out, positions, track, ctx)  # scoring; one frame per model
+    same_rows = all(frame is out for frame in frames)  # else scored or selective frames
     return EnrichedBin(frames, report, quarantine.with_track_info(checks, track_info), rows_in,
-                       rejected, positions, track)
+                       rejected, positions, track, genes if same_rows else None)
 
 
 def process_bin(positions: pd.DataFrame | None, track: pd.DataFrame | None, ctx: RunContext,
@@ -197,7 +226,7 @@ def write_bin(done: EnrichedBin, ctx: RunContext, bin_id: int, start: float) -> 
     checks); the bin's :class:`BinResult` (``start``: when its task began)."""
     footer = {**done.report.to_dict(), quarantine.CHECKS_KEY: done.checks}
     written = models.write_part(done.frames, ctx, bin_id, footer, rows_in=done.rows_in,
-                                rows_rejected=done.rows_rejected)
+                                rows_rejected=done.rows_rejected, genes=done.genes)
     check_row_counts(done.rows_in, written, done.rows_rejected, f"bin {bin_id}: ")
     return BinResult(int(bin_id), done.rows_in, written, done.rows_rejected, done.report,
                      done.checks, time.perf_counter() - start)

@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from .. import storage
 from ..errors import ConfigError, RunFailure
+from ..gene_codes import GeneCodes
 from ..options import OutputMode
 
 RUN_FILE = "_RUN.json"
@@ -178,13 +179,18 @@ def file_digest(fs: storage.FileSystem, path: str) -> tuple[str, int]:
     return f"{crc:08x}", size
 
 
-def gene_rows_digest(gene_ids: Any) -> str:
+def gene_rows_digest(gene_ids: Any, genes: GeneCodes | None = None) -> str:
     """A digest of the rows per gene of a part (genes in order of first appearance, their row
-    counts): recorded when the part is written, recomputed by ``dask-enrich verify``."""
-    codes, uniques = pd.factorize(gene_ids if isinstance(gene_ids, (pd.Series, pd.Index))
-                                  else pd.Series(gene_ids, dtype=object))
+    counts): recorded when the part is written, recomputed by ``dask-enrich verify``.
+    ``genes``: ``gene_ids`` already factorised (as text; :class:`GeneCodes`), else done here."""
+    if genes is not None:
+        uniques, counts = genes.uniques, genes.checked(len(gene_ids)).counts()
+    else:
+        codes, uniques = pd.factorize(gene_ids if isinstance(gene_ids, (pd.Series, pd.Index))
+                                      else pd.Series(gene_ids, dtype=object))
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
     digest = hashlib.sha256("\0".join(map(str, uniques)).encode())
-    digest.update(b"|" + np.bincount(codes[codes >= 0], minlength=len(uniques)).astype("<i8").tobytes())
+    digest.update(b"|" + counts.astype("<i8").tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -466,12 +472,14 @@ def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, *,
 
 def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, run_fingerprint: str,
                report: dict[str, Any], storage_options: dict[str, Any] | None = None, *,
-               rows_in: int | None = None, rows_rejected: int = 0, genes: str = "") -> dict[str, Any]:
+               rows_in: int | None = None, rows_rejected: int = 0, genes: str = "",
+               gene_codes: GeneCodes | None = None) -> dict[str, Any]:
     """Write one bin's enriched frame as ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return
     its record (also stored in the file's footer, and with the file's bytes and CRC-32 in
     ``OUT/_parts/``). Runs on the worker; the frame never travels back to the client.
     ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as bad (kept in the
-    record so that a resumed run can add them up); ``genes``: the plan's digest of the bin."""
+    record so that a resumed run can add them up); ``genes``: the plan's digest of the bin;
+    ``gene_codes``: the frame's gene ids already factorised (its rows, in its order)."""
     fs, root = storage.url_to_fs(out, storage_options)
     if list(frame.columns) != schema.names:
         raise RunFailure(f"bin {bin_id}: enriched columns {list(frame.columns)} do not match the "
@@ -484,7 +492,8 @@ def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, ru
               "rows": int(table.num_rows),
               "rows_in": int(table.num_rows if rows_in is None else rows_in),
               "rows_rejected": int(rows_rejected), "report": report, "genes": genes,
-              "gene_rows": gene_rows_digest(frame["gene_id"]) if "gene_id" in frame.columns else ""}
+              "gene_rows": (gene_rows_digest(frame["gene_id"], gene_codes)
+                            if "gene_id" in frame.columns else "")}
     return write_recorded_part(fs, table, root, bin_id, record, **parquet_options(schema))
 
 
