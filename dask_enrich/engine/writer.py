@@ -454,27 +454,35 @@ def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, *,
     return final
 
 
-def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, run_fingerprint: str,
-               report: dict[str, Any], storage_options: dict[str, Any] | None = None, *,
+def write_part(frame: pd.DataFrame | pa.Table, out: str, bin_id: int, schema: pa.Schema,
+               run_fingerprint: str, report: dict[str, Any],
+               storage_options: dict[str, Any] | None = None, *,
                rows_in: int | None = None, rows_rejected: int = 0, genes: str = "") -> dict[str, Any]:
-    """Write one bin's enriched frame as ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return
-    its record (also stored in the file's footer, and with the file's bytes and CRC-32 in
-    ``OUT/_parts/``). Runs on the worker; the frame never travels back to the client.
+    """Write one bin's enriched frame (or an Arrow table of ``schema``) as
+    ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return its record (also stored in the
+    file's footer, and with the file's bytes and CRC-32 in ``OUT/_parts/``). Runs on the worker; the frame never travels back to the client.
     ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as bad (kept in the
     record so that a resumed run can add them up); ``genes``: the plan's digest of the bin."""
     fs, root = storage.url_to_fs(out, storage_options)
-    if list(frame.columns) != schema.names:
-        raise RunFailure(f"bin {bin_id}: enriched columns {list(frame.columns)} do not match the "
+    arrow = isinstance(frame, pa.Table)
+    names = frame.column_names if arrow else list(frame.columns)
+    if names != schema.names:
+        raise RunFailure(f"bin {bin_id}: enriched columns {names} do not match the "
                          f"output schema {schema.names}")
+    if arrow and not frame.schema.equals(schema):
+        raise RunFailure(f"bin {bin_id}: enriched table's schema {frame.schema} is not the "
+                         f"output schema {schema}")
     try:
-        table = to_table(frame, schema)
+        table = frame if arrow else to_table(frame, schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError, TypeError) as exc:
         raise RunFailure(f"bin {bin_id}: enriched frame does not match the output schema: {exc}") from exc
+    gene_ids = (table.column("gene_id").to_pandas() if arrow else frame["gene_id"]) \
+        if "gene_id" in names else None
     record = {"fingerprint": run_fingerprint, "bin": int(bin_id), "file": part_name(bin_id),
               "rows": int(table.num_rows),
               "rows_in": int(table.num_rows if rows_in is None else rows_in),
               "rows_rejected": int(rows_rejected), "report": report, "genes": genes,
-              "gene_rows": gene_rows_digest(frame["gene_id"]) if "gene_id" in frame.columns else ""}
+              "gene_rows": gene_rows_digest(gene_ids) if gene_ids is not None else ""}
     return write_recorded_part(fs, table, root, bin_id, record, **parquet_options(schema))
 
 
