@@ -546,12 +546,11 @@ def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.Dat
     return pd.DataFrame(data, index=track_part.index, copy=False)
 
 
-def selective_table(track: pa.Table, uncertain_mask: Any, meta: pd.DataFrame,
-                    schema: pa.Schema) -> pa.Table:
-    """:func:`selective_scores` of an Arrow table of track rows (text columns may be dictionaries),
-    as a table of ``schema`` (the output's): the rows that are only streamed through stay Arrow
-    from read to write. The base scores are float64 as a read normalises them (a null is NaN),
-    the identifying columns cast to ``schema``'s types; the same checks."""
+def selective_table(track: pa.Table, uncertain_mask: Any, meta: pd.DataFrame) -> pa.Table:
+    """:func:`selective_scores` of an Arrow table of track rows (text columns may be dictionaries)
+    as an Arrow table, the identifying columns as given (the writer casts them to the output's
+    schema): the rows that are only streamed through stay Arrow from read to write. The base
+    scores are float64 as a read normalises them (a null is NaN); the same checks."""
     mask = np.asarray(uncertain_mask, dtype=bool)
 
     def at_mask(key: str) -> np.ndarray:
@@ -567,10 +566,7 @@ def selective_table(track: pa.Table, uncertain_mask: Any, meta: pd.DataFrame,
         data[base] = pa.array(scores)  # NaN (not null) where the read had a null, as pandas has it
         data[out] = pa.array(_merged(scores, mask, meta[out]))
     data[RESCORED] = pa.array(mask)
-    table = pa.table(data)
-    if table.column_names != schema.names:
-        raise InputError(f"selective output columns {table.column_names} are not the schema's {schema.names}")
-    return table.cast(schema)
+    return pa.table(data)
 
 
 def selective_meta(track_dtypes: Mapping[str, Any], keep_columns: Sequence[str] = ()) -> pd.DataFrame:

@@ -424,7 +424,7 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
     if ctx.config.coordinates == "genomic":
         meta.insert(1, "position", frame["position"].to_numpy())
     if arrow:
-        return selective_table(track, mask, meta.reset_index(drop=True), t.schema)
+        return selective_table(track, mask, meta.reset_index(drop=True))
     return selective_scores(track, mask, meta.reset_index(drop=True), ctx.config.keep_columns)
 
 

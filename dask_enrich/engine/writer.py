@@ -168,11 +168,39 @@ def file_digest(fs: storage.FileSystem, path: str) -> tuple[str, int]:
     return f"{crc:08x}", size
 
 
+def _dictionary_factorized(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``pd.factorize`` of a dictionary-encoded text column (codes, values in order of first
+    appearance) from its indices, no string hashed per row; None when its dictionary repeats a
+    value (two indices would be one gene) or holds a null."""
+    column = column.unify_dictionaries() if column.num_chunks > 1 else column
+    if column.num_chunks == 0:
+        return None
+    dictionary = column.chunk(0).dictionary
+    values = dictionary.to_numpy(zero_copy_only=False)
+    if dictionary.null_count or len(pd.unique(values)) != len(values):
+        return None
+    indices = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+                              for c in column.chunks]) if column.num_chunks > 1 else \
+        column.chunk(0).indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    codes = np.full(len(indices), -1, dtype=np.int64)
+    valid = indices >= 0
+    codes[valid], used = pd.factorize(indices[valid])
+    return codes, values[used]
+
+
 def gene_rows_digest(gene_ids: Any) -> str:
     """A digest of the rows per gene of a part (genes in order of first appearance, their row
-    counts): recorded when the part is written, recomputed by ``dask-enrich verify``."""
-    codes, uniques = pd.factorize(gene_ids if isinstance(gene_ids, (pd.Series, pd.Index))
-                                  else pd.Series(gene_ids, dtype=object))
+    counts): recorded when the part is written, recomputed by ``dask-enrich verify``. An Arrow
+    column: dictionary-encoded, from its indices (the same digest); else as pandas."""
+    factorized = None
+    if isinstance(gene_ids, (pa.Array, pa.ChunkedArray)):
+        column = gene_ids if isinstance(gene_ids, pa.ChunkedArray) else pa.chunked_array([gene_ids])
+        if pa.types.is_dictionary(column.type):
+            factorized = _dictionary_factorized(column)
+            column = column.cast(column.type.value_type) if factorized is None else column
+        gene_ids = column.to_pandas() if factorized is None else None
+    codes, uniques = factorized if factorized is not None else pd.factorize(
+        gene_ids if isinstance(gene_ids, (pd.Series, pd.Index)) else pd.Series(gene_ids, dtype=object))
     digest = hashlib.sha256("\0".join(map(str, uniques)).encode())
     digest.update(b"|" + np.bincount(codes[codes >= 0], minlength=len(uniques)).astype("<i8").tobytes())
     return digest.hexdigest()[:32]
@@ -458,7 +486,8 @@ def write_part(frame: pd.DataFrame | pa.Table, out: str, bin_id: int, schema: pa
                run_fingerprint: str, report: dict[str, Any],
                storage_options: dict[str, Any] | None = None, *,
                rows_in: int | None = None, rows_rejected: int = 0, genes: str = "") -> dict[str, Any]:
-    """Write one bin's enriched frame (or an Arrow table of ``schema``) as
+    """Write one bin's enriched frame (or an Arrow table cast to ``schema``, text columns may be
+    dictionaries) as
     ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return its record (also stored in the
     file's footer, and with the file's bytes and CRC-32 in ``OUT/_parts/``). Runs on the worker; the frame never travels back to the client.
     ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as bad (kept in the
@@ -469,15 +498,11 @@ def write_part(frame: pd.DataFrame | pa.Table, out: str, bin_id: int, schema: pa
     if names != schema.names:
         raise RunFailure(f"bin {bin_id}: enriched columns {names} do not match the "
                          f"output schema {schema.names}")
-    if arrow and not frame.schema.equals(schema):
-        raise RunFailure(f"bin {bin_id}: enriched table's schema {frame.schema} is not the "
-                         f"output schema {schema}")
     try:
-        table = frame if arrow else to_table(frame, schema)
+        table = frame.cast(schema) if arrow else to_table(frame, schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError, TypeError) as exc:
         raise RunFailure(f"bin {bin_id}: enriched frame does not match the output schema: {exc}") from exc
-    gene_ids = (table.column("gene_id").to_pandas() if arrow else frame["gene_id"]) \
-        if "gene_id" in names else None
+    gene_ids = frame["gene_id"] if "gene_id" in names else None  # a table's: as it was given
     record = {"fingerprint": run_fingerprint, "bin": int(bin_id), "file": part_name(bin_id),
               "rows": int(table.num_rows),
               "rows_in": int(table.num_rows if rows_in is None else rows_in),
