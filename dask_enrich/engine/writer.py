@@ -168,10 +168,10 @@ def file_digest(fs: storage.FileSystem, path: str) -> tuple[str, int]:
     return f"{crc:08x}", size
 
 
-def _dictionary_factorized(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``pd.factorize`` of a dictionary-encoded text column (codes, values in order of first
-    appearance) from its indices, no string hashed per row; None when its dictionary repeats a
-    value (two indices would be one gene) or holds a null."""
+def _dictionary_counts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The values of a dictionary-encoded text column in order of first appearance and their row
+    counts (nulls left out), from its indices: no string hashed per row. None when its dictionary
+    repeats a value (two indices would be one gene) or holds a null."""
     column = column.unify_dictionaries() if column.num_chunks > 1 else column
     if column.num_chunks == 0:
         return None
@@ -180,29 +180,33 @@ def _dictionary_factorized(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     if dictionary.null_count or len(pd.unique(values)) != len(values):
         return None
     indices = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-                              for c in column.chunks]) if column.num_chunks > 1 else \
-        column.chunk(0).indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    codes = np.full(len(indices), -1, dtype=np.int64)
-    valid = indices >= 0
-    codes[valid], used = pd.factorize(indices[valid])
-    return codes, values[used]
+                              for c in column.chunks]).astype(np.int64)
+    indices = indices[indices >= 0]
+    first = np.full(len(values), len(indices), dtype=np.int64)
+    first[indices[::-1]] = np.arange(len(indices))[::-1]  # the last write of each is its first row
+    used = np.flatnonzero(first < len(indices))
+    used = used[np.argsort(first[used], kind="stable")]
+    return values[used], np.bincount(indices, minlength=len(values))[used]
 
 
 def gene_rows_digest(gene_ids: Any) -> str:
     """A digest of the rows per gene of a part (genes in order of first appearance, their row
     counts): recorded when the part is written, recomputed by ``dask-enrich verify``. An Arrow
     column: dictionary-encoded, from its indices (the same digest); else as pandas."""
-    factorized = None
+    counted = None
     if isinstance(gene_ids, (pa.Array, pa.ChunkedArray)):
         column = gene_ids if isinstance(gene_ids, pa.ChunkedArray) else pa.chunked_array([gene_ids])
         if pa.types.is_dictionary(column.type):
-            factorized = _dictionary_factorized(column)
-            column = column.cast(column.type.value_type) if factorized is None else column
-        gene_ids = column.to_pandas() if factorized is None else None
-    codes, uniques = factorized if factorized is not None else pd.factorize(
-        gene_ids if isinstance(gene_ids, (pd.Series, pd.Index)) else pd.Series(gene_ids, dtype=object))
+            counted = _dictionary_counts(column)
+            column = column.cast(column.type.value_type) if counted is None else column
+        gene_ids = column.to_pandas() if counted is None else None
+    if counted is None:
+        codes, uniques = pd.factorize(gene_ids if isinstance(gene_ids, (pd.Series, pd.Index))
+                                      else pd.Series(gene_ids, dtype=object))
+        counted = uniques, np.bincount(codes[codes >= 0], minlength=len(uniques))
+    uniques, counts = counted
     digest = hashlib.sha256("\0".join(map(str, uniques)).encode())
-    digest.update(b"|" + np.bincount(codes[codes >= 0], minlength=len(uniques)).astype("<i8").tobytes())
+    digest.update(b"|" + np.asarray(counts).astype("<i8").tobytes())
     return digest.hexdigest()[:32]
 
 
