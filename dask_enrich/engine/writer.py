@@ -490,10 +490,10 @@ def write_part(frame: pd.DataFrame | pa.Table, out: str, bin_id: int, schema: pa
                run_fingerprint: str, report: dict[str, Any],
                storage_options: dict[str, Any] | None = None, *,
                rows_in: int | None = None, rows_rejected: int = 0, genes: str = "") -> dict[str, Any]:
-    """Write one bin's enriched frame (or an Arrow table cast to ``schema``, text columns may be
-    dictionaries) as
-    ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return its record (also stored in the
-    file's footer, and with the file's bytes and CRC-32 in ``OUT/_parts/``). Runs on the worker; the frame never travels back to the client.
+    """Write one bin's enriched frame (or an Arrow table, cast to ``schema``: its text columns may
+    be dictionaries) as ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return its record
+    (also stored in the file's footer, and with the file's bytes and CRC-32 in ``OUT/_parts/``).
+    Runs on the worker; the frame never travels back to the client.
     ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as bad (kept in the
     record so that a resumed run can add them up); ``genes``: the plan's digest of the bin."""
     fs, root = storage.url_to_fs(out, storage_options)
