@@ -500,6 +500,31 @@ def selective_schema(track_schema: pa.Schema, keep_columns: Sequence[str] = ()) 
     return pa.schema(fields + [pa.field(RESCORED, pa.bool_())])
 
 
+def _check_selective(n_rows: int, columns: Sequence[str], mask: np.ndarray, meta: pd.DataFrame,
+                     keep_columns: Sequence[str], key_values: Callable[[str], Any]) -> None:
+    """The checks of :func:`selective_scores` (and :func:`selective_table`): the mask's shape, one
+    meta row per uncertain row, the columns needed, and the uncertain rows' ``gene_id`` and
+    ``position`` (``key_values(key)``: the track's values at the mask) equal to ``meta``'s."""
+    if mask.shape != (n_rows,):
+        raise InputError(f"uncertain mask has shape {mask.shape}, the track part has {n_rows} rows")
+    if len(meta) != int(mask.sum()):
+        raise InputError(f"{len(meta)} meta-score rows for {int(mask.sum())} uncertain positions")
+    absent = [c for c in (*META_COLUMNS, ) if c not in meta.columns]
+    absent += [c for c in (*REQUIRED["score input"], *keep_columns) if c not in columns]
+    if absent:
+        raise InputError(f"selective scoring lacks column(s) {', '.join(absent)}")
+    for key in ("gene_id", "position"):  # the uncertain rows' values only (no copy of the rest)
+        if key in meta.columns and not np.array_equal(meta[key].to_numpy(), key_values(key)):
+            raise InputError(f"meta-score rows do not line up with the uncertain track rows ({key} differs)")
+
+
+def _merged(base: np.ndarray, mask: np.ndarray, meta: pd.Series) -> np.ndarray:
+    """A ``*_meta`` column: the base scores as float64, the meta-model's where ``mask``."""
+    merged = base.astype(np.float64, copy=True)
+    merged[mask] = meta.to_numpy(dtype=np.float64)
+    return merged
+
+
 def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.DataFrame,
                      keep_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Every row of ``track_part`` once, in order (index kept): its identifying columns (and
@@ -510,28 +535,38 @@ def selective_scores(track_part: pd.DataFrame, uncertain_mask: Any, meta: pd.Dat
     enriched uncertain rows); when it carries gene_id/position they must match those rows.
     """
     mask = np.asarray(uncertain_mask, dtype=bool)
-    if mask.shape != (len(track_part),):
-        raise InputError(f"uncertain mask has shape {mask.shape}, the track part has {len(track_part)} rows")
-    if len(meta) != int(mask.sum()):
-        raise InputError(f"{len(meta)} meta-score rows for {int(mask.sum())} uncertain positions")
-    absent = [c for c in (*META_COLUMNS, ) if c not in meta.columns]
-    absent += [c for c in (*REQUIRED["score input"], *keep_columns)
-               if c not in track_part.columns]
-    if absent:
-        raise InputError(f"selective scoring lacks column(s) {', '.join(absent)}")
-    for key in ("gene_id", "position"):  # the uncertain rows' values only (no copy of the rest)
-        if key in meta.columns and not np.array_equal(
-                meta[key].to_numpy(), np.asarray(track_part[key].array[mask])):
-            raise InputError(f"meta-score rows do not line up with the uncertain track rows ({key} differs)")
+    _check_selective(len(track_part), track_part.columns, mask, meta, keep_columns,
+                     lambda key: np.asarray(track_part[key].array[mask]))
     data: dict[str, Any] = {c: track_part[c].array
                             for c in _selective_ids(track_part.columns, keep_columns)}
     for base, out in zip(BASE_COLUMNS, META_COLUMNS):
         data[base] = track_part[base].array
-        merged = track_part[base].to_numpy(dtype=np.float64, na_value=np.nan).copy()
-        merged[mask] = meta[out].to_numpy(dtype=np.float64)
-        data[out] = merged
+        data[out] = _merged(track_part[base].to_numpy(dtype=np.float64, na_value=np.nan), mask, meta[out])
     data[RESCORED] = mask
     return pd.DataFrame(data, index=track_part.index, copy=False)
+
+
+def selective_table(track: pa.Table, uncertain_mask: Any, meta: pd.DataFrame) -> pa.Table:
+    """:func:`selective_scores` of an Arrow table of track rows (text columns may be dictionaries)
+    as an Arrow table, the identifying columns as given (the writer casts them to the output's
+    schema): the rows that are only streamed through stay Arrow from read to write. The base
+    scores are float64 as a read normalises them (a null is NaN); the same checks."""
+    mask = np.asarray(uncertain_mask, dtype=bool)
+
+    def at_mask(key: str) -> np.ndarray:
+        values = track.column(key).filter(pa.array(mask))
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        return values.to_numpy(zero_copy_only=False)
+
+    _check_selective(track.num_rows, track.column_names, mask, meta, (), at_mask)
+    data: dict[str, Any] = {c: track.column(c) for c in _selective_ids(track.column_names, ())}
+    for base, out in zip(BASE_COLUMNS, META_COLUMNS):
+        scores = track.column(base).to_numpy(zero_copy_only=False).astype(np.float64)
+        data[base] = pa.array(scores)  # NaN (not null) where the read had a null, as pandas has it
+        data[out] = pa.array(_merged(scores, mask, meta[out]))
+    data[RESCORED] = pa.array(mask)
+    return pa.table(data)
 
 
 def selective_meta(track_dtypes: Mapping[str, Any], keep_columns: Sequence[str] = ()) -> pd.DataFrame:

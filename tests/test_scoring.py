@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,7 @@ from dask_enrich.errors import ConfigError, InputError, ManifestError
 from dask_enrich.manifest import load_manifest
 from dask_enrich.scoring import (DEFAULT_CLASSES, META_COLUMNS, load_model, load_model_cached,
                                  score_partition, selective_meta, selective_partition,
-                                 selective_scores)
+                                 selective_schema, selective_scores, selective_table)
 
 from .conftest import MODEL_DIR, SLICE_FASTA, SLICE_GTF
 
@@ -406,6 +407,40 @@ def test_selective_scores_cover_every_position_once(flags, seed):
     check_selective(track, mask, meta, got)
     assert got.rescored.sum() == mask.sum()
     assert dict(got.dtypes) == dict(selective_meta(dict(track.dtypes)).dtypes)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.booleans(), min_size=0, max_size=60), st.integers(0, 2**31), st.booleans())
+def test_selective_table_is_selective_scores_as_written(flags, seed, nulls):
+    """The Arrow path of a scanned track (dictionary text, float32 scores, a null score) writes
+    what the pandas path writes: the rows as a read normalises them, through ``writer.to_table``."""
+    from dask_enrich.engine.writer import to_table
+    from dask_enrich.io import normalise_frame, text_decoded
+
+    rng = np.random.default_rng(seed)
+    n = len(flags)
+    p = rng.dirichlet([1, 1, 1], n).astype(np.float32) if n else np.zeros((0, 3), np.float32)
+    donor = pa.array(p[:, 0], mask=(np.arange(n) == n // 3) if nulls else None)
+    track = pa.table({"gene_id": pa.array(np.where(np.arange(n) < n // 2, "G1", "G2")).dictionary_encode(),
+                      "chrom": pa.array(["1"] * n).dictionary_encode(),
+                      "strand": pa.array(rng.choice(["+", "-"], n)).dictionary_encode(),
+                      "position": pa.array(np.arange(n, dtype=np.int64) + 100),
+                      "donor_score": donor, "acceptor_score": p[:, 1], "neither_score": p[:, 2]})
+    mask = np.array(flags, dtype=bool)
+    meta = pd.DataFrame(rng.dirichlet([1, 1, 1], int(mask.sum())),
+                        columns=["donor_meta", "acceptor_meta", "neither_meta"])
+    frame = normalise_frame(text_decoded(track).to_pandas(), "track")
+    schema = selective_schema(pa.Schema.from_pandas(frame, preserve_index=False))
+    got = selective_table(track, mask, meta).cast(schema)
+    want = to_table(selective_scores(frame, mask, meta), schema)
+    assert got.schema.equals(schema)
+    pd.testing.assert_frame_equal(got.to_pandas(), want.to_pandas(), check_exact=True)
+    for name in got.column_names:  # NaN where a score was null, as pandas has it (not a null)
+        assert got.column(name).null_count == want.column(name).null_count == 0
+    meta["position"] = track.column("position").filter(pa.array(mask)).to_numpy() + 1
+    if mask.any():
+        with pytest.raises(InputError, match="position differs"):
+            selective_table(track, mask, meta)
 
 
 def test_selective_scores_rejects_misaligned_meta(track, uncertain):

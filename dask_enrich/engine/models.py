@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import storage
+from ..columns import BASE_SCORES
 from ..config import EnrichConfig
 from ..core import _id_columns, enrich, impute_value, output_schema
 from ..errors import ConfigError
@@ -391,8 +392,14 @@ def _slice(enriched: pd.DataFrame, input_columns: Sequence[str], union: Manifest
 
 
 def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFrame | None,
-                  t: Target, ctx: Any, rows: pd.DataFrame | None = None) -> pd.DataFrame:
-    from ..scoring import load_model_cached, score_partition, selective_scores
+                  t: Target, ctx: Any, rows: pd.DataFrame | pa.Table | None = None
+                  ) -> pd.DataFrame | pa.Table:
+    from ..scoring import (
+        load_model_cached,
+        score_partition,
+        selective_scores,
+        selective_table,
+    )
 
     frame = _slice(enriched, list(positions.columns), ctx.manifest, t, ctx.config)
     if t.overrides is not None:  # this model's own fill values for features shared with others
@@ -407,21 +414,29 @@ def _target_frame(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.Dat
     if not score.selective:
         return score_partition(frame, model, keep_features=score.keep_features)
     # every checked track row of the bin (tasks.enrich_bin), in plan order
-    track = (track if rows is None else rows).reset_index(drop=True)
-    mask = np.asarray(select_mask(track, ctx.selection), dtype=bool)
+    track = track if rows is None else rows
+    arrow = isinstance(track, pa.Table)  # a scanned track's rows: Arrow from read to write
+    track = track if arrow else track.reset_index(drop=True)
+    scores = pd.DataFrame({c: track.column(c).to_numpy(zero_copy_only=False)
+                           for c in BASE_SCORES if c in track.column_names}) if arrow else track
+    mask = np.asarray(select_mask(scores, ctx.selection), dtype=bool)
     meta = model.predict(frame)
     meta.insert(0, "gene_id", frame["gene_id"].to_numpy())
     if ctx.config.coordinates == "genomic":
         meta.insert(1, "position", frame["position"].to_numpy())
+    if arrow:
+        return selective_table(track, mask, meta.reset_index(drop=True))
     return selective_scores(track, mask, meta.reset_index(drop=True), ctx.config.keep_columns)
 
 
 def finish_bin(enriched: pd.DataFrame, positions: pd.DataFrame, track: pd.DataFrame | None,
-               ctx: Any, rows: pd.DataFrame | None = None) -> tuple[pd.DataFrame, ...]:
+               ctx: Any, rows: pd.DataFrame | pa.Table | None = None
+               ) -> tuple[pd.DataFrame | pa.Table, ...]:
     """One frame per target for one bin (in the order of ``ctx.targets``): the enriched frame
     itself (one target, no scoring), or each target's columns, scored or selective. Without
     targets (the lazy API): the enriched frame. ``rows``: the rows a selective output writes
-    when ``track`` (the positions' context) is not all of them (a scanned track)."""
+    when ``track`` (the positions' context) is not all of them (a scanned track); given as an
+    Arrow table, the selective output is one too (``scoring.selective_table``)."""
     targets = getattr(ctx, "targets", ())
     score = getattr(ctx, "score", None)
     if not targets or (len(targets) == 1 and score is None and targets[0].overrides is None):

@@ -261,6 +261,17 @@ def _score_sum_deviations(table: pa.Table) -> np.ndarray:
     return score_sum_deviations(*scores)[1]
 
 
+def _streams(table: pa.Table, ctx: Any) -> bool:
+    """Whether the bin's rows can go from read to write as Arrow (``scoring.selective_table``):
+    no keep-columns, an integer ``position`` and floating-point scores (what a read normalises
+    without a check that could fail), else pandas as a full read has them."""
+    names = table.column_names
+    return (not ctx.config.keep_columns and "position" in names
+            and pa.types.is_signed_integer(table.schema.field("position").type)
+            and all(pa.types.is_floating(table.schema.field(c).type)
+                    for c in validate.SCORE_COLUMNS if c in names))
+
+
 def enrich_scanned(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any = None) -> EnrichedBin:
     """One bin of ``--selective`` on a scanned track (see the module docs): the
     ``tasks.EnrichedBin`` a full read of the bin's rows gives (``tasks.enrich_bin``)."""
@@ -282,7 +293,8 @@ def enrich_scanned(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any = None
     order = _plan_order(ctx.plan, codes, genes, position)
     written = table if order is None else table.take(pa.array(order))
     columns = [c for c in ctx.position_columns if c in table.column_names]
-    every = _to_frame(written, columns)  # every good row, in plan order (as a full read's bin)
+    # every good row, in plan order (as a full read's bin); streamed through as Arrow
+    every = written.select(columns) if _streams(written, ctx) else _to_frame(written, columns)
     positions = sorted_bin(_drop_bin(rows.selected), ctx.plan)
     context = sorted_bin(_drop_bin(rows.context), ctx.plan)
     out, report = enrich(positions, ctx.manifest, genomic=genomic, track=context, config=ctx.config)

@@ -179,18 +179,45 @@ def file_digest(fs: storage.FileSystem, path: str) -> tuple[str, int]:
     return f"{crc:08x}", size
 
 
+def _dictionary_counts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The values of a dictionary-encoded text column in order of first appearance and their row
+    counts (nulls left out), from its indices: no string hashed per row. None when its dictionary
+    repeats a value (two indices would be one gene) or holds a null."""
+    column = column.unify_dictionaries() if column.num_chunks > 1 else column
+    if column.num_chunks == 0:
+        return None
+    dictionary = column.chunk(0).dictionary
+    values = dictionary.to_numpy(zero_copy_only=False)
+    if dictionary.null_count or len(pd.unique(values)) != len(values):
+        return None
+    indices = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+                              for c in column.chunks]).astype(np.int64)
+    indices = indices[indices >= 0]
+    used = pd.unique(indices)  # in order of first appearance (one hash pass over integers)
+    return values[used], np.bincount(indices, minlength=len(values))[used]
+
+
 def gene_rows_digest(gene_ids: Any, genes: GeneCodes | None = None) -> str:
     """A digest of the rows per gene of a part (genes in order of first appearance, their row
     counts): recorded when the part is written, recomputed by ``dask-enrich verify``.
-    ``genes``: ``gene_ids`` already factorised (as text; :class:`GeneCodes`), else done here."""
+    ``genes``: ``gene_ids`` already factorised (as text; :class:`GeneCodes`). An Arrow column:
+    dictionary-encoded, from its indices (the same digest); else as pandas."""
+    counted = None
     if genes is not None:
-        uniques, counts = genes.uniques, genes.checked(len(gene_ids)).counts()
-    else:
+        counted = genes.uniques, genes.checked(len(gene_ids)).counts()
+    elif isinstance(gene_ids, (pa.Array, pa.ChunkedArray)):
+        column = gene_ids if isinstance(gene_ids, pa.ChunkedArray) else pa.chunked_array([gene_ids])
+        if pa.types.is_dictionary(column.type):
+            counted = _dictionary_counts(column)
+            column = column.cast(column.type.value_type) if counted is None else column
+        gene_ids = column.to_pandas() if counted is None else None
+    if counted is None:
         codes, uniques = pd.factorize(gene_ids if isinstance(gene_ids, (pd.Series, pd.Index))
                                       else pd.Series(gene_ids, dtype=object))
-        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        counted = uniques, np.bincount(codes[codes >= 0], minlength=len(uniques))
+    uniques, counts = counted
     digest = hashlib.sha256("\0".join(map(str, uniques)).encode())
-    digest.update(b"|" + counts.astype("<i8").tobytes())
+    digest.update(b"|" + np.asarray(counts).astype("<i8").tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -470,30 +497,34 @@ def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, *,
     return final
 
 
-def write_part(frame: pd.DataFrame, out: str, bin_id: int, schema: pa.Schema, run_fingerprint: str,
-               report: dict[str, Any], storage_options: dict[str, Any] | None = None, *,
+def write_part(frame: pd.DataFrame | pa.Table, out: str, bin_id: int, schema: pa.Schema,
+               run_fingerprint: str, report: dict[str, Any],
+               storage_options: dict[str, Any] | None = None, *,
                rows_in: int | None = None, rows_rejected: int = 0, genes: str = "",
                gene_codes: GeneCodes | None = None) -> dict[str, Any]:
-    """Write one bin's enriched frame as ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return
-    its record (also stored in the file's footer, and with the file's bytes and CRC-32 in
-    ``OUT/_parts/``). Runs on the worker; the frame never travels back to the client.
+    """Write one bin's enriched frame (or an Arrow table, cast to ``schema``: its text columns may
+    be dictionaries) as ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return its record
+    (also stored in the file's footer, and with the file's bytes and CRC-32 in ``OUT/_parts/``).
+    Runs on the worker; the frame never travels back to the client.
     ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as bad (kept in the
     record so that a resumed run can add them up); ``genes``: the plan's digest of the bin;
     ``gene_codes``: the frame's gene ids already factorised (its rows, in its order)."""
     fs, root = storage.url_to_fs(out, storage_options)
-    if list(frame.columns) != schema.names:
-        raise RunFailure(f"bin {bin_id}: enriched columns {list(frame.columns)} do not match the "
+    arrow = isinstance(frame, pa.Table)
+    names = frame.column_names if arrow else list(frame.columns)
+    if names != schema.names:
+        raise RunFailure(f"bin {bin_id}: enriched columns {names} do not match the "
                          f"output schema {schema.names}")
     try:
-        table = to_table(frame, schema)
+        table = frame.cast(schema) if arrow else to_table(frame, schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError, TypeError) as exc:
         raise RunFailure(f"bin {bin_id}: enriched frame does not match the output schema: {exc}") from exc
+    gene_ids = frame["gene_id"] if "gene_id" in names else None  # a table's: as it was given
     record = {"fingerprint": run_fingerprint, "bin": int(bin_id), "file": part_name(bin_id),
               "rows": int(table.num_rows),
               "rows_in": int(table.num_rows if rows_in is None else rows_in),
               "rows_rejected": int(rows_rejected), "report": report, "genes": genes,
-              "gene_rows": (gene_rows_digest(frame["gene_id"], gene_codes)
-                            if "gene_id" in frame.columns else "")}
+              "gene_rows": gene_rows_digest(gene_ids, gene_codes) if gene_ids is not None else ""}
     return write_recorded_part(fs, table, root, bin_id, record, **parquet_options(schema))
 
 

@@ -5,8 +5,11 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dask_enrich.core import enrich, output_meta, output_schema
 from dask_enrich.engine import exchange, writer
@@ -210,3 +213,24 @@ def test_overwrite_removes_the_success_file_first_then_the_rest(tmp_path, monkey
     assert removed[0] == writer.SUCCESS_FILE
     assert sorted(removed[1:]) == sorted([writer.PARTS_DIR] + [writer.part_name(b) for b in range(6)])
     assert [p.name for p in out.iterdir()] == [writer.LOCK_FILE]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["G1", "G2", "G10", "", None]), max_size=40),
+       st.integers(1, 3), st.booleans(), st.booleans())
+def test_gene_rows_digest_of_a_dictionary_column_is_the_pandas_one(genes, chunks, extra, repeat):
+    """From the indices of a dictionary column (chunks with their own dictionaries, values the rows
+    do not use, a repeated value: the string path) the digest ``verify`` recomputes from pandas."""
+    want = writer.gene_rows_digest(pd.Series(genes, dtype="str"))
+    cut = np.array_split(np.arange(len(genes)), chunks)
+    parts = []
+    for rows in cut:
+        values = sorted({g for g in genes if g is not None}) + (["unused"] if extra else [])
+        values += values[:1] if repeat and values else []
+        last = {v: i for i, v in enumerate(values)}  # a repeated value's rows: either copy
+        indices = [None if genes[i] is None else values.index(genes[i]) if i % 2 else last[genes[i]]
+                   for i in rows]
+        parts.append(pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(values, pa.string())))
+    column = pa.chunked_array(parts, type=pa.dictionary(pa.int32(), pa.string()))
+    assert writer.gene_rows_digest(column) == want
+    assert writer.gene_rows_digest(column.cast(pa.string())) == want
