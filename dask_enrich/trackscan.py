@@ -104,7 +104,14 @@ class _Warned:
     def warnings_without(self, rows: np.ndarray) -> dict[str, Any]:
         """The warnings once the rows numbered ``rows`` are rejected too (repeats of an earlier
         piece's rows: counted by the caller)."""
-        return check_warnings(self.repeats, self.off_sums[1][~np.isin(self.off_sums[0], rows)])
+        return warnings_without(self.repeats, self.off_sums, rows)
+
+
+def warnings_without(repeats: int, off_sums: tuple[np.ndarray, np.ndarray], rows: np.ndarray
+                     ) -> dict[str, Any]:
+    """:func:`check_warnings` of checked rows (``repeats``, ``off_sums``: (rows, deviations)) once
+    the rows numbered ``rows`` are rejected too."""
+    return check_warnings(repeats, off_sums[1][~np.isin(off_sums[0], rows)])
 
 
 @dataclass

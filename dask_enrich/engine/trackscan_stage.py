@@ -68,6 +68,7 @@ from ..trackscan import (
     repeat_rows,
     rows_of_piece,
     scan_piece,
+    warnings_without,
 )
 from .parked import Parked
 
@@ -91,8 +92,7 @@ class _Kept:
         return self.frames[name].get()
 
     def warnings_without(self, rows: np.ndarray) -> dict[str, Any]:
-        off_rows, deviations = self.off_sums.get()
-        return check_warnings(self.repeats, deviations[~np.isin(off_rows, rows)])
+        return warnings_without(self.repeats, self.off_sums.get(), rows)
 
 
 def _kept(found: TrackScan | GeneLookup, piece: int) -> _Kept:
