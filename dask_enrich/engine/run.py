@@ -286,10 +286,24 @@ def _on_cluster(cluster: ClusterOptions, job: _Job) -> RunSummary:
             raise
         raise failure from exc
     finally:
-        if own_client:
+        close_quietly(client if own_client else None, own_cluster)
+
+
+def close_quietly(client: Any, cluster: Any) -> None:
+    """Close ``client`` and then ``cluster`` (either may be None) with distributed's loggers
+    silenced: a LocalCluster restores its log handlers' levels while it closes, so the comms of
+    workers that died with this process's group (a SIGTERM to a batch job) would otherwise print
+    their INFO tracebacks ("Batched Comm Closed") beside the run's one line."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        if client is not None:
             client.close()
-        if own_cluster is not None:
-            own_cluster.close()
+        if cluster is not None:
+            cluster.close()
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ row with the pure core run on the whole input as one pandas frame."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from dask_enrich.config import EnrichConfig
 from dask_enrich.core import enrich, output_schema
 from dask_enrich.engine import exchange, run_enrichment, writer
-from dask_enrich.engine.run import check_row_counts
+from dask_enrich.engine.run import check_row_counts, close_quietly
 from dask_enrich.errors import ConfigError, InputError, MissingFeatureError, RunFailure
 from dask_enrich.features.registry import SCORES, lookup
 from dask_enrich.genome.cache import load_cached
@@ -360,3 +361,37 @@ def test_a_partition_left_over_is_shared_among_the_threads(client, tmp_path, mon
     bins = [b for p in places for b in p.bins]
     assert bins == list(range(summary.partitions)) and len(places[2].bins) and len(places[3].bins)
     _assert_same_rows(tmp_path / "out", enrich(positions, SCORES_ONLY, config=KEEP)[0])
+
+
+class _LoggingOnClose:
+    """A client or cluster whose close logs as distributed's comms do when their peers died."""
+
+    def __init__(self, closed: list[str], name: str) -> None:
+        self.closed, self.name = closed, name
+
+    def close(self) -> None:
+        try:
+            raise OSError("peer gone")
+        except OSError:
+            logging.getLogger("distributed.batched").info("Batched Comm Closed", exc_info=True)
+        logging.getLogger("distributed").warning("closing %s", self.name)
+        self.closed.append(self.name)
+
+
+def test_the_client_and_cluster_close_with_distributeds_logs_silenced():
+    logger = logging.getLogger("distributed")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    logger.addHandler(handler)
+    level = logger.level
+    closed: list[str] = []
+    try:
+        close_quietly(_LoggingOnClose(closed, "client"), _LoggingOnClose(closed, "cluster"))
+        assert closed == ["client", "cluster"] and records == []
+        assert logger.level == level
+        logging.getLogger("distributed.batched").warning("after")  # the levels restored
+        assert [r.getMessage() for r in records] == ["after"]
+        close_quietly(None, None)
+    finally:
+        logger.removeHandler(handler)
