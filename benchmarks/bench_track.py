@@ -342,18 +342,32 @@ def polars_peer(paths: dict[str, Path], out: Path, names: list[str]) -> dict:
     return timed([sys.executable, "-c", script], timeout=POLARS_TIMEOUT)
 
 
-def measure(rows: int, kinds: list[str], plain: bool = False, peer: bool = True) -> dict:
+def _median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+
+
+def measure(rows: int, kinds: list[str], plain: bool = False, peer: bool = True,
+            rounds: int = 1) -> dict:
+    """Each workflow's figures at ``rows`` track rows. With ``rounds`` > 1 the full and the one-gene
+    command alternate that many times; ``engine`` and ``one_gene`` are then the median runs (every
+    run's wall time in ``walls``) and the margin is the difference of the medians."""
     paths = prepare(rows, plain=plain)
     work = paths["root"] / "out"
     manifest = manifest_57(paths["root"])
     names = manifest.read_text().split()
     result: dict = {"track_rows": rows, "track_options": "pyarrow default" if plain else "predict-base"}
     for kind in kinds:
-        full = engine(kind, paths, paths["track"], work / kind, manifest)
-        fixed = engine(kind, paths, paths["one_gene"], work / f"{kind}-1", manifest)
+        runs: dict[str, list[dict]] = {"engine": [], "one_gene": []}
+        for _ in range(rounds):
+            runs["engine"].append(engine(kind, paths, paths["track"], work / kind, manifest))
+            runs["one_gene"].append(engine(kind, paths, paths["one_gene"], work / f"{kind}-1", manifest))
+        full, fixed = _median_run(runs["engine"]), _median_run(runs["one_gene"])
         marginal = max(full["wall_s"] - fixed["wall_s"], 1e-9)
         entry = {"engine": full, "one_gene": fixed, "marginal_s": round(marginal, 3),
                  "track_rows_per_s_marginal": round(rows / marginal)}
+        if rounds > 1:
+            entry["walls"] = {k: [r["wall_s"] for r in v] for k, v in runs.items()}
         if kind == "select":
             selected = sum(pq.ParquetFile(p).metadata.num_rows for p in (work / kind).glob("*.parquet"))
             entry["selected_rows"] = selected
@@ -380,11 +394,13 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true",
                         help="tracks written with pyarrow's default options (not predict-base's)")
     parser.add_argument("--no-peer", action="store_true", help="without the Polars peer")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternating runs of each command (medians reported; default 1)")
     args = parser.parse_args()
     kinds = ["select"] if args.quick else args.kinds.split(",")
     sizes = [int(float(s[:-1]) * {"k": 1e3, "M": 1e6}[s[-1]]) if s[-1] in "kM" else int(s)
              for s in args.sizes.split(",")]
-    results = [measure(n, kinds, args.plain, not args.no_peer) for n in sizes]
+    results = [measure(n, kinds, args.plain, not args.no_peer, args.rounds) for n in sizes]
     for r in results:
         for kind in ("select", "positions", "selective"):
             if kind in r:
