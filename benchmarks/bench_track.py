@@ -104,7 +104,9 @@ def write_track(genes: pd.DataFrame, out: Path, seed: int, plain: bool = False) 
     """The track as Parquet files of whole genes, with predict-base's schema (string gene_id,
     chrom and strand, dictionary-encoded; int64 position; float32 scores) and writer options
     (``writer.parquet_options``: position delta-encoded), snappy-compressed (predict-base's default
-    is zstd); ``plain``: pyarrow's default options instead (a track written by another tool)."""
+    is zstd), its fields required as predict-base's are; ``plain``: pyarrow's default options and
+    nullable fields instead (a track written by another tool)."""
+    from dask_enrich.basemodel.predict import TRACK_SCHEMA
     from dask_enrich.engine import writer
 
     rng = np.random.default_rng(seed + 1)
@@ -125,6 +127,8 @@ def write_track(genes: pd.DataFrame, out: Path, seed: int, plain: bool = False) 
             "position": g["start"].to_numpy()[gene_index] + offsets,
             "donor_score": d, "acceptor_score": a, "neither_score": nn,
         })
+        if not plain:  # predict-base's schema exactly (its fields required)
+            table = table.select(TRACK_SCHEMA.names).cast(TRACK_SCHEMA)
         options = {} if plain else writer.parquet_options(table.schema, compression="snappy")
         pq.write_table(table, out / f"part-{k:05d}.parquet", row_group_size=ROW_GROUP, **options)
 
@@ -154,7 +158,7 @@ def write_reference(genes: pd.DataFrame, root: Path, seed: int) -> tuple[Path, P
 def prepare(rows: int, seed: int = 0, plain: bool = False) -> dict[str, Path]:
     """Generated inputs for a track of ``rows`` rows (reused when complete; ``plain``: the track
     written with pyarrow's default options, see :func:`write_track`)."""
-    root = data_dir() / f"track-{rows}-s{seed}{'-plain' if plain else '-v2'}"
+    root = data_dir() / f"track-{rows}-s{seed}{'-plain' if plain else '-v3'}"
     paths = {"track": root / "track", "one_gene": root / "one_gene", "cache": root / "cache",
              "positions": root / "positions.parquet", "root": root}
     if (root / "_DONE").exists():

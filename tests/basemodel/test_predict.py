@@ -117,10 +117,12 @@ def test_track_layout(track) -> None:
 @needs_weights
 def test_track_encodings(track) -> None:
     """Positions delta-encoded (what a track scan decodes fastest), text columns as dictionaries,
-    scores plain (a dictionary of float scores is abandoned after the first page)."""
+    scores plain (a dictionary of float scores is abandoned after the first page), every column
+    required (no definition levels to decode)."""
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(track[2]).metadata
+    assert all(meta.schema.column(i).max_definition_level == 0 for i in range(meta.num_columns))
     for g in range(meta.num_row_groups):
         columns = {meta.row_group(g).column(i).path_in_schema: meta.row_group(g).column(i)
                    for i in range(meta.num_columns)}
@@ -333,3 +335,7 @@ def test_interrupted_predict_base_resumes_to_the_same_output(tmp_path) -> None:
         pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True)
     for name, mtime in kept.items():  # the kept part was not rewritten
         assert (out / name).stat().st_mtime_ns == mtime
+    import pyarrow.parquet as pq
+
+    for name in got:  # the parts' columns required, as the one-file track's
+        assert not any(f.nullable for f in pq.read_schema(out / name))
