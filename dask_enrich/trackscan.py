@@ -251,7 +251,8 @@ def _load(source: InputSource, piece: tuple, spec: ScanSpec, wanted: pd.DataFram
 
 def read_piece_columns(source: InputSource, piece: tuple, columns: Sequence[str]) -> pa.Table:
     """Every row of one Parquet piece with ``columns`` (those the file has), text columns as
-    dictionaries, in piece order (row ``i`` is the scan's ``_row`` ``i``)."""
+    dictionaries, in piece order (row ``i`` is the scan's ``_row`` ``i``); every field nullable,
+    so that pieces of files with required fields (predict-base's) and of others concatenate."""
     file = piece[0]
     try:
         handle, parquet = _open(source, file, DICTIONARY_COLUMNS)
@@ -260,10 +261,18 @@ def read_piece_columns(source: InputSource, piece: tuple, columns: Sequence[str]
                       else list(range(parquet.metadata.num_row_groups)))
             names = [c for c in columns if c in parquet.schema_arrow.names]
             if not groups:
-                return parquet.schema_arrow.empty_table().select(names)
-            return parquet.read_row_groups(groups, columns=names)
+                return nullable(parquet.schema_arrow.empty_table().select(names))
+            return nullable(parquet.read_row_groups(groups, columns=names))
     except Exception as exc:  # truncated, corrupt, undecodable: as the scan reports it
         raise _fail(source, file, exc) from None
+
+
+def nullable(table: pa.Table) -> pa.Table:
+    """``table`` with every field nullable (its arrays unchanged, not copied)."""
+    if all(f.nullable for f in table.schema):
+        return table
+    schema = pa.schema([f.with_nullable(True) for f in table.schema], metadata=table.schema.metadata)
+    return pa.Table.from_arrays(table.columns, schema=schema)
 
 
 def _groups_holding(parquet: pq.ParquetFile, groups: Sequence[int], wanted: pd.DataFrame) -> list[int]:

@@ -68,13 +68,19 @@ def generated_track(seed: int = 0, genes: int = 12) -> pd.DataFrame:
     return frame
 
 
-def write_files(frame: pd.DataFrame, root: Path, files: int, row_group: int) -> Path:
+def write_files(frame: pd.DataFrame, root: Path, files: int, row_group: int,
+                required_first: bool = False) -> Path:
     """``frame`` as ``files`` Parquet files (cut at row counts, so genes are split across files)
-    of row groups of ``row_group`` rows (genes split across row groups)."""
+    of row groups of ``row_group`` rows (genes split across row groups); ``required_first``: the
+    first file's columns without a missing value are required (not null), as predict-base writes
+    them, the others nullable (a track mixing both)."""
     root.mkdir(parents=True, exist_ok=True)
     for k, part in enumerate(np.array_split(np.arange(len(frame)), files)):
-        pq.write_table(pa.Table.from_pandas(frame.iloc[part], preserve_index=False),
-                       root / f"part-{k:03d}.parquet", row_group_size=row_group)
+        table = pa.Table.from_pandas(frame.iloc[part], preserve_index=False)
+        if required_first and k == 0:
+            table = table.cast(pa.schema([f.with_nullable(table.column(f.name).null_count > 0)
+                                          for f in table.schema], metadata=table.schema.metadata))
+        pq.write_table(table, root / f"part-{k:03d}.parquet", row_group_size=row_group)
     return root
 
 

@@ -39,14 +39,14 @@ def _rejected(out) -> pd.DataFrame:
     return frame.sort_values(["gene_id", "position", "reason"], kind="stable").reset_index(drop=True)
 
 
-@pytest.mark.parametrize("files,row_group,shuffle", [(1, 10_000, False), (3, 250, False),
-                                                     (2, 400, True)])
+@pytest.mark.parametrize("files,row_group,shuffle,required", [
+    (1, 10_000, False, False), (3, 250, False, False), (2, 400, True, False), (2, 300, False, True)])
 def test_scanned_selection_equals_the_full_read(client, tmp_path, monkeypatch, files, row_group,  # noqa: F811
-                                                shuffle):
+                                                shuffle, required):
     frame = generated_track(seed=3, genes=10)
     if shuffle:
         frame = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
-    track = write_files(frame, tmp_path / "track", files, row_group)
+    track = write_files(frame, tmp_path / "track", files, row_group, required_first=required)
     full = _run(track, tmp_path / "full", client, True, monkeypatch, on_bad_rows="quarantine")
     scanned = _run(track, tmp_path / "scanned", client, False, monkeypatch, on_bad_rows="quarantine")
     assert scanned.track_rows_rejected == full.track_rows_rejected > 0  # the generator's bad rows

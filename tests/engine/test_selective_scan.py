@@ -82,13 +82,15 @@ def assert_same_outputs(scanned, full, out_scanned, out_full, *, same_parts: boo
     (3, 250, None),         # genes split across row groups and files
     (3, 97, "within"),      # rows unsorted within each file (the track still in gene runs)
     (2, 400, "across"),     # shuffled across files: read in full
+    (2, 300, "required"),   # the first file's columns required (as predict-base's), the other's not
 ])
 def test_selective_scan_equals_the_full_read(client, tmp_path, monkeypatch, files, row_group,  # noqa: F811
                                              shuffle):
     frame = generated_track(seed=3, genes=10)
     if shuffle == "across":
         frame = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
-    track = write_files(frame, tmp_path / "track", files, row_group)
+    track = write_files(frame, tmp_path / "track", files, row_group,
+                        required_first=shuffle == "required")
     if shuffle == "within":  # each file's rows in random order
         for k, path in enumerate(sorted(track.glob("*.parquet"))):
             part = pq.read_table(path).to_pandas().sample(frac=1.0, random_state=k)
