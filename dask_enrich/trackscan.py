@@ -731,13 +731,18 @@ class _GeneCodes:
         self.names = pd.Index([], dtype=object)
 
     def of(self, local: np.ndarray, dictionary: np.ndarray) -> np.ndarray:
-        """The piece codes of a group's ``local`` codes into its ``dictionary``."""
+        """The piece codes of a group's ``local`` codes (no null: -1) into its ``dictionary``. A
+        track's genes run in order, so a group's dictionary is usually numbered in a row from its
+        first gene's code: then the codes are an offset of ``local``, not a gather (5x cheaper)."""
         at = self.names.get_indexer(pd.Index(dictionary, dtype=object))
         new = at < 0
         if new.any():
             at[new] = len(self.names) + np.arange(int(new.sum()))
             self.names = self.names.append(pd.Index(dictionary[new], dtype=object))
-        return at.astype(np.int64)[local]
+        at = at.astype(np.int64)
+        if len(at) and bool((at == at[0] + np.arange(len(at))).all()):
+            return local + at[0] if at[0] else local
+        return at[local]
 
 
 @dataclass

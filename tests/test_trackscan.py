@@ -387,6 +387,8 @@ def test_dense_runs_scan_equals_the_keys_scan(spans, data):
 @pytest.mark.parametrize("row_group", [1, 2, 100])  # the fault across row groups or within one
 @pytest.mark.parametrize("genes, positions", [
     (["A", "B", "A"], [1, 1, 2]),  # a gene in two runs
+    # ... its second run in a later row group whose dictionary lists it after the gene before it
+    (["A", "B", "B", "A"], [1, 1, 2, 2]),
     (["A", "A", "B"], [1, 1, 2]),  # a repeated position
     (["A", "A", "B"], [2, 1, 5]),  # positions falling within a gene
 ])
