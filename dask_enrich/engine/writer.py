@@ -513,9 +513,16 @@ def _text_column(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
     return column
 
 
+#: Rows of ``gene_id`` compared with their given codes before the codes are written instead
+#: (evenly spaced, first and last included): codes of other rows are refused, for ~50 us a bin.
+CODES_SAMPLE = 1024
+
+
 def _coded_genes(frame: pd.DataFrame, field: pa.Field, genes: GeneCodes) -> pa.ChunkedArray | None:
     """``frame``'s ``gene_id`` as a dictionary column from its factorised ``genes`` (int32 codes,
-    ``uniques`` as the dictionary), or None when its column is not text (converted as before)."""
+    ``uniques`` as the dictionary), or None when its column is not text (converted as before).
+    ValueError when ``genes`` has other rows than ``frame``'s (their number, or the gene id of one
+    of :data:`CODES_SAMPLE` rows, differs)."""
     column = frame["gene_id"]
     if not (pa.types.is_string(field.type) and pd.api.types.is_string_dtype(column.dtype)
             and column.dtype != object and len(genes.uniques) < np.iinfo(np.int32).max):
@@ -523,8 +530,13 @@ def _coded_genes(frame: pd.DataFrame, field: pa.Field, genes: GeneCodes) -> pa.C
     codes = genes.checked(len(frame)).codes
     missing = codes < 0
     indices = pa.array(codes.astype(np.int32), mask=missing if missing.any() else None)
-    return pa.chunked_array([pa.DictionaryArray.from_arrays(
-        indices, pa.array(np.asarray(genes.uniques, dtype=object), type=field.type))])
+    coded = pa.DictionaryArray.from_arrays(
+        indices, pa.array(np.asarray(genes.uniques, dtype=object), type=field.type))
+    rows = np.unique(np.linspace(0, len(frame) - 1, min(len(frame), CODES_SAMPLE)).astype(np.int64))
+    if not coded.take(pa.array(rows)).cast(field.type).equals(
+            pa.array(column.iloc[rows], type=field.type, from_pandas=True)):
+        raise ValueError("the gene codes given are not those of the frame's gene_id values")
+    return pa.chunked_array([coded])
 
 
 def writable_table(frame: pd.DataFrame | pa.Table, schema: pa.Schema,

@@ -376,3 +376,19 @@ def test_a_dictionary_of_other_values_or_repeated_values_is_cast_as_before(tmp_p
     with pytest.raises(RunFailure, match="gene codes of 1 rows given for 2 rows"):
         writer.write_part(frame.astype({"gene_id": "str"}), out, 0, schema, "f", {},
                           gene_codes=GeneCodes.of(frame["gene_id"].iloc[:1]))
+
+
+def test_gene_codes_of_other_rows_are_refused_not_written(tmp_path):
+    """Codes of as many rows but other gene ids (another bin's, the rows reordered) are refused
+    before they would be written as the part's gene ids."""
+    from dask_enrich.gene_codes import GeneCodes
+
+    frame = pd.DataFrame({"gene_id": pd.Series(["a", "a", "b", "c"], dtype="str"), "x": np.arange(4.0)})
+    schema = pa.schema([("gene_id", pa.string()), ("x", pa.float64())])
+    out = str(tmp_path / "out")
+    writer.prepare_output(out, mode="new", run_fingerprint="f", run_record={}, n_bins=1)
+    for other in (["c", "a", "a", "b"], ["a", "a", "b", "b"]):
+        with pytest.raises(RunFailure, match="not those of the frame's gene_id"):
+            writer.write_part(frame, out, 0, schema, "f", {},
+                              gene_codes=GeneCodes.of(pd.Series(other, dtype="str")))
+    assert writer.part_files(out) == []
