@@ -18,12 +18,16 @@ whole and recorded, and Parquet readers of OUT (which skip names starting
 with ``.`` or ``_``) never see one being written. Its footer metadata (key ``dask_enrich``) records the run
 fingerprint, the bin, its row count and the bin's EnrichReport, which is what ``--resume`` reads to
 skip complete bins of the same run (and to merge their reports into the final summary). Part
-files carry Parquet page checksums. ``--resume`` keeps a part only when its ``_parts/`` record,
-footer and bytes agree (same fingerprint and bin, the plan's gene list and rows for that bin, the
+files carry Parquet page checksums. Text columns the writer has as dictionaries (a track's,
+kept by the selective path; ``gene_id`` from the bin's factorised gene ids) go to the Parquet
+writer as they are, which then hashes no value again; the footer records the output schema
+(plain strings), so a part reads back exactly as one written from strings. ``--resume`` keeps a
+part only when its ``_parts/`` record, footer and bytes agree (same fingerprint and bin, the plan's gene list and rows for that bin, the
 recorded row count and CRC-32); any other part is deleted and redone.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -40,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import storage
@@ -472,22 +477,132 @@ def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _first_used(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary column (one dictionary) with only the entries its rows use, in order of first
+    appearance: the dictionary and indices that the Parquet writer's own hashing of the values
+    would build (one hash pass over the integer indices instead of one over the strings)."""
+    dictionary = column.chunk(0).dictionary
+    indices = [c.indices.to_numpy(zero_copy_only=False) if not c.null_count
+               else c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in column.chunks]
+    flat = np.concatenate(indices) if len(indices) > 1 else indices[0]
+    used = pd.unique(flat[flat >= 0] if column.null_count else flat)
+    if len(used) == len(dictionary) and np.array_equal(used, np.arange(len(used))):
+        return column
+    remap = np.full(len(dictionary) + 1, -1, dtype=np.int32)  # [-1]: a null's index
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    new = remap[flat]
+    chunk = pa.DictionaryArray.from_arrays(pa.array(new, mask=new < 0 if column.null_count else None),
+                                           dictionary.take(pa.array(used)))
+    return pa.chunked_array([chunk])
+
+
+def _text_column(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    """``column`` as ``field``'s type, or as a dictionary of it (entries in order of first
+    appearance) when ``field`` is text and ``column`` a dictionary of exactly that type."""
+    kind = column.type
+    if not (pa.types.is_dictionary(kind) and pa.types.is_string(field.type)
+            and kind.value_type == field.type and column.num_chunks):
+        return column.cast(field.type)
+    column = column.unify_dictionaries() if column.num_chunks > 1 else column
+    if column.chunk(0).dictionary.null_count:
+        return column.cast(field.type)
+    column = _first_used(column)
+    dictionary = column.chunk(0).dictionary
+    if pc.count_distinct(dictionary).as_py() != len(dictionary):  # a value twice: as before
+        return column.cast(field.type)
+    return column
+
+
+#: Rows of ``gene_id`` compared with their given codes before the codes are written instead
+#: (evenly spaced, first and last included): codes of other rows are refused, for ~50 us a bin.
+CODES_SAMPLE = 1024
+
+
+def _coded_genes(frame: pd.DataFrame, field: pa.Field, genes: GeneCodes) -> pa.ChunkedArray | None:
+    """``frame``'s ``gene_id`` as a dictionary column from its factorised ``genes`` (int32 codes,
+    ``uniques`` as the dictionary), or None when its column is not text (converted as before).
+    ValueError when ``genes`` has other rows than ``frame``'s (their number, or the gene id of one
+    of :data:`CODES_SAMPLE` rows, differs)."""
+    column = frame["gene_id"]
+    if not (pa.types.is_string(field.type) and pd.api.types.is_string_dtype(column.dtype)
+            and column.dtype != object and len(genes.uniques) < np.iinfo(np.int32).max):
+        return None
+    codes = genes.checked(len(frame)).codes
+    missing = codes < 0
+    indices = pa.array(codes.astype(np.int32), mask=missing if missing.any() else None)
+    coded = pa.DictionaryArray.from_arrays(
+        indices, pa.array(np.asarray(genes.uniques, dtype=object), type=field.type))
+    rows = np.unique(np.linspace(0, len(frame) - 1, min(len(frame), CODES_SAMPLE)).astype(np.int64))
+    if not coded.take(pa.array(rows)).cast(field.type).equals(
+            pa.array(column.iloc[rows], type=field.type, from_pandas=True)):
+        raise ValueError("the gene codes given are not those of the frame's gene_id values")
+    return pa.chunked_array([coded])
+
+
+def writable_table(frame: pd.DataFrame | pa.Table, schema: pa.Schema,
+                   genes: GeneCodes | None = None) -> pa.Table:
+    """``frame`` as the table to write for ``schema``: every column of the schema's type, but a
+    text column that is a dictionary (an Arrow table's) or whose values are factorised (``genes``:
+    ``gene_id``) as a dictionary of that type, which the Parquet writer takes as it is instead of
+    hashing every value again. Written with :func:`write_parquet` and ``schema``, the file reads
+    back as one written from ``frame`` cast to ``schema``."""
+    if isinstance(frame, pa.Table):
+        columns = [_text_column(frame.column(f.name), f) for f in schema]
+        return pa.Table.from_arrays(columns, schema=pa.schema(
+            [f.with_type(c.type) for f, c in zip(schema, columns)], metadata=schema.metadata))
+    coded = _coded_genes(frame, schema.field("gene_id"), genes) \
+        if genes is not None and "gene_id" in schema.names else None
+    if coded is None:
+        return to_table(frame, schema)
+    at = schema.get_field_index("gene_id")
+    rest = to_table(frame, pa.schema([f for f in schema if f.name != "gene_id"]))
+    return rest.add_column(at, schema.field("gene_id").with_type(coded.type), coded) \
+        .replace_schema_metadata(schema.metadata)
+
+
+#: The footer key under which pyarrow keeps a file's Arrow schema (what readers restore).
+ARROW_SCHEMA_KEY = b"ARROW:schema"
+
+
+def write_parquet(table: pa.Table, where: Any, schema: pa.Schema | None = None, **options: Any) -> None:
+    """``pq.write_table(table, where, **options)``; with ``schema`` (``table``'s but for text columns
+    that are dictionaries, see :func:`writable_table`), a file whose footer records ``schema`` with
+    ``table``'s metadata as pyarrow records a table's schema: it reads back (types, metadata) as
+    if ``table`` had been cast to ``schema``, and the Parquet writer takes the dictionaries as
+    they are (their indices are the pages' dictionary indices)."""
+    if schema is None or table.schema.equals(schema, check_metadata=False):
+        pq.write_table(table, where, **options)
+        return
+    if schema.names != table.column_names:
+        raise ValueError(f"columns {table.column_names} are not those of the schema {schema.names}")
+    stored = schema.with_metadata(table.schema.metadata)
+    row_group_size = options.pop("row_group_size", None)
+    # the footer's key-value metadata as pyarrow builds it: the schema's, then the Arrow schema
+    metadata = {**(stored.metadata or {}),
+                ARROW_SCHEMA_KEY: base64.b64encode(stored.serialize().to_pybytes())}
+    with pq.ParquetWriter(where, table.schema.remove_metadata(), store_schema=False,
+                          **options) as parquet:
+        parquet.write_table(table, row_group_size=row_group_size)
+        parquet.add_key_value_metadata(metadata)
+
+
 def write_table_atomic(fs: Any, table: pa.Table, directory: str, bin_id: int, *,
                        before_rename: Callable[[str, tuple[str, int]], None] | None = None,
-                       **options: Any) -> str:
+                       schema: pa.Schema | None = None, **options: Any) -> str:
     """Write ``table`` as ``directory/part-NNNNN.parquet``: under a hidden temporary name first
     (Parquet dataset readers skip names starting with "."), renamed when complete, so a reader or
     ``--resume`` never takes a half-written file as a part. ``before_rename(tmp, digest)`` runs
-    once the file is complete, with its (CRC-32, bytes) taken as it was written (to record them).
-    Returns the final path. An OSError (full disk, read-only, ...) leaves no temporary file and
-    becomes a RunFailure naming the file."""
+    once the file is complete, with its (CRC-32, bytes) taken as it was written (to record them);
+    ``schema``: the file's schema when ``table``'s text columns are dictionaries
+    (:func:`write_parquet`). Returns the final path. An OSError (full disk, read-only, ...) leaves
+    no temporary file and becomes a RunFailure naming the file."""
     final = f"{directory}/{part_name(bin_id)}"
     tmp = f"{directory}/.{part_name(bin_id)}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
     try:
         # a local file unbuffered: pyarrow writes whole pages, each copied once (to the kernel)
         with (open(tmp, "wb", buffering=0) if storage.is_local(fs) else fs.open(tmp, "wb")) as handle:
             sink = ChecksumSink(handle)
-            pq.write_table(table, sink, **options)
+            write_parquet(table, sink, schema, **options)
         if before_rename is not None:
             before_rename(tmp, sink.digest)
         storage.rename(fs, tmp, final)
@@ -502,8 +617,9 @@ def write_part(frame: pd.DataFrame | pa.Table, out: str, bin_id: int, schema: pa
                storage_options: dict[str, Any] | None = None, *,
                rows_in: int | None = None, rows_rejected: int = 0, genes: str = "",
                gene_codes: GeneCodes | None = None) -> dict[str, Any]:
-    """Write one bin's enriched frame (or an Arrow table, cast to ``schema``: its text columns may
-    be dictionaries) as ``OUT/part-NNNNN.parquet`` with exactly ``schema``; return its record
+    """Write one bin's enriched frame (or an Arrow table whose text columns may be dictionaries) as
+    ``OUT/part-NNNNN.parquet`` with exactly ``schema`` (text columns given as dictionaries, or
+    ``gene_id`` with ``gene_codes``, are written as such: :func:`writable_table`); return its record
     (also stored in the file's footer, and with the file's bytes and CRC-32 in ``OUT/_parts/``).
     Runs on the worker; the frame never travels back to the client.
     ``rows_in``/``rows_rejected``: the bin's input rows and the rows split off as bad (kept in the
@@ -516,7 +632,7 @@ def write_part(frame: pd.DataFrame | pa.Table, out: str, bin_id: int, schema: pa
         raise RunFailure(f"bin {bin_id}: enriched columns {names} do not match the "
                          f"output schema {schema.names}")
     try:
-        table = frame.cast(schema) if arrow else to_table(frame, schema)
+        table = writable_table(frame, schema, gene_codes)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, ValueError, TypeError) as exc:
         raise RunFailure(f"bin {bin_id}: enriched frame does not match the output schema: {exc}") from exc
     gene_ids = frame["gene_id"] if "gene_id" in names else None  # a table's: as it was given
@@ -525,14 +641,16 @@ def write_part(frame: pd.DataFrame | pa.Table, out: str, bin_id: int, schema: pa
               "rows_in": int(table.num_rows if rows_in is None else rows_in),
               "rows_rejected": int(rows_rejected), "report": report, "genes": genes,
               "gene_rows": gene_rows_digest(gene_ids, gene_codes) if gene_ids is not None else ""}
-    return write_recorded_part(fs, table, root, bin_id, record, **parquet_options(schema))
+    return write_recorded_part(fs, table, root, bin_id, record, schema=schema,
+                               **parquet_options(schema))
 
 
 def write_recorded_part(fs: Any, table: pa.Table, root: str, bin_id: int, record: dict[str, Any],
                         **options: Any) -> dict[str, Any]:
     """Write ``table`` as part ``bin_id`` of ``root`` with ``record`` in its footer, and the record
     with the file's bytes and CRC-32 in ``_parts/`` before the rename (what ``--resume`` and
-    ``verify`` check a kept part against). Returns the record."""
+    ``verify`` check a kept part against). Returns the record. ``options``: those of
+    :func:`write_table_atomic` (``schema``: the file's, when text columns are dictionaries)."""
     table = table.replace_schema_metadata({META_KEY: json.dumps(record).encode()})
 
     def record_bytes(tmp: str, digest: tuple[str, int]) -> None:  # the record first: a part

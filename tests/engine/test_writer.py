@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dask_enrich import storage
 from dask_enrich.core import enrich, output_meta, output_schema
 from dask_enrich.engine import exchange, writer
 from dask_enrich.engine.partition import plan_partitions
@@ -189,8 +190,6 @@ def test_checksum_sink_writes_every_byte_to_a_file_that_takes_few_at_a_time():
 def test_overwrite_removes_the_success_file_first_then_the_rest(tmp_path, monkeypatch):
     """A previous output is deleted _SUCCESS.json first (interrupted, it never looks complete),
     then its parts and records (in threads); its lock is left."""
-    from dask_enrich import storage
-
     out = tmp_path / "out"
     out.mkdir()
     frame = _positions(10)
@@ -234,3 +233,162 @@ def test_gene_rows_digest_of_a_dictionary_column_is_the_pandas_one(genes, chunks
     column = pa.chunked_array(parts, type=pa.dictionary(pa.int32(), pa.string()))
     assert writer.gene_rows_digest(column) == want
     assert writer.gene_rows_digest(column.cast(pa.string())) == want
+
+
+#: Every dtype an output column can have: the registry's (float64, int64, int32), kept columns'
+#: (int8, int16, float32, bool) and the identifying text columns.
+_DTYPES = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64,
+           "f32": np.float32, "f64": np.float64, "flag": np.bool_}
+
+
+def _cast_write(frame, schema: pa.Schema, path, record: dict) -> None:
+    """The part a cast writes (the writer before text columns were written as dictionaries):
+    ``frame`` cast to ``schema`` (plain strings), the Parquet writer hashing every text value."""
+    table = frame.cast(schema) if isinstance(frame, pa.Table) else writer.to_table(frame, schema)
+    table = table.replace_schema_metadata({writer.META_KEY: json.dumps(record).encode()})
+    pq.write_table(table, str(path), **writer.parquet_options(schema))
+
+
+def _assert_reads_as_cast(got, want) -> None:
+    """The files ``got`` and ``want`` read back the same: table, schema with its metadata, pandas
+    dtypes, footer key-value metadata; their columns have the same encodings, codecs and
+    statistics (and ``got`` passes the page checksums)."""
+    table = pq.read_table(got, page_checksum_verification=True)
+    assert table.equals(pq.read_table(want), check_metadata=True)
+    assert pq.read_schema(got).equals(pq.read_schema(want), check_metadata=True)
+    assert not any(pa.types.is_dictionary(f.type) for f in table.schema)
+    pd.testing.assert_frame_equal(pd.read_parquet(got), pd.read_parquet(want))
+    a, b = pq.ParquetFile(got).metadata, pq.ParquetFile(want).metadata
+    assert a.metadata == b.metadata and list(a.metadata) == list(b.metadata)
+    assert json.loads(a.metadata[writer.META_KEY])["rows"] == a.num_rows
+    assert a.schema.equals(b.schema) and a.num_row_groups == b.num_row_groups
+    for g in range(a.num_row_groups):
+        for c in range(a.num_columns):
+            x, y = a.row_group(g).column(c), b.row_group(g).column(c)
+            assert (x.encodings, x.compression, x.statistics) == (y.encodings, y.compression, y.statistics)
+
+
+@st.composite
+def _text_frames(draw):
+    """Rows with text columns (missing values, genes in runs or scattered) and a column of each
+    numeric dtype."""
+    n = draw(st.integers(0, 60))
+    pool = ["G1", "G2", "G10", "", "Gé"]
+    genes = draw(st.lists(st.sampled_from(pool + [None]), min_size=n, max_size=n))
+    if draw(st.booleans()):
+        genes = sorted(genes, key=lambda g: (g is None, g or ""))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    frame = pd.DataFrame({"gene_id": pd.Series(genes, dtype="str"),
+                          "chrom": pd.Series(rng.choice(["chr1", "chrX"], n), dtype="str"),
+                          "strand": pd.Series(rng.choice(["+", "-", None], n), dtype="str")})
+    for name, dtype in _DTYPES.items():
+        frame[name] = (rng.random(n) > 0.5) if dtype is np.bool_ else \
+            (rng.random(n) * 100).astype(dtype)
+    return frame
+
+
+def _dictionaries(column: pd.Series, chunks: int, unused: bool) -> pa.ChunkedArray:
+    """``column`` as a dictionary column as a scan keeps a track's: ``chunks`` chunks, each with its
+    own dictionary (sorted values, ``unused``: values no row has)."""
+    parts = []
+    for rows in np.array_split(np.arange(len(column)), chunks):
+        values = sorted(set(column.iloc[rows].dropna())) + (["unused", "zz"] if unused else [])
+        index = {v: i for i, v in enumerate(values)}
+        indices = [None if pd.isna(v) else index[v] for v in column.iloc[rows]]
+        parts.append(pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()),
+                                                    pa.array(values, pa.string())))
+    return pa.chunked_array(parts, type=pa.dictionary(pa.int32(), pa.string()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(_text_frames(), st.integers(1, 3), st.booleans(), st.booleans())
+def test_text_columns_written_as_dictionaries_read_back_as_a_cast_writes_them(
+        tmp_path_factory, frame, chunks, unused, arrow):
+    """A part whose text columns the writer takes as dictionaries (an Arrow table's, as the
+    selective path keeps a track's; or ``gene_id`` from its GeneCodes) reads back exactly as the
+    part of the same rows cast to the schema: plain strings (no categoricals in pandas), the same
+    footer record and key-value metadata, the same encodings, codecs and statistics, every dtype."""
+    from dask_enrich.gene_codes import GeneCodes
+
+    tmp = tmp_path_factory.mktemp("dict")
+    schema = pa.schema([pa.field(n, pa.string()) for n in ("gene_id", "chrom", "strand")]
+                       + [pa.field(n, pa.from_numpy_dtype(np.dtype(d))) for n, d in _DTYPES.items()])
+    codes = None
+    if arrow:
+        given_ = pa.table({n: _dictionaries(frame[n], chunks, unused) if n in ("gene_id", "chrom", "strand")
+                           else pa.array(frame[n].to_numpy()) for n in schema.names})
+    else:
+        given_, codes = frame, GeneCodes.of(frame["gene_id"])
+    out = str(tmp / "out")
+    writer.prepare_output(out, mode="new", run_fingerprint="f", run_record={}, n_bins=1)
+    record = writer.write_part(given_, out, 0, schema, "f", {"rows": len(frame)}, gene_codes=codes)
+    _cast_write(given_, schema, tmp / "cast.parquet", {k: v for k, v in record.items()
+                                                      if k not in (writer.HASH_KEY, "bytes")})
+    part = writer.part_files(out)[0]
+    _assert_reads_as_cast(part, str(tmp / "cast.parquet"))
+    assert record["gene_rows"] == writer.gene_rows_digest(frame["gene_id"])
+    assert writer.file_digest(*storage.url_to_fs(part)) == (record[writer.HASH_KEY], record["bytes"])
+    assert writer.verify_part(*storage.url_to_fs(out), writer.part_name(0))[1] == ""
+
+
+def test_a_selective_part_is_written_from_its_dictionaries(tmp_path, monkeypatch):
+    """The Parquet writer is given the table's dictionaries (not strings to hash again), with the
+    dictionary entries the rows use in order of first appearance, and the file still reads back
+    as the cast one (as the property test above checks, in one case)."""
+    genes = pd.Series(["B", "B", "A", None, "C", "A"], dtype="str")
+    table = pa.table({"gene_id": _dictionaries(genes, 2, True), "x": pa.array(np.arange(6.0))})
+    schema = pa.schema([("gene_id", pa.string()), ("x", pa.float64())])
+    written = []
+    real = pq.ParquetWriter.write_table
+
+    def spy(self, table, *args, **kwargs):
+        written.append(table)
+        return real(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", spy)
+    out = str(tmp_path / "out")
+    writer.prepare_output(out, mode="new", run_fingerprint="f", run_record={}, n_bins=1)
+    record = writer.write_part(table, out, 0, schema, "f", {})
+    (column,) = written[0].column("gene_id").chunks
+    assert column.dictionary.to_pylist() == ["B", "A", "C"]
+    assert column.indices.to_pylist() == [0, 0, 1, None, 2, 1]
+    _cast_write(table, schema, tmp_path / "cast.parquet",
+                {k: v for k, v in record.items() if k not in (writer.HASH_KEY, "bytes")})
+    _assert_reads_as_cast(writer.part_files(out)[0], str(tmp_path / "cast.parquet"))
+
+
+def test_a_dictionary_of_other_values_or_repeated_values_is_cast_as_before(tmp_path):
+    """Dictionaries the writer cannot pass on as they are (integer values, a value twice, a null
+    entry) are cast as before; so is a pandas ``gene_id`` that is not text."""
+    schema = pa.schema([("gene_id", pa.string()), ("n", pa.string())])
+    twice = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2], pa.int32()), pa.array(["a", "b", "a"]))
+    numbers = pa.DictionaryArray.from_arrays(pa.array([0, 1, 0], pa.int32()), pa.array([5, 6]))
+    table = writer.writable_table(pa.table({"gene_id": twice, "n": numbers}), schema)
+    assert table.schema.equals(schema)
+    assert table.column("gene_id").to_pylist() == ["a", "b", "a"]
+    from dask_enrich.gene_codes import GeneCodes
+
+    frame = pd.DataFrame({"gene_id": pd.Series([1, 2], dtype=object), "n": ["x", "y"]})
+    with pytest.raises((pa.ArrowTypeError, pa.ArrowInvalid)):
+        writer.writable_table(frame, schema, GeneCodes.of(frame["gene_id"]))
+    out = str(tmp_path / "out")
+    writer.prepare_output(out, mode="new", run_fingerprint="f", run_record={}, n_bins=1)
+    with pytest.raises(RunFailure, match="gene codes of 1 rows given for 2 rows"):
+        writer.write_part(frame.astype({"gene_id": "str"}), out, 0, schema, "f", {},
+                          gene_codes=GeneCodes.of(frame["gene_id"].iloc[:1]))
+
+
+def test_gene_codes_of_other_rows_are_refused_not_written(tmp_path):
+    """Codes of as many rows but other gene ids (another bin's, the rows reordered) are refused
+    before they would be written as the part's gene ids."""
+    from dask_enrich.gene_codes import GeneCodes
+
+    frame = pd.DataFrame({"gene_id": pd.Series(["a", "a", "b", "c"], dtype="str"), "x": np.arange(4.0)})
+    schema = pa.schema([("gene_id", pa.string()), ("x", pa.float64())])
+    out = str(tmp_path / "out")
+    writer.prepare_output(out, mode="new", run_fingerprint="f", run_record={}, n_bins=1)
+    for other in (["c", "a", "a", "b"], ["a", "a", "b", "b"]):
+        with pytest.raises(RunFailure, match="not those of the frame's gene_id"):
+            writer.write_part(frame, out, 0, schema, "f", {},
+                              gene_codes=GeneCodes.of(pd.Series(other, dtype="str")))
+    assert writer.part_files(out) == []
