@@ -62,8 +62,10 @@ def _verify_files(fs: Any, root: str, success: dict[str, Any], counts: dict[str,
             problems.append(f"{path}: {why}")
         try:
             with fs.open(path, "rb") as handle:
-                parquet = pq.ParquetFile(handle, page_checksum_verification=True)
-                table = parquet.read()
+                # read in this thread only: Arrow's pool threads reading a Python file object can
+                # abort the interpreter's exit (std::terminate, exit 134) after the report
+                parquet = pq.ParquetFile(handle, page_checksum_verification=True, pre_buffer=False)
+                table = parquet.read(use_threads=False)
         except Exception as exc:  # a page checksum mismatch, or an unreadable file
             problems.append(f"{path}: cannot be read back ({type(exc).__name__}: {exc})")
             continue
