@@ -97,6 +97,61 @@ def _by_bin(frame: pd.DataFrame, plan: PartitionPlan) -> dict[int, pd.DataFrame]
             for a, b in zip(starts, ends) if bins[a] >= 0}
 
 
+def _code_runs(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first row of each run of rows with one dictionary code, the run's code (-1: null), the
+    values the codes index, as str) of a text column, found chunk by chunk on the dictionary
+    indices as stored (no code per row made, no dictionaries unified: the values are the chunks'
+    dictionaries one after another, so a value may have several codes; a run may continue in the
+    next chunk)."""
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    starts, codes, texts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, object)]
+    offset = first = 0
+    for chunk in column.chunks:
+        if len(chunk):
+            indices = chunk.indices.fill_null(-1) if chunk.indices.null_count else chunk.indices
+            local = indices.to_numpy(zero_copy_only=False)
+            begin = np.concatenate([[0], np.flatnonzero(local[1:] != local[:-1]) + 1])
+            local = local[begin].astype(np.int64)
+            starts.append(offset + begin)
+            codes.append(np.where(local >= 0, local + first, -1))
+            texts.append(dictionary_codes(pa.chunked_array([chunk]), with_codes=False)[1])
+            first += len(texts[-1])
+        offset += len(chunk)
+    return np.concatenate(starts), np.concatenate(codes), np.concatenate(texts)
+
+
+def _with_row_ids(table: pa.Table, index: int, rows: np.ndarray) -> pa.Table:
+    """``table`` (rows ``rows`` of piece ``index``) with the scan's row ids ``_piece``, ``_row``."""
+    table = table.append_column(PIECE, pa.array(np.full(len(rows), index, dtype=np.int64)))
+    return table.append_column(ROW, pa.array(rows))
+
+
+def _bin_ranges(table: pa.Table, plan: PartitionPlan, done: frozenset[int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None:
+    """(bins, first row, end row) of each bin's rows of a piece when each bin's kept rows (genes
+    of the plan, bins not ``done``) are one range of rows, the bins in order, and whether the
+    kept rows are the piece's first rows, in order; None otherwise. Found on the runs of gene
+    codes: no work per row."""
+    starts, codes, genes = _code_runs(table.column("gene_id"))
+    ends = np.append(starts[1:], table.num_rows)
+    bins = np.append(plan.bin_of(genes), -1)[codes]  # code -1 (no gene id: refused) -> -1
+    kept = bins >= 0
+    if done:
+        kept &= ~np.isin(bins, np.fromiter(done, dtype=np.int64))
+    bins, starts, ends = bins[kept], starts[kept], ends[kept]
+    same = bins[1:] == bins[:-1]
+    if bool((bins[1:] < bins[:-1]).any()) or bool((ends[:-1][same] != starts[1:][same]).any()):
+        return None  # bins out of order, or rows of another bin (or dropped) inside a bin's
+    first = np.concatenate([[0], np.flatnonzero(~same) + 1]).astype(np.int64)
+    last = np.append(first[1:], len(bins)) - 1
+    if not len(bins):
+        first = last = np.zeros(0, np.int64)
+    starts, ends = starts[first], ends[last]
+    prefix = not len(starts) or (starts[0] == 0 and bool((ends[:-1] == starts[1:]).all()))
+    return bins[first], starts, ends, bool(prefix)
+
+
 def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.DataFrame,
                 context: pd.DataFrame, rejected: pd.DataFrame, plan: PartitionPlan,
                 done: frozenset[int], columns: Sequence[str], compact: bool = True
@@ -104,8 +159,34 @@ def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.Data
     """One piece's rows cut by bin (bins of ``done`` left out): its good rows of ``columns`` read
     with pyarrow (the scan's bad rows, by ``_row``, dropped) and the scan's rows of the piece.
     ``compact``: each bin's table its own copy (a slice would carry the whole piece's buffers
-    when it moves to another worker); else slices where the rows are in bin order already."""
+    when it moves to another worker); else slices where the rows are in bin order already.
+
+    A piece without bad rows whose bins are ranges of rows (a track in gene runs) is cut on its
+    runs of gene codes (:func:`_bin_ranges`); any other by a bin per row (:func:`_split_rows`)."""
     table = read_piece_columns(source, piece, columns)
+    ranges = None if len(rejected) else _bin_ranges(table, plan, done)
+    if ranges is None:
+        tables = _split_rows(table, index, rejected, plan, done, compact)
+        empty = _with_row_ids(table.slice(0, 0), index, np.zeros(0, np.int64))
+    else:
+        bins, starts, ends, prefix = ranges
+        in_place = not compact and prefix  # every row kept, in order: slices of the piece
+        tables = {int(b): _with_row_ids(table.slice(int(a), int(e - a)) if in_place else
+                                        table.take(pa.array(np.arange(a, e, dtype=np.int64))),
+                                        index, np.arange(a, e, dtype=np.int64))
+                  for b, a, e in zip(bins, starts, ends)}
+        empty = _with_row_ids(table.slice(0, 0), index, np.zeros(0, np.int64))
+    frames = [_by_bin(f, plan) for f in (selected, context, rejected)]
+    wanted = set(tables).union(*frames) - set(done)
+    return {b: ScannedRows(tables.get(b, empty),
+                           *(f.get(b, frame.iloc[:0]) for f, frame in
+                             zip(frames, (selected, context, rejected))))
+            for b in sorted(wanted)}
+
+
+def _split_rows(table: pa.Table, index: int, rejected: pd.DataFrame, plan: PartitionPlan,
+                done: frozenset[int], compact: bool) -> dict[int, pa.Table]:
+    """:func:`split_piece`'s tables of each bin found with a bin per row: any piece."""
     n = table.num_rows
     codes, genes = dictionary_codes(table.column("gene_id"))
     bins = np.append(plan.bin_of(genes), -1)[codes]  # code -1 (no gene id: refused) -> -1
@@ -113,8 +194,7 @@ def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.Data
     keep[rejected[ROW].to_numpy(np.int64)] = False
     if done:
         keep &= ~np.isin(bins, np.fromiter(done, dtype=np.int64))
-    table = table.append_column(PIECE, pa.array(np.full(n, index, dtype=np.int64)))
-    table = table.append_column(ROW, pa.array(np.arange(n, dtype=np.int64)))
+    table = _with_row_ids(table, index, np.arange(n, dtype=np.int64))
     take = np.flatnonzero(keep)
     bins = bins[take]
     if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # genes not in bin order
@@ -124,15 +204,8 @@ def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.Data
         np.zeros(0, np.int64)
     ends = np.append(starts[1:], len(bins))
     in_place = not compact and bool((take == np.arange(len(take))).all())  # every row, in order
-    tables = {int(bins[a]): (table.slice(int(a), int(b - a)) if in_place
-                             else table.take(pa.array(take[a:b]))) for a, b in zip(starts, ends)}
-    frames = [_by_bin(f, plan) for f in (selected, context, rejected)]
-    wanted = set(tables).union(*frames) - set(done)
-    empty = table.slice(0, 0)
-    return {b: ScannedRows(tables.get(b, empty),
-                           *(f.get(b, frame.iloc[:0]) for f, frame in
-                             zip(frames, (selected, context, rejected))))
-            for b in sorted(wanted)}
+    return {int(bins[a]): (table.slice(int(a), int(b - a)) if in_place
+                           else table.take(pa.array(take[a:b]))) for a, b in zip(starts, ends)}
 
 
 def _to_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
