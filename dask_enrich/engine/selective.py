@@ -277,12 +277,39 @@ def _unplaceable(table: pa.Table, codes: np.ndarray, genes: np.ndarray, position
 
 def _check_rows(plan: PartitionPlan, bin_id: int, codes: np.ndarray, genes: np.ndarray,
                 rejected: pd.DataFrame) -> None:
-    """``plan.check_bin_rows`` of the good and the bad rows (as categories: no string per row)."""
+    """``plan.check_bin_rows`` of the good and the bad rows (as categories: no string per row);
+    the rows per gene counted on the codes first (:func:`_rows_as_planned`): the check is made
+    again, to name the gene, only when they differ from the plan's."""
+    if _rows_as_planned(plan, bin_id, codes, genes, rejected):
+        return
     names = pd.Index(genes, dtype=object)
     bad = rejected["gene_id"].astype(str).to_numpy(dtype=object)
     names = names.append(pd.Index(pd.unique(bad), dtype=object).difference(names))
     all_codes = np.concatenate([codes, names.get_indexer(bad)]) if len(bad) else codes
     plan.check_bin_rows(bin_id, pd.Categorical.from_codes(all_codes, names))
+
+
+def _rows_as_planned(plan: PartitionPlan, bin_id: int, codes: np.ndarray, genes: np.ndarray,
+                     rejected: pd.DataFrame) -> bool:
+    """Whether ``plan.check_bin_rows`` passes the rows (dictionary ``codes`` into ``genes``, and
+    the bad rows): every row has a gene id of the bin's, each gene as many rows as the plan has
+    (a bincount of the codes and a lookup per dictionary value; False: not shown)."""
+    if plan.rows is None or bin_id < 0:
+        return True
+    names = pd.Index(genes, dtype=plan.genes.dtype)
+    if (len(codes) and codes.min() < 0) or not names.is_unique:
+        return False
+    start, end = plan.gene_range(bin_id)
+    index = plan.genes.get_indexer(names)
+    counts = np.bincount(codes, minlength=len(genes))
+    bad = plan.genes.get_indexer(pd.Index(rejected["gene_id"].astype(str).to_numpy(dtype=object),
+                                          dtype=plan.genes.dtype))
+    index = np.concatenate([index[counts > 0], bad])
+    if bool(((index < start) | (index >= end)).any()):
+        return False
+    got = np.bincount(index - start, minlength=end - start,
+                      weights=np.concatenate([counts[counts > 0], np.ones(len(bad))]))
+    return bool((got == np.asarray(plan.rows[start:end], dtype=np.int64)).all())
 
 
 def _as_full_read(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> EnrichedBin:
@@ -300,10 +327,18 @@ def _as_full_read(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> Enr
 def _plan_order(plan: PartitionPlan, codes: np.ndarray, genes: np.ndarray,
                 position: np.ndarray) -> np.ndarray | None:
     """The order of ``tasks.sorted_bin`` (genes in plan order, then position) of the rows, or None
-    when they are in it already."""
-    rank = plan.genes.get_indexer(pd.Index(genes, dtype=plan.genes.dtype))[codes]
-    if len(rank) < 2:
+    when they are in it already (found on the runs of codes: their genes in rising plan order,
+    the positions falling only where a run starts)."""
+    rank = plan.genes.get_indexer(pd.Index(genes, dtype=plan.genes.dtype))
+    if len(codes) < 2:
         return None
+    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    if bool((np.diff(rank[codes[np.concatenate([[0], change])]]) > 0).all()):
+        run_start = np.zeros(len(codes), dtype=bool)
+        run_start[change] = True
+        if bool(run_start[np.flatnonzero(np.diff(position) < 0) + 1].all()):
+            return None
+    rank = rank[codes]
     step_rank, step_pos = np.diff(rank), np.diff(position)
     if bool(((step_rank > 0) | ((step_rank == 0) & (step_pos >= 0))).all()):
         return None
