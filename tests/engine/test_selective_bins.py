@@ -1,6 +1,7 @@
 """The whole-bin shortcuts of ``--selective`` on a scanned track (``engine/selective.py``): each
 gives what the row-by-row path it skips gives (a piece cut on its runs of gene codes, the rows per
-gene counted on the codes, the plan order found on the runs)."""
+gene counted on the codes, the plan order found on the runs), and the name keys kept by
+``validate.sequence_name_key`` equal the keys worked out."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from dask_enrich import validate
 from dask_enrich.engine import selective
 from dask_enrich.engine.partition import plan_partitions
 from dask_enrich.errors import RunFailure
@@ -168,3 +170,24 @@ def test_rows_counted_on_codes_refuse_a_repeated_dictionary_value():
     assert not selective._rows_as_planned(plan, 0, codes, genes, rejected)
     with pytest.raises(ValueError):  # as before: categories must be unique
         selective._check_rows(plan, 0, codes, genes, rejected)
+
+
+# --- the sequence name keys kept ----------------------------------------------------------------------
+NAMES = st.lists(st.one_of(st.sampled_from(["chr1", "1", "CHR1", "chrM", "M", "MT", "chrX", "x",
+                                            "Chr2", "scaffold_1", "chrß"]),
+                           st.integers(0, 3), st.sampled_from([1.0, True, False, 0.0]), st.text(max_size=4)),
+                 max_size=6, unique_by=repr)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NAMES)
+def test_kept_sequence_name_keys_equal_the_keys_worked_out(names):
+    index = pd.Index(names, dtype=object)
+    want = validate._sequence_name_key(index)
+    for _ in range(2):  # worked out, then kept
+        got = validate.sequence_name_key(index)
+        pd.testing.assert_index_equal(got, want, exact=True)
+    pd.testing.assert_index_equal(validate.sequence_name_key(pd.Index([str(n) for n in names],
+                                                                      dtype=object)),
+                                  validate._sequence_name_key(pd.Index([str(n) for n in names],
+                                                                       dtype=object)))
