@@ -9,7 +9,8 @@ same). Then, with no exchange of the rows:
 
 * :func:`split_piece` (a task per piece) reads the piece's rows of the run's track columns with
   pyarrow (text columns as dictionaries), drops the scan's bad rows (by ``_row``) and cuts the
-  rest, and the scan's rows of the piece, by bin (numpy on the gene dictionary's codes);
+  rest, and the scan's rows of the piece, by bin (on the runs of the gene dictionary's codes
+  when each bin is a range of rows, else numpy on a code per row);
 * :func:`enrich_scanned` (in a bin's task, :func:`process_scanned_bin`: the steps of
   ``tasks.enrich_bin``, then ``tasks.write_bin``) puts its pieces' parts together
   (:class:`ScannedRows`), checks the rows against the annotation (``validate.annotation_rejects``,
@@ -246,10 +247,12 @@ def _unplaceable(table: pa.Table, codes: np.ndarray, genes: np.ndarray, position
     for each row of a run): a few rows per gene for a track in gene runs."""
     kw = {"coordinates": ctx.config.coordinates, "genome_names": annotation["genome_names"],
           "has_sequence_for": annotation["has_sequence_for"]}
-    repeated = repeats["gene_id"].astype(str).to_numpy(dtype=object)
-    repeated_genes = pd.Index(pd.unique(repeated), dtype=object)
-    gene_table, row = _gene_rows(annotation["gene_table"],  # the bin's genes only
-                                 pd.Index(genes, dtype=object).append(repeated_genes))
+    names = pd.Index(genes, dtype=object)
+    if len(repeats):
+        repeated = repeats["gene_id"].astype(str).to_numpy(dtype=object)
+        repeated_genes = pd.Index(pd.unique(repeated), dtype=object)
+        names = names.append(repeated_genes)
+    gene_table, row = _gene_rows(annotation["gene_table"], names)  # the bin's genes only
     strand, chrom = _text(table, "strand"), _text(table, "chrom")
     starts = _runs(codes, *(t[0] if t is not None else None for t in (strand, chrom)))
     if len(starts) and 2 * len(starts) < len(codes):
@@ -302,8 +305,9 @@ def _rows_as_planned(plan: PartitionPlan, bin_id: int, codes: np.ndarray, genes:
     start, end = plan.gene_range(bin_id)
     index = plan.genes.get_indexer(names)
     counts = np.bincount(codes, minlength=len(genes))
-    bad = plan.genes.get_indexer(pd.Index(rejected["gene_id"].astype(str).to_numpy(dtype=object),
-                                          dtype=plan.genes.dtype))
+    bad = (plan.genes.get_indexer(pd.Index(rejected["gene_id"].astype(str).to_numpy(dtype=object),
+                                           dtype=plan.genes.dtype))
+           if len(rejected) else np.zeros(0, np.int64))
     index = np.concatenate([index[counts > 0], bad])
     if bool(((index < start) | (index >= end)).any()):
         return False
