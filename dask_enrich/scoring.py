@@ -552,9 +552,10 @@ def selective_table(track: pa.Table, uncertain_mask: Any, meta: pd.DataFrame) ->
     schema): the rows that are only streamed through stay Arrow from read to write. The base
     scores are float64 as a read normalises them (a null is NaN); the same checks."""
     mask = np.asarray(uncertain_mask, dtype=bool)
+    arrow_mask = pa.array(mask)  # made once: the checks' filters and the ``rescored`` column
 
     def at_mask(key: str) -> np.ndarray:
-        values = track.column(key).filter(pa.array(mask))
+        values = track.column(key).filter(arrow_mask)
         if pa.types.is_dictionary(values.type):
             values = values.cast(values.type.value_type)
         return values.to_numpy(zero_copy_only=False)
@@ -565,7 +566,7 @@ def selective_table(track: pa.Table, uncertain_mask: Any, meta: pd.DataFrame) ->
         scores = track.column(base).to_numpy(zero_copy_only=False).astype(np.float64)
         data[base] = pa.array(scores)  # NaN (not null) where the read had a null, as pandas has it
         data[out] = pa.array(_merged(scores, mask, meta[out]))
-    data[RESCORED] = pa.array(mask)
+    data[RESCORED] = arrow_mask
     return pa.table(data)
 
 

@@ -235,7 +235,25 @@ class _Reasons:
 
 
 def sequence_name_key(names: pd.Index) -> pd.Index:
-    """Names compared as one chromosome: a ``chr`` prefix ignored, case folded, ``M`` = ``MT``."""
+    """Names compared as one chromosome: a ``chr`` prefix ignored, case folded, ``M`` = ``MT``.
+    The keys of a few names (a bin's chromosomes) are kept: each bin's check asks for the same."""
+    if len(names) > _NAME_KEYS_KEPT or names.dtype != object:
+        return _sequence_name_key(names)
+    kept = (names.dtype, *zip(map(type, names), names))  # 1 and "1" are other names
+    key = _NAME_KEYS.get(kept)
+    if key is None:
+        if len(_NAME_KEYS) >= _NAME_KEYS_KEPT:
+            _NAME_KEYS.clear()
+        key = _NAME_KEYS.setdefault(kept, _sequence_name_key(names))
+    return key
+
+
+#: Keys of the name lists :func:`sequence_name_key` saw (at most this many lists, of as many names).
+_NAME_KEYS: dict[tuple, pd.Index] = {}
+_NAME_KEYS_KEPT = 256
+
+
+def _sequence_name_key(names: pd.Index) -> pd.Index:
     key = names.astype(str).str.replace(r"^(?i:chr)", "", regex=True).str.upper()
     return key.where(key != "M", "MT")
 

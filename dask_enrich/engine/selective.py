@@ -9,7 +9,8 @@ same). Then, with no exchange of the rows:
 
 * :func:`split_piece` (a task per piece) reads the piece's rows of the run's track columns with
   pyarrow (text columns as dictionaries), drops the scan's bad rows (by ``_row``) and cuts the
-  rest, and the scan's rows of the piece, by bin (numpy on the gene dictionary's codes);
+  rest, and the scan's rows of the piece, by bin (on the runs of the gene dictionary's codes
+  when each bin is a range of rows, else numpy on a code per row);
 * :func:`enrich_scanned` (in a bin's task, :func:`process_scanned_bin`: the steps of
   ``tasks.enrich_bin``, then ``tasks.write_bin``) puts its pieces' parts together
   (:class:`ScannedRows`), checks the rows against the annotation (``validate.annotation_rejects``,
@@ -97,6 +98,61 @@ def _by_bin(frame: pd.DataFrame, plan: PartitionPlan) -> dict[int, pd.DataFrame]
             for a, b in zip(starts, ends) if bins[a] >= 0}
 
 
+def _code_runs(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first row of each run of rows with one dictionary code, the run's code (-1: null), the
+    values the codes index, as str) of a text column, found chunk by chunk on the dictionary
+    indices as stored (no code per row made, no dictionaries unified: the values are the chunks'
+    dictionaries one after another, so a value may have several codes; a run may continue in the
+    next chunk)."""
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    starts, codes, texts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, object)]
+    offset = first = 0
+    for chunk in column.chunks:
+        if len(chunk):
+            indices = chunk.indices.fill_null(-1) if chunk.indices.null_count else chunk.indices
+            local = indices.to_numpy(zero_copy_only=False)
+            begin = np.concatenate([[0], np.flatnonzero(local[1:] != local[:-1]) + 1])
+            local = local[begin].astype(np.int64)
+            starts.append(offset + begin)
+            codes.append(np.where(local >= 0, local + first, -1))
+            texts.append(dictionary_codes(pa.chunked_array([chunk]), with_codes=False)[1])
+            first += len(texts[-1])
+        offset += len(chunk)
+    return np.concatenate(starts), np.concatenate(codes), np.concatenate(texts)
+
+
+def _with_row_ids(table: pa.Table, index: int, rows: np.ndarray) -> pa.Table:
+    """``table`` (rows ``rows`` of piece ``index``) with the scan's row ids ``_piece``, ``_row``."""
+    table = table.append_column(PIECE, pa.array(np.full(len(rows), index, dtype=np.int64)))
+    return table.append_column(ROW, pa.array(rows))
+
+
+def _bin_ranges(table: pa.Table, plan: PartitionPlan, done: frozenset[int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None:
+    """(bins, first row, end row) of each bin's rows of a piece when each bin's kept rows (genes
+    of the plan, bins not ``done``) are one range of rows, the bins in order, and whether the
+    kept rows are the piece's first rows, in order; None otherwise. Found on the runs of gene
+    codes: no work per row."""
+    starts, codes, genes = _code_runs(table.column("gene_id"))
+    ends = np.append(starts[1:], table.num_rows)
+    bins = np.append(plan.bin_of(genes), -1)[codes]  # code -1 (no gene id: refused) -> -1
+    kept = bins >= 0
+    if done:
+        kept &= ~np.isin(bins, np.fromiter(done, dtype=np.int64))
+    bins, starts, ends = bins[kept], starts[kept], ends[kept]
+    same = bins[1:] == bins[:-1]
+    if bool((bins[1:] < bins[:-1]).any()) or bool((ends[:-1][same] != starts[1:][same]).any()):
+        return None  # bins out of order, or rows of another bin (or dropped) inside a bin's
+    first = np.concatenate([[0], np.flatnonzero(~same) + 1]).astype(np.int64)
+    last = np.append(first[1:], len(bins)) - 1
+    if not len(bins):
+        first = last = np.zeros(0, np.int64)
+    starts, ends = starts[first], ends[last]
+    prefix = not len(starts) or (starts[0] == 0 and bool((ends[:-1] == starts[1:]).all()))
+    return bins[first], starts, ends, bool(prefix)
+
+
 def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.DataFrame,
                 context: pd.DataFrame, rejected: pd.DataFrame, plan: PartitionPlan,
                 done: frozenset[int], columns: Sequence[str], compact: bool = True
@@ -104,8 +160,34 @@ def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.Data
     """One piece's rows cut by bin (bins of ``done`` left out): its good rows of ``columns`` read
     with pyarrow (the scan's bad rows, by ``_row``, dropped) and the scan's rows of the piece.
     ``compact``: each bin's table its own copy (a slice would carry the whole piece's buffers
-    when it moves to another worker); else slices where the rows are in bin order already."""
+    when it moves to another worker); else slices where the rows are in bin order already.
+
+    A piece without bad rows whose bins are ranges of rows (a track in gene runs) is cut on its
+    runs of gene codes (:func:`_bin_ranges`); any other by a bin per row (:func:`_split_rows`)."""
     table = read_piece_columns(source, piece, columns)
+    ranges = None if len(rejected) else _bin_ranges(table, plan, done)
+    if ranges is None:
+        tables = _split_rows(table, index, rejected, plan, done, compact)
+        empty = _with_row_ids(table.slice(0, 0), index, np.zeros(0, np.int64))
+    else:
+        bins, starts, ends, prefix = ranges
+        in_place = not compact and prefix  # every row kept, in order: slices of the piece
+        tables = {int(b): _with_row_ids(table.slice(int(a), int(e - a)) if in_place else
+                                        table.take(pa.array(np.arange(a, e, dtype=np.int64))),
+                                        index, np.arange(a, e, dtype=np.int64))
+                  for b, a, e in zip(bins, starts, ends)}
+        empty = _with_row_ids(table.slice(0, 0), index, np.zeros(0, np.int64))
+    frames = [_by_bin(f, plan) for f in (selected, context, rejected)]
+    wanted = set(tables).union(*frames) - set(done)
+    return {b: ScannedRows(tables.get(b, empty),
+                           *(f.get(b, frame.iloc[:0]) for f, frame in
+                             zip(frames, (selected, context, rejected))))
+            for b in sorted(wanted)}
+
+
+def _split_rows(table: pa.Table, index: int, rejected: pd.DataFrame, plan: PartitionPlan,
+                done: frozenset[int], compact: bool) -> dict[int, pa.Table]:
+    """:func:`split_piece`'s tables of each bin found with a bin per row: any piece."""
     n = table.num_rows
     codes, genes = dictionary_codes(table.column("gene_id"))
     bins = np.append(plan.bin_of(genes), -1)[codes]  # code -1 (no gene id: refused) -> -1
@@ -113,8 +195,7 @@ def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.Data
     keep[rejected[ROW].to_numpy(np.int64)] = False
     if done:
         keep &= ~np.isin(bins, np.fromiter(done, dtype=np.int64))
-    table = table.append_column(PIECE, pa.array(np.full(n, index, dtype=np.int64)))
-    table = table.append_column(ROW, pa.array(np.arange(n, dtype=np.int64)))
+    table = _with_row_ids(table, index, np.arange(n, dtype=np.int64))
     take = np.flatnonzero(keep)
     bins = bins[take]
     if len(bins) > 1 and bool((bins[1:] < bins[:-1]).any()):  # genes not in bin order
@@ -124,15 +205,8 @@ def split_piece(source: InputSource, piece: tuple, index: int, selected: pd.Data
         np.zeros(0, np.int64)
     ends = np.append(starts[1:], len(bins))
     in_place = not compact and bool((take == np.arange(len(take))).all())  # every row, in order
-    tables = {int(bins[a]): (table.slice(int(a), int(b - a)) if in_place
-                             else table.take(pa.array(take[a:b]))) for a, b in zip(starts, ends)}
-    frames = [_by_bin(f, plan) for f in (selected, context, rejected)]
-    wanted = set(tables).union(*frames) - set(done)
-    empty = table.slice(0, 0)
-    return {b: ScannedRows(tables.get(b, empty),
-                           *(f.get(b, frame.iloc[:0]) for f, frame in
-                             zip(frames, (selected, context, rejected))))
-            for b in sorted(wanted)}
+    return {int(bins[a]): (table.slice(int(a), int(b - a)) if in_place
+                           else table.take(pa.array(take[a:b]))) for a, b in zip(starts, ends)}
 
 
 def _to_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
@@ -173,10 +247,12 @@ def _unplaceable(table: pa.Table, codes: np.ndarray, genes: np.ndarray, position
     for each row of a run): a few rows per gene for a track in gene runs."""
     kw = {"coordinates": ctx.config.coordinates, "genome_names": annotation["genome_names"],
           "has_sequence_for": annotation["has_sequence_for"]}
-    repeated = repeats["gene_id"].astype(str).to_numpy(dtype=object)
-    repeated_genes = pd.Index(pd.unique(repeated), dtype=object)
-    gene_table, row = _gene_rows(annotation["gene_table"],  # the bin's genes only
-                                 pd.Index(genes, dtype=object).append(repeated_genes))
+    names = pd.Index(genes, dtype=object)
+    if len(repeats):
+        repeated = repeats["gene_id"].astype(str).to_numpy(dtype=object)
+        repeated_genes = pd.Index(pd.unique(repeated), dtype=object)
+        names = names.append(repeated_genes)
+    gene_table, row = _gene_rows(annotation["gene_table"], names)  # the bin's genes only
     strand, chrom = _text(table, "strand"), _text(table, "chrom")
     starts = _runs(codes, *(t[0] if t is not None else None for t in (strand, chrom)))
     if len(starts) and 2 * len(starts) < len(codes):
@@ -204,12 +280,40 @@ def _unplaceable(table: pa.Table, codes: np.ndarray, genes: np.ndarray, position
 
 def _check_rows(plan: PartitionPlan, bin_id: int, codes: np.ndarray, genes: np.ndarray,
                 rejected: pd.DataFrame) -> None:
-    """``plan.check_bin_rows`` of the good and the bad rows (as categories: no string per row)."""
+    """``plan.check_bin_rows`` of the good and the bad rows (as categories: no string per row);
+    the rows per gene counted on the codes first (:func:`_rows_as_planned`): the check is made
+    again, to name the gene, only when they differ from the plan's."""
+    if _rows_as_planned(plan, bin_id, codes, genes, rejected):
+        return
     names = pd.Index(genes, dtype=object)
     bad = rejected["gene_id"].astype(str).to_numpy(dtype=object)
     names = names.append(pd.Index(pd.unique(bad), dtype=object).difference(names))
     all_codes = np.concatenate([codes, names.get_indexer(bad)]) if len(bad) else codes
     plan.check_bin_rows(bin_id, pd.Categorical.from_codes(all_codes, names))
+
+
+def _rows_as_planned(plan: PartitionPlan, bin_id: int, codes: np.ndarray, genes: np.ndarray,
+                     rejected: pd.DataFrame) -> bool:
+    """Whether ``plan.check_bin_rows`` passes the rows (dictionary ``codes`` into ``genes``, and
+    the bad rows): every row has a gene id of the bin's, each gene as many rows as the plan has
+    (a bincount of the codes and a lookup per dictionary value; False: not shown)."""
+    if plan.rows is None or bin_id < 0:
+        return True
+    names = pd.Index(genes, dtype=plan.genes.dtype)
+    if (len(codes) and codes.min() < 0) or not names.is_unique:
+        return False
+    start, end = plan.gene_range(bin_id)
+    index = plan.genes.get_indexer(names)
+    counts = np.bincount(codes, minlength=len(genes))
+    bad = (plan.genes.get_indexer(pd.Index(rejected["gene_id"].astype(str).to_numpy(dtype=object),
+                                           dtype=plan.genes.dtype))
+           if len(rejected) else np.zeros(0, np.int64))
+    index = np.concatenate([index[counts > 0], bad])
+    if bool(((index < start) | (index >= end)).any()):
+        return False
+    got = np.bincount(index - start, minlength=end - start,
+                      weights=np.concatenate([counts[counts > 0], np.ones(len(bad))]))
+    return bool((got == np.asarray(plan.rows[start:end], dtype=np.int64)).all())
 
 
 def _as_full_read(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> EnrichedBin:
@@ -227,10 +331,18 @@ def _as_full_read(rows: ScannedRows, ctx: Any, bin_id: int, genomic: Any) -> Enr
 def _plan_order(plan: PartitionPlan, codes: np.ndarray, genes: np.ndarray,
                 position: np.ndarray) -> np.ndarray | None:
     """The order of ``tasks.sorted_bin`` (genes in plan order, then position) of the rows, or None
-    when they are in it already."""
-    rank = plan.genes.get_indexer(pd.Index(genes, dtype=plan.genes.dtype))[codes]
-    if len(rank) < 2:
+    when they are in it already (found on the runs of codes: their genes in rising plan order,
+    the positions falling only where a run starts)."""
+    rank = plan.genes.get_indexer(pd.Index(genes, dtype=plan.genes.dtype))
+    if len(codes) < 2:
         return None
+    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    if bool((np.diff(rank[codes[np.concatenate([[0], change])]]) > 0).all()):
+        run_start = np.zeros(len(codes), dtype=bool)
+        run_start[change] = True
+        if bool(run_start[np.flatnonzero(np.diff(position) < 0) + 1].all()):
+            return None
+    rank = rank[codes]
     step_rank, step_pos = np.diff(rank), np.diff(position)
     if bool(((step_rank > 0) | ((step_rank == 0) & (step_pos >= 0))).all()):
         return None
