@@ -533,8 +533,10 @@ def _coded_genes(frame: pd.DataFrame, field: pa.Field, genes: GeneCodes) -> pa.C
     coded = pa.DictionaryArray.from_arrays(
         indices, pa.array(np.asarray(genes.uniques, dtype=object), type=field.type))
     rows = np.unique(np.linspace(0, len(frame) - 1, min(len(frame), CODES_SAMPLE)).astype(np.int64))
-    if not coded.take(pa.array(rows)).cast(field.type).equals(
-            pa.array(column.iloc[rows], type=field.type, from_pandas=True)):
+    given = pa.array(column.iloc[rows], type=field.type, from_pandas=True)
+    if isinstance(given, pa.ChunkedArray):  # a column of several Arrow chunks
+        given = given.combine_chunks()
+    if not coded.take(pa.array(rows)).cast(field.type).equals(given):
         raise ValueError("the gene codes given are not those of the frame's gene_id values")
     return pa.chunked_array([coded])
 

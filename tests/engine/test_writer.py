@@ -392,3 +392,22 @@ def test_gene_codes_of_other_rows_are_refused_not_written(tmp_path):
             writer.write_part(frame, out, 0, schema, "f", {},
                               gene_codes=GeneCodes.of(pd.Series(other, dtype="str")))
     assert writer.part_files(out) == []
+
+
+def test_gene_codes_of_a_column_of_several_arrow_chunks(tmp_path):
+    """A bin's ``gene_id`` made of several pieces' rows is a column of several Arrow chunks: its
+    codes are checked and written as for one chunk (the check once compared a chunked array with
+    an array and failed the bin)."""
+    from dask_enrich.gene_codes import GeneCodes
+
+    chunked = pa.chunked_array([pa.array(["a", "a"]), pa.array(["b", "c"])])
+    frame = pd.DataFrame({"gene_id": pd.Series(pd.arrays.ArrowStringArray(chunked)),
+                          "x": np.arange(4.0)})
+    assert isinstance(pa.array(frame["gene_id"], type=pa.string(), from_pandas=True), pa.ChunkedArray)
+    schema = pa.schema([("gene_id", pa.string()), ("x", pa.float64())])
+    out = str(tmp_path / "out")
+    writer.prepare_output(out, mode="new", run_fingerprint="f", run_record={}, n_bins=1)
+    writer.write_part(frame, out, 0, schema, "f", {}, gene_codes=GeneCodes.of(frame["gene_id"]))
+    back = pq.read_table(writer.part_files(out)[0])
+    assert back.column("gene_id").to_pylist() == ["a", "a", "b", "c"]
+    assert back.schema.field("gene_id").type == pa.string()
