@@ -21,6 +21,7 @@ pushes the good one out.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Mapping
@@ -239,18 +240,16 @@ def sequence_name_key(names: pd.Index) -> pd.Index:
     The keys of a few names (a bin's chromosomes) are kept: each bin's check asks for the same."""
     if len(names) > _NAME_KEYS_KEPT or names.dtype != object:
         return _sequence_name_key(names)
-    kept = (names.dtype, *zip(map(type, names), names))  # 1 and "1" are other names
-    key = _NAME_KEYS.get(kept)
-    if key is None:
-        if len(_NAME_KEYS) >= _NAME_KEYS_KEPT:
-            _NAME_KEYS.clear()
-        key = _NAME_KEYS.setdefault(kept, _sequence_name_key(names))
-    return key
+    return _kept_name_key(tuple(zip(map(type, names), names)))  # 1 and "1" are other names
 
 
-#: Keys of the name lists :func:`sequence_name_key` saw (at most this many lists, of as many names).
-_NAME_KEYS: dict[tuple, pd.Index] = {}
+#: Name lists whose keys :func:`sequence_name_key` keeps (the most recent; of at most as many names).
 _NAME_KEYS_KEPT = 256
+
+
+@functools.lru_cache(maxsize=_NAME_KEYS_KEPT)
+def _kept_name_key(names: tuple[tuple[type, Any], ...]) -> pd.Index:
+    return _sequence_name_key(pd.Index([name for _, name in names], dtype=object))
 
 
 def _sequence_name_key(names: pd.Index) -> pd.Index:

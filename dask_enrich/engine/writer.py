@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 from .. import storage
 from ..errors import ConfigError, RunFailure
 from ..gene_codes import GeneCodes
+from ..trackscan import dictionary_codes
 from ..options import OutputMode
 
 RUN_FILE = "_RUN.json"
@@ -188,18 +189,14 @@ def _dictionary_counts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]
     """The values of a dictionary-encoded text column in order of first appearance and their row
     counts (nulls left out), from its indices: no string hashed per row. None when its dictionary
     repeats a value (two indices would be one gene) or holds a null."""
-    column = column.unify_dictionaries() if column.num_chunks > 1 else column
     if column.num_chunks == 0:
         return None
-    dictionary = column.chunk(0).dictionary
-    values = dictionary.to_numpy(zero_copy_only=False)
-    if dictionary.null_count or len(pd.unique(values)) != len(values):
+    codes, values = dictionary_codes(column)
+    if pd.isna(values).any() or len(pd.unique(values)) != len(values):
         return None
-    indices = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-                              for c in column.chunks]).astype(np.int64)
-    indices = indices[indices >= 0]
-    used = pd.unique(indices)  # in order of first appearance (one hash pass over integers)
-    return values[used], np.bincount(indices, minlength=len(values))[used]
+    codes = codes[codes >= 0]
+    used = pd.unique(codes)  # in order of first appearance (one hash pass over integers)
+    return values[used], np.bincount(codes, minlength=len(values))[used]
 
 
 def gene_rows_digest(gene_ids: Any, genes: GeneCodes | None = None) -> str:
@@ -482,9 +479,7 @@ def _first_used(column: pa.ChunkedArray) -> pa.ChunkedArray:
     appearance: the dictionary and indices that the Parquet writer's own hashing of the values
     would build (one hash pass over the integer indices instead of one over the strings)."""
     dictionary = column.chunk(0).dictionary
-    indices = [c.indices.to_numpy(zero_copy_only=False) if not c.null_count
-               else c.indices.fill_null(-1).to_numpy(zero_copy_only=False) for c in column.chunks]
-    flat = np.concatenate(indices) if len(indices) > 1 else indices[0]
+    flat, _ = dictionary_codes(column)
     used = pd.unique(flat[flat >= 0] if column.null_count else flat)
     if len(used) == len(dictionary) and np.array_equal(used, np.arange(len(used))):
         return column
