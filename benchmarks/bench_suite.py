@@ -227,9 +227,12 @@ def bench_seed(m: dict[str, Manifest], cache: Path | None, quick: bool = False
 
 def use_worker_malloc() -> bool:
     """Apply the engine's worker malloc settings (``WORKER_MALLOC_ENV``) to this process with
-    glibc's ``mallopt``; False where that is not available."""
+    glibc's ``mallopt`` (and Arrow's pool: the system allocator); False where that is not
+    available."""
     import ctypes
     import ctypes.util
+
+    import pyarrow as pa
 
     from dask_enrich.engine.run import WORKER_MALLOC_ENV
 
@@ -239,8 +242,10 @@ def use_worker_malloc() -> bool:
     libc = ctypes.CDLL(name)
     if not hasattr(libc, "mallopt"):
         return False
+    if WORKER_MALLOC_ENV.get("ARROW_DEFAULT_MEMORY_POOL") == "system":
+        pa.set_memory_pool(pa.system_memory_pool())
     options = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3}  # M_TRIM_, M_MMAP_THRESHOLD
-    return all(libc.mallopt(options[k], int(v)) == 1 for k, v in WORKER_MALLOC_ENV.items())
+    return all(libc.mallopt(code, int(WORKER_MALLOC_ENV[k])) == 1 for k, code in options.items())
 
 
 # --- cluster runs --------------------------------------------------------------------------------

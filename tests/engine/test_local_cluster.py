@@ -106,10 +106,13 @@ def _worker_view() -> dict:
     import os
     import sys
 
+    import pyarrow
+
     keys = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "PYTHONHASHSEED",
             "DASK_ENRICH_TEST_SET_LATER")
     return {"ppid": os.getppid(), "env": {k: os.environ.get(k) for k in keys},
-            "path": list(sys.path), "engine": "dask_enrich.engine.run" in sys.modules}
+            "path": list(sys.path), "engine": "dask_enrich.engine.run" in sys.modules,
+            "arrow_pool": pyarrow.default_memory_pool().backend_name}
 
 
 def _views(cluster) -> list[dict]:
@@ -135,6 +138,7 @@ def test_workers_are_forked_from_the_forkserver_with_a_spawned_workers_environme
     assert view["env"] == {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
                            "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "6640",
                            "DASK_ENRICH_TEST_SET_LATER": "yes"}
+    assert view["arrow_pool"] == "system"  # Arrow's buffers in the same glibc heap
 
     with dask.config.set({"enrich.worker-start": "spawn"}):
         spawned = make_local_cluster(1)
@@ -144,6 +148,7 @@ def test_workers_are_forked_from_the_forkserver_with_a_spawned_workers_environme
         spawned.close()
     assert spawned_view["ppid"] != engine_cluster._forkserver["pid"]
     assert spawned_view["env"] == view["env"]  # the same environment either way
+    assert spawned_view["arrow_pool"] == "system"
 
 
 def test_a_changed_sys_path_spawns_the_workers(monkeypatch, tmp_path):
