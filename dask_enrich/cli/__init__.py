@@ -17,6 +17,7 @@ import sys
 from typing import Sequence
 
 from .. import options
+from .._lazy import collector_paused
 from .._version import __version__
 from ..errors import ConfigError, EnrichError
 from ..logs import progress_printer as _progress_printer
@@ -209,11 +210,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("give --positions, or --track to select uncertain positions from it")
     from ..engine import cluster
 
-    # the LocalCluster starts while the run reads footers and plans; run_enrichment takes it
-    if cluster.prestart_client(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
-                               workers=args.workers, threads_per_worker=args.threads_per_worker,
-                               memory_limit=args.memory_limit, processes=True):
-        import dask.dataframe  # noqa: F401 - the run imports it; now, its 0.4 s overlap the start
+    with collector_paused():  # the engine's imports
+        # the LocalCluster starts while the run reads footers and plans; run_enrichment takes it
+        if cluster.prestart_client(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
+                                   workers=args.workers, threads_per_worker=args.threads_per_worker,
+                                   memory_limit=args.memory_limit, processes=True):
+            import dask.dataframe  # noqa: F401 - the run imports it; now, they overlap the start
+        from ..engine import run  # noqa: F401
     try:
         return _run_command(args)
     finally:
@@ -281,9 +284,10 @@ def build_parser(prog: str = "dask-enrich") -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "dask-enrich") -> int:
     """Entry point of the ``dask-enrich`` console script (and of ``dask enrich``); returns the
     exit code."""
-    _start_workers_early(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    with collector_paused():  # the command modules' imports
+        _start_workers_early(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(prog)
+        args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return 2

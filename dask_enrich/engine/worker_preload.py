@@ -3,14 +3,15 @@ worker: what every worker imports anyway, so that a forked worker starts with it
 
 Between the imports it stops when the process that started it is gone (a run refused at its
 checks, before any worker was asked for, ends at once: the forkserver need not finish importing).
-The collector is off while it imports (imports make no garbage worth collecting; its passes over
-the growing heap cost CPU on the way to the first worker); ``gc.freeze()`` then moves these
-modules' objects out of its reach: the workers' full collections do not walk them, and their
-memory pages stay shared with the forkserver.
+The collector is off while it imports (``_lazy.collector_paused``: imports make no garbage worth
+collecting, and its passes cost CPU on the way to the first worker); ``gc.freeze()`` then moves
+these modules' objects out of its reach: the workers' full collections do not walk them, and
+their memory pages stay shared with the forkserver.
 """
-import gc
 import importlib
 import os
+
+from dask_enrich._lazy import collector_paused
 
 #: What a worker needs: distributed, dask.dataframe (the read and map_partitions tasks unpickle
 #: into it), the genomic cache (opened once per worker) and the engine's task functions.
@@ -18,10 +19,8 @@ MODULES = ("distributed", "dask.dataframe", "dask_enrich.genome.cache", "dask_en
            "dask_enrich.engine.run")
 
 _parent = os.getppid()
-gc.disable()
-for _name in MODULES:
-    if os.getppid() != _parent:
-        os._exit(0)
-    importlib.import_module(_name)
-gc.freeze()
-gc.enable()
+with collector_paused():
+    for _name in MODULES:
+        if os.getppid() != _parent:
+            os._exit(0)
+        importlib.import_module(_name)
