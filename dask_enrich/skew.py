@@ -35,6 +35,7 @@ from .core import CONTEXT_COLUMNS, REQUIRED_COLUMNS, EnrichReport, check_inputs,
 from .errors import ConfigError, InputError
 from .features.registry import CONTEXT, SEQUENCE
 from .manifest import Manifest, load_manifest
+from .text import is_in
 
 #: Column carrying each training row's number (0-based, file order) through the recompute.
 ROW = "_training_row"
@@ -542,7 +543,7 @@ def _track_span(track_path: str, genes: pd.Index) -> tuple[pd.DataFrame, pd.Data
                           "strand") if c in columns]
     track = read_table(track_path, wanted, label="track")
     track["gene_id"] = track["gene_id"].astype("str")
-    track = track[track["gene_id"].isin(genes)].reset_index(drop=True)
+    track = track[is_in(track["gene_id"], genes)].reset_index(drop=True)
     span = track.groupby("gene_id", sort=False)["position"].agg(lo="min", hi="max")
     return track, span
 

@@ -43,6 +43,7 @@ from .features.registry import CONTEXT_OFFSETS
 from .io import CONTEXT_COLUMNS, InputSource, _PieceReader, normalise_frame, text_decoded
 from .selection import Selection, select_mask
 from .storage import url_to_fs
+from .text import is_in
 
 #: Offsets looked up around a position: both strands' -2..+2 (the strand is known later).
 NEIGHBOUR_OFFSETS = tuple(sorted({s * o for o in CONTEXT_OFFSETS.values() for s in (-1, 1)}))
@@ -973,7 +974,7 @@ def lookup_genes(source: InputSource, piece: tuple, spec: ScanSpec, genes: Seque
     rejected = (_rejected(source, loaded, bad, repeats, spec) if len(bad) or len(repeats)
                 else _empty_rejected(source, loaded, spec))
     table = _gene_table(loaded, index, np.zeros(0, np.int64))
-    table = table[table["gene_id"].isin(genes)].reset_index(drop=True)
+    table = table[is_in(table["gene_id"], genes)].reset_index(drop=True)
     return GeneLookup(_frame(source, loaded, rows, _context_columns(loaded, spec), spec), rejected,
                       table, len(repeats), _off_sums(loaded, good))
 

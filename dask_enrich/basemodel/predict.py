@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from ..columns import BASE_SCORES, CHROM, GENE_ID, POSITION, STRAND
 from ..errors import ConfigError, EnrichError, InputError, RunFailure
 from ..options import OUTPUT_MODES
+from ..text import is_in
 from .spliceai import DEFAULT_CHUNK, FLANK, load_models, predict_gene
 
 #: The track written: identifying columns, then the three base scores (float32). Every field is
@@ -105,8 +106,8 @@ def select_genes(annotation, genes: Sequence[str] | None) -> pd.DataFrame:
     dup = wanted[wanted.duplicated()].unique()
     if len(dup):
         raise InputError(f"gene id(s) given more than once: {', '.join(dup[:10])}")
-    known = table["gene_id"].isin(wanted).to_numpy()
-    unknown = wanted[~wanted.isin(table["gene_id"])]
+    known = is_in(table["gene_id"], wanted)
+    unknown = wanted[~is_in(wanted, table["gene_id"])]
     if len(unknown):
         more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
         raise InputError(

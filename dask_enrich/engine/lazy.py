@@ -34,6 +34,7 @@ from ..io import (
     wanted_columns,
 )
 from ..manifest import Manifest, load_manifest
+from ..text import is_in
 from . import quarantine
 from .context import RunContext
 from .inputs import read_options, resolve_cache
@@ -79,7 +80,7 @@ def _read_track_rows(genes: np.ndarray, reader: Any, pieces: list,
             if lo >= hi:  # no wanted gene id between the piece's smallest and largest
                 continue
         frame = reader(piece)
-        frames.append(frame[frame["gene_id"].isin(wanted)])
+        frames.append(frame[is_in(frame["gene_id"], wanted)])
     return pd.concat(frames, ignore_index=True) if frames else None
 
 

@@ -49,6 +49,7 @@ import pandas as pd
 from .. import validate
 from ..errors import InputError
 from ..io import InputSource, input_pieces
+from ..text import is_in
 from ..trackscan import (
     CONTEXT_ROW_COLUMNS,
     PIECE,
@@ -254,7 +255,7 @@ def _second_pass(client: Any, source: InputSource, pieces: list, spec: ScanSpec,
     by several pieces are repeats (rejected), the first copies join the context rows."""
     found: dict[int, list] = {}
     region = _overlaps(per_piece if check_repeats else per_piece.iloc[:0])
-    holders = set(per_piece.loc[per_piece["gene_id"].isin(region["gene_id"])
+    holders = set(per_piece.loc[is_in(per_piece["gene_id"], region["gene_id"])
                                 & (per_piece["good"] > 0), "piece"].tolist()) if len(region) else set()
     key_parts = []
     for j in sorted(set(requests) | holders):  # one read of each piece asked
@@ -343,7 +344,7 @@ def _overlaps(per_piece: pd.DataFrame) -> pd.DataFrame:
     same = multi["gene_id"].eq(multi["gene_id"].shift(1))
     hit = same & (multi["min_position"] <= prev_hi)
     genes = multi.loc[hit, "gene_id"].unique()
-    region = multi[multi["gene_id"].isin(genes)]
+    region = multi[is_in(multi["gene_id"], genes)]
     return (region.groupby("gene_id", sort=False)
             .agg(lo=("min_position", "min"), hi=("max_position", "max")).reset_index())
 
@@ -437,7 +438,7 @@ def _requests(summaries: list[dict[str, Any]], per_piece: pd.DataFrame, genes: p
     missing = [s["missing"].assign(source=i) for i, s in enumerate(summaries) if len(s["missing"])]
     if missing:
         keys = pd.concat(missing, ignore_index=True)
-        keys = keys[keys["gene_id"].isin(ranges.loc[ranges.duplicated("gene_id", keep=False),
+        keys = keys[is_in(keys["gene_id"], ranges.loc[ranges.duplicated("gene_id", keep=False),
                                                     "gene_id"])]
         cand = keys.merge(ranges, on="gene_id")
         cand = cand[(cand["piece"] != cand["source"]) & (cand["position"] >= cand["min_position"])

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..text import is_in
 from .geneids import KEY_ATTRIBUTES
 from .gtf import Annotation, _build, gtf_frame
 
@@ -91,11 +92,12 @@ def rekey(path: Path, frame: pd.DataFrame, attribute: str) -> tuple[pd.DataFrame
     pairs = pd.DataFrame({"gene": gid[has], "key": key[has]}).drop_duplicates()
     per_gene = pairs.groupby("gene", sort=False)["key"].nunique()
     two = per_gene.index[per_gene.to_numpy() > 1]
-    pairs = pairs[~pairs["gene"].isin(two)]
+    pairs = pairs[~is_in(pairs["gene"], two)]
     per_key = pairs.groupby("key", sort=False)["gene"].nunique()
     shared_keys = per_key.index[per_key.to_numpy() > 1]
-    shared = pairs.loc[pairs["key"].isin(shared_keys), "gene"]
-    mapping = pairs[~pairs["key"].isin(shared_keys)].set_index("gene")["key"]
+    shared_rows = is_in(pairs["key"], shared_keys)
+    shared = pairs.loc[shared_rows, "gene"]
+    mapping = pairs[~shared_rows].set_index("gene")["key"]
     all_genes = pd.unique(gid)
     without = np.setdiff1d(all_genes, pd.unique(pairs["gene"]).astype(object).tolist() + list(two))
     report = {"gene_key": attribute,

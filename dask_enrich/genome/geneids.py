@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..text import is_in
+
 _VERSION = r"\.\d+$"
 #: Annotation attributes that commonly hold other gene keys (``--gene-key`` values to suggest).
 KEY_ATTRIBUTES = ("gene_name", "Name", "gene", "locus_tag")
@@ -24,7 +26,7 @@ def match_gene_ids(annotation_ids: pd.Index, query_ids: pd.Index) -> dict[str, s
     not) claims that annotation id (one-to-one)."""
     annotation_ids = pd.Index(annotation_ids, dtype=object).astype(str)
     query_ids = pd.Index(pd.unique(np.asarray(query_ids, dtype=object)), dtype=object).astype(str)
-    missing = query_ids[~query_ids.isin(annotation_ids)]
+    missing = query_ids[~is_in(query_ids, annotation_ids)]
     if len(missing) == 0:
         return {}
     a_base = pd.Series(annotation_ids.str.replace(_VERSION, "", regex=True), index=annotation_ids)
@@ -33,7 +35,7 @@ def match_gene_ids(annotation_ids: pd.Index, query_ids: pd.Index) -> dict[str, s
     q_base = pd.Series(query_ids.str.replace(_VERSION, "", regex=True), index=query_ids)
     q_unique = ~q_base.duplicated(keep=False)  # one query id per base, counting exact matches too
     cand = pd.Series(by_base.reindex(q_base[missing].to_numpy()).to_numpy(), index=missing)
-    ok = cand.notna().to_numpy() & q_unique[missing].to_numpy() & ~cand.isin(query_ids).to_numpy()
+    ok = cand.notna().to_numpy() & q_unique[missing].to_numpy() & ~is_in(cand, query_ids)
     return dict(zip(missing[ok].tolist(), cand[ok].tolist()))
 
 
@@ -48,7 +50,7 @@ def unmatched_message(unmatched: pd.Index, total: int, annotation_ids: pd.Index,
     hits = {}
     if alternatives is not None and len(alternatives.columns):
         for col in alternatives.columns:
-            n = int(pd.Index(unmatched).isin(alternatives[col].dropna().astype(str)).sum())
+            n = int(is_in(unmatched, alternatives[col].dropna().astype(str)).sum())
             if n:
                 hits[col] = n
     if hits:
@@ -77,7 +79,7 @@ def reconcile_gene_ids(cache, query_ids, *, label: str, need: bool,
         first = next(iter(mapping.items()))
         log(f"{len(mapping):,} gene id(s) of the {label} matched the annotation's once the version "
             f"suffix is ignored (e.g. {first[0]} -> {first[1]})")
-    unmatched = query[~query.isin(table_ids) & ~query.isin(list(mapping))]
+    unmatched = query[~is_in(query, table_ids) & ~is_in(query, list(mapping))]
     if len(unmatched) and need:
         message = unmatched_message(unmatched, len(query), table_ids, f"cache {cache.path}",
                                     cache.alternative_keys)

@@ -55,6 +55,7 @@ import pyarrow.csv as pacsv
 from ..errors import InputError
 from ..features.genomic import GENOMIC_FEATURES  # the 14, in the spec's order (the registry's)
 from ..features.registry import lookup
+from ..text import is_in
 
 GTF_COLUMNS = ["seqname", "source", "feature", "start", "end", "score", "strand", "frame", "attributes"]
 _GENE_ID_RE = r'(?:^|;)\s*gene_id\s+"?(?P<v>[^";]*)"?'
@@ -265,7 +266,7 @@ def _build(path: Path, frame: pd.DataFrame, skipped: np.ndarray,
     # a transcript_id shared by two genes would merge unrelated exons: those genes are left out
     tx_genes = exons.groupby("transcript_id", sort=False)["gene_id"].nunique()
     shared = tx_genes.index[tx_genes.to_numpy() > 1]
-    sharing = pd.unique(exons.loc[exons["transcript_id"].isin(shared).to_numpy(), "gene_id"])
+    sharing = pd.unique(exons.loc[is_in(exons["transcript_id"], shared), "gene_id"])
     report["genes_sharing_transcript_ids"] = sorted(sharing.tolist())
 
     # --- genes whose lines disagree on seqname/strand (e.g. trans-spliced) are left out ----------
@@ -277,21 +278,21 @@ def _build(path: Path, frame: pd.DataFrame, skipped: np.ndarray,
     left_out = pd.Index(mixed).union(pd.Index(conflicting)).union(pd.Index(sharing))
     # --- num_overlaps among the eligible genes (one gene line, >= 2 exon lines; see module doc) ---
     exon_lines = frame.loc[frame["feature"].to_numpy() == "exon", "gene_id"].value_counts()
-    eligible = gene_lines[~gene_lines["gene_id"].isin(conflicting).to_numpy()]
+    eligible = gene_lines[~is_in(gene_lines["gene_id"], conflicting)]
     eligible = eligible[exon_lines.reindex(eligible["gene_id"].to_numpy(), fill_value=0).to_numpy() >= 2]
     partners = _count_overlaps(eligible["seqname"].to_numpy(), eligible["strand"].to_numpy(),
                                eligible["start"].to_numpy(), eligible["end"].to_numpy())
     overlaps_of = pd.Series(2 * partners, index=eligible["gene_id"].to_numpy())
 
-    gene_lines = gene_lines[~gene_lines["gene_id"].isin(left_out).to_numpy()]
-    exons = exons[~exons["gene_id"].isin(left_out).to_numpy()]
+    gene_lines = gene_lines[~is_in(gene_lines["gene_id"], left_out)]
+    exons = exons[~is_in(exons["gene_id"], left_out)]
 
     # --- spans of every gene (gene line, else exon extent) -------------------------------------
     exon_span = exons.groupby("gene_id", sort=False).agg(
         seqname=("seqname", "first"), strand=("strand", "first"), start=("start", "min"), end=("end", "max"))
     line_span = gene_lines.set_index("gene_id")[["seqname", "strand", "start", "end"]]
-    spans = pd.concat([line_span, exon_span[~exon_span.index.isin(line_span.index)]])
-    no_exons = spans.index[~spans.index.isin(exon_span.index)]
+    spans = pd.concat([line_span, exon_span[~is_in(exon_span.index, line_span.index)]])
+    no_exons = spans.index[~is_in(spans.index, exon_span.index)]
     report["genes_without_exons"] = sorted(no_exons.tolist())
 
     spans["num_overlaps"] = overlaps_of.reindex(spans.index.to_numpy(), fill_value=0).to_numpy(np.int64)
