@@ -15,10 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def _strings(values: Any) -> pa.Array:
+def _strings(values: Any) -> pa.Array | pa.ChunkedArray:
+    """``values`` as Arrow strings: a pandas ``str`` column as the Arrow array it holds (no copy
+    through Python objects), missing values (None, NaN) as nulls."""
     if isinstance(values, (set, frozenset, dict)) or not hasattr(values, "__len__"):
         values = list(values)
-    return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+    return pa.array(values, type=pa.string(), from_pandas=True)
 
 
 def is_in(values: Any, allowed: Any) -> np.ndarray:
