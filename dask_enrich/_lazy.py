@@ -1,12 +1,22 @@
 """Imports kept cheap: public names of a package imported on first use (PEP 562), so that
 ``import dask_enrich`` (as the command line does before it knows its command) imports no pandas,
-distributed or engine; and the cyclic garbage collector paused while a process imports them."""
+distributed or engine; the cyclic garbage collector paused while a process imports them; and
+scipy left out of the imports of dask's collections, which load it only for integrations the
+engine never uses."""
 from __future__ import annotations
 
 import contextlib
 import gc
 import importlib
+import sys
 from typing import Any, Callable, Iterator
+
+#: Imported by ``dask.array`` and ``dask.dataframe`` at their own import when installed, only to
+#: register scipy's sparse matrices as containers (array chunks, frame metas) and to wrap
+#: ``scipy.fftpack``: about 0.17 s of each process's start (client, forkserver) where scipy is
+#: there, as it is with the ``models`` extra (scikit-learn, xgboost). Their other scipy
+#: integrations register lazily, on the first sparse matrix they see.
+UNUSED_AT_DASK_IMPORT = ("scipy",)
 
 
 def lazy_names(package: str, names: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
@@ -45,3 +55,21 @@ def collector_paused() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
+
+
+@contextlib.contextmanager
+def dask_imported_without_scipy() -> Iterator[None]:
+    """The block's imports see :data:`UNUSED_AT_DASK_IMPORT` as not installed (``None`` in
+    ``sys.modules``) unless it is imported already; afterwards it imports as usual (a model's
+    scikit-learn loads scipy in full). For the processes the command line owns (its own and the
+    forkserver's), never at the import of the library: there dask's collections keep their sparse
+    chunk types. The block must not import anything that needs scipy."""
+    skipped = [name for name in UNUSED_AT_DASK_IMPORT if name not in sys.modules]
+    for name in skipped:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in skipped:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]

@@ -1,11 +1,19 @@
-"""dask_enrich/_lazy.py: the collector paused while a process imports."""
+"""dask_enrich/_lazy.py: the collector paused while a process imports; scipy left out of dask's
+imports."""
 from __future__ import annotations
 
 import gc
+import importlib.util
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from dask_enrich._lazy import collector_paused
+
+needs_scipy = pytest.mark.skipif(importlib.util.find_spec("scipy") is None,
+                                 reason="scipy is not installed (the models extra)")
 
 
 @pytest.fixture
@@ -37,3 +45,41 @@ def test_a_collector_that_was_off_stays_off(collector_on):
     with collector_paused():
         pass
     assert not gc.isenabled()
+
+
+def _fresh_python(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter (scipy not yet imported by anything)."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@needs_scipy
+def test_dask_collections_import_without_scipy_and_scipy_imports_in_full_afterwards():
+    printed = _fresh_python("""
+        import sys
+        from dask_enrich._lazy import dask_imported_without_scipy
+        with dask_imported_without_scipy():
+            import dask.dataframe, distributed
+            try:
+                import scipy.sparse
+            except ImportError:
+                print("refused inside")
+        print("scipy" in sys.modules)
+        import scipy.sparse
+        print(scipy.sparse.csr_matrix([[1, 0]]).nnz)
+    """)
+    assert printed.splitlines() == ["refused inside", "False", "1"]
+
+
+@needs_scipy
+def test_scipy_imported_before_the_block_is_left_alone():
+    printed = _fresh_python("""
+        import scipy.sparse, sys
+        from dask_enrich._lazy import dask_imported_without_scipy
+        with dask_imported_without_scipy():
+            import dask.array.chunk_types as chunk_types
+        print(chunk_types.is_valid_chunk_type(scipy.sparse.csr_matrix), sys.modules["scipy"] is not None)
+    """)
+    assert printed == "True True"
