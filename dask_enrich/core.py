@@ -337,6 +337,11 @@ class PartitionInputs:
         return self._factorised_genes[1]
 
     @cached_property
+    def track_gene_codes(self) -> np.ndarray:
+        """Index in :attr:`gene_uniques` of each track row's gene id (-1: not a gene of the frame)."""
+        return gene_codes_in(self.track["gene_id"], self.gene_uniques)
+
+    @cached_property
     def gene_row(self) -> np.ndarray:
         """Row of each position's gene in the gene table (-1: absent, or no annotation)."""
         if self.genomic is None:
@@ -392,9 +397,15 @@ class PartitionInputs:
             sources.append(("annotation", minus[at] & self.in_annotation,
                             known[at] & self.in_annotation))
         if self.track is not None and "strand" in self.track.columns:
-            per_gene = self.track.drop_duplicates("gene_id").set_index("gene_id")["strand"]
-            minus, known = _minus_known(per_gene.reindex(self.gene_uniques))
-            sources.append(("track", minus[self.gene_codes], known[self.gene_codes]))
+            # each gene's strand from its first track row (none for a gene absent from the track)
+            genes, first = np.unique(self.track_gene_codes, return_index=True)
+            first, genes = first[genes >= 0], genes[genes >= 0]
+            per_gene = np.full(len(self.gene_uniques), len(first))  # len(first): no strand
+            per_gene[genes] = np.arange(len(first))
+            strand = self.track["strand"].iloc[first]
+            minus, known = (np.append(flags, False) for flags in _minus_known(strand))
+            take = per_gene[self.gene_codes]
+            sources.append(("track", minus[take], known[take]))
         minus = np.zeros(n, dtype=bool)
         known = np.zeros(n, dtype=bool)
         for name, source_minus, ok in sources:
@@ -419,7 +430,7 @@ class PartitionInputs:
         if self.track is None:
             return None, np.ones(len(frame), dtype=bool), f"needs {INPUT_HINTS[CONTEXT]}"
         track = self.track
-        track_codes = gene_codes_in(track["gene_id"], self.gene_uniques)
+        track_codes = self.track_gene_codes
         keep = track_codes >= 0
         track_codes = track_codes[keep]
         track_pos = track["position"].to_numpy()[keep].astype(np.int64)

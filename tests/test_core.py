@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dask_enrich.config import EnrichConfig
-from dask_enrich.core import enrich, output_meta, output_schema, check_inputs
+from dask_enrich.core import (
+    PartitionInputs,
+    check_inputs,
+    enrich,
+    output_meta,
+    output_schema,
+)
 from dask_enrich.errors import InputError, MissingFeatureError
 from dask_enrich.features import registry
 from dask_enrich.features.scores import SCORE_FEATURES
@@ -179,6 +185,27 @@ def test_strand_conflict_is_an_error(positions, track):
     flipped = positions.assign(strand=np.where(positions.gene_id == "GPLUS", "-", positions.strand))
     with pytest.raises(InputError, match="strand conflict for gene GPLUS"):
         enrich(flipped, SCORE_MANIFEST, track=track)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["G1", "G2", "G3", "G4"]), min_size=1, max_size=8),
+       st.lists(st.tuples(st.sampled_from(["G1", "G2", "G3", "G5"]),
+                          st.sampled_from(["+", "-", ".", None])), max_size=12))
+def test_a_rows_strand_from_the_track_is_its_genes_first_track_row(frame_genes, track_rows):
+    """Strand from the track only (no strand column, no annotation): the first track row of the
+    row's gene, unknown for a gene without track rows or with a missing or '.' strand there;
+    tracks unsorted, with genes of no position and repeated genes."""
+    frame = pd.DataFrame({"gene_id": pd.Series(frame_genes, dtype="str"), "position": 1,
+                          "donor_score": 0.1, "acceptor_score": 0.1, "neither_score": 0.8})
+    track = pd.DataFrame({"gene_id": pd.Series([g for g, _ in track_rows], dtype="str"),
+                          "strand": pd.Series([s for _, s in track_rows], dtype="str"),
+                          "position": np.arange(len(track_rows), dtype=np.int64)})
+    inputs = PartitionInputs(frame, None, track, EnrichConfig())
+    first: dict = {}
+    for gene, strand in track_rows:
+        first.setdefault(gene, strand)
+    assert inputs.minus.tolist() == [first.get(g) == "-" for g in frame_genes]
+    assert inputs.strand_known.tolist() == [first.get(g) in ("+", "-") for g in frame_genes]
 
 
 @settings(max_examples=25, deadline=None)
