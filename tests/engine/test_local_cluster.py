@@ -68,6 +68,12 @@ def _hold(nbytes: int, seconds: float) -> int:
     return int(block[-1])
 
 
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
 def test_worker_memory_warnings_reach_the_dask_enrich_logger_once_each(caplog):
     """distributed's worker memory warnings (silenced with its other output on the engine's
     LocalCluster) reach dask_enrich.worker: the pause warning once though the worker pauses twice."""
@@ -77,9 +83,11 @@ def test_worker_memory_warnings_reach_the_dask_enrich_logger_once_each(caplog):
 
     client, cluster = make_client(workers=1, threads_per_worker=1, memory_limit="600MB")
     try:
+        rss = next(iter(client.run(_rss).values()))
+        hold = int(0.87 * 600e6) - rss  # the worker at 87%: between pause (80%) and terminate (95%)
         with caplog.at_level(logging.WARNING, logger="dask_enrich"):
-            for _ in range(2):  # ~150 MB of worker + 360 MB held: above the 80% pause threshold
-                assert client.submit(_hold, 360_000_000, 2.0, pure=False).result() == 1
+            for _ in range(2):
+                assert client.submit(_hold, hold, 2.0, pure=False).result() == 1
                 time.sleep(1.0)  # the resume warning, and the forwarded events, arrive
     finally:
         client.close()
