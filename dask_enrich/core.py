@@ -397,15 +397,13 @@ class PartitionInputs:
             sources.append(("annotation", minus[at] & self.in_annotation,
                             known[at] & self.in_annotation))
         if self.track is not None and "strand" in self.track.columns:
-            # each gene's strand from its first track row (none for a gene absent from the track)
+            # each gene's strand from its first track row (unknown for a gene absent from the track)
             genes, first = np.unique(self.track_gene_codes, return_index=True)
             first, genes = first[genes >= 0], genes[genes >= 0]
-            per_gene = np.full(len(self.gene_uniques), len(first))  # len(first): no strand
-            per_gene[genes] = np.arange(len(first))
-            strand = self.track["strand"].iloc[first]
-            minus, known = (np.append(flags, False) for flags in _minus_known(strand))
-            take = per_gene[self.gene_codes]
-            sources.append(("track", minus[take], known[take]))
+            minus = np.zeros(len(self.gene_uniques), dtype=bool)
+            known = np.zeros(len(self.gene_uniques), dtype=bool)
+            minus[genes], known[genes] = _minus_known(self.track["strand"].iloc[first])
+            sources.append(("track", minus[self.gene_codes], known[self.gene_codes]))
         minus = np.zeros(n, dtype=bool)
         known = np.zeros(n, dtype=bool)
         for name, source_minus, ok in sources:
