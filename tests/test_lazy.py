@@ -1,5 +1,5 @@
 """dask_enrich/_lazy.py: the collector paused while a process imports; scipy left out of dask's
-imports."""
+imports; dask's docstrings not derived."""
 from __future__ import annotations
 
 import gc
@@ -83,3 +83,48 @@ def test_scipy_imported_before_the_block_is_left_alone():
         print(chunk_types.is_valid_chunk_type(scipy.sparse.csr_matrix), sys.modules["scipy"] is not None)
     """)
     assert printed == "True True"
+
+
+def test_dask_collections_keep_their_own_docstrings_inside_and_derive_them_again_afterwards():
+    printed = _fresh_python("""
+        import dask.utils
+        from dask_enrich._lazy import dask_imported_lean
+        own = dask.utils.derived_from
+        with dask_imported_lean():
+            import dask.dataframe as dd
+        print("copied from" in (dd.DataFrame.dropna.__doc__ or ""), dask.utils.derived_from is own)
+
+        class Original:
+            def method(self):
+                "Original's docstring."
+
+        @dask.utils.derived_from(Original)
+        def method(self):
+            "Dask's own."
+        print("Original's docstring." in method.__doc__)
+    """)
+    assert printed.splitlines() == ["False True", "True"]
+
+
+def test_without_derived_docstrings_a_method_the_original_lacks_is_still_refused():
+    import dask.utils
+
+    from dask_enrich._lazy import dask_docstrings_not_derived
+
+    class Original:
+        def present(self):
+            "Original's docstring."
+
+    with dask_docstrings_not_derived():
+        derive = dask.utils.derived_from(Original)
+
+        def present(self):
+            return "dask's"
+
+        def absent(self):
+            return "dask's"
+
+        kept, refused = derive(present), derive(absent)
+    assert kept is present and kept.__doc__ is None
+    with pytest.raises(NotImplementedError, match="doesn't support 'absent'"):
+        refused(None)

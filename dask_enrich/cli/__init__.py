@@ -17,7 +17,7 @@ import sys
 from typing import Sequence
 
 from .. import options
-from .._lazy import collector_paused, dask_imported_without_scipy
+from .._lazy import collector_paused, dask_imported_lean
 from .._version import __version__
 from ..errors import ConfigError, EnrichError
 from ..logs import progress_printer as _progress_printer
@@ -210,7 +210,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("give --positions, or --track to select uncertain positions from it")
     from ..engine import cluster
 
-    with collector_paused(), dask_imported_without_scipy():  # the engine's imports
+    with collector_paused(), dask_imported_lean():  # the engine's imports
         # the LocalCluster starts while the run reads footers and plans; run_enrichment takes it
         if cluster.prestart_client(scheduler=args.scheduler, scheduler_file=args.scheduler_file,
                                    workers=args.workers, threads_per_worker=args.threads_per_worker,

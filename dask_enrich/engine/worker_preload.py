@@ -6,13 +6,14 @@ checks, before any worker was asked for, ends at once: the forkserver need not f
 The collector is off while it imports (``_lazy.collector_paused``: imports make no garbage worth
 collecting, and its passes cost CPU on the way to the first worker); ``gc.freeze()`` then moves
 these modules' objects out of its reach: the workers' full collections do not walk them, and
-their memory pages stay shared with the forkserver. scipy stays out of dask's imports
-(``_lazy.dask_imported_without_scipy``); a worker that loads a model imports it then.
+their memory pages stay shared with the forkserver. dask's collections import without scipy and
+without deriving their docstrings (``_lazy.dask_imported_lean``); a worker that loads a model
+imports scipy then.
 """
 import importlib
 import os
 
-from dask_enrich._lazy import collector_paused, dask_imported_without_scipy
+from dask_enrich._lazy import collector_paused, dask_imported_lean
 
 #: What a worker needs: distributed, dask.dataframe (the read and map_partitions tasks unpickle
 #: into it), the genomic cache (opened once per worker) and the engine's task functions.
@@ -20,7 +21,7 @@ MODULES = ("distributed", "dask.dataframe", "dask_enrich.genome.cache", "dask_en
            "dask_enrich.engine.run")
 
 _parent = os.getppid()
-with collector_paused(), dask_imported_without_scipy():
+with collector_paused(), dask_imported_lean():
     for _name in MODULES:
         if os.getppid() != _parent:
             os._exit(0)
