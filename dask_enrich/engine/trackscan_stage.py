@@ -38,10 +38,11 @@ genes' rows from the pieces (``per_piece``, ``piece_list``) that hold them, with
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -104,16 +105,41 @@ def _kept(found: TrackScan | GeneLookup, piece: int) -> _Kept:
                  {n: Parked(getattr(found, n)) for n in names})
 
 
+@contextlib.contextmanager
+def scan_memory_pool() -> Iterator[None]:
+    """Arrow's mimalloc pool as the default while a task reads a whole track piece (where pyarrow
+    has it), then the worker's own again. A LocalCluster's workers allocate Arrow's buffers from
+    the system heap (``cluster.WORKER_MALLOC_ENV``), which suits the positions path; a scan's
+    row-group reads and passes over them take about 13% less CPU with mimalloc (10 pieces of 5M
+    rows per worker, 2 workers, 3 runs: 1.95-2.50 -> 1.74-1.94 CPU s). Each buffer is freed to
+    the pool it came from, so the switch only chooses where new buffers come from."""
+    import pyarrow as pa
+
+    try:
+        pool = pa.mimalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without it
+        yield
+        return
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
 def _scan_kept(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec) -> _Kept:
     """The scan task: :func:`~dask_enrich.trackscan.scan_piece`, kept."""
-    return _kept(scan_piece(source, piece, piece_index, spec), piece_index)
+    with scan_memory_pool():
+        return _kept(scan_piece(source, piece, piece_index, spec), piece_index)
 
 
 def _lookup_kept(source: InputSource, piece: tuple, piece_index: int, spec: ScanSpec,
                  genes: np.ndarray, *keys: Any) -> _Kept:
     """The gene lookup task of :func:`track_context`: :func:`~dask_enrich.trackscan.lookup_genes`,
     kept."""
-    return _kept(lookup_genes(source, piece, spec, genes, *keys), piece_index)
+    with scan_memory_pool():
+        return _kept(lookup_genes(source, piece, spec, genes, *keys), piece_index)
 
 
 def _summary_of(kept: _Kept) -> dict[str, Any]:

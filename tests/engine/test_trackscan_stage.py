@@ -261,3 +261,39 @@ def test_the_parked_rows_are_deleted_once_a_scan_is_released(client):  # noqa: F
     while client.run(existing, paths, workers=[where])[where] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.run(existing, paths, workers=[where])[where] == 0
+
+
+def test_a_scan_task_reads_from_mimalloc_and_leaves_the_default_pool_as_it_was(monkeypatch):
+    """The scan task's buffers come from Arrow's mimalloc pool (where pyarrow has it); after the
+    task, and after one that failed, the default pool is the one before; its result is the scan's."""
+    import pyarrow as pa
+
+    from dask_enrich.engine import trackscan_stage as stage
+
+    try:
+        pa.mimalloc_memory_pool()
+    except NotImplementedError:
+        pytest.skip("pyarrow built without mimalloc")
+    source = inspect_input(str(DEMO_TRACK), label="track")
+    spec = ts.ScanSpec(tuple(wanted_columns(source, POSITION_COLUMNS)), source=source.path)
+    piece = (str(DEMO_TRACK), None)
+    expected = ts.scan_piece(source, piece, 0, spec)
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())  # a LocalCluster worker's default
+    try:
+        seen = []
+
+        def scan(*args):
+            seen.append(pa.default_memory_pool().backend_name)
+            return ts.scan_piece(*args)
+
+        monkeypatch.setattr(stage, "scan_piece", scan)
+        kept = stage._scan_kept(source, piece, 0, spec)
+        assert seen == ["mimalloc"] and pa.default_memory_pool().backend_name == "system"
+        pd.testing.assert_frame_equal(kept.frame("selected"), expected.selected)
+        monkeypatch.setattr(stage, "scan_piece", lambda *args: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            stage._scan_kept(source, piece, 0, spec)
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)
